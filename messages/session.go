@@ -1,0 +1,77 @@
+package messages
+
+import "time"
+
+// SessionIDTimeLayout is the time layout of the start time inside a session
+// id: UTC with milliseconds, e.g. "20210712T120158.732Z".
+const SessionIDTimeLayout = "20060102T150405.000Z"
+
+// SessionTimeLayout is the layout of [Session.SessionTime], the lab's
+// HH:mm:ss column.
+const SessionTimeLayout = "15:04:05"
+
+// Session is one user session as stored in the DynamoDB "sessions" table
+// (hash key session_id, GSI on user_id). The JSON tags are the table's
+// attribute names. Writes set absolute values, so a replay rewrites the same
+// item. It is a plain value with no locking.
+type Session struct {
+	// SessionID is [SessionID](UserID, DeviceType, StartMs).
+	SessionID string `json:"session_id"`
+	// UserID is the session's user.
+	UserID string `json:"user_id"`
+	// DeviceType is the device type of the session's first-arrived event.
+	DeviceType string `json:"device_type"`
+	// SessionTime is the start as "HH:mm:ss" UTC ([SessionTimeLayout]).
+	SessionTime string `json:"session_time"`
+	// StartMs is the event time (Unix ms) of the session's first-arrived event.
+	StartMs int64 `json:"start_ms"`
+	// LastEventMs is the highest event time (Unix ms) in the session.
+	LastEventMs int64 `json:"last_event_ms"`
+	// EventCount is the number of events in the session.
+	EventCount int64 `json:"event_count"`
+	// UpdatedMs is the wall-clock time (Unix ms) of the last write; set by
+	// the writer.
+	UpdatedMs int64 `json:"updated_ms"`
+}
+
+// SessionID returns "<user_id>_<device_type>_<start UTC as
+// 20060102T150405.000Z>", e.g. "user1_desktop_20210712T120158.732Z". An
+// empty deviceType counts as [UnknownDeviceType]. Derived from event data
+// only, so replays give the same id.
+func SessionID(userID, deviceType string, startMs int64) string {
+	if deviceType == "" {
+		deviceType = UnknownDeviceType
+	}
+	b := make([]byte, 0, len(userID)+len(deviceType)+2+len(SessionIDTimeLayout))
+	b = append(b, userID...)
+	b = append(b, '_')
+	b = append(b, deviceType...)
+	b = append(b, '_')
+	b = time.UnixMilli(startMs).UTC().AppendFormat(b, SessionIDTimeLayout)
+	return string(b)
+}
+
+// SessionTime returns the "HH:mm:ss" (UTC) of startMs, the lab's
+// session_time column.
+func SessionTime(startMs int64) string {
+	return time.UnixMilli(startMs).UTC().Format(SessionTimeLayout)
+}
+
+// NewSession returns the session opened by an event of userID on deviceType
+// at startMs: SessionID, SessionTime, StartMs and LastEventMs filled,
+// EventCount 1, UpdatedMs 0 (the writer sets it). An empty deviceType
+// becomes [UnknownDeviceType].
+func NewSession(userID, deviceType string, startMs int64) Session {
+	if deviceType == "" {
+		deviceType = UnknownDeviceType
+	}
+	return Session{
+		SessionID:   SessionID(userID, deviceType, startMs),
+		UserID:      userID,
+		DeviceType:  deviceType,
+		SessionTime: SessionTime(startMs),
+		StartMs:     startMs,
+		LastEventMs: startMs,
+		EventCount:  1,
+	}
+}
