@@ -199,7 +199,7 @@ func decode(data []byte, e *Event, ad *AdditionalData) error {
 	s := scanner{data: data}
 	s.skipSpace()
 	if s.pos < len(data) && data[s.pos] == '{' {
-		if err := s.object(1, lookupField, fields[:]); err != nil {
+		if err := s.object(1, tableTop, fields[:]); err != nil {
 			return recordErr(err.Error())
 		}
 		s.skipSpace()
@@ -475,7 +475,7 @@ func isIntLiteral[T string | []byte](b T) bool {
 func decodeAdditional(errs *fieldErrs, data []byte, f span, ad *AdditionalData) bool {
 	var members [nAdditional]span
 	s := scanner{data: data[:f.end], pos: f.start}
-	if err := s.object(2, lookupAdditional, members[:]); err != nil {
+	if err := s.object(2, tableAdditional, members[:]); err != nil {
 		// Unreachable: the object was scanned before.
 		errs.add("additional_data", err.Error())
 		return false

@@ -100,7 +100,7 @@ func (s *scanner) value(depth int) (span, error) {
 		var err error
 		k := kindObject
 		if c == '{' {
-			err = s.object(depth+1, nil, nil)
+			err = s.object(depth+1, tableNone, nil)
 		} else {
 			k = kindArray
 			err = s.array(depth + 1)
@@ -171,6 +171,15 @@ func (s *scanner) number() (span, error) {
 	return span{start: start, end: s.pos, kind: kindNumber}, nil
 }
 
+// plainChar marks the bytes that stand for themselves inside a JSON string.
+// Read-only.
+var plainChar = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 func isHex(c byte) bool {
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
 }
@@ -180,6 +189,13 @@ func (s *scanner) str() (span, error) {
 	s.pos++ // opening quote
 	sp := span{start: s.pos, kind: kindString}
 	for s.pos < len(s.data) {
+		// Fast path: plain characters.
+		for s.pos < len(s.data) && plainChar[s.data[s.pos]] {
+			s.pos++
+		}
+		if s.pos >= len(s.data) {
+			break
+		}
 		c := s.data[s.pos]
 		switch {
 		case c == '"':
@@ -215,10 +231,17 @@ func (s *scanner) str() (span, error) {
 	return span{}, s.fail("in string literal")
 }
 
-// object scans an object starting at '{'. For each member whose key lookup
-// maps to an index i ≥ 0, out[i] is set to the value's span (a later
-// duplicate key wins, as in encoding/json). lookup may be nil.
-func (s *scanner) object(depth int, lookup func([]byte) int, out []span) error {
+// Key tables for object.
+const (
+	tableNone       = iota // record no members
+	tableTop               // lookupField
+	tableAdditional        // lookupAdditional
+)
+
+// object scans an object starting at '{'. For each member whose key the
+// table maps to an index i ≥ 0, out[i] is set to the value's span (a later
+// duplicate key wins, as in encoding/json).
+func (s *scanner) object(depth, table int, out []span) error {
 	s.pos++ // '{'
 	s.skipSpace()
 	if s.pos < len(s.data) && s.data[s.pos] == '}' {
@@ -244,7 +267,7 @@ func (s *scanner) object(depth int, lookup func([]byte) int, out []span) error {
 		if err != nil {
 			return err
 		}
-		if lookup != nil {
+		if table != tableNone {
 			k := s.data[key.start:key.end]
 			if key.esc {
 				if len(k) > len(keyBuf) {
@@ -253,7 +276,13 @@ func (s *scanner) object(depth int, lookup func([]byte) int, out []span) error {
 					k = appendUnescaped(keyBuf[:0], k)
 				}
 			}
-			if i := lookup(k); i >= 0 {
+			i := -1
+			if table == tableTop {
+				i = lookupField(k)
+			} else {
+				i = lookupAdditional(k)
+			}
+			if i >= 0 {
 				out[i] = v
 			}
 		}
