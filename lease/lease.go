@@ -27,6 +27,11 @@ var (
 	// checkpoint, and call Handle.Release.
 	ErrShutdownRequested = errors.New("lease coordinator shutting down")
 
+	// ErrLeaseReleased is the cause of a held lease's context once the lease
+	// has been released or passed on (by Handle.Release, or when Process
+	// returned).
+	ErrLeaseReleased = errors.New("lease released")
+
 	// ErrLeaseExists is returned by Table.Create for a lease key that is
 	// already in the table.
 	ErrLeaseExists = errors.New("lease already exists")

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"go.uber.org/zap"
 )
 
 // DynamoDBAPI holds exactly the DynamoDB client methods this package uses.
@@ -401,7 +402,7 @@ func (t *Table) take(ctx context.Context, l Lease, owner string) (Lease, error) 
 // checkpoint until it passes the lease on.
 func (t *Table) steal(ctx context.Context, l Lease, thief string) (Lease, error) {
 	u := newUpdate().fenceCounter(l.Counter).ownerIs(l.Owner).
-		when("attribute_not_exists(" + "#" + attrCheckpointOwner + ")").
+		when("attribute_not_exists("+"#"+attrCheckpointOwner+")").
 		setTo(attrOwner, str(thief)).setTo(attrCheckpointOwner, str(l.Owner)).bumpOwnerSwitches()
 	u.n(attrCheckpointOwner)
 	return t.apply(ctx, "steal", l.Key, u)
@@ -547,3 +548,5 @@ func decodeLease(item map[string]types.AttributeValue) (Lease, error) {
 	}
 	return l, nil
 }
+
+func zapCheckpoint(cp Checkpoint) zap.Field { return zap.Stringer("checkpoint", cp) }

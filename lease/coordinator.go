@@ -1,0 +1,444 @@
+package lease
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// epsilon is the KCL's slack in its timing rules (DynamoDBLeaseCoordinator).
+const epsilon = 25 * time.Millisecond
+
+// Config configures a Coordinator. Zero values take the documented defaults;
+// Validate fills them in and checks the rest.
+type Config struct {
+	// Table is the lease table's name. Required.
+	Table string
+	// WorkerID names this worker in leaseOwner. It must be unique per process.
+	// Default: "<hostname>-<8 random hex digits>".
+	WorkerID string
+	// FailoverTime is how long a lease may go unrenewed before other workers
+	// may take it, and before its owner considers it lost. Default: 10s.
+	FailoverTime time.Duration
+	// RenewInterval is how often held leases are renewed; at most
+	// FailoverTime/2. Default: FailoverTime/3 − 25ms.
+	RenewInterval time.Duration
+	// TakeInterval is how often the table is scanned to take and steal
+	// leases. Default: 2 × (FailoverTime + 25ms).
+	TakeInterval time.Duration
+	// MaxLeasesPerWorker caps the leases this worker takes. Default: 0 (no cap).
+	MaxLeasesPerWorker int
+	// MaxLeasesToStealAtOneTime caps steals per take cycle. Default: 1.
+	MaxLeasesToStealAtOneTime int
+	// HandoffTimeout is how long a worker that claimed a lease waits for the
+	// previous owner's final checkpoint before it proceeds as if it had taken
+	// the lease. Default: FailoverTime.
+	HandoffTimeout time.Duration
+	// HandoffPollInterval is how often a worker waiting for a handoff re-reads
+	// the lease (a read, not a write). Default: min(250ms, RenewInterval).
+	HandoffPollInterval time.Duration
+	// ShutdownTimeout bounds how long Run waits, once its context ends, for
+	// holders to checkpoint and release before it releases their leases
+	// itself. Default: 5s.
+	ShutdownTimeout time.Duration
+	// RenewConcurrency is how many renewals run at once. Default: 16.
+	RenewConcurrency int
+	// Process is called, in its own goroutine, each time this worker starts
+	// holding a lease (after any handoff into it has completed). See Handle.
+	// It must return soon after h.Context() is done. Required.
+	Process func(h *Handle)
+	// Clock is the time source. Default: SystemClock.
+	Clock Clock
+	// Logger receives structured logs (worker_id, shard_id). Default: zap.NewNop().
+	Logger *zap.Logger
+	// Registerer receives the package's metrics. Default: nil (not registered).
+	Registerer prometheus.Registerer
+}
+
+// Validate fills in defaults and returns an error wrapping ErrInvalidConfig
+// that names the first bad setting.
+func (c *Config) Validate() error {
+	bad := func(setting, why string) error { return fmt.Errorf("%w: %s %s", ErrInvalidConfig, setting, why) }
+	if c.Table == "" {
+		return bad("Table", "is required")
+	}
+	if c.Process == nil {
+		return bad("Process", "is required")
+	}
+	if c.WorkerID == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "worker"
+		}
+		var b [4]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return fmt.Errorf("generate worker id: %w", err)
+		}
+		c.WorkerID = host + "-" + hex.EncodeToString(b[:])
+	}
+	if c.FailoverTime == 0 {
+		c.FailoverTime = 10 * time.Second
+	}
+	if c.FailoverTime < 100*time.Millisecond {
+		return bad("FailoverTime", fmt.Sprintf("%v is below 100ms", c.FailoverTime))
+	}
+	if c.RenewInterval == 0 {
+		c.RenewInterval = c.FailoverTime/3 - epsilon
+	}
+	if c.RenewInterval <= 0 || c.RenewInterval > c.FailoverTime/2 {
+		return bad("RenewInterval", fmt.Sprintf("%v must be positive and at most FailoverTime/2 (%v)", c.RenewInterval, c.FailoverTime/2))
+	}
+	if c.TakeInterval == 0 {
+		c.TakeInterval = 2 * (c.FailoverTime + epsilon)
+	}
+	if c.TakeInterval <= 0 {
+		return bad("TakeInterval", "must be positive")
+	}
+	if c.MaxLeasesPerWorker < 0 {
+		return bad("MaxLeasesPerWorker", "must not be negative")
+	}
+	if c.MaxLeasesToStealAtOneTime == 0 {
+		c.MaxLeasesToStealAtOneTime = 1
+	}
+	if c.MaxLeasesToStealAtOneTime < 0 {
+		return bad("MaxLeasesToStealAtOneTime", "must not be negative")
+	}
+	if c.HandoffTimeout == 0 {
+		c.HandoffTimeout = c.FailoverTime
+	}
+	if c.HandoffTimeout < 0 {
+		return bad("HandoffTimeout", "must not be negative")
+	}
+	if c.HandoffPollInterval == 0 {
+		c.HandoffPollInterval = min(250*time.Millisecond, c.RenewInterval)
+	}
+	if c.HandoffPollInterval <= 0 {
+		return bad("HandoffPollInterval", "must be positive")
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 5 * time.Second
+	}
+	if c.ShutdownTimeout < 0 {
+		return bad("ShutdownTimeout", "must not be negative")
+	}
+	if c.RenewConcurrency == 0 {
+		c.RenewConcurrency = 16
+	}
+	if c.RenewConcurrency < 0 {
+		return bad("RenewConcurrency", "must not be negative")
+	}
+	if c.Clock == nil {
+		c.Clock = SystemClock{}
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return nil
+}
+
+// Coordinator keeps one worker's leases: it renews what it holds, takes and
+// steals leases to balance the fleet, hands leases over gracefully, and tells
+// the consumer about each lease it starts holding through Config.Process.
+type Coordinator struct {
+	cfg     Config
+	table   *Table
+	log     *zap.Logger
+	metrics *metrics
+	rng     *mrand.Rand // take loop only
+
+	running atomic.Bool
+	holders sync.WaitGroup
+
+	mu           sync.Mutex
+	held         map[string]*entry // we are leaseOwner: pending or active
+	draining     map[*entry]struct{}
+	shuttingDown bool
+	obs          map[string]Observation // take loop only
+}
+
+// New returns a Coordinator for cfg over db. It does no I/O and starts no
+// goroutines; call Run. It fails if cfg is invalid or the metrics cannot be
+// registered.
+func New(db DynamoDBAPI, cfg Config) (*Coordinator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	t := NewTable(db, cfg.Table)
+	t.metrics = m
+	return &Coordinator{
+		cfg:      cfg,
+		table:    t,
+		log:      cfg.Logger.Named("lease").With(zap.String("worker_id", cfg.WorkerID)),
+		metrics:  m,
+		rng:      mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())),
+		held:     map[string]*entry{},
+		draining: map[*entry]struct{}{},
+	}, nil
+}
+
+// WorkerID returns the worker id this coordinator writes in leaseOwner.
+func (c *Coordinator) WorkerID() string { return c.cfg.WorkerID }
+
+// Table returns the coordinator's lease table (for lineage queries).
+func (c *Coordinator) Table() *Table { return c.table }
+
+// Config returns the validated configuration.
+func (c *Coordinator) Config() Config { return c.cfg }
+
+// Holding returns the keys of the leases whose holders are running (not
+// pending a handoff into this worker, not draining out of it).
+func (c *Coordinator) Holding() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var keys []string
+	for k, e := range c.held {
+		if e.stateIs(stateActive) {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// Run renews, takes and balances leases until ctx ends, then shuts down
+// cleanly: it stops taking, cancels every holder's context with
+// ErrShutdownRequested, waits up to ShutdownTimeout for holders to checkpoint
+// and Release, releases what is left, and waits for every Process call and
+// goroutine it started to return. It returns nil after a clean shutdown; it
+// may be called once.
+func (c *Coordinator) Run(ctx context.Context) error {
+	if !c.running.CompareAndSwap(false, true) {
+		return errors.New("lease: Coordinator.Run called twice")
+	}
+	c.log.Info("lease coordinator starting",
+		zap.String("table", c.cfg.Table), zap.Duration("failover", c.cfg.FailoverTime),
+		zap.Duration("renew_interval", c.cfg.RenewInterval), zap.Duration("take_interval", c.cfg.TakeInterval))
+
+	// Renewals go on during the shutdown grace period, so they get their own context.
+	upkeepCtx, stopUpkeep := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopUpkeep()
+	var upkeep, taker sync.WaitGroup
+	upkeep.Go(func() { c.renewLoop(upkeepCtx) })
+	upkeep.Go(func() { c.handoffLoop(upkeepCtx) })
+	taker.Go(func() { c.takeLoop(ctx) })
+
+	<-ctx.Done()
+	taker.Wait()
+	c.log.Info("lease coordinator shutting down")
+
+	// Ask holders to finish; release leases still waiting for a handoff.
+	c.mu.Lock()
+	c.shuttingDown = true
+	entries := c.entriesLocked()
+	c.mu.Unlock()
+	finalCtx, cancelFinal := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.ShutdownTimeout+c.cfg.FailoverTime)
+	defer cancelFinal()
+	for _, e := range entries {
+		e.shutdown(finalCtx)
+	}
+	holdersDone := make(chan struct{})
+	upkeep.Go(func() { c.holders.Wait(); close(holdersDone) })
+	select {
+	case <-holdersDone:
+	case <-c.cfg.Clock.After(c.cfg.ShutdownTimeout):
+		c.log.Warn("holders did not release within the shutdown timeout; releasing their leases", zap.Duration("timeout", c.cfg.ShutdownTimeout))
+	}
+	stopUpkeep()
+	// Release whatever is left (holders that did not finish in time).
+	c.mu.Lock()
+	entries = c.entriesLocked()
+	c.mu.Unlock()
+	for _, e := range entries {
+		if err := e.release(finalCtx, nil); err != nil && !errors.Is(err, ErrLeaseLost) {
+			c.log.Warn("release at shutdown failed", zap.String("shard_id", e.key), zap.Error(err))
+		}
+	}
+	upkeep.Wait() // includes every holder
+	c.log.Info("lease coordinator stopped")
+	return nil
+}
+
+func (c *Coordinator) entriesLocked() []*entry {
+	es := make([]*entry, 0, len(c.held)+len(c.draining))
+	for _, e := range c.held {
+		es = append(es, e)
+	}
+	for e := range c.draining {
+		es = append(es, e)
+	}
+	return es
+}
+
+func (c *Coordinator) updateHeldGauge() {
+	c.mu.Lock()
+	n := len(c.held) + len(c.draining)
+	c.mu.Unlock()
+	c.metrics.held.Set(float64(n))
+}
+
+// renewLoop renews every held lease each RenewInterval.
+func (c *Coordinator) renewLoop(ctx context.Context) {
+	t := c.cfg.Clock.NewTicker(c.cfg.RenewInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+		}
+		c.mu.Lock()
+		es := make([]*entry, 0, len(c.held))
+		for _, e := range c.held {
+			es = append(es, e)
+		}
+		c.mu.Unlock()
+		forEach(es, c.cfg.RenewConcurrency, func(e *entry) { e.renew(ctx) })
+	}
+}
+
+// handoffLoop re-reads leases waiting for a handoff into this worker.
+func (c *Coordinator) handoffLoop(ctx context.Context) {
+	t := c.cfg.Clock.NewTicker(c.cfg.HandoffPollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+		}
+		c.mu.Lock()
+		var es []*entry
+		for _, e := range c.held {
+			if e.stateIs(statePending) {
+				es = append(es, e)
+			}
+		}
+		c.mu.Unlock()
+		forEach(es, c.cfg.RenewConcurrency, func(e *entry) { e.pollHandoff(ctx) })
+	}
+}
+
+// takeLoop scans the table now and every TakeInterval, then takes and steals
+// what the planner says.
+func (c *Coordinator) takeLoop(ctx context.Context) {
+	t := c.cfg.Clock.NewTicker(c.cfg.TakeInterval)
+	defer t.Stop()
+	for {
+		if err := c.takeOnce(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn("take cycle failed", zap.Error(err))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+		}
+	}
+}
+
+func (c *Coordinator) takeOnce(ctx context.Context) error {
+	leases, err := c.table.List(ctx)
+	if err != nil {
+		return err
+	}
+	now := c.cfg.Clock.Now()
+	c.obs = Observe(c.obs, leases, now)
+	d := Plan(c.cfg.WorkerID, leases, c.obs, now, PlanConfig{
+		FailoverTime:              c.cfg.FailoverTime,
+		MaxLeasesPerWorker:        c.cfg.MaxLeasesPerWorker,
+		MaxLeasesToStealAtOneTime: c.cfg.MaxLeasesToStealAtOneTime,
+	}, c.rng)
+	if len(d.Take)+len(d.Steal) > 0 {
+		c.log.Info("lease plan", zap.Int("leases", len(leases)), zap.Int("workers", d.Workers),
+			zap.Int("target", d.Target), zap.Int("held", d.Held), zap.Int("take", len(d.Take)), zap.Int("steal", len(d.Steal)))
+	}
+	var errs []error
+	for _, l := range d.Take {
+		errs = append(errs, c.acquire(ctx, l, false))
+	}
+	for _, l := range d.Steal {
+		errs = append(errs, c.acquire(ctx, l, true))
+	}
+	return errors.Join(errs...)
+}
+
+// acquire takes (steal=false) or steals l as observed in the scan and starts
+// tracking it. Losing the race to another worker is not an error.
+func (c *Coordinator) acquire(ctx context.Context, l Lease, steal bool) error {
+	c.mu.Lock()
+	_, mine := c.held[l.Key]
+	stop := c.shuttingDown
+	c.mu.Unlock()
+	if mine || stop || ctx.Err() != nil {
+		return nil
+	}
+	log := c.log.With(zap.String("shard_id", l.Key))
+	sent := c.cfg.Clock.Now()
+	var (
+		got Lease
+		err error
+	)
+	if steal {
+		got, err = c.table.steal(ctx, l, c.cfg.WorkerID)
+	} else {
+		got, err = c.table.take(ctx, l, c.cfg.WorkerID)
+	}
+	if errors.Is(err, errConditionFailed) {
+		log.Debug("lease changed before we could take it", zap.Bool("steal", steal))
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("worker %s: %w", c.cfg.WorkerID, err)
+	}
+	e := &entry{c: c, key: l.Key, log: log, counter: got.Counter, lease: got, state: statePending}
+	if steal {
+		c.metrics.stolen.Inc()
+		log.Info("claimed lease for balance; waiting for its owner to hand it over", zap.String("from", l.Owner))
+	} else {
+		c.metrics.taken.Inc()
+		log.Info("took lease", zap.String("from", l.Owner), zap.Int64("counter", got.Counter))
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c.mu.Lock()
+	c.held[l.Key] = e
+	c.mu.Unlock()
+	c.updateHeldGauge()
+	e.bumpedLocked(got, sent)
+	if got.CheckpointOwner != "" {
+		e.prevOwner = got.CheckpointOwner
+		e.pendingSince = sent
+		return nil
+	}
+	e.activateLocked(got)
+	return nil
+}
+
+// forEach runs fn on every item, at most n at a time, and waits.
+func forEach[T any](items []T, n int, fn func(T)) {
+	if len(items) == 0 {
+		return
+	}
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	for _, it := range items {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			fn(it)
+		})
+	}
+	wg.Wait()
+}
