@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/jackc/pgx/v5"
+	"github.com/spf13/cobra"
+
+	"github.com/clickfleet/clickfleet/provision"
+)
+
+func newSetupCommand(g *globals) *cobra.Command {
+	var (
+		res     = provision.DefaultResources()
+		pgDSN   string
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "setup",
+		Short: "Create the streams, DynamoDB tables and PostgreSQL schema (idempotent)",
+		Long: `setup creates what is missing and leaves what exists: the input, offers and errors streams, the lease
+table and the sessions table (with its user_id index), and the customers table with its change trigger.
+It waits until streams and tables are ACTIVE. Endpoints come from the AWS SDK's environment
+(AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_KINESIS, AWS_ENDPOINT_URL_DYNAMODB), so it sets up the local stack,
+LocalStack and AWS alike.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := res.Validate(); err != nil {
+				return usagef("%v", err)
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			awsCfg, err := loadAWS(ctx)
+			if err != nil {
+				return err
+			}
+			clients := provision.Clients{Kinesis: kinesis.NewFromConfig(awsCfg), DynamoDB: dynamodb.NewFromConfig(awsCfg)}
+			if pgDSN != "" {
+				conn, err := pgx.Connect(ctx, pgDSN)
+				if err != nil {
+					return usagef("--pg-dsn (CLICKFLEET_PG_DSN): %v", err)
+				}
+				defer conn.Close(context.WithoutCancel(ctx))
+				clients.Postgres = conn
+			}
+			return provision.Setup(ctx, clients, res, g.log.Named("setup"))
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&res.Stream, "stream", res.Stream, "input stream")
+	f.StringVar(&res.OffersStream, "offers-stream", res.OffersStream, "stream for high-intent events")
+	f.StringVar(&res.ErrorsStream, "errors-stream", res.ErrorsStream, "stream for records that cannot be decoded or validated")
+	f.Int32Var(&res.Shards, "shards", res.Shards, "shards of the input stream when it is created")
+	f.Int32Var(&res.OutputShards, "output-shards", res.OutputShards, "shards of the offers and errors streams when they are created")
+	f.StringVar(&res.LeaseTable, "lease-table", res.LeaseTable, "DynamoDB lease table")
+	f.StringVar(&res.SessionsTable, "sessions-table", res.SessionsTable, "DynamoDB sessions table")
+	f.StringVar(&pgDSN, "pg-dsn", "", "PostgreSQL connection string for the customers schema (empty: skip PostgreSQL)")
+	f.DurationVar(&timeout, "timeout", 2*time.Minute, "give up when set-up takes longer")
+	return cmd
+}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/spf13/cobra"
+
+	"github.com/clickfleet/clickfleet/streamtail"
+)
+
+var errEnoughRecords = errors.New("enough records read")
+
+func newTailCommand(g *globals) *cobra.Command {
+	var (
+		stream  string
+		latest  bool
+		max     int64
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "tail",
+		Short: "Print the records of a stream as they arrive (every shard, following resharding)",
+		Long: `tail prints one line per record: shard, sequence number, partition key and data. It takes no leases
+and writes no checkpoints, so it runs beside the consumers without disturbing them.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if stream == "" {
+				return usagef("--stream (CLICKFLEET_STREAM) is empty")
+			}
+			awsCfg, err := loadAWS(cmd.Context())
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+			var (
+				mu   sync.Mutex
+				seen atomic.Int64
+			)
+			err = streamtail.Tail(ctx, kinesis.NewFromConfig(awsCfg), stream, streamtail.Options{Latest: latest}, func(r streamtail.Record) error {
+				if max > 0 && seen.Load() >= max {
+					return errEnoughRecords
+				}
+				mu.Lock()
+				fmt.Fprintf(os.Stdout, "%s %s %s %s\n", r.ShardID, aws.ToString(r.SequenceNumber), aws.ToString(r.PartitionKey), r.Data)
+				mu.Unlock()
+				if seen.Add(1) >= max && max > 0 {
+					return errEnoughRecords
+				}
+				return nil
+			})
+			if errors.Is(err, errEnoughRecords) {
+				return nil
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&stream, "stream", "clickstream", "Kinesis stream to read")
+	f.BoolVar(&latest, "latest", false, "start at the newest record of each shard instead of the oldest")
+	f.Int64Var(&max, "max", 0, "stop after printing this many records (0: no limit)")
+	f.DurationVar(&timeout, "timeout", 0, "stop after this long (0: until interrupted)")
+	return cmd
+}

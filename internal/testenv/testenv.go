@@ -1,0 +1,171 @@
+// Package testenv connects integration tests to the real servers of the local stack (deploy/local/stack).
+//
+// Each accessor reads the endpoint the stack exports (`eval "$(deploy/local/stack env)"`), probes the
+// server once, and returns a client. When an endpoint is not configured the test is skipped with the
+// reason — unless CLICKFLEET_REQUIRE_STACK=1 (set by `make test`), where it fails naming the missing
+// server. A configured server that does not answer always fails the test. It is for tests only.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/clickfleet/clickfleet/provision"
+)
+
+const startHint = `start the local stack and export its settings: deploy/local/stack up && eval "$(deploy/local/stack env)"`
+
+// need returns the value of the environment variable name, or ends the test when it is unset.
+func need(t testing.TB, name, server string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v != "" {
+		return v
+	}
+	msg := fmt.Sprintf("%s is not set, so no %s is configured; %s", name, server, startHint)
+	if os.Getenv("CLICKFLEET_REQUIRE_STACK") == "1" {
+		t.Fatalf("integration test needs %s: %s", server, msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// AWSConfig returns the SDK configuration the tests use: the SDK's own environment (AWS_ENDPOINT_URL_*,
+// region, credentials) with local defaults for region and credentials.
+func AWSConfig(t testing.TB) aws.Config {
+	t.Helper()
+	for name, def := range map[string]string{"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"} {
+		if os.Getenv(name) == "" {
+			t.Setenv(name, def)
+		}
+	}
+	cfg, err := config.LoadDefaultConfig(context.Background())
+	if err != nil {
+		t.Fatalf("load AWS configuration: %v", err)
+	}
+	return cfg
+}
+
+// Kinesis returns a client for the Kinesis emulator named by AWS_ENDPOINT_URL_KINESIS.
+func Kinesis(t testing.TB) *kinesis.Client {
+	t.Helper()
+	endpoint := need(t, "AWS_ENDPOINT_URL_KINESIS", "Kinesis emulator")
+	c := kinesis.NewFromConfig(AWSConfig(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.ListStreams(ctx, &kinesis.ListStreamsInput{}); err != nil {
+		t.Fatalf("Kinesis emulator at %s (AWS_ENDPOINT_URL_KINESIS) does not answer: %v; %s", endpoint, err, startHint)
+	}
+	return c
+}
+
+// DynamoDB returns a client for the DynamoDB emulator named by AWS_ENDPOINT_URL_DYNAMODB.
+func DynamoDB(t testing.TB) *dynamodb.Client {
+	t.Helper()
+	endpoint := need(t, "AWS_ENDPOINT_URL_DYNAMODB", "DynamoDB emulator")
+	c := dynamodb.NewFromConfig(AWSConfig(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.ListTables(ctx, &dynamodb.ListTablesInput{}); err != nil {
+		t.Fatalf("DynamoDB emulator at %s (AWS_ENDPOINT_URL_DYNAMODB) does not answer: %v; %s", endpoint, err, startHint)
+	}
+	return c
+}
+
+// Redis returns a client for the Redis server named by CLICKFLEET_REDIS_URL; it is closed when the test ends.
+func Redis(t testing.TB) *redis.Client {
+	t.Helper()
+	url := need(t, "CLICKFLEET_REDIS_URL", "Redis server")
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatalf("CLICKFLEET_REDIS_URL=%q: %v", url, err)
+	}
+	c := redis.NewClient(opts)
+	t.Cleanup(func() { _ = c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("Redis at %s (CLICKFLEET_REDIS_URL) does not answer: %v; %s", url, err, startHint)
+	}
+	return c
+}
+
+// PostgresDSN returns the DSN of the PostgreSQL server named by CLICKFLEET_PG_DSN after probing it.
+func PostgresDSN(t testing.TB) string {
+	t.Helper()
+	dsn := need(t, "CLICKFLEET_PG_DSN", "PostgreSQL server")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, dsn)
+	if err == nil {
+		err = pool.Ping(ctx)
+		pool.Close()
+	}
+	if err != nil {
+		t.Fatalf("PostgreSQL at %s (CLICKFLEET_PG_DSN) does not answer: %v; %s", dsn, err, startHint)
+	}
+	return dsn
+}
+
+// Postgres returns a pool on the PostgreSQL server named by CLICKFLEET_PG_DSN; it is closed when the test ends.
+func Postgres(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), PostgresDSN(t))
+	if err != nil {
+		t.Fatalf("PostgreSQL pool: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// Name returns a name unique to this test run, for streams, tables and key prefixes: prefix, the test's
+// name in lower case (letters and digits only, shortened) and a random suffix.
+func Name(t testing.TB, prefix string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, r := range strings.ToLower(t.Name()) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		}
+	}
+	base := b.String()
+	if len(base) > 24 {
+		base = base[:24]
+	}
+	var rnd [4]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		t.Fatalf("random name: %v", err)
+	}
+	return prefix + "-" + base + "-" + hex.EncodeToString(rnd[:])
+}
+
+// Stream creates a stream with a name unique to the test and the given number of shards, waits until it
+// is ACTIVE, and deletes it when the test ends (emulators slow down as they keep more shards).
+func Stream(t testing.TB, kin *kinesis.Client, shards int32) string {
+	t.Helper()
+	name := Name(t, "s")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := provision.EnsureStream(ctx, kin, name, shards); err != nil {
+		t.Fatalf("create test stream: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = kin.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String(name), EnforceConsumerDeletion: aws.Bool(true)})
+	})
+	return name
+}

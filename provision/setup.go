@@ -1,0 +1,97 @@
+package provision
+
+import (
+	"context"
+	"fmt"
+
+	"go.uber.org/zap"
+)
+
+// Resources names everything Setup creates.
+type Resources struct {
+	Stream        string // input stream. Default: clickstream
+	OffersStream  string // high-intent events. Default: clickstream-offers
+	ErrorsStream  string // records that cannot be decoded or validated. Default: clickstream-errors
+	Shards        int32  // shards of a new input stream. Default: 4
+	OutputShards  int32  // shards of a new offers or errors stream. Default: 1
+	LeaseTable    string // the KCL-style lease table. Default: clickfleet-leases
+	SessionsTable string // session rows. Default: sessions
+}
+
+// DefaultResources returns the names and sizes documented on Resources.
+func DefaultResources() Resources {
+	return Resources{
+		Stream: "clickstream", OffersStream: "clickstream-offers", ErrorsStream: "clickstream-errors",
+		Shards: 4, OutputShards: 1, LeaseTable: "clickfleet-leases", SessionsTable: "sessions",
+	}
+}
+
+// Validate names the first empty or out-of-range setting.
+func (r Resources) Validate() error {
+	for _, f := range []struct{ name, v string }{
+		{"stream", r.Stream}, {"offers-stream", r.OffersStream}, {"errors-stream", r.ErrorsStream},
+		{"lease-table", r.LeaseTable}, {"sessions-table", r.SessionsTable},
+	} {
+		if f.v == "" {
+			return fmt.Errorf("%s: must not be empty", f.name)
+		}
+	}
+	if r.Shards < 1 {
+		return fmt.Errorf("shards: must be at least 1, got %d", r.Shards)
+	}
+	if r.OutputShards < 1 {
+		return fmt.Errorf("output-shards: must be at least 1, got %d", r.OutputShards)
+	}
+	return nil
+}
+
+// Clients are the servers Setup talks to. Postgres may be nil: the customers schema is then skipped.
+type Clients struct {
+	Kinesis  KinesisAPI
+	DynamoDB DynamoDBAPI
+	Postgres Execer
+}
+
+// Setup creates every resource that is missing, in order (streams, tables, PostgreSQL schema), and logs
+// what it created and what it found. It stops at the first failure, naming the resource.
+func Setup(ctx context.Context, c Clients, r Resources, log *zap.Logger) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	for _, s := range []struct {
+		name   string
+		shards int32
+	}{{r.Stream, r.Shards}, {r.OffersStream, r.OutputShards}, {r.ErrorsStream, r.OutputShards}} {
+		res, err := EnsureStream(ctx, c.Kinesis, s.name, s.shards)
+		if err != nil {
+			return err
+		}
+		log.Info("stream ready", zap.String("stream", res.Name), zap.Bool("created", res.Created), zap.Int32("open_shards", res.Shards))
+		if !res.Created && res.Shards != s.shards {
+			log.Warn("stream exists with another shard count; left as it is", zap.String("stream", res.Name),
+				zap.Int32("open_shards", res.Shards), zap.Int32("asked", s.shards))
+		}
+	}
+	created, err := EnsureLeaseTable(ctx, c.DynamoDB, r.LeaseTable)
+	if err != nil {
+		return err
+	}
+	log.Info("table ready", zap.String("table", r.LeaseTable), zap.String("role", "leases"), zap.Bool("created", created))
+	created, err = EnsureSessionsTable(ctx, c.DynamoDB, r.SessionsTable)
+	if err != nil {
+		return err
+	}
+	log.Info("table ready", zap.String("table", r.SessionsTable), zap.String("role", "sessions"), zap.Bool("created", created))
+	if c.Postgres == nil {
+		log.Warn("no PostgreSQL configured (--pg-dsn): customers schema not created")
+		return nil
+	}
+	if err := EnsureCustomersSchema(ctx, c.Postgres); err != nil {
+		return err
+	}
+	log.Info("postgres schema ready", zap.String("table", "customers"), zap.String("notify_channel", CustomersChannel))
+	return nil
+}
