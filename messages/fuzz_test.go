@@ -128,3 +128,55 @@ func FuzzParseTimeMs(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeFields builds well-formed records from fuzzed field values (as
+// producers would, with encoding/json) so that the fuzzer reaches the field
+// rules, and checks that accepted values come back unchanged and round-trip.
+func FuzzDecodeFields(f *testing.F) {
+	f.Add("35", "2021-07-12 12:01:58.732726", "", "Search", "", "desktop", 39.7, 417.97, int64(557246), true)
+	f.Add("user1", "", "1626091318000", "checkout", "10.0.0.1", "", 0.0, 0.0, int64(0), false)
+	f.Add("u\x00\u2028", "2100-12-31T23:59:59.999Z", "4133980799999.5", "x", "::ffff:1.2.3.4", "unknown", 100.0, 1e300, int64(-1), true)
+	f.Fuzz(func(t *testing.T, userID, ts, evTS, name, ip, device string, pv, price float64, product int64, withAD bool) {
+		rec := map[string]any{"user_id": userID, "event_name": name, "user_ip": ip, "device_type": device}
+		if ts != "" {
+			rec["timestamp"] = ts
+		}
+		if evTS != "" {
+			rec["event_timestamp"] = evTS
+		}
+		if withAD {
+			rec["additional_data"] = map[string]any{"percent_viewed": pv, "price": price, "product_id": product}
+		}
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return // NaN or Inf
+		}
+		e, err := Decode(data)
+		if err != nil {
+			if isSyntaxErr(err) {
+				t.Fatalf("syntax error on encoding/json output %s: %v", data, err)
+			}
+			return
+		}
+		if !utf8.ValidString(userID) || !utf8.ValidString(name) || !utf8.ValidString(ip) || !utf8.ValidString(device) {
+			return // encoding/json replaced bytes; values legitimately differ
+		}
+		if e.UserID != userID || e.EventName != name || e.UserIP != ip {
+			t.Fatalf("values changed: %+v from %s", *e, data)
+		}
+		if device != "" && e.DeviceType != device {
+			t.Fatalf("device_type %q, want %q", e.DeviceType, device)
+		}
+		if withAD && (e.AdditionalData.PercentViewed != pv || e.AdditionalData.Price != price || e.AdditionalData.ProductID != product) {
+			t.Fatalf("additional_data changed: %+v from %s", *e.AdditionalData, data)
+		}
+		out, err := e.AppendJSON(nil)
+		if err != nil {
+			t.Fatalf("AppendJSON: %v", err)
+		}
+		e2, err := Decode(out)
+		if err != nil || !reflect.DeepEqual(e, e2) {
+			t.Fatalf("round trip: %v\n  in %+v\n out %+v\njson %s", err, *e, e2, out)
+		}
+	})
+}
