@@ -1,0 +1,120 @@
+// Package local holds the local stack's scripts; this test drives deploy/local/stack itself.
+package local
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// waitDead polls until process p is gone or a zombie (nobody may reap it here), for up to 5 s.
+func waitDead(t *testing.T, p int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		stat, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/stat")
+		if err != nil {
+			return
+		}
+		if s := string(stat); strings.Contains(s[strings.LastIndexByte(s, ')')+1:], " Z ") {
+			return
+		}
+	}
+	t.Fatalf("process %d still runs 5 s after SIGKILL", p)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+// The stack starts, is idempotent, tells the truth about a dead server, restarts it, and stops by PID.
+// It runs a second stack on its own ports and directory, so it needs the installed packages but no
+// running servers; under `make test` those are installed by the test stack's `up`.
+func TestStackLifecycle(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil && os.Getenv("CLICKFLEET_REQUIRE_STACK") != "1" {
+		t.Skip("redis-server is not installed; run deploy/local/stack up once (make test does)")
+	}
+	dir := t.TempDir()
+	ports := map[string]string{
+		"CLICKFLEET_KINESIS_PORT": freePort(t), "CLICKFLEET_DYNAMODB_PORT": freePort(t),
+		"CLICKFLEET_REDIS_PORT": freePort(t), "CLICKFLEET_PG_PORT": freePort(t),
+	}
+	env := append(os.Environ(), "CLICKFLEET_STACK_DIR="+filepath.Join(dir, "stack"), "CLICKFLEET_STACK_KINESIS=kinesalite")
+	for k, v := range ports {
+		env = append(env, k+"="+v)
+	}
+	run := func(args ...string) (string, error) {
+		cmd := exec.Command("./stack", args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	t.Cleanup(func() { _, _ = run("down") })
+
+	for i := 1; i <= 2; i++ {
+		if out, err := run("up"); err != nil {
+			t.Fatalf("up #%d: %v\n%s", i, err, out)
+		}
+	}
+	out, err := run("status")
+	if err != nil || strings.Count(out, " up ") != 4 {
+		t.Fatalf("status after up: %v\n%s", err, out)
+	}
+
+	// Kill Redis behind the stack's back: status must say so and fail; up must bring it back.
+	pid, err := os.ReadFile(filepath.Join(dir, "stack", "redis.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := strconv.Atoi(strings.TrimSpace(string(pid)))
+	if err := syscall.Kill(p, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitDead(t, p)
+	out, err = run("status")
+	if err == nil || !strings.Contains(out, "redis") || !strings.Contains(out, "DOWN") {
+		t.Fatalf("status with redis killed: err %v\n%s", err, out)
+	}
+	if out, err := run("up"); err != nil {
+		t.Fatalf("up after a crash: %v\n%s", err, out)
+	}
+	if out, err := run("status"); err != nil {
+		t.Fatalf("status after restart: %v\n%s", err, out)
+	}
+
+	// A port taken by someone else is named with the setting to change.
+	if out, err := run("down"); err != nil {
+		t.Fatalf("down: %v\n%s", err, out)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:"+ports["CLICKFLEET_DYNAMODB_PORT"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = run("up")
+	l.Close()
+	if err == nil || !strings.Contains(out, "CLICKFLEET_DYNAMODB_PORT") {
+		t.Fatalf("up with a taken port: err %v\n%s", err, out)
+	}
+	out, err = run("down")
+	if err != nil {
+		t.Fatalf("down: %v\n%s", err, out)
+	}
+	if out, err := run("status"); err == nil || strings.Count(out, "DOWN") != 4 {
+		t.Fatalf("status after down: err %v\n%s", err, out)
+	}
+	// And up again after down.
+	if out, err := run("up"); err != nil {
+		t.Fatalf("up after down: %v\n%s", err, out)
+	}
+}
