@@ -196,7 +196,8 @@ func decode(data []byte, e *Event, ad *AdditionalData) error {
 		return recordErr("record is not valid UTF-8")
 	}
 	var fields [nFields]span
-	s := scanner{data: data}
+	var members [nAdditional]span
+	s := scanner{data: data, add: &members}
 	s.skipSpace()
 	if s.pos < len(data) && data[s.pos] == '{' {
 		if err := s.object(1, tableTop, fields[:]); err != nil {
@@ -370,7 +371,7 @@ func decode(data []byte, e *Event, ad *AdditionalData) error {
 			ad = new(AdditionalData)
 		}
 		*ad = AdditionalData{}
-		if decodeAdditional(&errs, data, f, ad) {
+		if decodeAdditional(&errs, data, &members, ad) {
 			e.AdditionalData = ad
 		}
 	default:
@@ -470,16 +471,9 @@ func isIntLiteral[T string | []byte](b T) bool {
 	return true
 }
 
-// decodeAdditional fills ad from the additional_data object at f; it reports
+// decodeAdditional fills ad from the additional_data members; it reports
 // whether the object was free of errors.
-func decodeAdditional(errs *fieldErrs, data []byte, f span, ad *AdditionalData) bool {
-	var members [nAdditional]span
-	s := scanner{data: data[:f.end], pos: f.start}
-	if err := s.object(2, tableAdditional, members[:]); err != nil {
-		// Unreachable: the object was scanned before.
-		errs.add("additional_data", err.Error())
-		return false
-	}
+func decodeAdditional(errs *fieldErrs, data []byte, members *[nAdditional]span, ad *AdditionalData) bool {
 	n := len(errs.list)
 	num := func(i int, name string, bit AdditionalFields) (float64, bool) {
 		m := members[i]

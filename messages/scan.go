@@ -65,14 +65,19 @@ func (e *syntaxError) Error() string {
 type scanner struct {
 	data []byte
 	pos  int
+	// add, when not nil, receives the members of a top-level
+	// "additional_data" object (see object).
+	add *[nAdditional]span
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 func (s *scanner) skipSpace() {
-	for s.pos < len(s.data) && isSpace(s.data[s.pos]) {
-		s.pos++
+	data, i := s.data, s.pos
+	for i < len(data) && isSpace(data[i]) {
+		i++
 	}
+	s.pos = i
 }
 
 func (s *scanner) fail(looking string) error {
@@ -134,11 +139,12 @@ func (s *scanner) literal(lit string, k kind) (span, error) {
 }
 
 func (s *scanner) digits() int {
-	n := 0
-	for s.pos < len(s.data) && s.data[s.pos] >= '0' && s.data[s.pos] <= '9' {
-		s.pos++
-		n++
+	data, i := s.data, s.pos
+	for i < len(data) && data[i] >= '0' && data[i] <= '9' {
+		i++
 	}
+	n := i - s.pos
+	s.pos = i
 	return n
 }
 
@@ -190,10 +196,12 @@ func (s *scanner) str() (span, error) {
 	sp := span{start: s.pos, kind: kindString}
 	for s.pos < len(s.data) {
 		// Fast path: plain characters.
-		for s.pos < len(s.data) && plainChar[s.data[s.pos]] {
-			s.pos++
+		data, i := s.data, s.pos
+		for i < len(data) && plainChar[data[i]] {
+			i++
 		}
-		if s.pos >= len(s.data) {
+		s.pos = i
+		if i >= len(data) {
 			break
 		}
 		c := s.data[s.pos]
@@ -263,10 +271,7 @@ func (s *scanner) object(depth, table int, out []span) error {
 			return s.fail("after object key")
 		}
 		s.pos++
-		v, err := s.value(depth)
-		if err != nil {
-			return err
-		}
+		i := -1
 		if table != tableNone {
 			k := s.data[key.start:key.end]
 			if key.esc {
@@ -276,15 +281,30 @@ func (s *scanner) object(depth, table int, out []span) error {
 					k = appendUnescaped(keyBuf[:0], k)
 				}
 			}
-			i := -1
 			if table == tableTop {
 				i = lookupField(k)
 			} else {
 				i = lookupAdditional(k)
 			}
-			if i >= 0 {
-				out[i] = v
+		}
+		var v span
+		s.skipSpace()
+		if table == tableTop && i == fAdditionalData && s.pos < len(s.data) && s.data[s.pos] == '{' && s.add != nil {
+			// Scan additional_data's members in the same pass.
+			if depth >= maxDepth {
+				return &syntaxError{off: s.pos, msg: "nesting too deep"}
 			}
+			*s.add = [nAdditional]span{}
+			v = span{start: s.pos, kind: kindObject}
+			if err := s.object(depth+1, tableAdditional, s.add[:]); err != nil {
+				return err
+			}
+			v.end = s.pos
+		} else if v, err = s.value(depth); err != nil {
+			return err
+		}
+		if i >= 0 {
+			out[i] = v
 		}
 		s.skipSpace()
 		if s.pos >= len(s.data) {
