@@ -23,7 +23,8 @@ import (
 // region, city (each omitted when empty).
 //
 // An empty Timestamp (POC) or EventTimestamp (lab) is written from
-// EventTimeMs. Decoding the output gives back an equal Event. Strings are
+// EventTimeMs. For an Event that [Decode] returned (enriched or not),
+// decoding the output gives back an equal Event. Strings are
 // escaped as encoding/json does, without HTML escaping; invalid UTF-8
 // becomes U+FFFD.
 //

@@ -159,10 +159,10 @@ type AdditionalFields uint8
 
 // Bits of [AdditionalFields].
 const (
-	HasTimeOnData AdditionalFields = 1 << iota
-	HasPercentViewed
-	HasProductID
-	HasPrice
+	HasTimeOnData    AdditionalFields = 1 << iota // time_on_data was present
+	HasPercentViewed                              // percent_viewed was present
+	HasProductID                                  // product_id was present
+	HasPrice                                      // price was present
 )
 
 // Has reports whether every field in f was present.
