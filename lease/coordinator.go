@@ -199,14 +199,15 @@ func (c *Coordinator) Table() *Table { return c.table }
 // Config returns the validated configuration.
 func (c *Coordinator) Config() Config { return c.cfg }
 
-// Holding returns the keys of the leases whose holders are running (not
-// pending a handoff into this worker, not draining out of it).
+// Holding returns the keys of the leases whose holders are running: held,
+// not waiting for a handoff into this worker, not draining out of it, and
+// renewed within the failover time by this worker's clock.
 func (c *Coordinator) Holding() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var keys []string
 	for k, e := range c.held {
-		if e.stateIs(stateActive) {
+		if e.stateIs(stateActive) && !e.expired.Load() {
 			keys = append(keys, k)
 		}
 	}
@@ -305,7 +306,11 @@ func (c *Coordinator) renewLoop(ctx context.Context) {
 			es = append(es, e)
 		}
 		c.mu.Unlock()
-		forEach(es, c.cfg.RenewConcurrency, func(e *entry) { e.renew(ctx) })
+		forEach(es, c.cfg.RenewConcurrency, func(e *entry) {
+			ioCtx, cancel := c.ioContext(ctx)
+			defer cancel()
+			e.renew(ioCtx)
+		})
 	}
 }
 
@@ -327,7 +332,11 @@ func (c *Coordinator) handoffLoop(ctx context.Context) {
 			}
 		}
 		c.mu.Unlock()
-		forEach(es, c.cfg.RenewConcurrency, func(e *entry) { e.pollHandoff(ctx) })
+		forEach(es, c.cfg.RenewConcurrency, func(e *entry) {
+			ioCtx, cancel := c.ioContext(ctx)
+			defer cancel()
+			e.pollHandoff(ioCtx)
+		})
 	}
 }
 
@@ -349,7 +358,9 @@ func (c *Coordinator) takeLoop(ctx context.Context) {
 }
 
 func (c *Coordinator) takeOnce(ctx context.Context) error {
-	leases, err := c.table.List(ctx)
+	ioCtx, cancel := c.ioContext(ctx)
+	defer cancel()
+	leases, err := c.table.List(ioCtx)
 	if err != nil {
 		return err
 	}
@@ -366,10 +377,16 @@ func (c *Coordinator) takeOnce(ctx context.Context) error {
 	}
 	var errs []error
 	for _, l := range d.Take {
-		errs = append(errs, c.acquire(ctx, l, false))
+		if ctx.Err() != nil {
+			break
+		}
+		errs = append(errs, c.acquire(ioCtx, l, false))
 	}
 	for _, l := range d.Steal {
-		errs = append(errs, c.acquire(ctx, l, true))
+		if ctx.Err() != nil {
+			break
+		}
+		errs = append(errs, c.acquire(ioCtx, l, true))
 	}
 	return errors.Join(errs...)
 }
@@ -381,7 +398,7 @@ func (c *Coordinator) acquire(ctx context.Context, l Lease, steal bool) error {
 	_, mine := c.held[l.Key]
 	stop := c.shuttingDown
 	c.mu.Unlock()
-	if mine || stop || ctx.Err() != nil {
+	if mine || stop {
 		return nil
 	}
 	log := c.log.With(zap.String("shard_id", l.Key))
@@ -424,6 +441,16 @@ func (c *Coordinator) acquire(ctx context.Context, l Lease, steal bool) error {
 	}
 	e.activateLocked(got)
 	return nil
+}
+
+// ioContext returns the context for one round of DynamoDB calls: not
+// cancelled when ctx is (a call in flight completes, so its outcome is known
+// and the server never sees an aborted request — dynalite 4 crashes on one),
+// but bounded by max(2 × FailoverTime, 10s). A slow call never delays the
+// loss signal: that comes from the lease's own deadline timer. Loops check ctx
+// between calls.
+func (c *Coordinator) ioContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), max(2*c.cfg.FailoverTime, 10*time.Second))
 }
 
 // forEach runs fn on every item, at most n at a time, and waits.

@@ -223,10 +223,12 @@ func (e *entry) renew(ctx context.Context) {
 	if e.state == stateActive && now.Sub(e.lastBump) < e.cfg().RenewInterval/2 {
 		return // a checkpoint renewed it a moment ago
 	}
-	rctx, cancel := context.WithTimeout(ctx, e.cfg().RenewInterval)
-	defer cancel()
-	l, err := e.c.table.renew(rctx, e.key, e.me(), e.counter)
-	e.c.metrics.renewLatency.Observe(e.cfg().Clock.Now().Sub(now).Seconds())
+	l, err := e.c.table.renew(ctx, e.key, e.me(), e.counter)
+	took := e.cfg().Clock.Now().Sub(now)
+	e.c.metrics.renewLatency.Observe(took.Seconds())
+	if took > e.cfg().RenewInterval {
+		e.log.Warn("slow renew", zap.Duration("took", took), zap.Error(err))
+	}
 	if err == nil {
 		e.bumpedLocked(l, now)
 		if e.state == statePending {
@@ -240,7 +242,7 @@ func (e *entry) renew(ctx context.Context) {
 		return
 	}
 	// The fence failed: re-read before calling the lease lost.
-	cur, gerr := e.c.table.Get(rctx, e.key)
+	cur, gerr := e.c.table.Get(ctx, e.key)
 	switch {
 	case errors.Is(gerr, ErrLeaseNotFound):
 		e.loseLocked("lease deleted")
