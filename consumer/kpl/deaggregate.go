@@ -148,7 +148,7 @@ func decode(body []byte, sp span) (subs []SubRecord, out int, ok bool) {
 	// Pass 1: validate the top level and count.
 	var npk, nehk, nrec, keyBytes int
 	for b := body; len(b) > 0; {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return nil, -1, false
 		}
@@ -185,7 +185,7 @@ func decode(body []byte, sp span) (subs []SubRecord, out int, ok bool) {
 	sb.Grow(keyBytes)
 	ipk, iehk := 0, npk
 	for b := body; len(b) > 0; {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		b = b[n:]
 		if typ != protowire.BytesType || num > fieldRecords {
 			b = b[protowire.ConsumeFieldValue(num, typ, b):]
@@ -218,7 +218,7 @@ func decode(body []byte, sp span) (subs []SubRecord, out int, ok bool) {
 	out = -1
 	checkPK := sp != fullSpan // an MD5 is always within the full key space
 	for b := body; len(b) > 0; {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		b = b[n:]
 		if typ != protowire.BytesType || num != fieldRecords {
 			b = b[protowire.ConsumeFieldValue(num, typ, b):]
@@ -279,7 +279,7 @@ type record struct {
 func parseRecord(b []byte) (r record, ok bool) {
 	var hasPK, hasData bool
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return r, false
 		}
@@ -314,7 +314,7 @@ func parseRecord(b []byte) (r record, ok bool) {
 func validTag(b []byte) bool {
 	hasKey := false
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return false
 		}
@@ -331,4 +331,14 @@ func validTag(b []byte) bool {
 		b = b[n:]
 	}
 	return hasKey
+}
+
+// consumeTag is protowire.ConsumeTag that also rejects field numbers above
+// 2^29−1, which the protobuf spec forbids and the protobuf runtime refuses.
+func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n >= 0 && num > protowire.MaxValidNumber {
+		return 0, 0, -1
+	}
+	return num, typ, n
 }
