@@ -16,6 +16,9 @@ import (
 	"go.uber.org/zap"
 )
 
+// maxTakeRounds bounds the immediate re-plans after a lost take race.
+const maxTakeRounds = 3
+
 // epsilon is the KCL's slack in its timing rules (DynamoDBLeaseCoordinator).
 const epsilon = 25 * time.Millisecond
 
@@ -346,8 +349,16 @@ func (c *Coordinator) takeLoop(ctx context.Context) {
 	t := c.cfg.Clock.NewTicker(c.cfg.TakeInterval)
 	defer t.Stop()
 	for {
-		if err := c.takeOnce(ctx); err != nil && ctx.Err() == nil {
-			c.log.Warn("take cycle failed", zap.Error(err))
+		// A take that lost a race to another worker (both planned from the
+		// same scan) leaves us short: plan again at once, a few times.
+		for round := 0; round < maxTakeRounds && ctx.Err() == nil; round++ {
+			raced, err := c.takeOnce(ctx)
+			if err != nil && ctx.Err() == nil {
+				c.log.Warn("take cycle failed", zap.Error(err))
+			}
+			if !raced {
+				break
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -357,12 +368,14 @@ func (c *Coordinator) takeLoop(ctx context.Context) {
 	}
 }
 
-func (c *Coordinator) takeOnce(ctx context.Context) error {
+// takeOnce scans, plans, and takes and steals; raced reports whether an
+// ordinary take lost a race to another worker.
+func (c *Coordinator) takeOnce(ctx context.Context) (raced bool, err error) {
 	ioCtx, cancel := c.ioContext(ctx)
 	defer cancel()
 	leases, err := c.table.List(ioCtx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	now := c.cfg.Clock.Now()
 	c.obs = Observe(c.obs, leases, now)
@@ -380,33 +393,34 @@ func (c *Coordinator) takeOnce(ctx context.Context) error {
 		if ctx.Err() != nil {
 			break
 		}
-		errs = append(errs, c.acquire(ioCtx, l, false))
+		lost, err := c.acquire(ioCtx, l, false)
+		raced = raced || lost
+		errs = append(errs, err)
 	}
 	for _, l := range d.Steal {
 		if ctx.Err() != nil {
 			break
 		}
-		errs = append(errs, c.acquire(ioCtx, l, true))
+		_, err := c.acquire(ioCtx, l, true)
+		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	return raced, errors.Join(errs...)
 }
 
 // acquire takes (steal=false) or steals l as observed in the scan and starts
-// tracking it. Losing the race to another worker is not an error.
-func (c *Coordinator) acquire(ctx context.Context, l Lease, steal bool) error {
+// tracking it. Losing the race to another worker is not an error: raced
+// reports it.
+func (c *Coordinator) acquire(ctx context.Context, l Lease, steal bool) (raced bool, err error) {
 	c.mu.Lock()
 	_, mine := c.held[l.Key]
 	stop := c.shuttingDown
 	c.mu.Unlock()
 	if mine || stop {
-		return nil
+		return false, nil
 	}
 	log := c.log.With(zap.String("shard_id", l.Key))
 	sent := c.cfg.Clock.Now()
-	var (
-		got Lease
-		err error
-	)
+	var got Lease
 	if steal {
 		got, err = c.table.steal(ctx, l, c.cfg.WorkerID)
 	} else {
@@ -414,10 +428,10 @@ func (c *Coordinator) acquire(ctx context.Context, l Lease, steal bool) error {
 	}
 	if errors.Is(err, errConditionFailed) {
 		log.Debug("lease changed before we could take it", zap.Bool("steal", steal))
-		return nil
+		return true, nil
 	}
 	if err != nil {
-		return fmt.Errorf("worker %s: %w", c.cfg.WorkerID, err)
+		return false, fmt.Errorf("worker %s: %w", c.cfg.WorkerID, err)
 	}
 	e := &entry{c: c, key: l.Key, log: log, counter: got.Counter, lease: got, state: statePending}
 	if steal {
@@ -437,10 +451,10 @@ func (c *Coordinator) acquire(ctx context.Context, l Lease, steal bool) error {
 	if got.CheckpointOwner != "" {
 		e.prevOwner = got.CheckpointOwner
 		e.pendingSince = sent
-		return nil
+		return false, nil
 	}
 	e.activateLocked(got)
-	return nil
+	return false, nil
 }
 
 // ioContext returns the context for one round of DynamoDB calls: not

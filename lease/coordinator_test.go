@@ -223,3 +223,36 @@ func TestClockSkew(t *testing.T) {
 		}
 	}
 }
+
+// TestHandoffTimeout: the old owner's holder does not finish; the thief ends
+// the handoff itself after HandoffTimeout, and the old holder's late
+// checkpoint and release fail with ErrLeaseLost.
+func TestHandoffTimeout(t *testing.T) {
+	f := newFleet(t, 2)
+	late := make(chan error, 2)
+	proceed := make(chan struct{})
+	a := f.start("worker-a", func(c *Config) {
+		c.Process = func(h *Handle) {
+			<-h.Context().Done()
+			if !errors.Is(context.Cause(h.Context()), ErrHandoffRequested) {
+				return
+			}
+			<-proceed // stuck past the handoff timeout
+			ctx := context.Background()
+			late <- errors.Join(h.Checkpoint(ctx, "5000", 0), h.Release(ctx))
+		}
+	})
+	f.waitFor("a holds all", 30*time.Second, func(_ []Lease, hold map[string][]string) bool { return len(hold[a.id]) == 2 })
+	b := f.start("worker-b", func(c *Config) { c.HandoffTimeout = time.Second })
+	took := f.waitFor("b starts after the handoff timeout", 30*time.Second, func(_ []Lease, hold map[string][]string) bool {
+		return len(hold[b.id]) == 1
+	})
+	t.Logf("b started %v after it was started (handoff timeout 1s)", took.Round(time.Millisecond))
+	if n := b.counter(t, "clickfleet_lease_handoffs_total"); n != 1 {
+		t.Errorf("handoffs %v, want 1 (timed out)", n)
+	}
+	close(proceed)
+	if err := <-late; !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("late checkpoint/release by the old owner: %v, want ErrLeaseLost", err)
+	}
+}

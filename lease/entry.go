@@ -160,7 +160,7 @@ func (e *entry) toDrainingLocked(cur Lease) {
 	e.log.Info("lease claimed by another worker; asking holder to checkpoint and hand over", zap.String("to", cur.Owner))
 	e.cancelWith(fmt.Errorf("%w: shard %s, worker %s, new owner %s", ErrHandoffRequested, e.key, e.me(), cur.Owner))
 	if e.processDone || e.handle == nil { // nobody left to checkpoint: pass it on now
-		e.passOnLocked(context.Background())
+		e.releaseQuietlyLocked("pass on")
 	}
 }
 
@@ -175,7 +175,7 @@ func (e *entry) activateLocked(l Lease) {
 	}
 	c.mu.Unlock()
 	if stopping {
-		e.releaseLocked(context.Background())
+		e.releaseQuietlyLocked("release during shutdown")
 		return
 	}
 	e.setStateLocked(stateActive)
@@ -204,9 +204,18 @@ func (e *entry) afterProcess() {
 	if e.state == stateDone {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), e.cfg().FailoverTime)
+	e.releaseQuietlyLocked("release after Process returned")
+}
+
+// releaseQuietlyLocked releases the lease on the coordinator's own account,
+// with a bounded context; a failure is logged (the lease then expires or the
+// new owner's handoff times out, as after a crash).
+func (e *entry) releaseQuietlyLocked(what string) {
+	ctx, cancel := context.WithTimeout(context.Background(), max(2*e.cfg().FailoverTime, 10*time.Second))
 	defer cancel()
-	e.releaseLocked(ctx)
+	if err := e.releaseLocked(ctx); err != nil {
+		e.log.Warn(what+" failed", zap.Error(err))
+	}
 }
 
 // renew renews a pending or active lease once.
@@ -329,7 +338,9 @@ func (e *entry) shutdown(ctx context.Context) {
 	defer e.mu.Unlock()
 	switch e.state {
 	case statePending:
-		e.releaseLocked(ctx)
+		if err := e.releaseLocked(ctx); err != nil {
+			e.log.Warn("release of a lease waiting for a handoff failed", zap.Error(err))
+		}
 	case stateActive:
 		e.cancelWith(fmt.Errorf("%w: shard %s, worker %s", ErrShutdownRequested, e.key, e.me()))
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -25,7 +27,7 @@ const testFailover = 500 * time.Millisecond
 // every start, that no other worker is processing the shard and that a new
 // owner starts from its predecessor's final checkpoint.
 type fleet struct {
-	t       *testing.T
+	t       testing.TB
 	db      *dynamodb.Client
 	tbl     *Table
 	keys    []string
@@ -64,7 +66,15 @@ type worker struct {
 	done   chan error
 }
 
-func newFleet(t *testing.T, leases int) *fleet {
+// testLogLevel is warn, or what LEASE_TEST_LOG says (debug, info, …).
+func testLogLevel() zapcore.Level {
+	if l, err := zapcore.ParseLevel(os.Getenv("LEASE_TEST_LOG")); err == nil && os.Getenv("LEASE_TEST_LOG") != "" {
+		return l
+	}
+	return zap.WarnLevel
+}
+
+func newFleet(t testing.TB, leases int) *fleet {
 	db := testDB(t)
 	f := &fleet{t: t, db: db, tbl: NewTable(db, testTable(t, db)), active: map[string]string{},
 		final: map[string]finalCheckpoint{}, starts: map[string][]startRecord{}, handles: map[string]*Handle{}}
@@ -84,7 +94,7 @@ func (f *fleet) start(id string, mod func(*Config)) *worker {
 		FailoverTime:   testFailover,
 		HandoffTimeout: 5 * time.Second,
 		Process:        f.process(id),
-		Logger:         zaptest.NewLogger(f.t, zaptest.Level(zap.WarnLevel)),
+		Logger:         zaptest.NewLogger(f.t, zaptest.Level(testLogLevel())),
 		Registerer:     w.reg,
 	}
 	if mod != nil {
@@ -270,7 +280,7 @@ func (f *fleet) ids(ws ...*worker) []string {
 }
 
 // writes sums the worker's DynamoDB write calls (every kind but get and scan).
-func (w *worker) writes(t *testing.T) float64 {
+func (w *worker) writes(t testing.TB) float64 {
 	mfs, err := w.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -295,7 +305,7 @@ func (w *worker) writes(t *testing.T) float64 {
 	return n
 }
 
-func (w *worker) counter(t *testing.T, name string) float64 {
+func (w *worker) counter(t testing.TB, name string) float64 {
 	mfs, err := w.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
