@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -17,6 +19,7 @@ import (
 func newGenCommand(g *globals) *cobra.Command {
 	var (
 		profile, stream, out string
+		httpTarget, apiKey   string
 		cfg                  = clickgen.DefaultConfig(clickgen.ProfilePOC)
 		users                int
 	)
@@ -51,6 +54,18 @@ the stream takes them. The run stops after --count events or --duration, whichev
 					return usagef("--out (CLICKFLEET_OUT) takes only \"-\" (standard output), not %q", out)
 				}
 				sink, target = &clickgen.LineSink{W: os.Stdout}, "standard output"
+			} else if httpTarget != "" {
+				u, err := url.Parse(httpTarget)
+				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					return usagef("--target (CLICKFLEET_TARGET) must be empty (Kinesis) or an http:// or https:// URL of the ingest, not %q", httpTarget)
+				}
+				if u.Path == "" || u.Path == "/" {
+					u.Path = "/v1/events"
+				}
+				ctx, stopRun := context.WithCancelCause(cmd.Context())
+				defer stopRun(nil)
+				cmd.SetContext(ctx)
+				sink, target = &clickgen.HTTPSink{URL: u.String(), APIKey: apiKey, OnRejected: stopRun}, u.String()
 			} else {
 				if stream == "" {
 					return usagef("--stream (CLICKFLEET_STREAM) is empty")
@@ -74,6 +89,8 @@ the stream takes them. The run stops after --count events or --duration, whichev
 	f := cmd.Flags()
 	f.StringVar(&profile, "profile", string(clickgen.ProfilePOC), `event profile: "poc" or "lab"`)
 	f.StringVar(&stream, "stream", "clickstream", "Kinesis stream to write to")
+	f.StringVar(&httpTarget, "target", "", `where events go: empty for Kinesis (--stream), or the ingest's URL, e.g. http://127.0.0.1:8080`)
+	f.StringVar(&apiKey, "api-key", "", "API key sent to the ingest with --target")
 	f.StringVar(&out, "out", "", `write NDJSON to standard output ("-") instead of the stream`)
 	f.IntVar(&users, "users", 0, "distinct users (default 100 for poc, 3 for lab)")
 	f.Int64Var(&cfg.Count, "count", cfg.Count, "stop after this many events (0: no limit; with only --duration given, no limit)")

@@ -1,0 +1,603 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/clickfleet/clickfleet/messages"
+)
+
+// KinesisAPI is the part of the Kinesis client the ingest uses: PutRecords for events and
+// DescribeStreamSummary for /readyz.
+type KinesisAPI interface {
+	PutRecords(ctx context.Context, in *kinesis.PutRecordsInput, opts ...func(*kinesis.Options)) (*kinesis.PutRecordsOutput, error)
+	DescribeStreamSummary(ctx context.Context, in *kinesis.DescribeStreamSummaryInput, opts ...func(*kinesis.Options)) (*kinesis.DescribeStreamSummaryOutput, error)
+}
+
+// PutRecordsAPI is the part of [KinesisAPI] the batcher uses.
+type PutRecordsAPI interface {
+	PutRecords(ctx context.Context, in *kinesis.PutRecordsInput, opts ...func(*kinesis.Options)) (*kinesis.PutRecordsOutput, error)
+}
+
+// Options are a Server's collaborators; all are optional.
+type Options struct {
+	// Logger receives the server's logs (named "ingest"). Default: zap.NewNop().
+	Logger *zap.Logger
+	// Registerer receives the server's metrics. Default: a new registry of its own.
+	Registerer prometheus.Registerer
+	// Gatherer is what /metrics serves. Default: Registerer when it is a Gatherer, else the server's own
+	// metrics only.
+	Gatherer prometheus.Gatherer
+	// Now is the clock for timestamp checks and token buckets. Default: time.Now.
+	Now func() time.Time
+}
+
+// ErrServed is returned by Serve or Run on a Server that has already served.
+var ErrServed = errors.New("ingest server already served")
+
+// Server is the ingest HTTP API. Create it with [New]; serve with [Server.Run] or [Server.Serve], once.
+// Its handler is safe for concurrent use.
+type Server struct {
+	cfg     Config
+	api     KinesisAPI
+	log     *zap.Logger
+	m       *metrics
+	gath    prometheus.Gatherer
+	now     func() time.Time
+	limiter *limiter
+	events  *batcher
+	errs    *batcher
+	handler http.Handler
+
+	served   atomic.Bool
+	stopping atomic.Bool
+
+	readyMu  sync.Mutex
+	readyAt  time.Time
+	readyErr error
+}
+
+// New checks cfg and returns a Server that puts events on cfg.Stream through api. It does no I/O and
+// starts nothing. Errors wrap ErrInvalidConfig, or come from registering metrics.
+func New(cfg Config, api KinesisAPI, opts Options) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if api == nil {
+		return nil, fmt.Errorf("%w: no Kinesis client", ErrInvalidConfig)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	log = log.Named("ingest")
+	reg, gath := opts.Registerer, opts.Gatherer
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		reg = r
+		if gath == nil {
+			gath = r
+		}
+	}
+	if gath == nil {
+		if g, ok := reg.(prometheus.Gatherer); ok {
+			gath = g
+		}
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("ingest metrics: %w", err)
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	s := &Server{cfg: cfg, api: api, log: log, m: m, gath: gath, now: now}
+	s.limiter = newLimiter(cfg.RateLimit, cfg.RateBurst, now)
+	s.events = newBatcher(api, cfg.Stream, "events", &s.cfg, m, log)
+	s.errs = newBatcher(api, cfg.ErrorStream, "errors", &s.cfg, m, log)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1/events", s.serveEvents)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.serveReady)
+	if gath != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(gath, promhttp.HandlerOpts{}))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusNotFound, "not found: the API is POST /v1/events", nil)
+	})
+	s.handler = mux
+	return s, nil
+}
+
+// Handler returns the server's HTTP handler. Events sent to it wait until Serve or Run is running.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Run listens on cfg.Listen and serves until ctx ends (see [Server.Serve]).
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("ingest listen on %s: %w", s.cfg.Listen, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves HTTP on ln until ctx ends, then shuts down gracefully: /readyz answers 503, no new
+// connection is accepted, requests in flight finish (their events are stored or reported failed), and
+// the batchers send what they hold. When the drain takes longer than ShutdownTimeout, connections are
+// closed and PutRecords calls cancelled, and Serve returns an error saying so. Every goroutine Serve
+// started has ended when it returns; it closes ln. It returns nil after a clean stop.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if !s.served.CompareAndSwap(false, true) {
+		ln.Close()
+		return ErrServed
+	}
+	if s.cfg.MaxConnections > 0 {
+		ln = newLimitListener(ln, s.cfg.MaxConnections)
+	}
+	sendCtx, hardStop := context.WithCancel(context.WithoutCancel(ctx))
+	defer hardStop()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, b := range []*batcher{s.events, s.errs} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.run(stop, sendCtx)
+		}()
+	}
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ErrorLog:          zap.NewStdLog(s.log.Named("http").WithOptions(zap.IncreaseLevel(zap.InfoLevel))),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	s.log.Info("serving", zap.String("addr", ln.Addr().String()), zap.String("stream", s.cfg.Stream),
+		zap.Int("keys", s.cfg.Keys.Len()), zap.Bool("invalid_to_errors", s.cfg.InvalidToErrors))
+
+	var result error
+	select {
+	case err := <-serveErr:
+		result = fmt.Errorf("ingest serve: %w", err)
+		srv.Close()
+	case <-ctx.Done():
+		s.stopping.Store(true)
+		s.log.Info("shutting down: draining requests in flight")
+		dctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+		err := srv.Shutdown(dctx)
+		cancel()
+		if err != nil {
+			result = fmt.Errorf("ingest shutdown: requests still in flight after %s: %w", s.cfg.ShutdownTimeout, err)
+			hardStop()
+			srv.Close()
+		}
+		if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) && result == nil {
+			result = fmt.Errorf("ingest serve: %w", err)
+		}
+	}
+	s.stopping.Store(true)
+	close(stop)
+	wg.Wait()
+	s.log.Info("stopped")
+	return result
+}
+
+// serveReady answers 200 when the stream (and, with InvalidToErrors, the error stream) answers
+// DescribeStreamSummary, reusing a probe for ReadyCacheTTL; 503 otherwise or while stopping.
+func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
+	if s.stopping.Load() {
+		writeError(w, http.StatusServiceUnavailable, "stopping", nil)
+		return
+	}
+	s.readyMu.Lock()
+	defer s.readyMu.Unlock()
+	if now := time.Now(); s.readyAt.IsZero() || now.Sub(s.readyAt) >= s.cfg.ReadyCacheTTL {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		s.readyErr = s.probe(ctx)
+		cancel()
+		s.readyAt = now
+	}
+	if s.readyErr != nil {
+		writeError(w, http.StatusServiceUnavailable, s.readyErr.Error(), nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) probe(ctx context.Context) error {
+	streams := []string{s.cfg.Stream}
+	if s.cfg.InvalidToErrors {
+		streams = append(streams, s.cfg.ErrorStream)
+	}
+	for _, st := range streams {
+		if _, err := s.api.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(st)}); err != nil {
+			s.log.Warn("not ready", zap.String("stream", st), zap.Error(err))
+			return fmt.Errorf("stream %s: %s", st, failureReason(err))
+		}
+	}
+	return nil
+}
+
+// eventResult is one event's line in a 200, 202 or 503 answer.
+type eventResult struct {
+	Index          int          `json:"index"`
+	Status         string       `json:"status"` // stored, error_stream, failed
+	ShardID        string       `json:"shard_id,omitempty"`
+	SequenceNumber string       `json:"sequence_number,omitempty"`
+	Reason         string       `json:"reason,omitempty"`
+	Errors         []FieldError `json:"errors,omitempty"`
+}
+
+// Per-event statuses in answers.
+const (
+	StatusStored      = "stored"       // on the events stream
+	StatusErrorStream = "error_stream" // invalid, on the error stream
+	StatusFailed      = "failed"       // not stored: send it again
+)
+
+// Response is the body of a 200, 202 or 503 answer to POST /v1/events.
+type Response struct {
+	// Accepted counts events on the events stream.
+	Accepted int `json:"accepted"`
+	// ErrorStream counts invalid events put on the error stream.
+	ErrorStream int `json:"error_stream"`
+	// Failed counts events that are stored nowhere: the client must send them again.
+	Failed int `json:"failed"`
+	// Results has one entry per event, in request order.
+	Results []eventResult `json:"results"`
+}
+
+func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
+	began := time.Now()
+	s.m.inflight.Inc()
+	defer s.m.inflight.Dec()
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		s.m.requests.WithLabelValues(strconv.Itoa(sw.status)).Inc()
+		if r.Method == http.MethodPost {
+			s.m.reqDuration.Observe(time.Since(began).Seconds())
+		}
+	}()
+	w = sw
+	if s.cors(w, r) {
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST, OPTIONS")
+		writeError(w, http.StatusMethodNotAllowed, "use POST", nil)
+		return
+	}
+	keyIndex, keyName := -1, "anonymous"
+	key := r.Header.Get("X-Api-Key")
+	switch {
+	case key == "" && !s.cfg.AllowAnonymous:
+		writeError(w, http.StatusUnauthorized, "missing x-api-key header", nil)
+		return
+	case key != "":
+		i, name, ok := s.cfg.Keys.Lookup(key)
+		if !ok {
+			s.log.Info("unknown API key", zap.String("remote", r.RemoteAddr))
+			writeError(w, http.StatusForbidden, "unknown API key", nil)
+			return
+		}
+		keyIndex, keyName = i, name
+	}
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
+		writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Encoding %q is not accepted: send the body uncompressed", ce), nil)
+		return
+	}
+	format, err := FormatOf(r.Header.Get("Content-Type"))
+	if err != nil {
+		s.writeRequestError(w, err)
+		return
+	}
+	if ok, wait := s.limiter.admit(keyIndex); !ok {
+		secs := int64((wait + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
+		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("rate limit of %g events/s for key %s exceeded", s.cfg.RateLimit, keyName), nil)
+		return
+	}
+	if r.ContentLength > s.cfg.MaxRequestBytes {
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is over the limit of %d", r.ContentLength, s.cfg.MaxRequestBytes), nil)
+		return
+	}
+
+	body, err := s.readBody(w, r)
+	if err != nil {
+		s.writeRequestError(w, err)
+		return
+	}
+	items, err := DecodeRequest(body, format, Limits{
+		MaxEvents: s.cfg.MaxEventsPerRequest, MaxEventBytes: s.cfg.MaxEventBytes,
+		MaxClockSkew: s.cfg.MaxClockSkew, MaxEventAge: s.cfg.MaxEventAge, Now: s.now(),
+	})
+	if err != nil {
+		s.writeRequestError(w, err)
+		return
+	}
+	s.limiter.take(keyIndex, len(items))
+
+	var invalid []FieldError
+	nInvalid := 0
+	for _, it := range items {
+		if it.Event == nil {
+			nInvalid++
+			if len(invalid) < maxListedErrors {
+				invalid = append(invalid, it.Errors...)
+			}
+		}
+	}
+	if nInvalid > 0 && !s.cfg.InvalidToErrors {
+		s.m.events.WithLabelValues(outcomeRejected).Add(float64(len(items)))
+		if len(invalid) > maxListedErrors {
+			invalid = invalid[:maxListedErrors]
+		}
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%d of %d events are invalid; nothing was stored", nInvalid, len(items)), invalid)
+		return
+	}
+
+	resp := s.store(items)
+	status := http.StatusOK
+	switch {
+	case resp.Failed > 0:
+		status = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "1")
+		s.log.Warn("events not stored", zap.String("key", keyName), zap.Int("failed", resp.Failed), zap.Int("events", len(items)))
+	case resp.ErrorStream > 0:
+		status = http.StatusAccepted
+	}
+	writeJSON(w, status, resp)
+}
+
+// store puts the valid items on the events stream and (with InvalidToErrors) the invalid ones on the
+// error stream, and waits until every record is settled.
+func (s *Server) store(items []Item) *Response {
+	var wg sync.WaitGroup
+	recs := make([]record, len(items))
+	var evs, errs []*record
+	for i := range items {
+		it, r := &items[i], &recs[i]
+		r.done = &wg
+		if it.Event != nil {
+			r.data, r.key = it.Data, it.Event.UserID
+			evs = append(evs, r)
+			continue
+		}
+		reason := (&messages.ValidationError{Errors: toMessageErrors(it.Errors)}).Error()
+		data, err := json.Marshal(messages.NewErrorRecord("http:"+s.cfg.Stream, "", "", it.Data, errors.New(reason)))
+		if err != nil { // cannot happen for these types; never lose the event silently
+			r.failure = "cannot encode the error record"
+			continue
+		}
+		sum := sha256.Sum256(it.Data)
+		r.data, r.key = data, hex.EncodeToString(sum[:8])
+		errs = append(errs, r)
+	}
+	wg.Add(len(evs) + len(errs))
+	if len(evs) > 0 {
+		s.events.submit(evs)
+	}
+	if len(errs) > 0 {
+		s.errs.submit(errs)
+	}
+	wg.Wait()
+
+	resp := &Response{Results: make([]eventResult, len(items))}
+	for i := range recs {
+		r, res := &recs[i], &resp.Results[i]
+		res.Index = i
+		switch {
+		case r.failure != "":
+			res.Status, res.Reason = StatusFailed, r.failure
+			resp.Failed++
+		case items[i].Event == nil:
+			res.Status, res.Errors = StatusErrorStream, items[i].Errors
+			res.ShardID, res.SequenceNumber = r.shardID, r.seq
+			resp.ErrorStream++
+		default:
+			res.Status, res.ShardID, res.SequenceNumber = StatusStored, r.shardID, r.seq
+			resp.Accepted++
+		}
+	}
+	s.m.events.WithLabelValues(outcomeAccepted).Add(float64(resp.Accepted))
+	s.m.events.WithLabelValues(outcomeErrorStrm).Add(float64(resp.ErrorStream))
+	s.m.events.WithLabelValues(outcomeFailed).Add(float64(resp.Failed))
+	return resp
+}
+
+func toMessageErrors(fes []FieldError) []messages.FieldError {
+	out := make([]messages.FieldError, len(fes))
+	for i, fe := range fes {
+		out[i] = messages.FieldError{Field: fe.Field, Reason: fe.Reason}
+	}
+	return out
+}
+
+// readBody reads the whole body, at most MaxRequestBytes (enforced while reading), growing its buffer
+// only as bytes arrive so a slow client holds little memory.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(min(r.ContentLength, 64<<10)))
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes))
+	if err == nil {
+		return buf.Bytes(), nil
+	}
+	var mbe *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case errors.As(err, &mbe):
+		w.Header().Set("Connection", "close")
+		return nil, &RequestError{Status: http.StatusRequestEntityTooLarge, Message: fmt.Sprintf("body is over the limit of %d bytes", s.cfg.MaxRequestBytes)}
+	case errors.As(err, &ne) && ne.Timeout():
+		w.Header().Set("Connection", "close")
+		return nil, &RequestError{Status: http.StatusRequestTimeout, Message: fmt.Sprintf("body did not arrive within %s", s.cfg.ReadTimeout)}
+	default:
+		w.Header().Set("Connection", "close")
+		return nil, &RequestError{Status: http.StatusBadRequest, Message: "reading the body: " + err.Error()}
+	}
+}
+
+// cors sets the CORS headers for an allowed origin and answers preflight requests; it reports whether it
+// answered.
+func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	preflight := r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
+	allowed := ""
+	if origin != "" {
+		for _, o := range s.cfg.CORSOrigins {
+			if o == "*" {
+				allowed = "*"
+				break
+			}
+			if o == origin {
+				allowed = origin
+				break
+			}
+		}
+	}
+	h := w.Header()
+	if allowed != "" {
+		h.Set("Access-Control-Allow-Origin", allowed)
+		if allowed != "*" {
+			h.Add("Vary", "Origin")
+		}
+		h.Set("Access-Control-Expose-Headers", "Retry-After")
+	}
+	if r.Method != http.MethodOptions {
+		return false
+	}
+	h.Set("Allow", "POST, OPTIONS")
+	if preflight && allowed != "" {
+		h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "Content-Type, X-Api-Key")
+		h.Set("Access-Control-Max-Age", "600")
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return true
+}
+
+// errorBody is the body of every 4xx answer, and of 503 answers that store nothing.
+type errorBody struct {
+	Error  string       `json:"error"`
+	Errors []FieldError `json:"errors,omitempty"`
+}
+
+func (s *Server) writeRequestError(w http.ResponseWriter, err error) {
+	var re *RequestError
+	if errors.As(err, &re) {
+		writeError(w, re.Status, re.Message, re.Errors)
+		return
+	}
+	writeError(w, http.StatusInternalServerError, "internal error", nil)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string, errs []FieldError) {
+	writeJSON(w, status, errorBody{Error: msg, Errors: errs})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		status, data = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)+1))
+	w.WriteHeader(status)
+	_, _ = w.Write(append(data, '\n'))
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// limitListener accepts at most n connections at a time; Accept waits for a free slot.
+type limitListener struct {
+	net.Listener
+	sem    chan struct{}
+	closed chan struct{}
+	close  func()
+}
+
+func newLimitListener(ln net.Listener, n int) net.Listener {
+	l := &limitListener{Listener: ln, sem: make(chan struct{}, n), closed: make(chan struct{})}
+	l.close = sync.OnceFunc(func() { close(l.closed) })
+	return l
+}
+
+func (l *limitListener) Close() error {
+	l.close()
+	return l.Listener.Close()
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.sem <- struct{}{}:
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: sync.OnceFunc(func() { <-l.sem })}, nil
+}
+
+type limitConn struct {
+	net.Conn
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.release()
+	return err
+}
+
+var _ io.Closer = (*limitConn)(nil)
