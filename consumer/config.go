@@ -1,0 +1,127 @@
+package consumer
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/clickfleet/clickfleet/lease"
+)
+
+// ErrInvalidConfig is wrapped by every error Config.Validate returns.
+var ErrInvalidConfig = errors.New("invalid consumer configuration")
+
+// InitialPosition is where a shard without a checkpoint and without parents is read from.
+type InitialPosition string
+
+// The initial positions.
+const (
+	TrimHorizon InitialPosition = "TRIM_HORIZON" // the oldest record kept
+	Latest      InitialPosition = "LATEST"       // records put after the lease is created
+	AtTimestamp InitialPosition = "AT_TIMESTAMP" // records that arrived at or after Config.InitialTimestamp
+)
+
+// Config configures a Worker. Zero values take the documented defaults; Validate fills them in.
+type Config struct {
+	// Stream is the Kinesis stream to consume. Required.
+	Stream string
+	// Lease configures the lease coordinator (table, worker id, failover time …); its Process field is
+	// set by the worker. Lease.Table is required.
+	Lease lease.Config
+	// NewProcessor makes the processor of each holding period. Required.
+	NewProcessor ProcessorFactory
+	// InitialPosition applies to shards without parents when their lease is created. Default: TRIM_HORIZON.
+	InitialPosition InitialPosition
+	// InitialTimestamp is the start for AtTimestamp.
+	InitialTimestamp time.Time
+	// MaxRecords is the GetRecords limit. Default: 10000 (the Kinesis maximum).
+	MaxRecords int32
+	// IdleTime is the pause between GetRecords calls on a shard when a call returned nothing, counted from
+	// the previous call's start. Default: 1s.
+	IdleTime time.Duration
+	// MinCallInterval is the least time between two GetRecords calls on one shard (Kinesis allows five
+	// per second). Default: 200ms.
+	MinCallInterval time.Duration
+	// ShardSyncInterval is how often shards are listed to create leases for new ones and delete finished
+	// ones; a shard's end triggers a sync too. Default: 60s.
+	ShardSyncInterval time.Duration
+	// ParentPollInterval is how often a held child shard checks whether its parents are finished.
+	// Default: 10s.
+	ParentPollInterval time.Duration
+	// RetryBackoff is the first pause after a failed call or processor error, doubled up to MaxBackoff
+	// with jitter. Defaults: 200ms and 10s.
+	RetryBackoff time.Duration
+	MaxBackoff   time.Duration
+	// Logger receives structured logs. Default: zap.NewNop().
+	Logger *zap.Logger
+	// Registerer receives the consumer's and the lease coordinator's metrics. Default: nil (none).
+	Registerer prometheus.Registerer
+}
+
+// Validate fills in defaults and names the first bad setting.
+func (c *Config) Validate() error {
+	bad := func(setting, format string, args ...any) error {
+		return fmt.Errorf("%w: %s %s", ErrInvalidConfig, setting, fmt.Sprintf(format, args...))
+	}
+	if c.Stream == "" {
+		return bad("Stream", "is required")
+	}
+	if c.NewProcessor == nil {
+		return bad("NewProcessor", "is required")
+	}
+	if c.InitialPosition == "" {
+		c.InitialPosition = TrimHorizon
+	}
+	switch c.InitialPosition {
+	case TrimHorizon, Latest:
+	case AtTimestamp:
+		if c.InitialTimestamp.IsZero() {
+			return bad("InitialTimestamp", "is required with AT_TIMESTAMP")
+		}
+	default:
+		return bad("InitialPosition", "must be TRIM_HORIZON, LATEST or AT_TIMESTAMP, not %q", c.InitialPosition)
+	}
+	defaults := []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"IdleTime", &c.IdleTime, time.Second},
+		{"MinCallInterval", &c.MinCallInterval, 200 * time.Millisecond},
+		{"ShardSyncInterval", &c.ShardSyncInterval, 60 * time.Second},
+		{"ParentPollInterval", &c.ParentPollInterval, 10 * time.Second},
+		{"RetryBackoff", &c.RetryBackoff, 200 * time.Millisecond},
+		{"MaxBackoff", &c.MaxBackoff, 10 * time.Second},
+	}
+	for _, d := range defaults {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+		if *d.v < 0 {
+			return bad(d.name, "must not be negative, got %s", *d.v)
+		}
+	}
+	if c.MaxRecords == 0 {
+		c.MaxRecords = 10000
+	}
+	if c.MaxRecords < 1 || c.MaxRecords > 10000 {
+		return bad("MaxRecords", "must be 1..10000, got %d", c.MaxRecords)
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	c.Lease.Process = func(*lease.Handle) {} // placeholder for Validate; the worker sets the real one
+	if c.Lease.Registerer == nil {
+		c.Lease.Registerer = c.Registerer
+	}
+	if c.Lease.Logger == nil {
+		c.Lease.Logger = c.Logger
+	}
+	if err := c.Lease.Validate(); err != nil {
+		return fmt.Errorf("%w: lease: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}

@@ -1,0 +1,18 @@
+// Package consumer is the fleet's worker: it takes shard leases through package lease, reads each held
+// shard with GetRecords, de-aggregates KPL records, follows resharding, and drives one Processor per held
+// shard through its lifecycle.
+//
+// Lifecycle of a Processor (one per holding period of one shard):
+//
+//	Initialize → ProcessRecords* → exactly one of LeaseLost | ShardEnded | ShutdownRequested
+//
+// The worker never checkpoints on a processor's behalf: the processor checkpoints through the
+// Checkpointer it is given, when its effects up to that record are durable. Records at or below the
+// lease's checkpoint (sequence and sub-sequence) are never delivered again to a new holder, so a checkpoint
+// inside a KPL aggregate resumes after the right sub-record. Children of a closed shard are processed only
+// once every parent is checkpointed at SHARD_END.
+//
+// Shard discovery uses ListShards and the ParentShardId/AdjacentParentShardId lineage only (not the
+// ChildShards of GetRecords, nor ShardFilter, nor MillisBehindLatest), so it behaves the same on Kinesis,
+// kinesis-mock and kinesalite. It does not interpret record contents: that is the processor's business.
+package consumer

@@ -1,0 +1,55 @@
+package consumer
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	readers           prometheus.Gauge
+	records           prometheus.Counter
+	calls             *prometheus.CounterVec
+	throttled         prometheus.Counter
+	processErrors     prometheus.Counter
+	processSeconds    prometheus.Histogram
+	lag               prometheus.Gauge
+	droppedAggregates prometheus.Counter
+	shardsEnded       prometheus.Counter
+	syncs             *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		readers: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "clickfleet", Subsystem: "consumer", Name: "shards_reading",
+			Help: "Shards this worker holds and reads (including those waiting for their parents)."}),
+		records: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "consumer", Name: "records_total",
+			Help: "User records the processors accepted."}),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "consumer", Name: "kinesis_calls_total",
+			Help: "Kinesis calls by kind and outcome."}, []string{"call", "outcome"}),
+		throttled: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "consumer", Name: "throttled_total",
+			Help: "GetRecords calls refused with ProvisionedThroughputExceeded."}),
+		processErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "consumer", Name: "process_errors_total",
+			Help: "Batches a processor failed (they are delivered again)."}),
+		processSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "clickfleet", Subsystem: "consumer", Name: "process_seconds",
+			Help: "Time a processor took for one batch.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		lag: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "clickfleet", Subsystem: "consumer", Name: "lag_seconds",
+			Help: "Time since the arrival of the last record read (any shard)."}),
+		droppedAggregates: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "consumer", Name: "dropped_aggregates_total",
+			Help: "KPL aggregates dropped because a sub-record lies outside the shard's hash range."}),
+		shardsEnded: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "consumer", Name: "shards_ended_total",
+			Help: "Closed shards processed to their end and checkpointed at SHARD_END."}),
+		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "consumer", Name: "shard_syncs_total",
+			Help: "Shard syncs by outcome."}, []string{"outcome"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.readers, m.records, m.calls, m.throttled, m.processErrors, m.processSeconds,
+		m.lag, m.droppedAggregates, m.shardsEnded, m.syncs} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register consumer metrics: %w", err)
+		}
+	}
+	return m, nil
+}
