@@ -1,0 +1,358 @@
+package consumer_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/clickfleet/clickfleet/clickgen"
+	"github.com/clickfleet/clickfleet/internal/testenv"
+	"github.com/clickfleet/clickfleet/lease"
+	"github.com/clickfleet/clickfleet/usercount"
+)
+
+// These tests run real `clickfleet consume` processes against the local stack and check, through the
+// per-user counts in Redis, that every generated record was processed exactly once.
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func clickfleetBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "clickfleet-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "clickfleet")
+		out, err := exec.Command("go", "build", "-race", "-o", binPath, "../cmd/clickfleet").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// fleet is a set of worker processes sharing one stream, lease table and Redis key prefix.
+type fleet struct {
+	t                  *testing.T
+	stream, table, pfx string
+	redisURL           string
+	extra              []string
+	mu                 sync.Mutex
+	procs              map[string]*exec.Cmd
+	logs               map[string]*bytes.Buffer
+}
+
+func newFleet(t *testing.T, stream string, redisURL string, extra ...string) *fleet {
+	t.Helper()
+	ddb := testenv.DynamoDB(t)
+	table := testenv.Name(t, "leases")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := lease.EnsureTable(ctx, ddb, table); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = ddb.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)})
+	})
+	f := &fleet{t: t, stream: stream, table: table, pfx: testenv.Name(t, "cf") + ":", redisURL: redisURL, extra: extra,
+		procs: map[string]*exec.Cmd{}, logs: map[string]*bytes.Buffer{}}
+	t.Cleanup(f.killAll)
+	return f
+}
+
+func (f *fleet) start(id string) {
+	f.t.Helper()
+	args := []string{"consume", "--stream", f.stream, "--lease-table", f.table, "--worker-id", id,
+		"--redis-url", f.redisURL, "--key-prefix", f.pfx, "--http-listen", "", "--log-format", "json",
+		"--failover-time", "2s", "--take-interval", "1s", "--idle-time", "200ms", "--checkpoint-interval", "300ms",
+		"--shard-sync-interval", "2s", "--parent-poll-interval", "300ms", "--shutdown-timeout", "5s"}
+	cmd := exec.Command(clickfleetBinary(f.t), append(args, f.extra...)...)
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		f.t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.procs[id], f.logs[id] = cmd, &buf
+	f.mu.Unlock()
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (f *fleet) stop(id string) time.Duration {
+	f.t.Helper()
+	f.mu.Lock()
+	cmd := f.procs[id]
+	delete(f.procs, id)
+	f.mu.Unlock()
+	start := time.Now()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		f.t.Fatalf("worker %s did not exit cleanly on SIGTERM: %v\n%s", id, err, f.logs[id])
+	}
+	return time.Since(start)
+}
+
+// kill sends SIGKILL: a crash.
+func (f *fleet) kill(id string) {
+	f.mu.Lock()
+	cmd := f.procs[id]
+	delete(f.procs, id)
+	f.mu.Unlock()
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+}
+
+func (f *fleet) killAll() {
+	f.mu.Lock()
+	ids := make([]string, 0, len(f.procs))
+	for id := range f.procs {
+		ids = append(ids, id)
+	}
+	f.mu.Unlock()
+	for _, id := range ids {
+		f.kill(id)
+		if f.t.Failed() {
+			f.t.Logf("log of worker %s:\n%s", id, tailOf(f.logs[id].String(), 4000))
+		}
+	}
+}
+
+func tailOf(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n:]
+}
+
+// countingSink puts events on the stream and tallies what was stored, per user.
+type countingSink struct {
+	inner clickgen.Sink
+	mu    sync.Mutex
+	want  map[string]int64
+}
+
+func (c *countingSink) Put(ctx context.Context, batch []clickgen.Event) ([]clickgen.Event, error) {
+	failed, err := c.inner.Put(ctx, batch)
+	if err != nil {
+		return failed, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	stored := map[string]int64{}
+	for _, ev := range batch {
+		stored[ev.UserID]++
+	}
+	for _, ev := range failed {
+		stored[ev.UserID]--
+	}
+	for u, n := range stored {
+		c.want[u] += n
+	}
+	return failed, nil
+}
+
+func (c *countingSink) expected() map[string]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int64, len(c.want))
+	for k, v := range c.want {
+		out[k] = v
+	}
+	return out
+}
+
+// produce generates count poc events for users at rate events/s (0: as fast as possible) in the
+// background; wait returns once they are all stored.
+func produce(t *testing.T, kin *kinesis.Client, stream string, count int64, users int, rate float64, seed int64) (sink *countingSink, wait func()) {
+	t.Helper()
+	cfg := clickgen.DefaultConfig(clickgen.ProfilePOC)
+	cfg.Count, cfg.Users, cfg.Rate, cfg.Seed, cfg.TimeScale = count, users, rate, seed, 1
+	if rate == 0 {
+		cfg.TimeScale = 0
+	}
+	sink = &countingSink{inner: &clickgen.StreamSink{API: kin, Stream: stream}, want: map[string]int64{}}
+	done := make(chan error, 1)
+	go func() {
+		_, err := clickgen.Run(context.Background(), cfg, sink, nil)
+		done <- err
+	}()
+	return sink, func() {
+		t.Helper()
+		if err := <-done; err != nil {
+			t.Fatalf("producer: %v", err)
+		}
+	}
+}
+
+// waitExact polls the per-user counts until they equal want; any count above want fails at once.
+func waitExact(t *testing.T, rdb *redis.Client, prefix string, want map[string]int64, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var total, wantTotal int64
+	for _, n := range want {
+		wantTotal += n
+	}
+	for {
+		ctx := context.Background()
+		pipe := rdb.Pipeline()
+		cmds := map[string]*redis.StringCmd{}
+		for u := range want {
+			cmds[u] = pipe.HGet(ctx, usercount.Key(prefix, u), "count")
+		}
+		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+			t.Fatalf("read counts: %v", err)
+		}
+		total = 0
+		missing := 0
+		for u, c := range cmds {
+			n, _ := strconv.ParseInt(c.Val(), 10, 64)
+			if n > want[u] {
+				t.Fatalf("user %s counted %d times, but only %d records were put: a record was processed twice", u, n, want[u])
+			}
+			if n < want[u] {
+				missing++
+			}
+			total += n
+		}
+		if missing == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %d of %d records counted; %d users short", timeout, total, wantTotal, missing)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// owners returns how many leases each worker owns.
+func owners(t *testing.T, table string) map[string]int {
+	t.Helper()
+	tbl := lease.NewTable(testenv.DynamoDB(t), table)
+	leases, err := tbl.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, l := range leases {
+		if !l.Checkpoint.IsShardEnd() {
+			out[l.Owner]++
+		}
+	}
+	return out
+}
+
+func waitBalanced(t *testing.T, table string, workers, leases int, timeout time.Duration) map[string]int {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		o := owners(t, table)
+		lo, hi, sum := leases, 0, 0
+		for w, n := range o {
+			if w == "" {
+				continue
+			}
+			lo, hi, sum = min(lo, n), max(hi, n), sum+n
+		}
+		if len(o) == workers && o[""] == 0 && sum == leases && hi-lo <= 1 {
+			return o
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("leases not balanced over %d workers after %s: %v", workers, timeout, o)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func TestFleetProcessesEveryRecordOnceThroughCrashAndRollingRestart(t *testing.T) {
+	kin, rdb := testenv.Kinesis(t), testenv.Redis(t)
+	stream := testenv.Stream(t, kin, 8)
+	f := newFleet(t, stream, os.Getenv("CLICKFLEET_REDIS_URL"))
+	for _, id := range []string{"w1", "w2", "w3"} {
+		f.start(id)
+	}
+	// Phase 1: 3 workers, 8 shards, records flowing.
+	sink, wait := produce(t, kin, stream, 20000, 300, 2500, 1)
+	balance := waitBalanced(t, f.table, 3, 8, 60*time.Second)
+	t.Logf("balanced: %v", balance)
+
+	// Crash: kill -9 one worker mid-stream.
+	f.kill("w2")
+	crashed := time.Now()
+	waitBalanced(t, f.table, 2, 8, 60*time.Second)
+	t.Logf("after kill -9 of w2, its shards were re-owned in %s (failover time 2s)", time.Since(crashed).Round(100*time.Millisecond))
+
+	// Rolling restart: stop each worker in turn (SIGTERM) and start it again, while records flow.
+	f.start("w2")
+	waitBalanced(t, f.table, 3, 8, 60*time.Second)
+	for _, id := range []string{"w1", "w2", "w3"} {
+		took := f.stop(id)
+		stopped := time.Now()
+		waitBalanced(t, f.table, 2, 8, 30*time.Second)
+		t.Logf("clean stop of %s took %s; its shards re-owned %s after exit", id, took.Round(10*time.Millisecond), time.Since(stopped).Round(10*time.Millisecond))
+		f.start(id)
+		waitBalanced(t, f.table, 3, 8, 60*time.Second)
+	}
+	wait()
+	waitExact(t, rdb, f.pfx, sink.expected(), 90*time.Second)
+}
+
+func TestFleetReshardsUnderLoad(t *testing.T) {
+	if os.Getenv("CLICKFLEET_STACK_KINESIS") == "kinesalite" {
+		t.Skip("kinesalite does not support UpdateShardCount")
+	}
+	kin, rdb := testenv.Kinesis(t), testenv.Redis(t)
+	stream := testenv.Stream(t, kin, 4)
+	f := newFleet(t, stream, os.Getenv("CLICKFLEET_REDIS_URL"))
+	f.start("w1")
+	f.start("w2")
+	sink, wait := produce(t, kin, stream, 12000, 200, 2000, 2)
+	waitBalanced(t, f.table, 2, 4, 60*time.Second)
+	ctx := context.Background()
+
+	// 4 → 8 shards.
+	if _, err := kin.UpdateShardCount(ctx, &kinesis.UpdateShardCountInput{StreamName: aws.String(stream),
+		TargetShardCount: aws.Int32(8), ScalingType: ktypes.ScalingTypeUniformScaling}); err != nil {
+		t.Fatal(err)
+	}
+	waitActive(t, kin, stream)
+	// A split of one open shard and a merge of two adjacent open shards.
+	open := openShards(t, kin, stream)
+	sh := open[0]
+	if _, err := kin.SplitShard(ctx, &kinesis.SplitShardInput{StreamName: aws.String(stream), ShardToSplit: sh.ShardId,
+		NewStartingHashKey: aws.String(midpoint(t, sh))}); err != nil {
+		t.Fatal(err)
+	}
+	waitActive(t, kin, stream)
+	open = openShards(t, kin, stream)
+	a, b := adjacentPair(t, open)
+	if _, err := kin.MergeShards(ctx, &kinesis.MergeShardsInput{StreamName: aws.String(stream),
+		ShardToMerge: a.ShardId, AdjacentShardToMerge: b.ShardId}); err != nil {
+		t.Fatal(err)
+	}
+	waitActive(t, kin, stream)
+	wait()
+	waitExact(t, rdb, f.pfx, sink.expected(), 120*time.Second)
+}
