@@ -440,11 +440,11 @@ func toMessageErrors(fes []FieldError) []messages.FieldError {
 }
 
 // readBody reads the whole body, at most MaxRequestBytes (enforced while reading), growing its buffer
-// only as bytes arrive so a slow client holds little memory.
+// only as bytes arrive (from 4 KiB) so a slow client holds little memory.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
-		buf.Grow(int(min(r.ContentLength, 64<<10)))
+		buf.Grow(int(min(r.ContentLength, 4<<10)))
 	}
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes))
 	if err == nil {
