@@ -355,4 +355,36 @@ func TestFleetReshardsUnderLoad(t *testing.T) {
 	waitActive(t, kin, stream)
 	wait()
 	waitExact(t, rdb, f.pfx, sink.expected(), 120*time.Second)
+
+	// Every closed shard was read to its end: its lease is at SHARD_END, or already deleted because its
+	// children are under way.
+	tbl := lease.NewTable(testenv.DynamoDB(t), f.table)
+	waitFor(t, "every closed shard at SHARD_END", 30*time.Second, func() bool {
+		shards, err := kin.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(stream)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leases, err := tbl.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byKey := map[string]lease.Lease{}
+		for _, l := range leases {
+			byKey[l.Key] = l
+		}
+		closed := 0
+		for _, sh := range shards.Shards {
+			if sh.SequenceNumberRange.EndingSequenceNumber == nil {
+				continue
+			}
+			closed++
+			if l, ok := byKey[aws.ToString(sh.ShardId)]; ok && !l.Checkpoint.IsShardEnd() {
+				return false
+			}
+		}
+		if closed < 7 { // 4 parents of the doubling, 1 split, 2 merged
+			t.Fatalf("only %d closed shards: the reshards did not happen", closed)
+		}
+		return true
+	})
 }
