@@ -1,0 +1,263 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/lease"
+	"github.com/clickfleet/clickfleet/provision"
+	"github.com/clickfleet/clickfleet/usercount"
+)
+
+// DynamoDBAPI is the part of the DynamoDB client the benchmarks use.
+type DynamoDBAPI interface {
+	lease.DynamoDBAPI
+	DeleteTable(ctx context.Context, in *dynamodb.DeleteTableInput, opts ...func(*dynamodb.Options)) (*dynamodb.DeleteTableOutput, error)
+}
+
+// DrainConfig describes a drain run. Zero values take the defaults noted.
+type DrainConfig struct {
+	Shards  int32 // shards of the fresh stream. Default: 8
+	Records int64 // records pre-filled. Default: 100000
+	Users   int   // distinct users. Default: 10000
+	Writers int   // concurrent PutRecords loops for the pre-fill. Default: 4
+	Workers int   // consumer workers (in this process). Default: 1
+	// Processor is "noop" (the consumer alone: read, de-aggregate, hand over, checkpoint) or "count"
+	// (per-user counts in Redis, exactly once; the counts are verified). Default: noop.
+	Processor string
+	Redis     *redis.Client // for the count processor
+	Logger    *zap.Logger
+	Progress  func(string) // progress lines; nil: none
+}
+
+// DrainResult is what a drain run measured.
+type DrainResult struct {
+	Scenario       string    `json:"scenario"`
+	When           time.Time `json:"when"`
+	Stream         string    `json:"stream"`
+	Shards         int32     `json:"shards"`
+	Records        int64     `json:"records"`
+	Users          int       `json:"users"`
+	Workers        int       `json:"workers"`
+	Processor      string    `json:"processor"`
+	CPUs           int       `json:"cpus"`
+	PrefillSeconds float64   `json:"prefill_seconds"`
+	PrefillRate    float64   `json:"prefill_records_per_s"`
+	BareSeconds    float64   `json:"bare_reader_seconds"`
+	BareRate       float64   `json:"bare_reader_records_per_s"`
+	WorkerSeconds  float64   `json:"workers_seconds"`
+	WorkerRate     float64   `json:"workers_records_per_s"`
+	Ratio          float64   `json:"workers_vs_bare"`
+	Verified       bool      `json:"counts_verified"`
+}
+
+// Drain pre-fills a fresh stream, times a bare GetRecords loop over it, then times cfg.Workers consumer
+// workers draining the same records (they start from TRIM_HORIZON on a fresh lease table).
+func Drain(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg DrainConfig) (DrainResult, error) {
+	if cfg.Shards == 0 {
+		cfg.Shards = 8
+	}
+	if cfg.Records == 0 {
+		cfg.Records = 100000
+	}
+	if cfg.Users == 0 {
+		cfg.Users = 10000
+	}
+	if cfg.Writers == 0 {
+		cfg.Writers = 4
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 1
+	}
+	if cfg.Processor == "" {
+		cfg.Processor = "noop"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	progress := cfg.Progress
+	if progress == nil {
+		progress = func(string) {}
+	}
+	if cfg.Processor == "count" && cfg.Redis == nil {
+		return DrainResult{}, errors.New("drain: the count processor needs Redis")
+	}
+	if cfg.Processor != "noop" && cfg.Processor != "count" {
+		return DrainResult{}, fmt.Errorf("drain: processor must be noop or count, not %q", cfg.Processor)
+	}
+	id := fmt.Sprintf("bench-drain-%d", time.Now().UnixNano())
+	res := DrainResult{Scenario: "drain", When: time.Now().UTC(), Stream: id, Shards: cfg.Shards, Records: cfg.Records,
+		Users: cfg.Users, Workers: cfg.Workers, Processor: cfg.Processor, CPUs: runtime.NumCPU()}
+	if _, err := provision.EnsureStream(ctx, kin, id, cfg.Shards); err != nil {
+		return res, err
+	}
+	defer kin.DeleteStream(context.WithoutCancel(ctx), &kinesis.DeleteStreamInput{StreamName: aws.String(id)})
+	if err := lease.EnsureTable(ctx, ddb, id); err != nil {
+		return res, err
+	}
+	defer ddb.DeleteTable(context.WithoutCancel(ctx), &dynamodb.DeleteTableInput{TableName: aws.String(id)})
+
+	want, took, err := prefill(ctx, kin, id, cfg.Records, cfg.Users, cfg.Writers, 1, progress)
+	if err != nil {
+		return res, err
+	}
+	res.PrefillSeconds, res.PrefillRate = took.Seconds(), float64(cfg.Records)/took.Seconds()
+	progress(fmt.Sprintf("pre-filled %d records in %.1fs (%.0f/s)", cfg.Records, took.Seconds(), res.PrefillRate))
+
+	took, err = bareRead(ctx, kin, id, cfg.Records)
+	if err != nil {
+		return res, err
+	}
+	res.BareSeconds, res.BareRate = took.Seconds(), float64(cfg.Records)/took.Seconds()
+	progress(fmt.Sprintf("bare GetRecords loop: %.2fs (%.0f records/s)", took.Seconds(), res.BareRate))
+
+	prefix := id + ":"
+	var factory consumer.ProcessorFactory
+	var processed atomic.Int64
+	reached := make(chan struct{})
+	var once sync.Once
+	count := func(n int) {
+		if processed.Add(int64(n)) >= cfg.Records {
+			once.Do(func() { close(reached) })
+		}
+	}
+	switch cfg.Processor {
+	case "noop":
+		factory = func(string) consumer.Processor { return &noopProcessor{count: count} }
+	case "count":
+		inner, err := usercount.Factory(usercount.Config{Redis: cfg.Redis, Prefix: prefix, Logger: cfg.Logger})
+		if err != nil {
+			return res, err
+		}
+		factory = func(shard string) consumer.Processor { return &countingProcessor{Processor: inner(shard), count: count} }
+	}
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	errc := make(chan error, cfg.Workers)
+	start := time.Now()
+	for i := range cfg.Workers {
+		w, err := consumer.New(kin, ddb, consumer.Config{Stream: id, NewProcessor: factory, Logger: cfg.Logger,
+			ShardSyncInterval: 10 * time.Second,
+			Lease:             lease.Config{Table: id, WorkerID: fmt.Sprintf("bench-%d", i), TakeInterval: time.Second}})
+		if err != nil {
+			return res, err
+		}
+		wg.Go(func() { errc <- w.Run(wctx) })
+	}
+	select {
+	case <-reached:
+	case <-ctx.Done():
+		stop()
+		wg.Wait()
+		return res, context.Cause(ctx)
+	}
+	took = time.Since(start)
+	stop()
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil {
+			return res, err
+		}
+	}
+	res.WorkerSeconds, res.WorkerRate = took.Seconds(), float64(cfg.Records)/took.Seconds()
+	res.Ratio = res.WorkerRate / res.BareRate
+	progress(fmt.Sprintf("%d worker(s), %s processor: %.2fs (%.0f records/s, %.0f%% of the bare loop)",
+		cfg.Workers, cfg.Processor, took.Seconds(), res.WorkerRate, 100*res.Ratio))
+	if cfg.Processor == "count" {
+		if err := verifyCounts(ctx, cfg.Redis, prefix, want); err != nil {
+			return res, err
+		}
+		res.Verified = true
+		cleanup(ctx, cfg.Redis, prefix)
+	}
+	return res, nil
+}
+
+type noopProcessor struct {
+	count func(int)
+	last  *consumer.Record
+	at    time.Time
+}
+
+func (p *noopProcessor) Initialize(context.Context, consumer.InitInput) error { p.at = time.Now(); return nil }
+func (p *noopProcessor) ProcessRecords(ctx context.Context, b consumer.Batch) error {
+	last := b.Records[len(b.Records)-1]
+	p.last = &last
+	p.count(len(b.Records))
+	if time.Since(p.at) > 5*time.Second {
+		p.at = time.Now()
+		return b.Checkpointer.Checkpoint(ctx, last.SequenceNumber, last.SubSequence)
+	}
+	return nil
+}
+func (p *noopProcessor) LeaseLost(context.Context) {}
+func (p *noopProcessor) ShardEnded(ctx context.Context, cp consumer.Checkpointer) error {
+	return cp.CheckpointShardEnd(ctx)
+}
+func (p *noopProcessor) ShutdownRequested(ctx context.Context, cp consumer.Checkpointer) error {
+	if p.last == nil {
+		return nil
+	}
+	return cp.Checkpoint(ctx, p.last.SequenceNumber, p.last.SubSequence)
+}
+
+// countingProcessor counts what another processor accepted.
+type countingProcessor struct {
+	consumer.Processor
+	count func(int)
+}
+
+func (p *countingProcessor) ProcessRecords(ctx context.Context, b consumer.Batch) error {
+	if err := p.Processor.ProcessRecords(ctx, b); err != nil {
+		return err
+	}
+	p.count(len(b.Records))
+	return nil
+}
+
+func verifyCounts(ctx context.Context, rdb *redis.Client, prefix string, want map[string]int64) error {
+	pipe := rdb.Pipeline()
+	cmds := make(map[string]*redis.StringCmd, len(want))
+	for u := range want {
+		cmds[u] = pipe.HGet(ctx, usercount.Key(prefix, u), "count")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("verify counts: %w", err)
+	}
+	for u, c := range cmds {
+		n, _ := c.Int64()
+		if n != want[u] {
+			return fmt.Errorf("verify counts: user %s counted %d, want %d", u, n, want[u])
+		}
+	}
+	return nil
+}
+
+func cleanup(ctx context.Context, rdb *redis.Client, prefix string) {
+	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	var keys []string
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+		if len(keys) == 1000 {
+			rdb.Unlink(ctx, keys...)
+			keys = keys[:0]
+		}
+	}
+	if len(keys) > 0 {
+		rdb.Unlink(ctx, keys...)
+	}
+}
