@@ -141,7 +141,9 @@ func Drain(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg DrainConfig
 		if err != nil {
 			return res, err
 		}
-		factory = func(shard string) consumer.Processor { return &countingProcessor{Processor: inner(shard), count: count} }
+		factory = func(shard string) consumer.Processor {
+			return &countingProcessor{Processor: inner(shard), count: count}
+		}
 	}
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -193,7 +195,10 @@ type noopProcessor struct {
 	at    time.Time
 }
 
-func (p *noopProcessor) Initialize(context.Context, consumer.InitInput) error { p.at = time.Now(); return nil }
+func (p *noopProcessor) Initialize(context.Context, consumer.InitInput) error {
+	p.at = time.Now()
+	return nil
+}
 func (p *noopProcessor) ProcessRecords(ctx context.Context, b consumer.Batch) error {
 	last := b.Records[len(b.Records)-1]
 	p.last = &last
