@@ -1,0 +1,88 @@
+package session
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/clickfleet/clickfleet/messages"
+)
+
+// Field names of the user hash cf:user:<id> (DESIGN.md) that this package owns. Other fields of the hash
+// (country, region, city, name) belong to enrichment and are left alone.
+const (
+	FieldLastAccess   = "last_access_ms"
+	FieldSessionID    = "session_id"
+	FieldDevice       = "session_device"
+	FieldStartMs      = "session_start_ms"
+	FieldLastEventMs  = "session_last_ms"
+	FieldCount        = "session_count"
+	FieldPrevMs       = "prev_event_ms"
+	FieldShard        = "shard" // the shard whose record the state reflects
+	FieldSeq          = "seq"   // that record's sequence number
+	FieldSub          = "sub"   // and sub-sequence number
+	PositionFieldStem = "pos:"  // + shard id: the last applied position on that shard ("seq:sub")
+)
+
+// PositionField returns the hash field holding the last applied position on shardID.
+func PositionField(shardID string) string { return PositionFieldStem + shardID }
+
+// AppendFields appends u's state as alternating field names and values for HSET, without the position
+// fields (the writer's guarded script sets those).
+func (u *User) AppendFields(dst []any) []any {
+	dst = append(dst, FieldLastAccess, strconv.FormatInt(u.LastAccessMs, 10))
+	if !u.Started() {
+		return dst
+	}
+	c := &u.Current
+	return append(dst,
+		FieldSessionID, c.SessionID,
+		FieldDevice, c.DeviceType,
+		FieldStartMs, strconv.FormatInt(c.StartMs, 10),
+		FieldLastEventMs, strconv.FormatInt(c.LastEventMs, 10),
+		FieldCount, strconv.FormatInt(c.EventCount, 10),
+		FieldPrevMs, strconv.FormatInt(u.PrevMs, 10))
+}
+
+// FromFields rebuilds user id's state on shardID from its hash (as HGETALL returns it; nil or empty for a
+// new user). A malformed field is an error naming it.
+func FromFields(id, shardID string, h map[string]string) (User, error) {
+	u := User{ID: id}
+	num := func(f string) (int64, error) {
+		v, ok := h[f]
+		if !ok {
+			return 0, nil
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("user %s: field %s: %w", id, f, err)
+		}
+		return n, nil
+	}
+	var err error
+	if u.LastAccessMs, err = num(FieldLastAccess); err != nil {
+		return u, err
+	}
+	if u.Applied, err = ParsePosition(h[PositionField(shardID)]); err != nil {
+		return u, fmt.Errorf("user %s: field %s: %w", id, PositionField(shardID), err)
+	}
+	sid := h[FieldSessionID]
+	if sid == "" {
+		return u, nil
+	}
+	var start, last, count, prev int64
+	for _, p := range []struct {
+		f string
+		v *int64
+	}{{FieldStartMs, &start}, {FieldLastEventMs, &last}, {FieldCount, &count}, {FieldPrevMs, &prev}} {
+		if *p.v, err = num(p.f); err != nil {
+			return u, err
+		}
+	}
+	s := messages.NewSession(id, h[FieldDevice], start)
+	if s.SessionID != sid {
+		return u, fmt.Errorf("user %s: field %s is %q but %s and %s give %q", id, FieldSessionID, sid, FieldDevice, FieldStartMs, s.SessionID)
+	}
+	s.LastEventMs, s.EventCount = last, count
+	u.Current, u.PrevMs = s, prev
+	return u, nil
+}

@@ -1,0 +1,171 @@
+package session
+
+import (
+	"testing"
+
+	"github.com/clickfleet/clickfleet/messages"
+)
+
+type ev struct {
+	ts     int64
+	device string
+}
+
+type want struct {
+	sessions int   // sessions started so far
+	start    int64 // Current.StartMs
+	last     int64 // Current.LastEventMs
+	count    int64 // Current.EventCount
+	device   string
+}
+
+func TestSessionizer(t *testing.T) {
+	const s = 1000
+	base := int64(1_626_091_318_000)
+	tests := []struct {
+		name   string
+		events []ev
+		want   want
+	}{
+		{"first event starts a session", []ev{{base, "desktop"}}, want{1, base, base, 1, "desktop"}},
+		{"gap of exactly 10 s continues", []ev{{base, "desktop"}, {base + 10*s, "desktop"}}, want{1, base, base + 10*s, 2, "desktop"}},
+		{"gap of 10 s + 1 ms starts anew", []ev{{base, "desktop"}, {base + 10*s + 1, "mobile"}}, want{2, base + 10*s + 1, base + 10*s + 1, 1, "mobile"}},
+		{"lab rhythm: 2 s apart then 15 s pause", []ev{{base, "desktop"}, {base + 2*s, "desktop"}, {base + 4*s, "desktop"}, {base + 19*s, "desktop"}, {base + 21*s, "desktop"}},
+			want{2, base + 19*s, base + 21*s, 2, "desktop"}},
+		{"late earlier timestamp never starts a session", []ev{{base, "desktop"}, {base - 60*s, "desktop"}}, want{1, base, base, 2, "desktop"}},
+		{"gap is to the previously arrived event, not the latest timestamp",
+			// 100 s, then a late 50 s (continues), then 62 s: 12 s after the previous arrival starts a session
+			// although 62 s is before the session's latest timestamp.
+			[]ev{{base + 100*s, "desktop"}, {base + 50*s, "desktop"}, {base + 62*s, "tablet"}}, want{2, base + 62*s, base + 62*s, 1, "tablet"}},
+		{"last_event_ms is the highest timestamp", []ev{{base, "desktop"}, {base + 8*s, "desktop"}, {base + 3*s, "desktop"}}, want{1, base, base + 8*s, 3, "desktop"}},
+		{"device type is the first-arrived event's", []ev{{base, "desktop"}, {base + s, "mobile"}}, want{1, base, base + s, 2, "desktop"}},
+		{"missing device type is unknown", []ev{{base, ""}}, want{1, base, base, 1, messages.UnknownDeviceType}},
+		{"a new session with the current id continues it",
+			// start at 100 s, a late 80 s continues, then 100 s again is 20 s after 80 s: it would be a new session
+			// with the same id (same start ms and device), so it continues the first.
+			[]ev{{base + 100*s, "desktop"}, {base + 80*s, "desktop"}, {base + 100*s, "desktop"}}, want{1, base + 100*s, base + 100*s, 3, "desktop"}},
+		{"same start ms on another device is a new session",
+			[]ev{{base + 100*s, "desktop"}, {base + 80*s, "desktop"}, {base + 100*s, "mobile"}}, want{2, base + 100*s, base + 100*s, 1, "mobile"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var z Sessionizer
+			n := 0
+			for _, e := range tc.events {
+				if z.Add("user1", e.device, e.ts, DefaultGapMs) {
+					n++
+				}
+			}
+			c := z.Current
+			got := want{n, c.StartMs, c.LastEventMs, c.EventCount, c.DeviceType}
+			if got != tc.want {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+			if c.SessionID != messages.SessionID("user1", c.DeviceType, c.StartMs) || c.SessionTime != messages.SessionTime(c.StartMs) || c.UserID != "user1" {
+				t.Fatalf("session naming: %+v", c)
+			}
+		})
+	}
+}
+
+func TestPositionCompare(t *testing.T) {
+	tests := []struct {
+		a, b Position
+		want int
+	}{
+		{Position{}, Position{"1", 0}, -1},
+		{Position{"9", 0}, Position{"10", 0}, -1},
+		{Position{"49590338271490256608559692538361571095921575989136588898", 3}, Position{"49590338271490256608559692538361571095921575989136588898", 2}, 1},
+		{Position{"123", 4}, Position{"123", 4}, 0},
+		{Position{"124", 0}, Position{"123", 9}, 1},
+	}
+	for _, tc := range tests {
+		if got := tc.a.Compare(tc.b); got != tc.want {
+			t.Errorf("%v vs %v: got %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+		if got := tc.b.Compare(tc.a); got != -tc.want {
+			t.Errorf("%v vs %v: got %d, want %d", tc.b, tc.a, got, -tc.want)
+		}
+	}
+	for _, s := range []string{"", "12:0", "49590338271490256608559692538361571095921575989136588898:7"} {
+		p, err := ParsePosition(s)
+		if err != nil || p.String() != s {
+			t.Errorf("ParsePosition(%q) = %v, %v", s, p, err)
+		}
+	}
+	for _, s := range []string{"12", "a:1", ":1", "12:x"} {
+		if _, err := ParsePosition(s); err == nil {
+			t.Errorf("ParsePosition(%q) accepted", s)
+		}
+	}
+}
+
+func poc(t *testing.T, name string, percent float64, tsMs int64) *messages.Event {
+	t.Helper()
+	return &messages.Event{Schema: messages.SchemaPOC, UserID: "u1", EventName: name, DeviceType: messages.UnknownDeviceType, EventTimeMs: tsMs,
+		AdditionalData: &messages.AdditionalData{PercentViewed: percent, Set: messages.HasPercentViewed}}
+}
+
+func TestUserApply(t *testing.T) {
+	r := DefaultRules()
+	base := int64(1_626_091_318_000)
+	u := User{ID: "u1"}
+	steps := []struct {
+		name string
+		pos  Position
+		ev   *messages.Event
+		want Outcome
+	}{
+		{"first event", Position{"100", 0}, poc(t, "Search", 0, base), Outcome{Applied: true, NewSession: true}},
+		{"offer above the threshold", Position{"101", 0}, poc(t, "ViewContent", 61, base+1000), Outcome{Applied: true, Offer: true}},
+		{"exactly 60 is no offer", Position{"102", 0}, poc(t, "ViewContent", 60, base+2000), Outcome{Applied: true}},
+		{"other event names are no offer", Position{"103", 0}, poc(t, "Purchase", 99, base+3000), Outcome{Applied: true}},
+		{"replay of an applied record", Position{"101", 0}, poc(t, "ViewContent", 61, base+1000), Outcome{}},
+		{"sub-record after the applied one", Position{"103", 1}, poc(t, "Search", 0, base+60000), Outcome{Applied: true, NewSession: true}},
+		{"late timestamp keeps last access", Position{"104", 0}, poc(t, "Search", 0, base+55000), Outcome{Applied: true}},
+	}
+	for _, s := range steps {
+		if got := u.Apply(s.pos, s.ev, r); got != s.want {
+			t.Fatalf("%s: got %+v, want %+v", s.name, got, s.want)
+		}
+	}
+	if u.LastAccessMs != base+60000 || u.Applied != (Position{"104", 0}) || u.Current.EventCount != 2 {
+		t.Fatalf("state: %+v", u)
+	}
+	noData := &messages.Event{Schema: messages.SchemaPOC, UserID: "u1", EventName: "ViewContent", EventTimeMs: base}
+	if r.IsOffer(noData) {
+		t.Fatal("an event without percent_viewed is an offer")
+	}
+}
+
+func TestFieldsRoundTrip(t *testing.T) {
+	base := int64(1_626_091_318_000)
+	u := User{ID: "u1"}
+	r := DefaultRules()
+	u.Apply(Position{"7", 0}, &messages.Event{UserID: "u1", EventName: "x", DeviceType: "desktop", EventTimeMs: base}, r)
+	u.Apply(Position{"8", 2}, &messages.Event{UserID: "u1", EventName: "x", DeviceType: "mobile", EventTimeMs: base + 5000}, r)
+	h := map[string]string{PositionField("shard-1"): u.Applied.String(), PositionField("shard-0"): "3:0", "name": "Ann"}
+	kv := u.AppendFields(nil)
+	for i := 0; i < len(kv); i += 2 {
+		h[kv[i].(string)] = kv[i+1].(string)
+	}
+	got, err := FromFields("u1", "shard-1", h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != u {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, u)
+	}
+	other, err := FromFields("u1", "shard-2", h)
+	if err != nil || !other.Applied.IsZero() || other.Current != u.Current {
+		t.Fatalf("another shard resumes the session but applies all its records: %+v %v", other, err)
+	}
+	fresh, err := FromFields("u9", "shard-1", nil)
+	if err != nil || fresh.Started() || fresh.ID != "u9" {
+		t.Fatalf("new user: %+v %v", fresh, err)
+	}
+	h[FieldDevice] = "tablet"
+	if _, err := FromFields("u1", "shard-1", h); err == nil {
+		t.Fatal("inconsistent session fields accepted")
+	}
+}

@@ -1,0 +1,134 @@
+package session
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/clickfleet/clickfleet/messages"
+)
+
+// Rules are the per-user settings. The zero value is not usable: start from [DefaultRules].
+type Rules struct {
+	// GapMs is the session gap in ms: a gap above it starts a new session. Default: 10000.
+	GapMs int64
+	// OfferEvent is the event name of high-intent events. Default: "ViewContent".
+	OfferEvent string
+	// OfferMinPercent is the percent_viewed an offer must exceed. Default: 60.
+	OfferMinPercent float64
+}
+
+// DefaultRules returns the seeds' settings: gap 10 s, ViewContent with percent_viewed > 60.
+func DefaultRules() Rules {
+	return Rules{GapMs: DefaultGapMs, OfferEvent: messages.POCViewContent, OfferMinPercent: 60}
+}
+
+// Validate names the first bad rule.
+func (r Rules) Validate() error {
+	switch {
+	case r.GapMs <= 0:
+		return fmt.Errorf("session gap must be positive, got %s", time.Duration(r.GapMs)*time.Millisecond)
+	case r.OfferEvent == "":
+		return fmt.Errorf("offer event name must not be empty")
+	case r.OfferMinPercent < 0 || r.OfferMinPercent > 100:
+		return fmt.Errorf("offer minimum percent must be within 0..100, got %g", r.OfferMinPercent)
+	}
+	return nil
+}
+
+// IsOffer reports whether ev is a high-intent event: its name is r.OfferEvent and its
+// additional_data.percent_viewed is present and above r.OfferMinPercent (the seed's KDA query).
+func (r Rules) IsOffer(ev *messages.Event) bool {
+	return ev.EventName == r.OfferEvent && ev.AdditionalData.Has(messages.HasPercentViewed) &&
+		ev.AdditionalData.PercentViewed > r.OfferMinPercent
+}
+
+// Position is a record's place in its shard. The zero value is before every record.
+type Position struct {
+	// Seq is the Kinesis sequence number (decimal digits); empty means none.
+	Seq string
+	// Sub is the sub-sequence number inside a KPL aggregate (0 for a plain record).
+	Sub int64
+}
+
+// IsZero reports whether p is before every record.
+func (p Position) IsZero() bool { return p.Seq == "" }
+
+// String returns "seq:sub", the encoding stored in Redis; "" for the zero Position.
+func (p Position) String() string {
+	if p.IsZero() {
+		return ""
+	}
+	return p.Seq + ":" + strconv.FormatInt(p.Sub, 10)
+}
+
+// ParsePosition parses [Position.String]'s output; "" gives the zero Position.
+func ParsePosition(s string) (Position, error) {
+	if s == "" {
+		return Position{}, nil
+	}
+	seq, sub, ok := strings.Cut(s, ":")
+	n, err := strconv.ParseInt(sub, 10, 64)
+	if !ok || err != nil || seq == "" || strings.Trim(seq, "0123456789") != "" {
+		return Position{}, fmt.Errorf("bad position %q (want <sequence>:<sub-sequence>)", s)
+	}
+	return Position{Seq: seq, Sub: n}, nil
+}
+
+// Compare orders positions of one shard: -1, 0 or +1. Sequence numbers compare as decimal numbers
+// (a longer one is larger), then sub-sequence numbers. The zero Position is before every other.
+func (p Position) Compare(q Position) int {
+	switch {
+	case len(p.Seq) != len(q.Seq):
+		return cmp(len(p.Seq), len(q.Seq))
+	case p.Seq != q.Seq:
+		return strings.Compare(p.Seq, q.Seq)
+	}
+	return cmp(p.Sub, q.Sub)
+}
+
+func cmp[T int | int64](a, b T) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// User is the state of one user as one shard's owner sees it: the sessionizer, the last access time, and
+// Applied, the position on that shard of the last record applied (records at or below it are replays).
+type User struct {
+	ID string
+	Sessionizer
+	// LastAccessMs is the highest event time seen (Unix ms); 0 before any event.
+	LastAccessMs int64
+	// Applied is the position of the last applied record on the shard being processed.
+	Applied Position
+}
+
+// Outcome says what one event changed.
+type Outcome struct {
+	// Applied is false for a replay: the record is at or below User.Applied and nothing changed.
+	Applied bool
+	// NewSession is true when the event started a session (the previous one is closed).
+	NewSession bool
+	// Offer is true when the event is a high-intent event for the offers stream.
+	Offer bool
+}
+
+// Apply applies the event at pos, unless pos is at or below u.Applied (a replay, which changes nothing).
+// The event must be u's (ev.UserID == u.ID); Apply does not check.
+func (u *User) Apply(pos Position, ev *messages.Event, r Rules) Outcome {
+	if !u.Applied.IsZero() && pos.Compare(u.Applied) <= 0 {
+		return Outcome{}
+	}
+	u.Applied = pos
+	o := Outcome{Applied: true}
+	o.NewSession = u.Add(u.ID, ev.DeviceType, ev.EventTimeMs, r.GapMs)
+	u.LastAccessMs = max(u.LastAccessMs, ev.EventTimeMs)
+	o.Offer = r.IsOffer(ev)
+	return o
+}
