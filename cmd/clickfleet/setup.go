@@ -8,7 +8,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 
+	"github.com/clickfleet/clickfleet/enrich/names"
 	"github.com/clickfleet/clickfleet/provision"
 )
 
@@ -17,6 +19,8 @@ func newSetupCommand(g *globals) *cobra.Command {
 		res     = provision.DefaultResources()
 		pgDSN   string
 		timeout time.Duration
+		demo    bool
+		demoN   int
 	)
 	cmd := &cobra.Command{
 		Use:   "setup",
@@ -46,7 +50,22 @@ LocalStack and AWS alike.`,
 				defer conn.Close(context.WithoutCancel(ctx))
 				clients.Postgres = conn
 			}
-			return provision.Setup(ctx, clients, res, g.log.Named("setup"))
+			if demo && pgDSN == "" {
+				return usagef("--demo needs --pg-dsn (CLICKFLEET_PG_DSN): the demo customers go into PostgreSQL")
+			}
+			if demo && demoN < 1 {
+				return usagef("--demo-customers (CLICKFLEET_DEMO_CUSTOMERS) must be at least 1, got %d", demoN)
+			}
+			if err := provision.Setup(ctx, clients, res, g.log.Named("setup")); err != nil {
+				return err
+			}
+			if demo {
+				if err := names.LoadDemo(ctx, clients.Postgres, demoN); err != nil {
+					return err
+				}
+				g.log.Named("setup").Info("demo customers loaded", zap.Int("customers", demoN))
+			}
+			return nil
 		},
 	}
 	f := cmd.Flags()
@@ -59,5 +78,7 @@ LocalStack and AWS alike.`,
 	f.StringVar(&res.SessionsTable, "sessions-table", res.SessionsTable, "DynamoDB sessions table")
 	f.StringVar(&pgDSN, "pg-dsn", "", "PostgreSQL connection string for the customers schema (empty: skip PostgreSQL)")
 	f.DurationVar(&timeout, "timeout", 2*time.Minute, "give up when set-up takes longer")
+	f.BoolVar(&demo, "demo", false, "also load demo customers (ids 1..N, the generator's POC users) with names and prices; needs --pg-dsn")
+	f.IntVar(&demoN, "demo-customers", 300, "how many demo customers --demo loads")
 	return cmd
 }

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/clickfleet/clickfleet/enrich/names"
+)
+
+func newNamesSyncCommand(g *globals) *cobra.Command {
+	var (
+		pgDSN, redisURL, keyPrefix, httpListen string
+		interval                               time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "names-sync",
+		Short: "Copy customers' names and prices from PostgreSQL into Redis, on a period and on every change",
+		Long: `names-sync copies customers(customer_id, name, price_per_click) into the fields name and price_per_click of
+the Redis hash <key-prefix>user:<customer_id>, every --sync-interval and at once on each change (LISTEN on the
+trigger that 'clickfleet setup --pg-dsn' installs). A deleted customer loses those two fields; other fields
+of the hash (the actors') are never touched. It reconnects to PostgreSQL with backoff and copies everything
+again after a reconnect. Stop it with SIGTERM or SIGINT.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			log := g.log.Named("names-sync")
+			if pgDSN == "" {
+				return usagef("--pg-dsn (CLICKFLEET_PG_DSN) is required")
+			}
+			pcfg, err := pgxpool.ParseConfig(pgDSN)
+			if err != nil {
+				return usagef("--pg-dsn (CLICKFLEET_PG_DSN): %v", err)
+			}
+			pcfg.MaxConns = max(pcfg.MaxConns, 2)
+			pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+			if err != nil {
+				return usagef("--pg-dsn (CLICKFLEET_PG_DSN): %v", err)
+			}
+			defer pool.Close()
+			opts, err := redis.ParseURL(redisURL)
+			if err != nil {
+				return usagef("--redis-url (CLICKFLEET_REDIS_URL) %q: %v", redisURL, err)
+			}
+			rdb := redis.NewClient(opts)
+			defer rdb.Close()
+			if interval <= 0 {
+				return usagef("--sync-interval (CLICKFLEET_SYNC_INTERVAL) must be positive, got %s", interval)
+			}
+			reg := newRegistry()
+			s, err := names.New(names.Config{Pool: pool, Redis: rdb, Prefix: keyPrefix, Interval: interval, Logger: log, Registerer: reg})
+			if err != nil {
+				return usageError{err}
+			}
+			waitOps, err := opsServer(ctx, httpListen, reg, s.Ready, log)
+			if err != nil {
+				return err
+			}
+			defer waitOps()
+			log.Info("syncing customer names", zap.String("key_prefix", keyPrefix), zap.Duration("sync_interval", interval))
+			return s.Run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&pgDSN, "pg-dsn", "", "PostgreSQL connection string of the database holding customers")
+	f.StringVar(&redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis that receives the names")
+	f.StringVar(&keyPrefix, "key-prefix", "cf:", "prefix of every Redis key")
+	f.DurationVar(&interval, "sync-interval", time.Minute, "period of the full copy (changes also arrive at once through LISTEN/NOTIFY)")
+	f.StringVar(&httpListen, "http-listen", "127.0.0.1:9092", "address for /metrics, /healthz and /readyz (empty: none)")
+	return cmd
+}

@@ -1,0 +1,449 @@
+package names
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/clickfleet/clickfleet/provision"
+)
+
+// The fields of <prefix>user:<id> that the Syncer owns.
+const (
+	FieldName          = "name"
+	FieldPricePerClick = "price_per_click"
+)
+
+// Key returns the Redis key of a user's hash: prefix + "user:" + id.
+func Key(prefix, id string) string { return prefix + "user:" + id }
+
+// Customer is one row of the customers table. PricePerClick is the numeric's exact decimal text (e.g. "0.2500").
+type Customer struct {
+	ID            string
+	Name          string
+	PricePerClick string
+}
+
+// RedisClient is the part of go-redis the Syncer uses; *redis.Client and *redis.ClusterClient have it.
+type RedisClient interface {
+	Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
+	Scan(ctx context.Context, cursor uint64, match string, count int64) *redis.ScanCmd
+}
+
+// Config configures a Syncer. Zero fields take the defaults named in their docs.
+type Config struct {
+	// Pool is the PostgreSQL pool; the Syncer holds one of its connections for LISTEN while it runs, so it
+	// needs at least two. Required.
+	Pool *pgxpool.Pool
+	// Redis receives the names. Required.
+	Redis RedisClient
+	// Prefix starts every Redis key. Default: "cf:".
+	Prefix string
+	// Interval is the period of the full copy. Default: 1m.
+	Interval time.Duration
+	// Channel is the NOTIFY channel of the customers trigger. Default: provision.CustomersChannel.
+	Channel string
+	// MinBackoff and MaxBackoff bound the pause before reconnecting or retrying a failed copy; it doubles
+	// on each consecutive failure. Defaults: 100ms, 10s.
+	MinBackoff, MaxBackoff time.Duration
+	// Logger: default zap.NewNop().
+	Logger *zap.Logger
+	// Registerer receives the metrics (clickfleet_names_*). Default: none.
+	Registerer prometheus.Registerer
+}
+
+// ErrInvalidConfig is wrapped by the errors of New.
+var ErrInvalidConfig = errors.New("invalid names configuration")
+
+// Syncer copies customers from PostgreSQL to Redis. Create it with New, then call Run once.
+type Syncer struct {
+	cfg Config
+	log *zap.Logger
+	m   metrics
+
+	mu    sync.RWMutex
+	byID  map[string]Customer
+	ready bool
+}
+
+// New checks cfg and returns a Syncer. It does no I/O and starts no goroutine.
+func New(cfg Config) (*Syncer, error) {
+	switch {
+	case cfg.Pool == nil:
+		return nil, fmt.Errorf("%w: no PostgreSQL pool (--pg-dsn)", ErrInvalidConfig)
+	case cfg.Redis == nil:
+		return nil, fmt.Errorf("%w: no Redis client (--redis-url)", ErrInvalidConfig)
+	case cfg.Interval < 0 || cfg.MinBackoff < 0 || cfg.MaxBackoff < 0:
+		return nil, fmt.Errorf("%w: interval and backoffs must not be negative", ErrInvalidConfig)
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "cf:"
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = time.Minute
+	}
+	if cfg.Channel == "" {
+		cfg.Channel = provision.CustomersChannel
+	}
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff = 100 * time.Millisecond
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = 10 * time.Second
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		return nil, fmt.Errorf("%w: MaxBackoff %s is below MinBackoff %s", ErrInvalidConfig, cfg.MaxBackoff, cfg.MinBackoff)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Syncer{cfg: cfg, log: cfg.Logger.Named("names"), m: m}, nil
+}
+
+// Lookup returns the customer as of the Syncer's latest copy, from memory: it never blocks on I/O. ok is
+// false for an unknown customer or before the first full copy (see Ready).
+func (s *Syncer) Lookup(id string) (c Customer, ok bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c, ok = s.byID[id]
+	return c, ok
+}
+
+// Ready reports whether a full copy has completed since Run started.
+func (s *Syncer) Ready() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.ready
+}
+
+// Run copies until ctx ends, then returns nil once its goroutines have stopped. PostgreSQL and Redis
+// failures never end it: they are logged, counted, and retried with backoff. Call it once.
+func (s *Syncer) Run(ctx context.Context) error {
+	notes := make(chan string, 1024)
+	resync := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.listen(ctx, notes, resync) })
+	defer wg.Wait()
+
+	timer := time.NewTimer(0) // the first full copy at once
+	defer timer.Stop()
+	backoff := s.cfg.MinBackoff
+	first := true
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case id := <-notes:
+			if err := s.syncOne(ctx, id); err != nil && ctx.Err() == nil {
+				// The change is not in Redis: copy everything again soon.
+				s.log.Warn("applying a customer change failed; full copy scheduled", zap.String("user_id", id), zap.Error(err))
+				timer.Reset(backoff)
+			}
+		case <-resync:
+			timer.Reset(0)
+		case <-timer.C:
+			err := s.fullSync(ctx, first)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err != nil {
+				s.m.syncs.WithLabelValues("failed").Inc()
+				s.log.Warn("full copy of customers failed", zap.Error(err), zap.Duration("retry_in", backoff))
+				timer.Reset(backoff)
+				backoff = min(2*backoff, s.cfg.MaxBackoff)
+				continue
+			}
+			s.m.syncs.WithLabelValues("ok").Inc()
+			first, backoff = false, s.cfg.MinBackoff
+			timer.Reset(s.cfg.Interval)
+		}
+	}
+}
+
+// listen holds a LISTEN connection and forwards each notified customer_id; after every (re)connect it asks
+// for a full copy, which covers whatever changed while it was not listening.
+func (s *Syncer) listen(ctx context.Context, notes chan<- string, resync chan<- struct{}) {
+	backoff := s.cfg.MinBackoff
+	connected := false
+	for ctx.Err() == nil {
+		err := s.listenOnce(ctx, notes, resync, func() { connected, backoff = true, s.cfg.MinBackoff })
+		if ctx.Err() != nil {
+			return
+		}
+		s.m.listening.Set(0)
+		s.m.reconnects.Inc()
+		if connected {
+			s.log.Warn("lost the PostgreSQL LISTEN connection; reconnecting", zap.Error(err))
+		} else {
+			s.log.Warn("cannot LISTEN on PostgreSQL; retrying", zap.Error(err), zap.Duration("retry_in", backoff))
+		}
+		connected = false
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, s.cfg.MaxBackoff)
+	}
+}
+
+func (s *Syncer) listenOnce(ctx context.Context, notes chan<- string, resync chan<- struct{}, onListening func()) error {
+	conn, err := s.cfg.Pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire a connection: %w", err)
+	}
+	// The connection is dedicated to LISTEN; never hand it back to the pool in that state.
+	defer func() { _ = conn.Hijack().Close(context.WithoutCancel(ctx)) }()
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{s.cfg.Channel}.Sanitize()); err != nil {
+		return fmt.Errorf("LISTEN %s: %w", s.cfg.Channel, err)
+	}
+	onListening()
+	s.m.listening.Set(1)
+	s.log.Info("listening for customer changes", zap.String("channel", s.cfg.Channel))
+	select {
+	case resync <- struct{}{}:
+	default:
+	}
+	for {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
+			return fmt.Errorf("wait for notification: %w", err)
+		}
+		s.m.notifications.Inc()
+		select {
+		case notes <- n.Payload:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+const selectAll = `SELECT customer_id, name, price_per_click::text FROM customers`
+
+// fullSync copies every customer and removes the fields of customers that disappeared. On the first copy
+// of a Run it learns which users carry a name in Redis by scanning <prefix>user:*; later it compares with
+// the previous copy.
+func (s *Syncer) fullSync(ctx context.Context, first bool) error {
+	start := time.Now()
+	rows, err := s.cfg.Pool.Query(ctx, selectAll)
+	if err != nil {
+		return fmt.Errorf("select customers: %w", err)
+	}
+	all, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Customer])
+	if err != nil {
+		return fmt.Errorf("read customers: %w", err)
+	}
+	now := make(map[string]Customer, len(all))
+	for _, c := range all {
+		now[c.ID] = c
+	}
+	var gone []string
+	if first {
+		present, err := s.scanUsers(ctx)
+		if err != nil {
+			return err
+		}
+		for _, id := range present {
+			if _, ok := now[id]; !ok {
+				gone = append(gone, id)
+			}
+		}
+	} else {
+		s.mu.RLock()
+		for id := range s.byID {
+			if _, ok := now[id]; !ok {
+				gone = append(gone, id)
+			}
+		}
+		s.mu.RUnlock()
+	}
+	const batch = 1000
+	for i := 0; i < len(all); i += batch {
+		part := all[i:min(i+batch, len(all))]
+		if _, err := s.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, c := range part {
+				p.HSet(ctx, Key(s.cfg.Prefix, c.ID), FieldName, c.Name, FieldPricePerClick, c.PricePerClick)
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("write names to Redis: %w", err)
+		}
+	}
+	for i := 0; i < len(gone); i += batch {
+		part := gone[i:min(i+batch, len(gone))]
+		if _, err := s.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, id := range part {
+				p.HDel(ctx, Key(s.cfg.Prefix, id), FieldName, FieldPricePerClick)
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("remove deleted customers' names from Redis: %w", err)
+		}
+	}
+	s.mu.Lock()
+	s.byID, s.ready = now, true
+	s.mu.Unlock()
+	s.m.customers.Set(float64(len(now)))
+	s.log.Debug("copied customers", zap.Int("customers", len(now)), zap.Int("removed", len(gone)), zap.Duration("took", time.Since(start)))
+	return nil
+}
+
+// scanUsers returns the ids of the users whose hash carries a name now.
+func (s *Syncer) scanUsers(ctx context.Context) ([]string, error) {
+	match := Key(s.cfg.Prefix, "*")
+	var keys []string
+	var cursor uint64
+	for {
+		page, next, err := s.cfg.Redis.Scan(ctx, cursor, match, 1000).Result()
+		if err != nil {
+			return nil, fmt.Errorf("scan %s: %w", match, err)
+		}
+		keys = append(keys, page...)
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	cmds := make([]*redis.BoolCmd, len(keys))
+	if _, err := s.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.HExists(ctx, k, FieldName)
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("check names under %s: %w", match, err)
+	}
+	var ids []string
+	for i, c := range cmds {
+		if c.Val() {
+			ids = append(ids, keys[i][len(Key(s.cfg.Prefix, "")):])
+		}
+	}
+	return ids, nil
+}
+
+// syncOne applies the current state of one customer.
+func (s *Syncer) syncOne(ctx context.Context, id string) error {
+	var c Customer
+	err := s.cfg.Pool.QueryRow(ctx, selectAll+` WHERE customer_id = $1`, id).Scan(&c.ID, &c.Name, &c.PricePerClick)
+	key := Key(s.cfg.Prefix, id)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		if _, err := s.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.HDel(ctx, key, FieldName, FieldPricePerClick)
+			return nil
+		}); err != nil {
+			return fmt.Errorf("remove customer %s's name from Redis: %w", id, err)
+		}
+		s.mu.Lock()
+		delete(s.byID, id)
+		s.mu.Unlock()
+	case err != nil:
+		return fmt.Errorf("select customer %s: %w", id, err)
+	default:
+		if _, err := s.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.HSet(ctx, key, FieldName, c.Name, FieldPricePerClick, c.PricePerClick)
+			return nil
+		}); err != nil {
+			return fmt.Errorf("write customer %s's name to Redis: %w", id, err)
+		}
+		s.mu.Lock()
+		if s.byID != nil {
+			s.byID[id] = c
+		}
+		s.mu.Unlock()
+	}
+	s.m.applied.Inc()
+	return nil
+}
+
+type metrics struct {
+	syncs                              *prometheus.CounterVec
+	notifications, applied, reconnects prometheus.Counter
+	customers, listening               prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (metrics, error) {
+	m := metrics{
+		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "names", Name: "full_syncs_total",
+			Help: "Full copies of the customers table by outcome (ok, failed)."}, []string{"outcome"}),
+		notifications: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "names", Name: "notifications_total",
+			Help: "Customer change notifications received."}),
+		applied: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "names", Name: "changes_applied_total",
+			Help: "Single-customer changes written to Redis."}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "names", Name: "listen_reconnects_total",
+			Help: "Times the LISTEN connection was lost or could not be made."}),
+		customers: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "clickfleet", Subsystem: "names", Name: "customers",
+			Help: "Customers in the latest full copy."}),
+		listening: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "clickfleet", Subsystem: "names", Name: "listening",
+			Help: "1 while the LISTEN connection is up."}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.syncs, m.notifications, m.applied, m.reconnects, m.customers, m.listening} {
+		if err := reg.Register(c); err != nil {
+			return m, fmt.Errorf("register names metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// Demo customers: first and last names combined deterministically from the id.
+var (
+	demoFirst = []string{"Semyon", "Ada", "Grace", "Linus", "Margaret", "Alan", "Barbara", "Dennis", "Frances", "Ken",
+		"Radia", "Edsger", "Hedy", "Donald", "Katherine", "John", "Sophie", "Tim", "Mary", "Guido", "Anita", "Bjarne", "Lynn", "Niklaus"}
+	demoLast = []string{"Ryan", "Lovelace", "Hopper", "Torvalds", "Hamilton", "Turing", "Liskov", "Ritchie", "Allen", "Thompson",
+		"Perlman", "Dijkstra", "Lamarr", "Knuth", "Johnson", "McCarthy", "Wilson", "Berners-Lee", "Kenneth", "van Rossum", "Borg",
+		"Stroustrup", "Conway", "Wirth", "Goldberg", "Kay", "Sutherland"}
+)
+
+// DemoCustomers returns n customers with ids "1".."n" (the click generator's POC user ids), names and prices
+// (0.05 to 2.04 per click), the same for the same n.
+func DemoCustomers(n int) []Customer {
+	out := make([]Customer, n)
+	for i := range out {
+		id := i + 1
+		out[i] = Customer{
+			ID:            strconv.Itoa(id),
+			Name:          demoFirst[(id*7)%len(demoFirst)] + " " + demoLast[(id*11+id/len(demoFirst))%len(demoLast)],
+			PricePerClick: fmt.Sprintf("%d.%02d", (5+(id*37)%200)/100, (5+(id*37)%200)%100),
+		}
+	}
+	return out
+}
+
+// LoadDemo inserts or updates the n DemoCustomers in the customers table (provision.EnsureCustomersSchema
+// must have run). Rows that already hold the same values are left alone, so it fires no trigger for them.
+func LoadDemo(ctx context.Context, db provision.Execer, n int) error {
+	if n < 1 {
+		return fmt.Errorf("%w: demo customers must be at least 1, got %d", ErrInvalidConfig, n)
+	}
+	cs := DemoCustomers(n)
+	ids, names, prices := make([]string, n), make([]string, n), make([]string, n)
+	for i, c := range cs {
+		ids[i], names[i], prices[i] = c.ID, c.Name, c.PricePerClick
+	}
+	_, err := db.Exec(ctx, `
+INSERT INTO customers (customer_id, name, price_per_click)
+SELECT id, name, price::numeric FROM unnest($1::text[], $2::text[], $3::text[]) AS t(id, name, price)
+ON CONFLICT (customer_id) DO UPDATE SET name = EXCLUDED.name, price_per_click = EXCLUDED.price_per_click, updated_at = now()
+WHERE customers.name IS DISTINCT FROM EXCLUDED.name OR customers.price_per_click IS DISTINCT FROM EXCLUDED.price_per_click`,
+		ids, names, prices)
+	if err != nil {
+		return fmt.Errorf("load %d demo customers: %w", n, err)
+	}
+	return nil
+}

@@ -1,0 +1,209 @@
+package names_test
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/clickfleet/clickfleet/enrich/names"
+	"github.com/clickfleet/clickfleet/internal/testenv"
+	"github.com/clickfleet/clickfleet/provision"
+)
+
+// freshDatabase creates a database of its own on the stack's PostgreSQL (so the customers table is the
+// test's alone), with the customers schema, and drops it when the test ends. It returns its DSN.
+func freshDatabase(t *testing.T) string {
+	t.Helper()
+	admin := testenv.Postgres(t)
+	db := strings.ReplaceAll(testenv.Name(t, "t"), "-", "_")
+	ctx := context.Background()
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
+		t.Fatalf("create database %s: %v", db, err)
+	}
+	t.Cleanup(func() {
+		_, _ = admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)")
+	})
+	u, err := url.Parse(testenv.PostgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + db
+	return u.String()
+}
+
+func newPool(t *testing.T, dsn string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// runSyncer starts a Syncer and stops it (waiting for Run to return nil) when the test ends.
+func runSyncer(t *testing.T, cfg names.Config) *names.Syncer {
+	t.Helper()
+	s, err := names.New(cfg)
+	if err != nil {
+		t.Fatalf("names.New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run returned %v after cancel, want nil", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Run did not return within 10s of cancel")
+		}
+	})
+	return s
+}
+
+// waitFor polls cond until it holds, failing the test when it does not within d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s; last state: %s", what, d, state)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func userFields(rdb *redis.Client, prefix, id string) map[string]string {
+	return rdb.HGetAll(context.Background(), names.Key(prefix, id)).Val()
+}
+
+// hasName waits until the user's hash holds the name and price (or, with name "", holds neither).
+func hasName(t *testing.T, rdb *redis.Client, prefix, id, name, price string, within time.Duration) {
+	t.Helper()
+	waitFor(t, within, fmt.Sprintf("user %s named %q, price %q in Redis", id, name, price), func() (bool, string) {
+		h := userFields(rdb, prefix, id)
+		n, hasN := h[names.FieldName]
+		p, hasP := h[names.FieldPricePerClick]
+		if name == "" {
+			return !hasN && !hasP, fmt.Sprint(h)
+		}
+		return n == name && p == price, fmt.Sprint(h)
+	})
+}
+
+// Inserts, renames and deletes reach Redis within a second through NOTIFY (the periodic copy is an hour
+// away), touching only name and price_per_click; customers present before start arrive by the first copy;
+// a user's other fields survive a delete.
+func TestSyncerAppliesChangesAtOnce(t *testing.T) {
+	rdb := testenv.Redis(t)
+	dsn := freshDatabase(t)
+	pool := newPool(t, dsn)
+	ctx := context.Background()
+	if err := provision.EnsureCustomersSchema(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	prefix := testenv.Name(t, "cf") + ":"
+	t.Cleanup(func() {
+		keys := rdb.Keys(context.Background(), prefix+"*").Val()
+		if len(keys) > 0 {
+			rdb.Del(context.Background(), keys...)
+		}
+	})
+	// Before start: one customer in PostgreSQL, and a stale name in Redis for a customer that no longer exists.
+	if _, err := pool.Exec(ctx, `INSERT INTO customers (customer_id, name, price_per_click) VALUES ('old', 'Old Timer', 0.5)`); err != nil {
+		t.Fatal(err)
+	}
+	rdb.HSet(ctx, names.Key(prefix, "gone"), names.FieldName, "Ghost", names.FieldPricePerClick, "1", "last_access_ms", "42")
+
+	s := runSyncer(t, names.Config{Pool: pool, Redis: rdb, Prefix: prefix, Interval: time.Hour})
+	hasName(t, rdb, prefix, "old", "Old Timer", "0.5000", 5*time.Second)
+	hasName(t, rdb, prefix, "gone", "", "", time.Second)
+	if got := userFields(rdb, prefix, "gone")["last_access_ms"]; got != "42" {
+		t.Fatalf("the actors' field last_access_ms of a deleted customer = %q, want it kept", got)
+	}
+	waitFor(t, time.Second, "Ready", func() (bool, string) { return s.Ready(), "" })
+
+	// An actor's fields in the same hash must survive every write.
+	rdb.HSet(ctx, names.Key(prefix, "35"), "last_access_ms", "1700000000000", "country", "US")
+	steps := []struct {
+		name, sql, wantName, wantPrice string
+	}{
+		{"insert", `INSERT INTO customers (customer_id, name, price_per_click) VALUES ('35', 'Semyon Ryan', 0.25)`, "Semyon Ryan", "0.2500"},
+		{"rename", `UPDATE customers SET name = 'Semyon Rayan', updated_at = now() WHERE customer_id = '35'`, "Semyon Rayan", "0.2500"},
+		{"reprice", `UPDATE customers SET price_per_click = 1.125 WHERE customer_id = '35'`, "Semyon Rayan", "1.1250"},
+		{"delete", `DELETE FROM customers WHERE customer_id = '35'`, "", ""},
+		{"sign up again", `INSERT INTO customers (customer_id, name, price_per_click) VALUES ('35', 'Semyon Ryan', 0.3)`, "Semyon Ryan", "0.3000"},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			if _, err := pool.Exec(ctx, st.sql); err != nil {
+				t.Fatal(err)
+			}
+			hasName(t, rdb, prefix, "35", st.wantName, st.wantPrice, time.Second)
+			h := userFields(rdb, prefix, "35")
+			if h["last_access_ms"] != "1700000000000" || h["country"] != "US" {
+				t.Fatalf("the actors' fields were touched: %v", h)
+			}
+			c, ok := s.Lookup("35")
+			if (st.wantName != "") != ok || c.Name != st.wantName || c.PricePerClick != st.wantPrice {
+				t.Fatalf("Lookup(35) = %+v, %v", c, ok)
+			}
+		})
+	}
+}
+
+// LoadDemo fills customers 1..n with names and prices, idempotently; the Syncer copies them.
+func TestLoadDemo(t *testing.T) {
+	rdb := testenv.Redis(t)
+	pool := newPool(t, freshDatabase(t))
+	ctx := context.Background()
+	if err := provision.EnsureCustomersSchema(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := names.LoadDemo(ctx, pool, 300); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n, distinct int
+	if err := pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT name) FROM customers WHERE name <> '' AND price_per_click > 0`).Scan(&n, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if n != 300 || distinct < 250 {
+		t.Fatalf("%d demo customers with %d distinct names, want 300 with mostly distinct names", n, distinct)
+	}
+	prefix := testenv.Name(t, "cf") + ":"
+	t.Cleanup(func() {
+		keys := rdb.Keys(context.Background(), prefix+"*").Val()
+		if len(keys) > 0 {
+			rdb.Del(context.Background(), keys...)
+		}
+	})
+	want := names.DemoCustomers(300)[299]
+	runSyncer(t, names.Config{Pool: pool, Redis: rdb, Prefix: prefix, Interval: time.Hour})
+	hasName(t, rdb, prefix, "300", want.Name, want.PricePerClick+"00", 5*time.Second)
+	if err := names.LoadDemo(ctx, pool, 0); err == nil {
+		t.Fatal("LoadDemo(0) accepted")
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	if _, err := names.New(names.Config{}); err == nil {
+		t.Fatal("empty config accepted")
+	}
+}
