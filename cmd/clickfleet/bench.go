@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"text/tabwriter"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -20,7 +21,96 @@ func newBenchCommand(g *globals) *cobra.Command {
 		Short: "Load tests against real shards (the local stack or AWS), each beside a baseline from the same run",
 	}
 	cmd.AddCommand(newBenchDrainCommand(g))
+	for _, sc := range []struct{ name, short string }{
+		{bench.Steady, "A fixed rate through worker processes: throughput, put → counted latency, CPU and RSS"},
+		{bench.Failover, "kill -9 one of the workers under load: the stall and the time until every shard is held again"},
+		{bench.Reshard, "Double the shards (UpdateShardCount) under load: the stall and the recovery, counts verified"},
+		{bench.ScaleOut, "Start with one worker and add the others under load: throughput as the leases spread"},
+	} {
+		cmd.AddCommand(newBenchLoadCommand(g, sc.name, sc.short))
+	}
 	return cmd
+}
+
+func newBenchLoadCommand(g *globals, scenario, short string) *cobra.Command {
+	var (
+		cfg        = bench.LoadConfig{Scenario: scenario}
+		out, html  string
+		workerArgs []string
+	)
+	cmd := &cobra.Command{
+		Use:   scenario,
+		Short: short,
+		Long: short + `.
+
+It creates a fresh stream and lease table, starts 'clickfleet consume' worker processes (this binary) with
+the count processor, produces at --rate with probe events every 250 ms to time put → counted, samples every
+worker's /metrics and resource use each second, and after the load waits until every record is counted
+exactly once (verified). Results: a table, --out JSON, --html a page with charts.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			awsCfg, err := loadAWS(ctx)
+			if err != nil {
+				return err
+			}
+			opts, err := redis.ParseURL(cfg.RedisURL)
+			if err != nil {
+				return usagef("--redis-url (CLICKFLEET_REDIS_URL) %q: %v", cfg.RedisURL, err)
+			}
+			cfg.Redis = redis.NewClient(opts)
+			defer cfg.Redis.Close()
+			if cfg.Binary, err = os.Executable(); err != nil {
+				return err
+			}
+			cfg.WorkerArgs = workerArgs
+			cfg.Progress = func(s string) { fmt.Fprintln(os.Stderr, "bench:", s) }
+			res, err := bench.Load(ctx, kinesis.NewFromConfig(awsCfg), dynamodb.NewFromConfig(awsCfg), cfg)
+			if err != nil {
+				return err
+			}
+			if err := bench.WriteTable(os.Stdout, res); err != nil {
+				return err
+			}
+			return writeOutputs(res, out, html)
+		},
+	}
+	f := cmd.Flags()
+	f.Int32Var(&cfg.Shards, "shards", 4, "shards of the fresh stream")
+	f.IntVar(&cfg.Workers, "workers", 2, "worker processes")
+	f.Float64Var(&cfg.Rate, "rate", 1000, "events per second to produce")
+	f.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long to produce")
+	f.IntVar(&cfg.Users, "users", 1000, "distinct users")
+	f.StringVar(&cfg.RedisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis the workers count in")
+	f.StringArrayVar(&workerArgs, "worker-arg", []string{"--failover-time=10s"}, "extra flag for every worker, e.g. --worker-arg=--failover-time=5s (repeatable)")
+	f.StringVar(&cfg.LogDir, "log-dir", "", "directory for the workers' logs (default: a temporary one)")
+	f.StringVar(&out, "out", "", "also write the result as JSON to this file")
+	f.StringVar(&html, "html", "", "also write an HTML page with charts to this file")
+	return cmd
+}
+
+func writeOutputs(res bench.LoadResult, out, html string) error {
+	if out != "" {
+		b, err := json.MarshalIndent(res, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("--out %s: %w", out, err)
+		}
+	}
+	if html != "" {
+		f, err := os.Create(html)
+		if err != nil {
+			return fmt.Errorf("--html %s: %w", html, err)
+		}
+		if err := bench.WriteHTML(f, res); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	}
+	return nil
 }
 
 func newBenchDrainCommand(g *globals) *cobra.Command {

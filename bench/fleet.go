@@ -1,0 +1,205 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Fleet runs `clickfleet consume` worker processes for a scenario and reads their /metrics.
+type Fleet struct {
+	// Binary is the clickfleet executable. Required.
+	Binary string
+	// Args are given to every worker after `consume` (stream, lease table, Redis, timings …).
+	Args []string
+	// LogDir receives one log file per worker process.
+	LogDir string
+
+	mu      sync.Mutex
+	workers map[string]*workerProc
+	order   []string
+}
+
+type workerProc struct {
+	id      string
+	cmd     *exec.Cmd
+	addr    string
+	log     *os.File
+	started time.Time
+	done    chan struct{}
+}
+
+// Start launches worker id and waits until its /readyz answers (up to 30 s).
+func (f *Fleet) Start(ctx context.Context, id string) error {
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	logf, err := os.Create(filepath.Join(f.LogDir, id+".log"))
+	if err != nil {
+		return err
+	}
+	args := append([]string{"consume", "--worker-id", id, "--http-listen", addr, "--log-format", "json"}, f.Args...)
+	cmd := exec.Command(f.Binary, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start worker %s: %w", id, err)
+	}
+	w := &workerProc{id: id, cmd: cmd, addr: addr, log: logf, started: time.Now(), done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); logf.Close(); close(w.done) }()
+	f.mu.Lock()
+	if f.workers == nil {
+		f.workers = map[string]*workerProc{}
+	}
+	f.workers[id] = w
+	f.order = append(f.order, id)
+	f.mu.Unlock()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-w.done:
+			return fmt.Errorf("worker %s exited while starting; see %s", id, logf.Name())
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("worker %s not ready after 30s; see %s", id, logf.Name())
+		}
+	}
+}
+
+// Kill ends worker id with SIGKILL: a crash.
+func (f *Fleet) Kill(id string) {
+	if w := f.take(id); w != nil {
+		_ = w.cmd.Process.Kill()
+		<-w.done
+	}
+}
+
+// Stop ends worker id with SIGTERM and waits for it; it returns how long the clean stop took.
+func (f *Fleet) Stop(id string) time.Duration {
+	w := f.take(id)
+	if w == nil {
+		return 0
+	}
+	start := time.Now()
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-w.done:
+	case <-time.After(60 * time.Second):
+		_ = w.cmd.Process.Kill()
+		<-w.done
+	}
+	return time.Since(start)
+}
+
+// StopAll stops every worker cleanly.
+func (f *Fleet) StopAll() {
+	for _, id := range f.IDs() {
+		f.Stop(id)
+	}
+}
+
+func (f *Fleet) take(id string) *workerProc {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w := f.workers[id]
+	delete(f.workers, id)
+	return w
+}
+
+// IDs returns the running workers in start order.
+func (f *Fleet) IDs() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ids []string
+	for _, id := range f.order {
+		if _, ok := f.workers[id]; ok {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// WorkerSample is one reading of one worker.
+type WorkerSample struct {
+	Records    float64 // clickfleet_consumer_records_total
+	Held       float64 // clickfleet_lease_held
+	CPUSeconds float64 // user + system CPU time of the process
+	RSSBytes   float64
+}
+
+// Sample reads every running worker's metrics and resource use; workers that do not answer are left out.
+func (f *Fleet) Sample(ctx context.Context) map[string]WorkerSample {
+	f.mu.Lock()
+	ws := make([]*workerProc, 0, len(f.workers))
+	for _, w := range f.workers {
+		ws = append(ws, w)
+	}
+	f.mu.Unlock()
+	out := make(map[string]WorkerSample, len(ws))
+	for _, w := range ws {
+		m, err := scrape(ctx, w.addr, "clickfleet_consumer_records_total", "clickfleet_lease_held", "process_cpu_seconds_total", "process_resident_memory_bytes")
+		if err != nil {
+			continue
+		}
+		out[w.id] = WorkerSample{Records: m[0], Held: m[1], CPUSeconds: m[2], RSSBytes: m[3]}
+	}
+	return out
+}
+
+var scrapeClient = &http.Client{Timeout: 2 * time.Second}
+
+// scrape returns the values of the named unlabelled metrics from a Prometheus text endpoint.
+func scrape(ctx context.Context, addr string, names ...string) ([]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := scrapeClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	vals := make([]float64, len(names))
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 8<<20))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		for i, n := range names {
+			if rest, ok := strings.CutPrefix(line, n+" "); ok {
+				vals[i], _ = strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			}
+		}
+	}
+	return vals, sc.Err()
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}

@@ -1,0 +1,146 @@
+package bench
+
+import (
+	"fmt"
+	"html/template"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"text/tabwriter"
+)
+
+// WriteTable prints a load result as a table.
+func WriteTable(w io.Writer, r LoadResult) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "%s\t%d shards\t%d workers\t%d CPUs\t%.0f events/s target\n", r.Scenario, r.Shards, r.Workers, r.CPUs, r.Rate)
+	fmt.Fprintf(tw, "produced\t%d records\t%.0f/s\t\t\n", r.Produced, r.ProducedRate)
+	fmt.Fprintf(tw, "consumed during load\t\t%.0f/s\t\t\n", r.ConsumedRate)
+	fmt.Fprintf(tw, "put → counted (probes)\tp50 %.0f ms\tp95 %.0f ms\tp99 %.0f ms\tmax %.0f ms (n=%d)\n", r.Latency.P50, r.Latency.P95, r.Latency.P99, r.Latency.Max, r.Latency.N)
+	if r.RecoverySeconds > 0 {
+		fmt.Fprintf(tw, "recovery\t%.1f s\t\t\t\n", r.RecoverySeconds)
+	}
+	fmt.Fprintf(tw, "longest stall\t%.1f s\t\t\t\n", r.StallSeconds)
+	fmt.Fprintf(tw, "drained after load\t%.1f s\tcounts verified: %v\t\t\n", r.DrainSeconds, r.Verified)
+	fmt.Fprintf(tw, "worker resources\tmax CPU %.0f%%\tmax RSS %.0f MiB\t\t\n", r.MaxCPUPercent, r.MaxRSSMiB)
+	for _, m := range r.Marks {
+		fmt.Fprintf(tw, "  at %.1f s\t%s\t\t\t\n", m.Seconds, m.What)
+	}
+	return tw.Flush()
+}
+
+// WriteHTML writes a self-contained page with the run's throughput, lag, leases and resources over time.
+func WriteHTML(w io.Writer, r LoadResult) error {
+	type series struct {
+		Name, Color, Path string
+	}
+	type chart struct {
+		Title  string
+		Max    float64
+		Series []series
+	}
+	const W, H = 760.0, 180.0
+	tMax := 1.0
+	if n := len(r.Points); n > 0 {
+		tMax = math.Max(1, r.Points[n-1].Seconds)
+	}
+	path := func(vals []float64, max float64) string {
+		var b strings.Builder
+		for i, v := range vals {
+			x := W * r.Points[i].Seconds / tMax
+			y := H - H*v/math.Max(max, 1e-9)
+			if i == 0 {
+				fmt.Fprintf(&b, "M%.1f,%.1f", x, y)
+			} else {
+				fmt.Fprintf(&b, " L%.1f,%.1f", x, y)
+			}
+		}
+		return b.String()
+	}
+	colors := []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"}
+	rate := func(get func(Point) float64) []float64 {
+		out := make([]float64, len(r.Points))
+		for i := 1; i < len(r.Points); i++ {
+			dt := r.Points[i].Seconds - r.Points[i-1].Seconds
+			out[i] = math.Max(0, (get(r.Points[i])-get(r.Points[i-1]))/dt)
+		}
+		return out
+	}
+	prod, cons := rate(func(p Point) float64 { return p.Produced }), rate(func(p Point) float64 { return p.Consumed })
+	lag := make([]float64, len(r.Points))
+	for i, p := range r.Points {
+		lag[i] = math.Max(0, p.Produced-p.Consumed)
+	}
+	perWorker := func(get func(Point) map[string]float64) ([]string, map[string][]float64, float64) {
+		names := map[string]bool{}
+		for _, p := range r.Points {
+			for k := range get(p) {
+				names[k] = true
+			}
+		}
+		var ids []string
+		for k := range names {
+			ids = append(ids, k)
+		}
+		slices.Sort(ids)
+		vals, max := map[string][]float64{}, 0.0
+		for _, id := range ids {
+			v := make([]float64, len(r.Points))
+			for i, p := range r.Points {
+				v[i] = get(p)[id]
+				max = math.Max(max, v[i])
+			}
+			vals[id] = v
+		}
+		return ids, vals, max
+	}
+	var charts []chart
+	m := math.Max(slices.Max(append(prod, 1)), slices.Max(append(cons, 1)))
+	charts = append(charts, chart{Title: "records/s: produced (red), consumed (blue)", Max: m, Series: []series{
+		{"produced", colors[1], path(prod, m)}, {"consumed", colors[0], path(cons, m)}}})
+	lm := slices.Max(append(lag, 1))
+	charts = append(charts, chart{Title: "lag: records produced, not yet consumed", Max: lm, Series: []series{{"lag", colors[3], path(lag, lm)}}})
+	for _, pw := range []struct {
+		title string
+		get   func(Point) map[string]float64
+	}{
+		{"leases held per worker", func(p Point) map[string]float64 { return p.Held }},
+		{"CPU % per worker", func(p Point) map[string]float64 { return p.CPU }},
+		{"RSS MiB per worker", func(p Point) map[string]float64 { return p.RSSMiB }},
+	} {
+		ids, vals, max := perWorker(pw.get)
+		c := chart{Title: pw.title + " (" + strings.Join(ids, ", ") + ")", Max: max}
+		for i, id := range ids {
+			c.Series = append(c.Series, series{id, colors[i%len(colors)], path(vals[id], max)})
+		}
+		charts = append(charts, c)
+	}
+	var table strings.Builder
+	if err := WriteTable(&table, r); err != nil {
+		return err
+	}
+	type markX struct {
+		X    float64
+		What string
+	}
+	var marks []markX
+	for _, mk := range r.Marks {
+		marks = append(marks, markX{W * mk.Seconds / tMax, mk.What})
+	}
+	return pageTmpl.Execute(w, map[string]any{"R": r, "Charts": charts, "Table": table.String(), "W": W, "H": H, "Marks": marks, "TMax": tMax})
+}
+
+var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>clickfleet bench {{.R.Scenario}}</title>
+<style>body{font-family:sans-serif;margin:24px;color:#222}pre{background:#f6f6f6;padding:12px}
+svg{background:#fff;border:1px solid #ccc;margin-bottom:18px}h2{font-size:15px;margin:6px 0}</style></head><body>
+<h1>clickfleet bench: {{.R.Scenario}}</h1>
+<p>{{.R.When.Format "2006-01-02 15:04 UTC"}}, {{.R.CPUs}} CPUs. Time axis: 0–{{printf "%.0f" .TMax}} s; dashed lines mark the scenario's actions.</p>
+<pre>{{.Table}}</pre>
+{{range .Charts}}<h2>{{.Title}} — max {{printf "%.0f" .Max}}</h2>
+<svg width="{{$.W}}" height="{{$.H}}" viewBox="0 0 {{$.W}} {{$.H}}">
+{{range $.Marks}}<line x1="{{.X}}" x2="{{.X}}" y1="0" y2="{{$.H}}" stroke="#999" stroke-dasharray="4 3"><title>{{.What}}</title></line>{{end}}
+{{range .Series}}<path d="{{.Path}}" fill="none" stroke="{{.Color}}" stroke-width="1.5"><title>{{.Name}}</title></path>{{end}}
+</svg>{{end}}
+</body></html>
+`))
