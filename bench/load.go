@@ -373,11 +373,11 @@ type prober struct {
 	// putUntil ends the puts; checking goes on until the context ends.
 	putUntil time.Time
 
-	mu      sync.Mutex
-	users   []string
-	putAt   map[string]time.Time
-	seenAt  map[string]time.Time
-	sent    atomic.Int64
+	mu     sync.Mutex
+	users  []string
+	putAt  map[string]time.Time
+	seenAt map[string]time.Time
+	sent   atomic.Int64
 }
 
 func (p *prober) usersSent() []string {
