@@ -89,3 +89,11 @@ func (c *counting) Lookup(ctx context.Context, ip netip.Addr) (geo.Location, err
 	c.calls.Add(1)
 	return c.Provider.Lookup(ctx, ip)
 }
+
+// testingT lets examples use the test helpers.
+type testingT struct{ testing.TB }
+
+func (testingT) Helper()               {}
+func (testingT) Cleanup(func())        {}
+func (testingT) Fatalf(string, ...any) { panic("test database") }
+func (testingT) Fatal(...any)          { panic("test database") }
