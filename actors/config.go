@@ -1,0 +1,175 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/clickfleet/clickfleet/messages"
+	"github.com/clickfleet/clickfleet/session"
+)
+
+// ErrInvalidConfig is wrapped by every error Config.Validate returns.
+var ErrInvalidConfig = errors.New("invalid actors configuration")
+
+// KinesisAPI is the part of the Kinesis client the writer uses.
+type KinesisAPI interface {
+	PutRecords(ctx context.Context, in *kinesis.PutRecordsInput, opts ...func(*kinesis.Options)) (*kinesis.PutRecordsOutput, error)
+}
+
+// DynamoDBAPI is the part of the DynamoDB client the writer uses.
+type DynamoDBAPI interface {
+	BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error)
+}
+
+// RedisAPI is the part of the Redis client the processor uses: pipelines (HGETALL, HGET, EVALSHA) and
+// script loading.
+type RedisAPI interface {
+	Pipeline() redis.Pipeliner
+	ScriptLoad(ctx context.Context, script string) *redis.StringCmd
+}
+
+// FlushInfo describes one flush of one shard, given to Config.AfterFlush.
+type FlushInfo struct {
+	ShardID string
+	// N counts the flushes of this holding period, from 1.
+	N int
+	// UpTo is the position the flush covers; the checkpoint that follows is at it.
+	UpTo session.Position
+	// Users and Records are how many users were asked and how many records were routed since the
+	// previous barrier.
+	Users, Records int
+	// Barrier is the time from the request to the last user's reply; Write the time the writer took.
+	Barrier, Write time.Duration
+}
+
+// Config configures the processors of one worker process.
+type Config struct {
+	// Stream is the input stream's name, recorded in error records. Required.
+	Stream string
+	// Kinesis, DynamoDB and Redis are the sinks. Required.
+	Kinesis  KinesisAPI
+	DynamoDB DynamoDBAPI
+	Redis    RedisAPI
+	// SessionsTable is the DynamoDB sessions table. Default: "sessions".
+	SessionsTable string
+	// OffersStream receives high-intent events. Default: "clickstream-offers".
+	OffersStream string
+	// ErrorsStream receives records that fail decoding or validation. Default: "clickstream-errors".
+	ErrorsStream string
+	// Prefix starts every Redis key (cf:user:<id>). Default: "cf:".
+	Prefix string
+	// Rules are the per-user rules (session gap, offer filter). Default: session.DefaultRules().
+	Rules session.Rules
+	// FlushInterval is the longest time records stay unflushed. Default: 1s.
+	FlushInterval time.Duration
+	// FlushMaxRecords starts a flush when this many records of a shard are unflushed; ProcessRecords
+	// waits while they are. Default: 20000.
+	FlushMaxRecords int
+	// PassivateAfter stops a user's actor when it has had no record for this long (its state is in
+	// Redis). Default: 2m.
+	PassivateAfter time.Duration
+	// SweepInterval is how often each shard looks for idle users. Default: PassivateAfter/4, at least 1s
+	// unless set explicitly.
+	SweepInterval time.Duration
+	// RetryBackoff is the first pause after a failed write or load, doubled up to MaxBackoff. Defaults:
+	// 100ms and 5s.
+	RetryBackoff, MaxBackoff time.Duration
+	// WriteConcurrency bounds the concurrent BatchWriteItem and PutRecords calls of one flush. Default: 4.
+	WriteConcurrency int
+	// StopTimeout bounds the wait for a shard's actors to stop. Default: 10s.
+	StopTimeout time.Duration
+	// Now is the clock (passivation, updated_ms). Default: time.Now.
+	Now func() time.Time
+	// AfterFlush, when set, is called after a flush's writes and before its checkpoint, from the
+	// writer's goroutine. For tests and measurements.
+	AfterFlush func(FlushInfo)
+	// Logger receives structured logs, protoactor's too. Default: zap.NewNop().
+	Logger *zap.Logger
+	// Registerer receives the metrics. Default: nil (none).
+	Registerer prometheus.Registerer
+}
+
+// Validate fills in defaults and names the first bad setting.
+func (c *Config) Validate() error {
+	bad := func(setting, format string, args ...any) error {
+		return fmt.Errorf("%w: %s %s", ErrInvalidConfig, setting, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case c.Stream == "":
+		return bad("Stream", "is required")
+	case c.Kinesis == nil:
+		return bad("Kinesis", "is required")
+	case c.DynamoDB == nil:
+		return bad("DynamoDB", "is required")
+	case c.Redis == nil:
+		return bad("Redis", "is required")
+	}
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.SessionsTable, "sessions")
+	def(&c.OffersStream, "clickstream-offers")
+	def(&c.ErrorsStream, messages.ErrorStream)
+	def(&c.Prefix, "cf:")
+	if c.Rules == (session.Rules{}) {
+		c.Rules = session.DefaultRules()
+	}
+	if err := c.Rules.Validate(); err != nil {
+		return bad("Rules", "%v", err)
+	}
+	if c.SweepInterval == 0 && c.PassivateAfter >= 0 {
+		p := c.PassivateAfter
+		if p == 0 {
+			p = 2 * time.Minute
+		}
+		c.SweepInterval = max(p/4, time.Second)
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"FlushInterval", &c.FlushInterval, time.Second},
+		{"PassivateAfter", &c.PassivateAfter, 2 * time.Minute},
+		{"SweepInterval", &c.SweepInterval, 30 * time.Second},
+		{"RetryBackoff", &c.RetryBackoff, 100 * time.Millisecond},
+		{"MaxBackoff", &c.MaxBackoff, 5 * time.Second},
+		{"StopTimeout", &c.StopTimeout, 10 * time.Second},
+	} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+		if *d.v < 0 {
+			return bad(d.name, "must not be negative, got %s", *d.v)
+		}
+	}
+	if c.FlushMaxRecords == 0 {
+		c.FlushMaxRecords = 20000
+	}
+	if c.FlushMaxRecords < 0 {
+		return bad("FlushMaxRecords", "must not be negative, got %d", c.FlushMaxRecords)
+	}
+	if c.WriteConcurrency == 0 {
+		c.WriteConcurrency = 4
+	}
+	if c.WriteConcurrency < 0 {
+		return bad("WriteConcurrency", "must not be negative, got %d", c.WriteConcurrency)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return nil
+}

@@ -1,0 +1,87 @@
+package actors
+
+import (
+	"time"
+
+	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/messages"
+	"github.com/clickfleet/clickfleet/session"
+)
+
+// The messages the actors of this package exchange. DESIGN.md places actor messages in package messages;
+// they live here until that package takes them. All are pointers, sent locally only, never serialised.
+
+// record is one decoded record routed to a user.
+type record struct {
+	pos session.Position
+	ev  *messages.Event
+}
+
+// outRecord is one record for an output stream.
+type outRecord struct {
+	key  string
+	data []byte
+}
+
+// processBatch (processor → ShardActor) is one GetRecords batch, decoded. The ShardActor answers on done
+// once the batch is routed and the unflushed records are below the bound.
+type processBatch struct {
+	recs    []record
+	errs    []outRecord // error records for the records that failed decoding, in order
+	last    session.Position
+	n       int
+	cp      consumer.Checkpointer
+	started time.Time
+	done    chan error
+}
+
+// finalFlush (processor → ShardActor) asks for a flush of everything and its checkpoint; the answer comes
+// on done when no record is unflushed or unchecked.
+type finalFlush struct {
+	cp   consumer.Checkpointer
+	done chan error
+}
+
+// hydrate (ShardActor → UserActor) is a new actor's state, loaded from Redis; always its first message.
+type hydrate struct{ user session.User }
+
+// userBatch (ShardActor → UserActor) holds one user's records of one batch, in shard order.
+type userBatch struct{ recs []record }
+
+// flushRequest (ShardActor → UserActor) asks for the user's effects since its last flush.
+type flushRequest struct{ id uint64 }
+
+// userFlushed (UserActor → ShardActor) answers a flushRequest.
+type userFlushed struct {
+	id    uint64
+	flush userEffects
+}
+
+// userEffects are one user's effects since its previous flush.
+type userEffects struct {
+	user string
+	// pos is the last applied record's position; zero when nothing was applied (then there is no state).
+	pos      session.Position
+	fields   []any
+	sessions []messages.Session
+	offers   [][]byte
+}
+
+// loaded (loader goroutine → ShardActor) delivers users' Redis hashes.
+type loaded struct {
+	entries []*userEntry
+	hashes  []map[string]string
+	err     error
+}
+
+// flushDone (writer goroutine → ShardActor) reports a flush written and checkpointed, or why not.
+type flushDone struct {
+	id  uint64
+	err error
+}
+
+// tick messages from the processor's timer goroutine.
+type (
+	flushTick struct{}
+	sweepTick struct{}
+)

@@ -1,0 +1,47 @@
+package actors
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics of one worker process's processors; no per-user or per-shard labels.
+type metrics struct {
+	usersLive           prometheus.Gauge
+	spawned, passivated prometheus.Counter
+	batchSeconds        prometheus.Histogram
+	flushSeconds        prometheus.Histogram
+	effects             *prometheus.CounterVec // kind: offer, error_record, session, state, stale
+	errors              *prometheus.CounterVec // kind: write, load, fatal
+	records, invalid    prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		usersLive: prometheus.NewGauge(prometheus.GaugeOpts{Name: "clickfleet_actors_users_live",
+			Help: "User actors alive in this process."}),
+		spawned: prometheus.NewCounter(prometheus.CounterOpts{Name: "clickfleet_actors_users_spawned_total",
+			Help: "User actors spawned (first sight or after passivation)."}),
+		passivated: prometheus.NewCounter(prometheus.CounterOpts{Name: "clickfleet_actors_users_passivated_total",
+			Help: "User actors stopped by the idle sweep."}),
+		batchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "clickfleet_actors_batch_seconds",
+			Help: "Time ProcessRecords took: decoding, routing and any backpressure wait.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		flushSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "clickfleet_actors_flush_seconds",
+			Help: "Time of a flush: barrier, writes and checkpoint.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
+		effects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clickfleet_actors_effects_written_total",
+			Help: "Effects written, by kind (offer, error_record, session, state; stale: dropped as a deposed owner's)."}, []string{"kind"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clickfleet_actors_errors_total",
+			Help: "Errors by kind: write and load (retried), fatal (the shard stops)."}, []string{"kind"}),
+		records: prometheus.NewCounter(prometheus.CounterOpts{Name: "clickfleet_actors_records_total",
+			Help: "Records handed to the actors."}),
+		invalid: prometheus.NewCounter(prometheus.CounterOpts{Name: "clickfleet_actors_invalid_records_total",
+			Help: "Records that failed decoding or validation (sent to the error stream)."}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.usersLive, m.spawned, m.passivated, m.batchSeconds, m.flushSeconds, m.effects, m.errors, m.records, m.invalid} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,380 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/zap"
+
+	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/session"
+)
+
+// ErrStopped is returned to calls that reach a shard's processor after its actors stopped.
+var ErrStopped = errors.New("actors: shard processor stopped")
+
+// shardShared is what a shard's actors and its writer goroutines share; fields are set before the
+// ShardActor starts and never change, except checkpointed, which only the (sequential) writer uses.
+type shardShared struct {
+	f         *Factory
+	p         *processor
+	shard     string
+	log       *zap.Logger
+	userProps *actor.Props
+	// checkpointed is the last position checkpointed in this holding period (or the one it started at).
+	checkpointed session.Position
+}
+
+type entryState uint8
+
+const (
+	entryLoading  entryState = iota // state being loaded from Redis; records buffered
+	entryLive                       // actor running
+	entryStopping                   // passivated, waiting for *actor.Terminated; records buffered
+)
+
+// userEntry is the ShardActor's record of one user: never look children up by name.
+type userEntry struct {
+	id       string
+	pid      *actor.PID
+	state    entryState
+	dirty    bool   // received records since its last flush request
+	flushID  uint64 // the last flush it was part of
+	lastSeen int64  // Unix ns of its last record
+	buf      []record
+	batch    []record // this batch's records, while routing
+}
+
+// flushState is one flush barrier in progress.
+type flushState struct {
+	id            uint64
+	upTo          session.Position
+	waiting       int
+	users         []userEffects
+	errs          []outRecord
+	records       int
+	started       time.Time
+	barrier       time.Duration
+	nUsersAsked   int
+	firstInPeriod bool
+}
+
+// shardActor owns one shard's users for one holding period.
+type shardActor struct {
+	sh       *shardShared
+	users    map[string]*userEntry
+	stopping map[string]*userEntry // by PID id
+	dirty    []*userEntry
+	touched  []*userEntry
+	live     int
+
+	nBuffered  int // entries holding buffered records (loading, or stopping with records)
+	loads      int
+	pending    int // records routed since the last barrier
+	lastRouted session.Position
+	lastFlush  session.Position // upTo of the last barrier
+	errs       []outRecord
+	cp         consumer.Checkpointer
+
+	nextID, doneID uint64
+	inFlight       *flushState
+	flushWanted    bool
+	held           []chan error
+	finals         []*finalFlush
+	fatal          error
+	stoppingNow    bool
+	nFlushes       int
+}
+
+func newShardActor(sh *shardShared) *shardActor {
+	return &shardActor{sh: sh, users: map[string]*userEntry{}, stopping: map[string]*userEntry{}}
+}
+
+func (a *shardActor) Receive(ctx actor.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			a.fail(fmt.Errorf("shard %s: panic in the ShardActor: %v", a.sh.shard, r))
+		}
+	}()
+	switch m := ctx.Message().(type) {
+	case *processBatch:
+		a.onBatch(ctx, m)
+	case *loaded:
+		a.onLoaded(ctx, m)
+	case *userFlushed:
+		a.onUserFlushed(ctx, m)
+	case *flushDone:
+		a.onFlushDone(ctx, m)
+	case *flushTick:
+		a.startFlush(ctx)
+	case *sweepTick:
+		a.sweep(ctx)
+	case *finalFlush:
+		a.finals = append(a.finals, m)
+		if m.cp != nil {
+			a.cp = m.cp
+		}
+		if a.fatal != nil {
+			a.replyFinals(a.fatal)
+			return
+		}
+		a.startFlush(ctx)
+	case *actor.Terminated:
+		a.onTerminated(ctx, m)
+	case *actor.Stopping:
+		a.stoppingNow = true
+	case *actor.Stopped:
+		a.sh.f.m.usersLive.Sub(float64(a.live))
+		a.live = 0
+		a.fail(ErrStopped)
+		close(a.sh.p.done)
+	}
+}
+
+func (a *shardActor) onBatch(ctx actor.Context, m *processBatch) {
+	if a.fatal != nil {
+		m.done <- a.fatal
+		return
+	}
+	if m.cp != nil {
+		a.cp = m.cp
+	}
+	now := a.sh.f.cfg.Now().UnixNano()
+	var fresh []*userEntry
+	for i := range m.recs {
+		r := &m.recs[i]
+		e := a.users[r.ev.UserID]
+		if e == nil {
+			e = &userEntry{id: r.ev.UserID, state: entryLoading}
+			a.users[e.id] = e
+			fresh = append(fresh, e)
+		}
+		e.lastSeen = now
+		if e.state == entryLive {
+			if len(e.batch) == 0 {
+				a.touched = append(a.touched, e)
+			}
+			e.batch = append(e.batch, *r)
+			continue
+		}
+		if len(e.buf) == 0 {
+			a.nBuffered++
+		}
+		e.buf = append(e.buf, *r)
+	}
+	for _, e := range a.touched {
+		ctx.Send(e.pid, &userBatch{recs: e.batch})
+		e.batch = nil
+		a.markDirty(e)
+	}
+	clear(a.touched)
+	a.touched = a.touched[:0]
+	a.errs = append(a.errs, m.errs...)
+	a.pending += m.n
+	if !m.last.IsZero() {
+		a.lastRouted = m.last
+	}
+	if len(fresh) > 0 {
+		a.load(ctx, fresh)
+	}
+	max := a.sh.f.cfg.FlushMaxRecords
+	if a.pending >= max {
+		a.startFlush(ctx)
+	}
+	if a.pending >= max && a.fatal == nil {
+		a.held = append(a.held, m.done) // backpressure: answered when a barrier takes the records
+		return
+	}
+	m.done <- a.fatal
+}
+
+func (a *shardActor) markDirty(e *userEntry) {
+	if !e.dirty {
+		e.dirty = true
+		a.dirty = append(a.dirty, e)
+	}
+}
+
+// load fetches the entries' state off the actor; the result comes back as *loaded.
+func (a *shardActor) load(ctx actor.Context, entries []*userEntry) {
+	a.loads++
+	ids := make([]string, len(entries))
+	for i, e := range entries {
+		ids[i] = e.id
+	}
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	p := a.sh.p
+	p.goRun(func() {
+		hashes, err := a.sh.loadUsers(p.ctx, ids)
+		root.Send(self, &loaded{entries: entries, hashes: hashes, err: err})
+	})
+}
+
+func (a *shardActor) onLoaded(ctx actor.Context, m *loaded) {
+	a.loads--
+	if m.err != nil {
+		a.fail(fmt.Errorf("shard %s: load %d users' state: %w", a.sh.shard, len(m.entries), m.err))
+		return
+	}
+	for i, e := range m.entries {
+		u, err := session.FromFields(e.id, a.sh.shard, m.hashes[i])
+		if err != nil {
+			a.fail(fmt.Errorf("shard %s: unreadable state in Redis: %w", a.sh.shard, err))
+			return
+		}
+		e.pid = ctx.Spawn(a.sh.userProps)
+		e.state = entryLive
+		a.live++
+		a.sh.f.m.spawned.Inc()
+		a.sh.f.m.usersLive.Inc()
+		ctx.Send(e.pid, &hydrate{user: u})
+		if len(e.buf) > 0 {
+			ctx.Send(e.pid, &userBatch{recs: e.buf})
+			e.buf = nil
+			a.nBuffered--
+			a.markDirty(e)
+		}
+	}
+	if a.flushWanted || len(a.finals) > 0 {
+		a.startFlush(ctx)
+	}
+}
+
+// startFlush starts a barrier over the dirty users, unless one is in flight or records are still
+// buffered (then it starts when that ends).
+func (a *shardActor) startFlush(ctx actor.Context) {
+	if a.fatal != nil {
+		return
+	}
+	if a.inFlight != nil || a.nBuffered > 0 {
+		a.flushWanted = true
+		return
+	}
+	a.flushWanted = false
+	if len(a.dirty) == 0 && len(a.errs) == 0 && a.lastRouted.Compare(a.lastFlush) <= 0 {
+		a.replyFinals(nil)
+		return
+	}
+	a.nextID++
+	fs := &flushState{id: a.nextID, upTo: a.lastRouted, waiting: len(a.dirty), errs: a.errs, records: a.pending,
+		started: time.Now(), nUsersAsked: len(a.dirty), users: make([]userEffects, 0, len(a.dirty))}
+	req := &flushRequest{id: fs.id}
+	for _, e := range a.dirty {
+		e.dirty, e.flushID = false, fs.id
+		ctx.Send(e.pid, req)
+	}
+	clear(a.dirty)
+	a.dirty = a.dirty[:0]
+	a.errs, a.pending, a.lastFlush = nil, 0, a.lastRouted
+	a.inFlight = fs
+	for _, d := range a.held {
+		d <- nil
+	}
+	a.held = nil
+	if fs.waiting == 0 {
+		a.dispatch(ctx, fs)
+	}
+}
+
+func (a *shardActor) onUserFlushed(ctx actor.Context, m *userFlushed) {
+	fs := a.inFlight
+	if fs == nil || fs.id != m.id {
+		return
+	}
+	fs.users = append(fs.users, m.flush)
+	if fs.waiting--; fs.waiting == 0 {
+		a.dispatch(ctx, fs)
+	}
+}
+
+// dispatch hands a complete barrier to a writer goroutine.
+func (a *shardActor) dispatch(ctx actor.Context, fs *flushState) {
+	fs.barrier = time.Since(fs.started)
+	a.nFlushes++
+	n, cp := a.nFlushes, a.cp
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	p := a.sh.p
+	p.goRun(func() {
+		err := a.sh.writeFlush(p.ctx, fs, cp, n)
+		root.Send(self, &flushDone{id: fs.id, err: err})
+	})
+}
+
+func (a *shardActor) onFlushDone(ctx actor.Context, m *flushDone) {
+	fs := a.inFlight
+	if fs == nil || fs.id != m.id {
+		return
+	}
+	a.inFlight = nil
+	if m.err != nil {
+		a.fail(fmt.Errorf("shard %s: flush %d: %w", a.sh.shard, m.id, m.err))
+		return
+	}
+	a.doneID = m.id
+	a.sh.f.m.flushSeconds.Observe(time.Since(fs.started).Seconds())
+	if a.flushWanted || a.pending >= a.sh.f.cfg.FlushMaxRecords || len(a.finals) > 0 {
+		a.startFlush(ctx)
+	}
+}
+
+func (a *shardActor) replyFinals(err error) {
+	for _, f := range a.finals {
+		f.done <- err
+	}
+	a.finals = nil
+}
+
+// sweep passivates users idle for PassivateAfter whose effects are all written.
+func (a *shardActor) sweep(ctx actor.Context) {
+	if a.fatal != nil || a.stoppingNow {
+		return
+	}
+	cutoff := a.sh.f.cfg.Now().Add(-a.sh.f.cfg.PassivateAfter).UnixNano()
+	for _, e := range a.users {
+		if e.state == entryLive && !e.dirty && e.flushID <= a.doneID && e.lastSeen <= cutoff {
+			e.state = entryStopping
+			a.stopping[e.pid.Id] = e
+			ctx.Poison(e.pid)
+		}
+	}
+}
+
+func (a *shardActor) onTerminated(ctx actor.Context, m *actor.Terminated) {
+	e := a.stopping[m.Who.GetId()]
+	if e == nil {
+		if !a.stoppingNow {
+			a.fail(fmt.Errorf("shard %s: a user actor stopped unexpectedly (%s); see the log for its panic", a.sh.shard, m.Who.GetId()))
+		}
+		return
+	}
+	delete(a.stopping, m.Who.GetId())
+	a.live--
+	a.sh.f.m.usersLive.Dec()
+	a.sh.f.m.passivated.Inc()
+	e.pid = nil
+	if len(e.buf) == 0 {
+		delete(a.users, e.id)
+		return
+	}
+	// Records arrived while it stopped: its state is in Redis now, so load it and start it again.
+	e.state = entryLoading
+	a.load(ctx, []*userEntry{e})
+}
+
+// fail stops the shard's progress for good: no later flush or checkpoint; every waiting call gets err.
+func (a *shardActor) fail(err error) {
+	if a.fatal == nil {
+		a.fatal = err
+		if !errors.Is(err, ErrStopped) {
+			a.sh.f.m.errors.WithLabelValues("fatal").Inc()
+			a.sh.log.Error("shard processing stopped", zap.Error(err))
+		}
+	}
+	for _, d := range a.held {
+		d <- a.fatal
+	}
+	a.held = nil
+	a.replyFinals(a.fatal)
+}

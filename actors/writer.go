@@ -1,0 +1,390 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/lease"
+	"github.com/clickfleet/clickfleet/messages"
+	"github.com/clickfleet/clickfleet/session"
+)
+
+// UserKey returns the Redis hash of a user's state: prefix + "user:" + userID (DESIGN.md's cf:user:<id>).
+func UserKey(prefix, userID string) string { return prefix + "user:" + userID }
+
+// stateScript writes a user's state only if it is beyond what the hash holds for the shard.
+// KEYS[1] the user's hash; ARGV[1] shard id, ARGV[2] sequence, ARGV[3] sub-sequence, then field/value
+// pairs. Returns 1 when written, 0 when the stored position for the shard is at or beyond (a replay, or a
+// deposed owner's late write), so a user's state never moves backwards.
+const stateScriptSource = `
+local pf = 'pos:' .. ARGV[1]
+local stored = redis.call('HGET', KEYS[1], pf)
+if stored then
+  local i = string.find(stored, ':', 1, true)
+  local sseq, ssub = string.sub(stored, 1, i - 1), tonumber(string.sub(stored, i + 1))
+  local seq, sub = ARGV[2], tonumber(ARGV[3])
+  local beyond
+  if #seq ~= #sseq then beyond = #seq > #sseq
+  elseif seq ~= sseq then beyond = seq > sseq
+  else beyond = sub > ssub end
+  if not beyond then return 0 end
+end
+redis.call('HSET', KEYS[1], pf, ARGV[2] .. ':' .. ARGV[3], 'shard', ARGV[1], 'seq', ARGV[2], 'sub', ARGV[3], unpack(ARGV, 4))
+return 1
+`
+
+var stateScript = redis.NewScript(stateScriptSource)
+
+// Kinesis and DynamoDB batch limits.
+const (
+	maxPutRecords      = 500
+	maxPutRecordsBytes = 5 << 20
+	maxBatchWrite      = 25
+)
+
+// retry runs fn until it succeeds, the context ends or fn returns an error matching lease.ErrLeaseLost,
+// pausing with exponential backoff and jitter between attempts.
+func (sh *shardShared) retry(ctx context.Context, what string, fn func() error) error {
+	cfg := &sh.f.cfg
+	backoff := cfg.RetryBackoff
+	for attempt := 1; ; attempt++ {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, lease.ErrLeaseLost) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		sh.f.m.errors.WithLabelValues("write").Inc()
+		lvl := sh.log.Warn
+		if attempt == 1 {
+			lvl = sh.log.Info
+		}
+		lvl("retrying after an error", zap.String("op", what), zap.Int("attempt", attempt), zap.Duration("backoff", backoff), zap.Error(err))
+		t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return context.Cause(ctx)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, cfg.MaxBackoff)
+	}
+}
+
+// loadUsers reads the users' hashes with one pipeline, retrying until it succeeds or ctx ends.
+func (sh *shardShared) loadUsers(ctx context.Context, ids []string) ([]map[string]string, error) {
+	out := make([]map[string]string, len(ids))
+	err := sh.retry(ctx, "load users", func() error {
+		pipe := sh.f.cfg.Redis.Pipeline()
+		cmds := make([]*redis.MapStringStringCmd, len(ids))
+		for i, id := range ids {
+			cmds[i] = pipe.HGetAll(ctx, UserKey(sh.f.cfg.Prefix, id))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("HGETALL %d users: %w", len(ids), err)
+		}
+		for i, c := range cmds {
+			out[i] = c.Val()
+		}
+		return nil
+	})
+	if err != nil {
+		sh.f.m.errors.WithLabelValues("load").Inc()
+	}
+	return out, err
+}
+
+// writeFlush writes one barrier's effects — guard probe, outputs, sessions, state, in that order — then
+// checkpoints its position. It returns only when all is done, or with the reason it stopped (the holding
+// period ended, or the lease was lost): every other failure is retried.
+func (sh *shardShared) writeFlush(ctx context.Context, fs *flushState, cp consumer.Checkpointer, n int) error {
+	start := time.Now()
+	users, err := sh.probe(ctx, fs.users)
+	if err != nil {
+		return err
+	}
+	var offers []outRecord
+	var sessions []messages.Session
+	for i := range users {
+		u := &users[i]
+		for _, o := range u.offers {
+			offers = append(offers, outRecord{key: u.user, data: o})
+		}
+		sessions = append(sessions, u.sessions...)
+	}
+	if err := sh.putRecords(ctx, sh.f.cfg.OffersStream, "offer", offers); err != nil {
+		return err
+	}
+	if err := sh.putRecords(ctx, sh.f.cfg.ErrorsStream, "error_record", fs.errs); err != nil {
+		return err
+	}
+	if err := sh.writeSessions(ctx, sessions); err != nil {
+		return err
+	}
+	if err := sh.writeState(ctx, users); err != nil {
+		return err
+	}
+	if hook := sh.f.cfg.AfterFlush; hook != nil {
+		hook(FlushInfo{ShardID: sh.shard, N: n, UpTo: fs.upTo, Users: fs.nUsersAsked, Records: fs.records,
+			Barrier: fs.barrier, Write: time.Since(start)})
+	}
+	if fs.upTo.IsZero() || fs.upTo.Compare(sh.checkpointed) <= 0 || cp == nil {
+		return nil
+	}
+	err = sh.retry(ctx, "checkpoint", func() error { return cp.Checkpoint(ctx, fs.upTo.Seq, fs.upTo.Sub) })
+	if err != nil {
+		return err
+	}
+	sh.checkpointed = fs.upTo
+	return nil
+}
+
+// probe drops the users whose stored position on this shard is at or beyond the flushed one: whoever
+// stored it wrote their sessions and outputs first, so these effects are a deposed owner's or a
+// duplicate. Users with nothing applied are dropped too (they have no effects).
+func (sh *shardShared) probe(ctx context.Context, users []userEffects) ([]userEffects, error) {
+	field := session.PositionField(sh.shard)
+	var keep []userEffects
+	err := sh.retry(ctx, "guard probe", func() error {
+		keep = keep[:0]
+		pipe := sh.f.cfg.Redis.Pipeline()
+		cmds := make([]*redis.StringCmd, len(users))
+		for i := range users {
+			if !users[i].pos.IsZero() {
+				cmds[i] = pipe.HGet(ctx, UserKey(sh.f.cfg.Prefix, users[i].user), field)
+			}
+		}
+		if pipe.Len() == 0 {
+			return nil
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("read %d users' positions: %w", pipe.Len(), err)
+		}
+		stale := 0
+		for i, c := range cmds {
+			if c == nil {
+				continue
+			}
+			v, err := c.Result()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return fmt.Errorf("read user %s's position: %w", users[i].user, err)
+			}
+			stored, err := session.ParsePosition(v)
+			if err != nil {
+				return fmt.Errorf("user %s: %w", users[i].user, err)
+			}
+			if !stored.IsZero() && stored.Compare(users[i].pos) >= 0 {
+				stale++
+				continue
+			}
+			keep = append(keep, users[i])
+		}
+		if stale > 0 {
+			sh.f.m.effects.WithLabelValues("stale").Add(float64(stale))
+			sh.log.Info("dropped effects of users already written beyond this flush (a deposed owner's late flush, or a duplicate)", zap.Int("users", stale))
+		}
+		return nil
+	})
+	return keep, err
+}
+
+// parallel runs fn(i) for i in [0, n) on at most limit goroutines and returns the first error.
+func parallel(n, limit int, fn func(i int) error) error {
+	if n == 1 || limit <= 1 {
+		for i := 0; i < n; i++ {
+			if err := fn(i); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		next  = make(chan int)
+	)
+	for w := 0; w < min(n, limit); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := fn(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return first
+}
+
+// putRecords puts recs on stream in calls of at most 500 records and 5 MiB, retrying failed entries.
+func (sh *shardShared) putRecords(ctx context.Context, stream, kind string, recs []outRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	var chunks [][]outRecord
+	for start := 0; start < len(recs); {
+		end, size := start, 0
+		for end < len(recs) && end-start < maxPutRecords && (end == start || size+len(recs[end].data)+len(recs[end].key) <= maxPutRecordsBytes) {
+			size += len(recs[end].data) + len(recs[end].key)
+			end++
+		}
+		chunks = append(chunks, recs[start:end])
+		start = end
+	}
+	return parallel(len(chunks), sh.f.cfg.WriteConcurrency, func(i int) error {
+		left := chunks[i]
+		return sh.retry(ctx, "PutRecords "+stream, func() error {
+			entries := make([]ktypes.PutRecordsRequestEntry, len(left))
+			for j, r := range left {
+				entries[j] = ktypes.PutRecordsRequestEntry{Data: r.data, PartitionKey: aws.String(r.key)}
+			}
+			out, err := sh.f.cfg.Kinesis.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: entries})
+			if err != nil {
+				return fmt.Errorf("PutRecords %s (%d records): %w", stream, len(entries), err)
+			}
+			var failed []outRecord
+			var code string
+			for j, res := range out.Records {
+				if res.ErrorCode != nil {
+					failed = append(failed, left[j])
+					code = aws.ToString(res.ErrorCode) + ": " + aws.ToString(res.ErrorMessage)
+				}
+			}
+			sh.f.m.effects.WithLabelValues(kind).Add(float64(len(left) - len(failed)))
+			left = failed
+			if len(failed) > 0 {
+				return fmt.Errorf("PutRecords %s: %d of %d records failed (%s)", stream, len(failed), len(entries), code)
+			}
+			return nil
+		})
+	})
+}
+
+// sessionItem is a session row with absolute values (PutItem semantics).
+func sessionItem(s *messages.Session, updatedMs int64) map[string]dtypes.AttributeValue {
+	num := func(v int64) dtypes.AttributeValue {
+		return &dtypes.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}
+	}
+	str := func(v string) dtypes.AttributeValue { return &dtypes.AttributeValueMemberS{Value: v} }
+	return map[string]dtypes.AttributeValue{
+		"session_id": str(s.SessionID), "user_id": str(s.UserID), "device_type": str(s.DeviceType),
+		"session_time": str(s.SessionTime), "start_ms": num(s.StartMs), "last_event_ms": num(s.LastEventMs),
+		"event_count": num(s.EventCount), "updated_ms": num(updatedMs),
+	}
+}
+
+// writeSessions writes the session rows with BatchWriteItem, 25 per call, retrying UnprocessedItems.
+// A session id appearing twice keeps its last values (a request must not repeat a key).
+func (sh *shardShared) writeSessions(ctx context.Context, sessions []messages.Session) error {
+	if len(sessions) == 0 {
+		return nil
+	}
+	at := make(map[string]int, len(sessions))
+	uniq := sessions[:0:0]
+	for _, s := range sessions {
+		if i, ok := at[s.SessionID]; ok {
+			uniq[i] = s
+			continue
+		}
+		at[s.SessionID] = len(uniq)
+		uniq = append(uniq, s)
+	}
+	updated := sh.f.cfg.Now().UnixMilli()
+	table := sh.f.cfg.SessionsTable
+	n := (len(uniq) + maxBatchWrite - 1) / maxBatchWrite
+	return parallel(n, sh.f.cfg.WriteConcurrency, func(i int) error {
+		part := uniq[i*maxBatchWrite : min(len(uniq), (i+1)*maxBatchWrite)]
+		reqs := make([]dtypes.WriteRequest, len(part))
+		for j := range part {
+			reqs[j] = dtypes.WriteRequest{PutRequest: &dtypes.PutRequest{Item: sessionItem(&part[j], updated)}}
+		}
+		return sh.retry(ctx, "BatchWriteItem "+table, func() error {
+			out, err := sh.f.cfg.DynamoDB.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]dtypes.WriteRequest{table: reqs}})
+			if err != nil {
+				return fmt.Errorf("BatchWriteItem %s (%d sessions): %w", table, len(reqs), err)
+			}
+			left := out.UnprocessedItems[table]
+			sh.f.m.effects.WithLabelValues("session").Add(float64(len(reqs) - len(left)))
+			if len(left) > 0 {
+				reqs = left
+				return fmt.Errorf("BatchWriteItem %s: %d items unprocessed", table, len(left))
+			}
+			return nil
+		})
+	})
+}
+
+// writeState runs the guarded state script for every user in one pipeline.
+func (sh *shardShared) writeState(ctx context.Context, users []userEffects) error {
+	if len(users) == 0 {
+		return nil
+	}
+	run := func() ([]*redis.Cmd, error) {
+		pipe := sh.f.cfg.Redis.Pipeline()
+		cmds := make([]*redis.Cmd, len(users))
+		for i := range users {
+			u := &users[i]
+			args := make([]any, 0, 3+len(u.fields))
+			args = append(args, sh.shard, u.pos.Seq, strconv.FormatInt(u.pos.Sub, 10))
+			args = append(args, u.fields...)
+			cmds[i] = stateScript.EvalSha(ctx, pipe, []string{UserKey(sh.f.cfg.Prefix, u.user)}, args...)
+		}
+		_, err := pipe.Exec(ctx)
+		return cmds, err
+	}
+	return sh.retry(ctx, "write user state", func() error {
+		cmds, err := run()
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			// A new or restarted Redis does not know the script; the writes that ran are guarded.
+			if err = sh.f.cfg.Redis.ScriptLoad(ctx, stateScriptSource).Err(); err == nil {
+				cmds, err = run()
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("write %d users' state: %w", len(users), err)
+		}
+		written := 0
+		for _, c := range cmds {
+			if v, _ := c.Int(); v == 1 {
+				written++
+			}
+		}
+		sh.f.m.effects.WithLabelValues("state").Add(float64(written))
+		if stale := len(cmds) - written; stale > 0 {
+			sh.f.m.effects.WithLabelValues("stale").Add(float64(stale))
+		}
+		return nil
+	})
+}
