@@ -1,0 +1,230 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/internal/testenv"
+	"github.com/clickfleet/clickfleet/lease"
+	"github.com/clickfleet/clickfleet/messages"
+)
+
+// putEvent is one event put on a stream, with where it landed.
+type putEvent struct {
+	user, device string
+	ts           int64
+	shard, seq   string
+	data         []byte
+}
+
+// putAll puts the records in order (PutRecords of 100) and returns where each landed and the last
+// sequence number of each shard.
+func putAll(t *testing.T, kin *kinesis.Client, stream string, evs []putEvent) map[string]string {
+	t.Helper()
+	last := map[string]string{}
+	for i := 0; i < len(evs); i += 100 {
+		part := evs[i:min(i+100, len(evs))]
+		entries := make([]ktypes.PutRecordsRequestEntry, len(part))
+		for j, e := range part {
+			entries[j] = ktypes.PutRecordsRequestEntry{Data: e.data, PartitionKey: aws.String(e.user)}
+		}
+		out, err := kin.PutRecords(context.Background(), &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: entries})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, r := range out.Records {
+			if r.ErrorCode != nil {
+				t.Fatalf("put: %s", aws.ToString(r.ErrorMessage))
+			}
+			part[j].shard, part[j].seq = aws.ToString(r.ShardId), aws.ToString(r.SequenceNumber)
+			last[part[j].shard] = part[j].seq
+		}
+	}
+	return last
+}
+
+// checkpointedTo reports whether every shard's lease in table is checkpointed at its last sequence.
+func checkpointedTo(t *testing.T, ddb *dynamodb.Client, table string, last map[string]string) bool {
+	t.Helper()
+	leases, err := lease.NewTable(ddb, table).List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := 0
+	for _, l := range leases {
+		if seq, ok := last[l.Key]; ok && l.Checkpoint.SequenceNumber == seq {
+			done++
+		}
+	}
+	return done == len(last)
+}
+
+func leaseTable(t *testing.T, ddb *dynamodb.Client) string {
+	t.Helper()
+	table := testenv.Name(t, "leases")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := lease.EnsureTable(ctx, ddb, table); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = ddb.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)})
+	})
+	return table
+}
+
+// labEvents is the lab's click simulator without its sleeps: users user1..3 and five event names picked at
+// random, event timestamps 2 s apart, and a 15 s pause after every 60 events.
+func labEvents(n int, seed uint64) []putEvent {
+	r := rand.New(rand.NewPCG(seed, 7))
+	users := []string{"user1", "user2", "user3"}
+	names := []string{"checkout", "search", "category", "detail", "navigate"}
+	ts := int64(1_626_091_318_000)
+	out := make([]putEvent, n)
+	for i := range out {
+		u := users[r.IntN(len(users))]
+		out[i] = putEvent{user: u, device: "desktop", ts: ts, data: labJSON(u, names[r.IntN(len(names))], ts, "desktop")}
+		ts += 2000
+		if (i+1)%60 == 0 {
+			ts += 15000
+		}
+	}
+	return out
+}
+
+// sqlSessions computes the sessions with PostgreSQL from the events as they landed on the stream: the
+// lab's LAG over each user's events in stream order, a session starting where the gap exceeds 10 s or
+// there is no previous event, named as DESIGN.md says.
+func sqlSessions(t *testing.T, evs []putEvent) map[string]messages.Session {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := testenv.Postgres(t).Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `CREATE TEMP TABLE lab_events (user_id text, event_timestamp bigint, device_type text, shard text, seq numeric) ON COMMIT PRESERVE ROWS`); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(ctx, `DROP TABLE lab_events`) //nolint:errcheck
+	rows := make([][]any, len(evs))
+	for i, e := range evs {
+		rows[i] = []any{e.user, e.ts, e.device, e.shard, e.seq}
+	}
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"lab_events"}, []string{"user_id", "event_timestamp", "device_type", "shard", "seq"}, pgx.CopyFromRows(rows)); err != nil {
+		t.Fatal(err)
+	}
+	const q = `
+WITH lagged AS (
+  SELECT *, event_timestamp - LAG(event_timestamp, 1) OVER (PARTITION BY user_id ORDER BY shard, seq) AS gap
+  FROM lab_events),
+numbered AS (
+  SELECT *, SUM(CASE WHEN gap > 10 * 1000 OR gap IS NULL THEN 1 ELSE 0 END)
+              OVER (PARTITION BY user_id ORDER BY shard, seq) AS session_no
+  FROM lagged),
+sessions AS (
+  SELECT user_id, (array_agg(device_type ORDER BY shard, seq))[1] AS device_type,
+         (array_agg(event_timestamp ORDER BY shard, seq))[1] AS start_ms,
+         max(event_timestamp) AS last_event_ms, count(*) AS event_count
+  FROM numbered GROUP BY user_id, session_no),
+named AS (
+  SELECT *, (to_timestamp(start_ms / 1000) + (start_ms % 1000) * interval '1 millisecond') AT TIME ZONE 'UTC' AS start_utc
+  FROM sessions)
+SELECT user_id || '_' || device_type || '_' || to_char(start_utc, 'YYYYMMDD"T"HH24MISS.MS"Z"'),
+       user_id, device_type, to_char(start_utc, 'HH24:MI:SS'), start_ms, last_event_ms, event_count
+FROM named`
+	res, err := conn.Query(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]messages.Session{}
+	for res.Next() {
+		var s messages.Session
+		if err := res.Scan(&s.SessionID, &s.UserID, &s.DeviceType, &s.SessionTime, &s.StartMs, &s.LastEventMs, &s.EventCount); err != nil {
+			t.Fatal(err)
+		}
+		out[s.SessionID] = s
+	}
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// The lab's scenario through a real worker: the sessions in DynamoDB are exactly those the lab's SQL
+// gives for the same events, computed independently by PostgreSQL.
+func TestLabScenarioMatchesSQL(t *testing.T) {
+	s := newSinks(t)
+	stream := testenv.Stream(t, s.kin, 2)
+	evs := labEvents(720, 1)
+	last := putAll(t, s.kin, stream, evs)
+	want := sqlSessions(t, evs)
+
+	cfg := s.config(stream)
+	cfg.FlushInterval, cfg.FlushMaxRecords = 100*time.Millisecond, 150
+	f := newFactory(t, cfg)
+	table := leaseTable(t, s.ddb)
+	w, err := consumer.New(s.kin, s.ddb, consumer.Config{Stream: stream, NewProcessor: f.NewProcessor, MaxRecords: 100,
+		IdleTime: 100 * time.Millisecond, MinCallInterval: 50 * time.Millisecond, ShardSyncInterval: time.Second,
+		Lease: lease.Config{Table: table, WorkerID: "lab", FailoverTime: 2 * time.Second, TakeInterval: 300 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("worker: %v", err)
+		}
+	}()
+	waitUntil(t, "every shard checkpointed at its last record", 60*time.Second, func() bool { return checkpointedTo(t, s.ddb, table, last) })
+
+	got := scanSessions(t, s.ddb, s.table)
+	if !maps.Equal(got, want) {
+		for _, id := range sortedKeys(want) {
+			if got[id] != want[id] {
+				t.Errorf("session %s:\n got %+v\nwant %+v", id, got[id], want[id])
+			}
+		}
+		for _, id := range sortedKeys(got) {
+			if _, ok := want[id]; !ok {
+				t.Errorf("extra session %+v", got[id])
+			}
+		}
+		t.Fatalf("%d sessions, the SQL gives %d", len(got), len(want))
+	}
+	var events int64
+	for _, s := range got {
+		events += s.EventCount
+	}
+	if events != int64(len(evs)) || len(want) < 12*3 {
+		t.Fatalf("%d sessions holding %d events; want ≥ 36 sessions holding %d", len(got), events, len(evs))
+	}
+	t.Logf("%d events → %d sessions, identical to the SQL's", len(evs), len(got))
+	// Last access is each user's latest event.
+	for u, h := range userHashes(t, s.rdb, s.prefix) {
+		var latest int64
+		for _, e := range evs {
+			if e.user == u {
+				latest = max(latest, e.ts)
+			}
+		}
+		if h["last_access_ms"] != fmt.Sprint(latest) {
+			t.Errorf("user %s: last_access_ms %s, want %d", u, h["last_access_ms"], latest)
+		}
+	}
+}
