@@ -147,6 +147,7 @@ type WorkerSample struct {
 	Held       float64 // clickfleet_lease_held
 	CPUSeconds float64 // user + system CPU time of the process
 	RSSBytes   float64
+	At         time.Time // when the metrics were read
 }
 
 // Sample reads every running worker's metrics and resource use; workers that do not answer are left out.
@@ -163,7 +164,7 @@ func (f *Fleet) Sample(ctx context.Context) map[string]WorkerSample {
 		if err != nil {
 			continue
 		}
-		out[w.id] = WorkerSample{Records: m[0], Held: m[1], CPUSeconds: m[2], RSSBytes: m[3]}
+		out[w.id] = WorkerSample{Records: m[0], Held: m[1], CPUSeconds: m[2], RSSBytes: m[3], At: time.Now()}
 	}
 	return out
 }

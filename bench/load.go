@@ -100,7 +100,8 @@ type LoadResult struct {
 	StallSeconds  float64 `json:"stall_seconds"`
 	DrainSeconds  float64 `json:"drain_seconds"` // after the load stopped, until every record was counted
 	Verified      bool    `json:"counts_verified"`
-	MaxCPUPercent float64 `json:"max_worker_cpu_percent"`
+	AvgCPUPercent float64 `json:"avg_worker_cpu_percent"` // mean over workers and samples
+	MaxCPUPercent float64 `json:"max_worker_cpu_percent"` // highest one-second sample
 	MaxRSSMiB     float64 `json:"max_worker_rss_mib"`
 	Marks         []Mark  `json:"marks"`
 	Points        []Point `json:"points"`
@@ -213,7 +214,7 @@ func Load(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg LoadConfig) 
 		cfg.Progress(fmt.Sprintf("%5.1fs %s", time.Since(start).Seconds(), what))
 	}
 	var points []Point
-	lastCPU := map[string]float64{}
+	lastCPU := map[string]WorkerSample{}
 	lastRecords := map[string]float64{} // a stopped worker's last count still counts
 	sample := func() Point {
 		s := fleet.Sample(ctx)
@@ -222,11 +223,10 @@ func Load(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg LoadConfig) 
 		for w, v := range s {
 			lastRecords[w] = v.Records
 			p.Held[w] = v.Held
-			if prev, ok := lastCPU[w]; ok && len(points) > 0 {
-				dt := p.Seconds - points[len(points)-1].Seconds
-				p.CPU[w] = 100 * (v.CPUSeconds - prev) / dt
+			if prev, ok := lastCPU[w]; ok {
+				p.CPU[w] = 100 * (v.CPUSeconds - prev.CPUSeconds) / v.At.Sub(prev.At).Seconds()
 			}
-			lastCPU[w] = v.CPUSeconds
+			lastCPU[w] = v
 			p.RSSMiB[w] = v.RSSBytes / (1 << 20)
 		}
 		for _, n := range lastRecords {
@@ -335,13 +335,19 @@ func Load(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg LoadConfig) 
 	probeWG.Wait()
 	res.Latency = probes.percentiles()
 	res.StallSeconds = longestStall(points)
+	cpuSamples := 0
 	for _, p := range points {
 		for _, c := range p.CPU {
 			res.MaxCPUPercent = math.Max(res.MaxCPUPercent, c)
+			res.AvgCPUPercent += c
+			cpuSamples++
 		}
 		for _, r := range p.RSSMiB {
 			res.MaxRSSMiB = math.Max(res.MaxRSSMiB, r)
 		}
+	}
+	if cpuSamples > 0 {
+		res.AvgCPUPercent /= float64(cpuSamples)
 	}
 	res.Marks, res.Points = marks, points
 	return res, nil

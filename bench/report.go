@@ -22,7 +22,7 @@ func WriteTable(w io.Writer, r LoadResult) error {
 	}
 	fmt.Fprintf(tw, "longest stall\t%.1f s\t\t\t\n", r.StallSeconds)
 	fmt.Fprintf(tw, "drained after load\t%.1f s\tcounts verified: %v\t\t\n", r.DrainSeconds, r.Verified)
-	fmt.Fprintf(tw, "worker resources\tmax CPU %.0f%%\tmax RSS %.0f MiB\t\t\n", r.MaxCPUPercent, r.MaxRSSMiB)
+	fmt.Fprintf(tw, "worker resources\tCPU %.0f%% avg, %.0f%% max\tmax RSS %.0f MiB\t\t\n", r.AvgCPUPercent, r.MaxCPUPercent, r.MaxRSSMiB)
 	for _, m := range r.Marks {
 		fmt.Fprintf(tw, "  at %.1f s\t%s\t\t\t\n", m.Seconds, m.What)
 	}
