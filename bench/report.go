@@ -132,7 +132,7 @@ func WriteHTML(w io.Writer, r LoadResult) error {
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 <html><head><meta charset="utf-8"><title>clickfleet bench {{.R.Scenario}}</title>
-<style>body{font-family:sans-serif;margin:24px;color:#222}pre{background:#f6f6f6;padding:12px}
+<style>body{font-family:sans-serif;margin:24px;color:#222}pre{background:#f6f6f6;padding:12px;overflow-x:auto}
 svg{background:#fff;border:1px solid #ccc;margin-bottom:18px}h2{font-size:15px;margin:6px 0}</style></head><body>
 <h1>clickfleet bench: {{.R.Scenario}}</h1>
 <p>{{.R.When.Format "2006-01-02 15:04 UTC"}}, {{.R.CPUs}} CPUs. Time axis: 0–{{printf "%.0f" .TMax}} s; dashed lines mark the scenario's actions.</p>
