@@ -32,7 +32,7 @@ type sinks struct {
 	prefix              string
 }
 
-func newSinks(t *testing.T) *sinks {
+func newSinks(t testing.TB) *sinks {
 	t.Helper()
 	s := &sinks{kin: testenv.Kinesis(t), ddb: testenv.DynamoDB(t), rdb: testenv.Redis(t)}
 	s.offers = testenv.Stream(t, s.kin, 1)
@@ -44,14 +44,14 @@ func newSinks(t *testing.T) *sinks {
 
 // withTable returns a copy of s with its own sessions table and key prefix (another application on the
 // same servers).
-func (s *sinks) withTable(t *testing.T) *sinks {
+func (s *sinks) withTable(t testing.TB) *sinks {
 	c := *s
 	c.table = sessionsTable(t, s.ddb)
 	c.prefix = testenv.Name(t, "cf") + ":"
 	return &c
 }
 
-func sessionsTable(t *testing.T, ddb *dynamodb.Client) string {
+func sessionsTable(t testing.TB, ddb *dynamodb.Client) string {
 	t.Helper()
 	name := testenv.Name(t, "sessions")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

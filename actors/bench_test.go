@@ -1,0 +1,275 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"go.uber.org/zap"
+
+	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/lease"
+	"github.com/clickfleet/clickfleet/messages"
+	"github.com/clickfleet/clickfleet/session"
+)
+
+// Benchmarks of the processing core against real Redis and dynalite (no Kinesis input: batches are
+// handed to ProcessRecords directly; lab-shape events, so no offers). Each sub-benchmark runs the actor
+// processor and, in the same run, mapProcessor: the same per-user logic and the same writer in one
+// goroutine over a plain map. sinks=redis+dynalite writes sessions to dynalite; sinks=redis+nullddb
+// replaces DynamoDB with a no-op, to show the core without dynalite's ≈12k items/s ceiling.
+//
+//	go test -run '^$' -bench Process -benchtime 1x ./actors/            (10k and 100k users)
+//	CLICKFLEET_BENCH_1M=1 go test -run '^$' -bench 'Process/.*users=1M' -benchtime 1x -timeout 30m ./actors/
+
+type nullDynamo struct{}
+
+func (nullDynamo) BatchWriteItem(context.Context, *dynamodb.BatchWriteItemInput, ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error) {
+	return &dynamodb.BatchWriteItemOutput{}, nil
+}
+
+// benchBatches returns events for users in batches of 1000 (lab shape, 1.5 s apart per user on average
+// so sessions grow and sometimes end).
+func benchBatches(users, events int, seed uint64) [][]consumer.Record {
+	r := rand.New(rand.NewPCG(seed, 3))
+	names := []string{"checkout", "search", "category", "detail", "navigate"}
+	ts := int64(1_626_091_318_000)
+	step := max(1, 1500/int64(max(1, users/1000)))
+	var out [][]consumer.Record
+	for i := 0; i < events; i += 1000 {
+		b := make([]consumer.Record, 0, 1000)
+		for j := i; j < min(i+1000, events); j++ {
+			ts += r.Int64N(2 * step)
+			u := fmt.Sprintf("u%07d", r.IntN(users))
+			b = append(b, rec(testShard, j+1, u, labJSON(u, names[r.IntN(len(names))], ts, "desktop")))
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+type flushTimes struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (f *flushTimes) add(i FlushInfo) {
+	f.mu.Lock()
+	f.d = append(f.d, i.Barrier+i.Write)
+	f.mu.Unlock()
+}
+
+func (f *flushTimes) report(b *testing.B) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.d) == 0 {
+		return
+	}
+	slices.Sort(f.d)
+	p := func(q float64) float64 {
+		return float64(f.d[min(len(f.d)-1, int(q*float64(len(f.d))))].Microseconds()) / 1000
+	}
+	b.ReportMetric(p(0.5), "flush-p50-ms")
+	b.ReportMetric(p(0.9), "flush-p90-ms")
+	b.ReportMetric(p(0.99), "flush-p99-ms")
+	b.ReportMetric(float64(len(f.d)), "flushes")
+}
+
+func BenchmarkProcess(b *testing.B) {
+	sizes := []struct {
+		name          string
+		users, events int
+	}{{"users=10k", 10_000, 200_000}, {"users=100k", 100_000, 1_000_000}, {"users=1M", 1_000_000, 2_000_000}}
+	for _, sz := range sizes {
+		if sz.users >= 1_000_000 && os.Getenv("CLICKFLEET_BENCH_1M") != "1" {
+			continue
+		}
+		batches := benchBatches(sz.users, sz.events, 1)
+		for _, sinksName := range []string{"redis+dynalite", "redis+nullddb"} {
+			for _, kind := range []string{"actors", "map"} {
+				b.Run(fmt.Sprintf("%s/sinks=%s/%s", sz.name, sinksName, kind), func(b *testing.B) {
+					s := newSinks(b)
+					cfg := s.config("in")
+					cfg.FlushInterval, cfg.FlushMaxRecords, cfg.PassivateAfter = time.Second, 200_000, time.Hour
+					if sinksName == "redis+nullddb" {
+						cfg.DynamoDB = nullDynamo{}
+					}
+					var ft flushTimes
+					cfg.AfterFlush = ft.add
+					f := newFactory(b, cfg)
+					var before, after runtime.MemStats
+					for i := 0; i < b.N; i++ {
+						b.StopTimer()
+						s.prefix = fmt.Sprintf("bench%d-%d:", time.Now().UnixNano(), i)
+						cfg.Prefix = s.prefix
+						f.cfg.Prefix = s.prefix
+						runtime.GC()
+						runtime.ReadMemStats(&before)
+						b.StartTimer()
+						start := time.Now()
+						var p consumer.Processor
+						if kind == "actors" {
+							p = f.NewProcessor(testShard)
+						} else {
+							p = newMapProcessor(f)
+						}
+						ctx := context.Background()
+						cp := &fakeCheckpointer{}
+						if err := p.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon}); err != nil {
+							b.Fatal(err)
+						}
+						for _, batch := range batches {
+							if err := p.ProcessRecords(ctx, consumer.Batch{Records: batch, Checkpointer: cp}); err != nil {
+								b.Fatal(err)
+							}
+						}
+						if ap, ok := p.(*processor); ok {
+							// Measure the heap with every user live and idle, before the actors stop.
+							if err := ap.final(ctx, cp); err != nil {
+								b.Fatal(err)
+							}
+						} else if err := p.(*mapProcessor).flush(ctx, cp); err != nil {
+							b.Fatal(err)
+						}
+						elapsed := time.Since(start)
+						b.StopTimer()
+						runtime.GC()
+						runtime.ReadMemStats(&after)
+						if err := p.ShutdownRequested(ctx, cp); err != nil {
+							b.Fatal(err)
+						}
+						dropKeys(s)
+						b.ReportMetric(float64(sz.events)/elapsed.Seconds(), "events/s")
+						b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(sz.users), "heap-B/user")
+						b.StartTimer()
+					}
+					ft.report(b)
+				})
+			}
+		}
+	}
+}
+
+// dropKeys deletes every key under prefix.
+func dropKeys(s *sinks) {
+	ctx := context.Background()
+	iter := s.rdb.Scan(ctx, 0, s.prefix+"*", 10000).Iterator()
+	var keys []string
+	for iter.Next(ctx) {
+		if keys = append(keys, iter.Val()); len(keys) == 10000 {
+			s.rdb.Unlink(ctx, keys...)
+			keys = keys[:0]
+		}
+	}
+	if len(keys) > 0 {
+		s.rdb.Unlink(ctx, keys...)
+	}
+}
+
+// mapProcessor is the baseline: the same per-user logic and writer, one goroutine, a plain map, flushing
+// synchronously when FlushMaxRecords records are pending or FlushInterval passed.
+type mapProcessor struct {
+	sh      *shardShared
+	users   map[string]*mapUser
+	dirty   []*mapUser
+	pending int
+	last    session.Position
+	lastAt  time.Time
+	n       int
+}
+
+type mapUser struct {
+	u        session.User
+	dirty    bool
+	sessions []messages.Session
+}
+
+func newMapProcessor(f *Factory) *mapProcessor {
+	return &mapProcessor{sh: &shardShared{f: f, shard: testShard, log: zap.NewNop()}, users: map[string]*mapUser{}}
+}
+
+func (m *mapProcessor) Initialize(context.Context, consumer.InitInput) error {
+	m.lastAt = time.Now()
+	return nil
+}
+
+func (m *mapProcessor) ProcessRecords(ctx context.Context, b consumer.Batch) error {
+	evs := make([]*messages.Event, len(b.Records))
+	var missing []string
+	for i, r := range b.Records {
+		ev, err := messages.Decode(r.Data)
+		if err != nil {
+			return err
+		}
+		evs[i] = ev
+		if _, ok := m.users[ev.UserID]; !ok {
+			m.users[ev.UserID] = nil
+			missing = append(missing, ev.UserID)
+		}
+	}
+	if len(missing) > 0 {
+		hashes, err := m.sh.loadUsers(ctx, missing)
+		if err != nil {
+			return err
+		}
+		for i, id := range missing {
+			u, err := session.FromFields(id, testShard, hashes[i])
+			if err != nil {
+				return err
+			}
+			m.users[id] = &mapUser{u: u}
+		}
+	}
+	rules := m.sh.f.cfg.Rules
+	for i, r := range b.Records {
+		mu := m.users[evs[i].UserID]
+		pos := session.Position{Seq: r.SequenceNumber, Sub: r.SubSequence}
+		if !mu.u.Apply(pos, evs[i], rules).Applied {
+			continue
+		}
+		cur := mu.u.Current
+		if n := len(mu.sessions); n > 0 && mu.sessions[n-1].SessionID == cur.SessionID {
+			mu.sessions[n-1] = cur
+		} else {
+			mu.sessions = append(mu.sessions, cur)
+		}
+		if !mu.dirty {
+			mu.dirty = true
+			m.dirty = append(m.dirty, mu)
+		}
+		m.last = pos
+	}
+	m.pending += len(b.Records)
+	if m.pending >= m.sh.f.cfg.FlushMaxRecords || time.Since(m.lastAt) >= m.sh.f.cfg.FlushInterval {
+		return m.flush(ctx, b.Checkpointer)
+	}
+	return nil
+}
+
+func (m *mapProcessor) flush(ctx context.Context, cp consumer.Checkpointer) error {
+	start := time.Now()
+	fs := &flushState{upTo: m.last, records: m.pending, nUsersAsked: len(m.dirty)}
+	for _, mu := range m.dirty {
+		fs.users = append(fs.users, userEffects{user: mu.u.ID, pos: mu.u.Applied, fields: mu.u.AppendFields(nil), sessions: mu.sessions})
+		mu.dirty, mu.sessions = false, nil
+	}
+	fs.barrier = time.Since(start)
+	m.dirty, m.pending, m.lastAt = m.dirty[:0], 0, time.Now()
+	m.n++
+	return m.sh.writeFlush(ctx, fs, cp, m.n)
+}
+
+func (m *mapProcessor) LeaseLost(context.Context) {}
+func (m *mapProcessor) ShardEnded(ctx context.Context, cp consumer.Checkpointer) error {
+	return m.flush(ctx, cp)
+}
+func (m *mapProcessor) ShutdownRequested(ctx context.Context, cp consumer.Checkpointer) error {
+	return m.flush(ctx, cp)
+}
