@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,20 +12,11 @@ import (
 	"github.com/clickfleet/clickfleet/internal/testenv"
 )
 
-func binary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "clickfleet")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/clickfleet").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // Every load scenario runs briefly with real worker processes, so the harness cannot rot; each ends with
 // the counts verified exactly and its report written.
 func TestLoadScenarios(t *testing.T) {
 	kin, ddb, rdb := testenv.Kinesis(t), testenv.DynamoDB(t), testenv.Redis(t)
-	bin := binary(t)
+	bin := testenv.Binary(t)
 	for _, sc := range []string{bench.Steady, bench.Failover, bench.Reshard, bench.ScaleOut} {
 		t.Run(sc, func(t *testing.T) {
 			if sc == bench.Reshard && os.Getenv("CLICKFLEET_STACK_KINESIS") == "kinesalite" {

@@ -3,7 +3,6 @@ package consumer_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,37 +27,12 @@ import (
 // These tests run real `clickfleet consume` processes against the local stack and check, through the
 // per-user counts in Redis, that every generated record was processed exactly once.
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-func clickfleetBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "clickfleet-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "clickfleet")
-		out, err := exec.Command("go", "build", "-race", "-o", binPath, "../cmd/clickfleet").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
 // fleet is a set of worker processes sharing one stream, lease table and Redis key prefix.
 type fleet struct {
 	t                  *testing.T
 	stream, table, pfx string
 	redisURL           string
+	bin                string
 	extra              []string
 	mu                 sync.Mutex
 	procs              map[string]*exec.Cmd
@@ -77,7 +51,7 @@ func newFleet(t *testing.T, stream string, redisURL string, extra ...string) *fl
 	t.Cleanup(func() {
 		_, _ = ddb.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)})
 	})
-	f := &fleet{t: t, stream: stream, table: table, pfx: testenv.Name(t, "cf") + ":", redisURL: redisURL, extra: extra,
+	f := &fleet{t: t, stream: stream, table: table, pfx: testenv.Name(t, "cf") + ":", redisURL: redisURL, extra: extra, bin: testenv.Binary(t),
 		procs: map[string]*exec.Cmd{}, logs: map[string]*bytes.Buffer{}}
 	t.Cleanup(f.killAll)
 	return f
@@ -89,7 +63,7 @@ func (f *fleet) start(id string) {
 		"--redis-url", f.redisURL, "--key-prefix", f.pfx, "--http-listen", "", "--log-format", "json",
 		"--failover-time", "2s", "--take-interval", "1s", "--idle-time", "200ms", "--checkpoint-interval", "300ms",
 		"--shard-sync-interval", "2s", "--parent-poll-interval", "300ms", "--shutdown-timeout", "5s"}
-	cmd := exec.Command(clickfleetBinary(f.t), append(args, f.extra...)...)
+	cmd := exec.Command(f.bin, append(args, f.extra...)...)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	if err := cmd.Start(); err != nil {

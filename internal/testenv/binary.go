@@ -1,0 +1,25 @@
+package testenv
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Binary builds cmd/clickfleet (with the race detector, like the tests) into a directory removed when the
+// test ends, and returns its path. The Go build cache makes every build after the first a link step.
+func Binary(t testing.TB) string {
+	t.Helper()
+	root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
+	if err != nil {
+		t.Fatalf("find the module root: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "clickfleet")
+	cmd := exec.Command("go", "build", "-race", "-o", bin, "./cmd/clickfleet")
+	cmd.Dir = strings.TrimSpace(string(root))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/clickfleet: %v\n%s", err, out)
+	}
+	return bin
+}
