@@ -3,10 +3,13 @@ package consumer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/lease"
@@ -83,6 +86,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		if ctx.Err() != nil {
 			return nil
+		}
+		var noStream *ktypes.ResourceNotFoundException
+		var noTable *dtypes.ResourceNotFoundException
+		switch {
+		case errors.As(err, &noStream):
+			return fmt.Errorf("stream %s does not exist (create it with 'clickfleet setup'): %w", w.cfg.Stream, err)
+		case errors.As(err, &noTable):
+			return fmt.Errorf("lease table %s does not exist (create it with 'clickfleet setup'): %w", w.cfg.Lease.Table, err)
 		}
 		w.log.Warn("initial shard sync failed; retrying", zap.Error(err))
 		if !sleepCtx(ctx, time.Second) {

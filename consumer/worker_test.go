@@ -300,3 +300,28 @@ func TestComparePositionsAndConfig(t *testing.T) {
 		t.Fatalf("err = %v, want ErrInvalidConfig naming the lease Table", err)
 	}
 }
+
+// A missing stream or lease table stops the worker at start with an error that says what to do.
+func TestMissingResourcesAreNamed(t *testing.T) {
+	kin := testenv.Kinesis(t)
+	ddb, table := leaseTable(t)
+	stream := testenv.Stream(t, kin, 1)
+	for _, tc := range []struct{ name, stream, table, want string }{
+		{"stream", "no-such-stream-" + table, table, "stream no-such-stream-"},
+		{"lease table", stream, "no-such-table-" + table, "lease table no-such-table-"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := consumer.New(kin, ddb, consumer.Config{Stream: tc.stream, NewProcessor: newRecorder().factory,
+				Lease: lease.Config{Table: tc.table}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			err = w.Run(ctx)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "clickfleet setup") {
+				t.Fatalf("Run() = %v, want an error naming %q and 'clickfleet setup'", err, tc.want)
+			}
+		})
+	}
+}
