@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/session"
 )
 
@@ -367,7 +369,11 @@ func (a *shardActor) onTerminated(ctx actor.Context, m *actor.Terminated) {
 func (a *shardActor) fail(err error) {
 	if a.fatal == nil {
 		a.fatal = err
-		if !errors.Is(err, ErrStopped) {
+		switch {
+		case errors.Is(err, ErrStopped):
+		case errors.Is(err, lease.ErrLeaseLost), errors.Is(err, context.Canceled):
+			a.sh.log.Info("shard processing stopped: the holding period ended", zap.Error(err))
+		default:
 			a.sh.f.m.errors.WithLabelValues("fatal").Inc()
 			a.sh.log.Error("shard processing stopped", zap.Error(err))
 		}
