@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
@@ -24,6 +26,7 @@ import (
 // DynamoDBAPI is the part of the DynamoDB client the benchmarks use.
 type DynamoDBAPI interface {
 	lease.DynamoDBAPI
+	Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
 	DeleteTable(ctx context.Context, in *dynamodb.DeleteTableInput, opts ...func(*dynamodb.Options)) (*dynamodb.DeleteTableOutput, error)
 }
 
@@ -265,4 +268,36 @@ func cleanup(ctx context.Context, rdb *redis.Client, prefix string) {
 	if len(keys) > 0 {
 		rdb.Unlink(ctx, keys...)
 	}
+}
+
+// verifySessions checks that each user's session rows count exactly the user's events (sum of
+// event_count), reading the sessions table with a consistent scan.
+func verifySessions(ctx context.Context, ddb DynamoDBAPI, table string, want map[string]int64) error {
+	got := make(map[string]int64, len(want))
+	var start map[string]dtypes.AttributeValue
+	for {
+		out, err := ddb.Scan(ctx, &dynamodb.ScanInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true), ExclusiveStartKey: start})
+		if err != nil {
+			return fmt.Errorf("verify sessions: %w", err)
+		}
+		for _, it := range out.Items {
+			u, _ := it["user_id"].(*dtypes.AttributeValueMemberS)
+			n, _ := it["event_count"].(*dtypes.AttributeValueMemberN)
+			if u == nil || n == nil {
+				continue
+			}
+			c, _ := strconv.ParseInt(n.Value, 10, 64)
+			got[u.Value] += c
+		}
+		if len(out.LastEvaluatedKey) == 0 {
+			break
+		}
+		start = out.LastEvaluatedKey
+	}
+	for u, n := range want {
+		if got[u] != n {
+			return fmt.Errorf("verify sessions: user %s has %d events in its sessions, want %d", u, got[u], n)
+		}
+	}
+	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/redis/go-redis/v9"
 
@@ -45,6 +46,9 @@ type LoadConfig struct {
 	Rate     float64       // events/s produced. Default: 1000
 	Duration time.Duration // of the load. Default: 30s
 	Users    int           // Default: 1000
+	// Processor is what the workers run: "actors" (sessions in DynamoDB, user state in Redis; verified
+	// by summing each user's session event counts) or "count" (per-user counts in Redis). Default: actors.
+	Processor string
 	// WorkerArgs are passed to every `clickfleet consume` after the ones Load sets (timings …).
 	WorkerArgs []string
 	// ProbeInterval is how often a probe event is put to measure put → visible latency. Default: 250ms.
@@ -91,7 +95,11 @@ type LoadResult struct {
 	Produced     int64       `json:"produced"`
 	ProducedRate float64     `json:"produced_per_s"`
 	ConsumedRate float64     `json:"consumed_per_s"` // over the load, records counted by the workers
-	Latency      Percentiles `json:"put_to_visible"`
+	Processor    string      `json:"processor"`
+	// Latency is put → the user's state visible in Redis (last access for actors, the count for count).
+	Latency Percentiles `json:"put_to_state"`
+	// SessionLatency is put → the session row visible in DynamoDB (actors).
+	SessionLatency Percentiles `json:"put_to_session_row"`
 	// RecoverySeconds: failover — kill until every shard is held again; reshard — the reshard call until
 	// every open shard is held.
 	RecoverySeconds float64 `json:"recovery_seconds,omitempty"`
@@ -115,6 +123,12 @@ func (c *LoadConfig) defaults() error {
 	case Steady, Failover, Reshard, ScaleOut:
 	default:
 		return fmt.Errorf("load: scenario must be %s, %s, %s or %s, not %q", Steady, Failover, Reshard, ScaleOut, c.Scenario)
+	}
+	if c.Processor == "" {
+		c.Processor = "actors"
+	}
+	if c.Processor != "actors" && c.Processor != "count" {
+		return fmt.Errorf("load: processor must be actors or count, not %q", c.Processor)
 	}
 	if c.Shards == 0 {
 		c.Shards = 4
@@ -160,7 +174,7 @@ func Load(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg LoadConfig) 
 	id := fmt.Sprintf("bench-%s-%d", cfg.Scenario, time.Now().UnixNano())
 	prefix := id + ":"
 	res := LoadResult{Scenario: cfg.Scenario, When: time.Now().UTC(), CPUs: runtime.NumCPU(), Shards: cfg.Shards,
-		Workers: cfg.Workers, Rate: cfg.Rate}
+		Workers: cfg.Workers, Rate: cfg.Rate, Processor: cfg.Processor}
 	if _, err := provision.EnsureStream(ctx, kin, id, cfg.Shards); err != nil {
 		return res, err
 	}
@@ -171,8 +185,22 @@ func Load(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg LoadConfig) 
 	defer ddb.DeleteTable(context.WithoutCancel(ctx), &dynamodb.DeleteTableInput{TableName: aws.String(id)})
 	defer cleanup(context.WithoutCancel(ctx), cfg.Redis, prefix)
 
-	fleet := &Fleet{Binary: cfg.Binary, LogDir: cfg.LogDir, Args: append([]string{"--stream", id, "--lease-table", id,
-		"--redis-url", cfg.RedisURL, "--key-prefix", prefix, "--processor", "count"}, cfg.WorkerArgs...)}
+	args := []string{"--stream", id, "--lease-table", id, "--redis-url", cfg.RedisURL, "--key-prefix", prefix, "--processor", cfg.Processor}
+	if cfg.Processor == "actors" {
+		// The run's own sessions table and output streams.
+		if _, err := provision.EnsureSessionsTable(ctx, ddb, id+"-sessions"); err != nil {
+			return res, err
+		}
+		defer ddb.DeleteTable(context.WithoutCancel(ctx), &dynamodb.DeleteTableInput{TableName: aws.String(id + "-sessions")})
+		for _, out := range []string{id + "-offers", id + "-errors"} {
+			if _, err := provision.EnsureStream(ctx, kin, out, 1); err != nil {
+				return res, err
+			}
+			defer kin.DeleteStream(context.WithoutCancel(ctx), &kinesis.DeleteStreamInput{StreamName: aws.String(out)})
+		}
+		args = append(args, "--sessions-table", id+"-sessions", "--offers-stream", id+"-offers", "--errors-stream", id+"-errors")
+	}
+	fleet := &Fleet{Binary: cfg.Binary, LogDir: cfg.LogDir, Args: append(args, cfg.WorkerArgs...)}
 	defer fleet.StopAll()
 	first := cfg.Workers
 	if cfg.Scenario == ScaleOut {
@@ -203,7 +231,10 @@ func Load(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg LoadConfig) 
 	}()
 	pctx, stopProbes := context.WithCancel(ctx)
 	defer stopProbes()
-	probes := &prober{kin: kin, rdb: cfg.Redis, stream: id, prefix: prefix, putUntil: start.Add(cfg.Duration)}
+	probes := &prober{kin: kin, rdb: cfg.Redis, ddb: ddb, stream: id, prefix: prefix, putUntil: start.Add(cfg.Duration)}
+	if cfg.Processor == "actors" {
+		probes.sessions = id + "-sessions"
+	}
 	var probeWG sync.WaitGroup
 	probeWG.Go(func() { probes.run(pctx, cfg.ProbeInterval) })
 
@@ -311,8 +342,12 @@ func Load(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg LoadConfig) 
 	}
 	drainStart := time.Now()
 	deadline := drainStart.Add(2*cfg.Duration + time.Minute)
+	verify := func() error { return verifyCounts(ctx, cfg.Redis, prefix, expect) }
+	if cfg.Processor == "actors" {
+		verify = func() error { return verifySessions(ctx, ddb, id+"-sessions", expect) }
+	}
 	for {
-		err := verifyCounts(ctx, cfg.Redis, prefix, expect)
+		err := verify()
 		if err == nil {
 			break
 		}
@@ -333,7 +368,7 @@ func Load(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg LoadConfig) 
 	sample()
 	stopProbes()
 	probeWG.Wait()
-	res.Latency = probes.percentiles()
+	res.Latency, res.SessionLatency = probes.percentiles()
 	res.StallSeconds = longestStall(points)
 	cpuSamples := 0
 	for _, p := range points {
@@ -374,8 +409,12 @@ func longestStall(points []Point) float64 {
 type prober struct {
 	kin    KinesisAPI
 	rdb    *redis.Client
+	ddb    DynamoDBAPI
 	stream string
 	prefix string
+	// sessions, when set, is the sessions table: the actor processor's probes are visible when the user
+	// hash has last_access_ms, and their session row is timed too.
+	sessions string
 	// putUntil ends the puts; checking goes on until the context ends.
 	putUntil time.Time
 
@@ -383,6 +422,7 @@ type prober struct {
 	users  []string
 	putAt  map[string]time.Time
 	seenAt map[string]time.Time
+	rowAt  map[string]time.Time
 	sent   atomic.Int64
 }
 
@@ -393,7 +433,7 @@ func (p *prober) usersSent() []string {
 }
 
 func (p *prober) run(ctx context.Context, every time.Duration) {
-	p.putAt, p.seenAt = map[string]time.Time{}, map[string]time.Time{}
+	p.putAt, p.seenAt, p.rowAt = map[string]time.Time{}, map[string]time.Time{}, map[string]time.Time{}
 	put := time.NewTicker(every)
 	defer put.Stop()
 	check := time.NewTicker(20 * time.Millisecond)
@@ -433,9 +473,13 @@ func (p *prober) run(ctx context.Context, every time.Duration) {
 				continue
 			}
 			pipe := p.rdb.Pipeline()
-			cmds := make([]*redis.IntCmd, len(waiting))
+			cmds := make([]*redis.BoolCmd, len(waiting))
 			for i, u := range waiting {
-				cmds[i] = pipe.Exists(ctx, usercount.Key(p.prefix, u))
+				if p.sessions != "" {
+					cmds[i] = pipe.HExists(ctx, p.prefix+"user:"+u, "last_access_ms")
+				} else {
+					cmds[i] = pipe.HExists(ctx, usercount.Key(p.prefix, u), "count")
+				}
 			}
 			if _, err := pipe.Exec(ctx); err != nil {
 				continue
@@ -443,21 +487,52 @@ func (p *prober) run(ctx context.Context, every time.Duration) {
 			now := time.Now()
 			p.mu.Lock()
 			for i, u := range waiting {
-				if cmds[i].Val() == 1 {
+				if cmds[i].Val() {
 					p.seenAt[u] = now
 				}
 			}
 			p.mu.Unlock()
+			p.checkRows(ctx)
 		}
 	}
 }
 
-func (p *prober) percentiles() Percentiles {
+// checkRows looks up the session rows of probes not seen in DynamoDB yet (at most a few per tick).
+func (p *prober) checkRows(ctx context.Context) {
+	if p.sessions == "" {
+		return
+	}
+	p.mu.Lock()
+	var waiting []string
+	for _, u := range p.users {
+		if _, ok := p.rowAt[u]; !ok && len(waiting) < 8 {
+			waiting = append(waiting, u)
+		}
+	}
+	p.mu.Unlock()
+	for _, u := range waiting {
+		out, err := p.ddb.Query(ctx, &dynamodb.QueryInput{TableName: aws.String(p.sessions), IndexName: aws.String(provision.SessionsUserIndex),
+			KeyConditionExpression:    aws.String("user_id = :u"),
+			ExpressionAttributeValues: map[string]dtypes.AttributeValue{":u": &dtypes.AttributeValueMemberS{Value: u}}})
+		if err != nil || out.Count == 0 {
+			continue
+		}
+		p.mu.Lock()
+		p.rowAt[u] = time.Now()
+		p.mu.Unlock()
+	}
+}
+
+func (p *prober) percentiles() (state, rows Percentiles) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.percentilesOf(p.seenAt), p.percentilesOf(p.rowAt)
+}
+
+func (p *prober) percentilesOf(seenAt map[string]time.Time) Percentiles {
 	var ms []float64
 	for u, at := range p.putAt {
-		if seen, ok := p.seenAt[u]; ok {
+		if seen, ok := seenAt[u]; ok {
 			ms = append(ms, float64(seen.Sub(at).Microseconds())/1000)
 		}
 	}

@@ -19,13 +19,17 @@ func TestLoadScenarios(t *testing.T) {
 	bin := testenv.Binary(t)
 	for _, sc := range []string{bench.Steady, bench.Failover, bench.Reshard, bench.ScaleOut} {
 		t.Run(sc, func(t *testing.T) {
+			proc := "actors"
+			if sc == bench.ScaleOut {
+				proc = "count" // both processors stay covered
+			}
 			if sc == bench.Reshard && os.Getenv("CLICKFLEET_STACK_KINESIS") == "kinesalite" {
 				t.Skip("kinesalite has no UpdateShardCount")
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			res, err := bench.Load(ctx, kin, ddb, bench.LoadConfig{Scenario: sc, Binary: bin,
-				RedisURL: os.Getenv("CLICKFLEET_REDIS_URL"), Redis: rdb, Shards: 2, Workers: 2, Rate: 200,
+				RedisURL: os.Getenv("CLICKFLEET_REDIS_URL"), Redis: rdb, Processor: proc, Shards: 2, Workers: 2, Rate: 200,
 				Duration: 6 * time.Second, Users: 50, LogDir: t.TempDir(),
 				WorkerArgs: []string{"--failover-time=1s", "--take-interval=300ms", "--idle-time=200ms", "--checkpoint-interval=300ms",
 					"--shard-sync-interval=1s", "--parent-poll-interval=200ms"},
@@ -33,7 +37,7 @@ func TestLoadScenarios(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !res.Verified || res.Produced == 0 || len(res.Points) == 0 || res.Latency.N == 0 {
+			if !res.Verified || res.Produced == 0 || len(res.Points) == 0 || res.Latency.N == 0 || (proc == "actors" && res.SessionLatency.N == 0) {
 				t.Fatalf("incomplete result: %+v", res)
 			}
 			if (sc == bench.Failover || sc == bench.Reshard) && res.RecoverySeconds == 0 {

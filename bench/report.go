@@ -13,10 +13,18 @@ import (
 // WriteTable prints a load result as a table.
 func WriteTable(w io.Writer, r LoadResult) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "%s\t%d shards\t%d workers\t%d CPUs\t%.0f events/s target\n", r.Scenario, r.Shards, r.Workers, r.CPUs, r.Rate)
+	fmt.Fprintf(tw, "%s (%s)\t%d shards\t%d workers\t%d CPUs\t%.0f events/s target\n", r.Scenario, r.Processor, r.Shards, r.Workers, r.CPUs, r.Rate)
 	fmt.Fprintf(tw, "produced\t%d records\t%.0f/s\t\t\n", r.Produced, r.ProducedRate)
 	fmt.Fprintf(tw, "consumed during load\t\t%.0f/s\t\t\n", r.ConsumedRate)
-	fmt.Fprintf(tw, "put → counted (probes)\tp50 %.0f ms\tp95 %.0f ms\tp99 %.0f ms\tmax %.0f ms (n=%d)\n", r.Latency.P50, r.Latency.P95, r.Latency.P99, r.Latency.Max, r.Latency.N)
+	lat := func(name string, l Percentiles) {
+		fmt.Fprintf(tw, "%s\tp50 %.0f ms\tp95 %.0f ms\tp99 %.0f ms\tmax %.0f ms (n=%d)\n", name, l.P50, l.P95, l.P99, l.Max, l.N)
+	}
+	if r.Processor == "count" {
+		lat("put → counted (probes)", r.Latency)
+	} else {
+		lat("put → last access (probes)", r.Latency)
+		lat("put → session row (probes)", r.SessionLatency)
+	}
 	if r.RecoverySeconds > 0 {
 		fmt.Fprintf(tw, "recovery\t%.1f s\t\t\t\n", r.RecoverySeconds)
 	}

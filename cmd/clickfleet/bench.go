@@ -43,10 +43,11 @@ func newBenchLoadCommand(g *globals, scenario, short string) *cobra.Command {
 		Short: short,
 		Long: short + `.
 
-It creates a fresh stream and lease table, starts 'clickfleet consume' worker processes (this binary) with
-the count processor, produces at --rate with probe events every 250 ms to time put → counted, samples every
-worker's /metrics and resource use each second, and after the load waits until every record is counted
-exactly once (verified). Results: a table, --out JSON, --html a page with charts.`,
+It creates a fresh stream, lease table (and, for the actors, sessions table and output streams), starts
+'clickfleet consume' worker processes (this binary), produces at --rate with a probe event every 250 ms
+for a fresh user to time put → user state in Redis and put → session row in DynamoDB, samples every
+worker's /metrics and resource use each second, and after the load waits until every record is accounted
+for exactly once (verified). Results: a table, --out JSON, --html a page with charts.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -81,7 +82,8 @@ exactly once (verified). Results: a table, --out JSON, --html a page with charts
 	f.Float64Var(&cfg.Rate, "rate", 1000, "events per second to produce")
 	f.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long to produce")
 	f.IntVar(&cfg.Users, "users", 1000, "distinct users")
-	f.StringVar(&cfg.RedisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis the workers count in")
+	f.StringVar(&cfg.Processor, "processor", "actors", `the workers' processor: "actors" (sessions and user state; verified by each user's session event counts) or "count"`)
+	f.StringVar(&cfg.RedisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis the workers keep state in")
 	f.StringArrayVar(&workerArgs, "worker-arg", []string{"--failover-time=10s"}, "extra flag for every worker, e.g. --worker-arg=--failover-time=5s (repeatable)")
 	f.StringVar(&cfg.LogDir, "log-dir", "", "directory for the workers' logs (default: a temporary one)")
 	f.StringVar(&out, "out", "", "also write the result as JSON to this file")
