@@ -14,8 +14,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/redis/go-redis/v9"
 
@@ -85,17 +85,17 @@ type Mark struct {
 
 // LoadResult is what a scenario measured.
 type LoadResult struct {
-	Scenario     string      `json:"scenario"`
-	When         time.Time   `json:"when"`
-	CPUs         int         `json:"cpus"`
-	Shards       int32       `json:"shards"`
-	Workers      int         `json:"workers"`
-	Rate         float64     `json:"target_rate"`
-	Seconds      float64     `json:"seconds"`
-	Produced     int64       `json:"produced"`
-	ProducedRate float64     `json:"produced_per_s"`
-	ConsumedRate float64     `json:"consumed_per_s"` // over the load, records counted by the workers
-	Processor    string      `json:"processor"`
+	Scenario     string    `json:"scenario"`
+	When         time.Time `json:"when"`
+	CPUs         int       `json:"cpus"`
+	Shards       int32     `json:"shards"`
+	Workers      int       `json:"workers"`
+	Rate         float64   `json:"target_rate"`
+	Seconds      float64   `json:"seconds"`
+	Produced     int64     `json:"produced"`
+	ProducedRate float64   `json:"produced_per_s"`
+	ConsumedRate float64   `json:"consumed_per_s"` // over the load, records counted by the workers
+	Processor    string    `json:"processor"`
 	// Latency is put → the user's state visible in Redis (last access for actors, the count for count).
 	Latency Percentiles `json:"put_to_state"`
 	// SessionLatency is put → the session row visible in DynamoDB (actors).
