@@ -58,7 +58,7 @@ func newFleet(t *testing.T, stream string, redisURL string, extra ...string) *fl
 
 func (f *fleet) start(id string) {
 	f.t.Helper()
-	args := []string{"consume", "--stream", f.stream, "--lease-table", f.table, "--worker-id", id,
+	args := []string{"consume", "--processor", "count", "--stream", f.stream, "--lease-table", f.table, "--worker-id", id,
 		"--redis-url", f.redisURL, "--key-prefix", f.pfx, "--http-listen", "", "--log-format", "json",
 		"--failover-time", "2s", "--take-interval", "1s", "--idle-time", "200ms", "--checkpoint-interval", "300ms",
 		"--shard-sync-interval", "2s", "--parent-poll-interval", "300ms", "--shutdown-timeout", "5s"}
