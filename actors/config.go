@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/clickfleet/clickfleet/enrich/geo"
 	"github.com/clickfleet/clickfleet/messages"
 	"github.com/clickfleet/clickfleet/session"
 )
@@ -34,6 +35,14 @@ type DynamoDBAPI interface {
 type RedisAPI interface {
 	Pipeline() redis.Pipeliner
 	ScriptLoad(ctx context.Context, script string) *redis.StringCmd
+}
+
+// GeoResolver is the part of *geo.Resolver the UserActor uses: Cached answers from memory without I/O;
+// Resolve returns at once and calls fn exactly once, on another goroutine, within the resolver's lookup
+// timeout (fn only sends a message to the actor).
+type GeoResolver interface {
+	Cached(ip string) (geo.Location, bool)
+	Resolve(ip string, fn func(geo.Location))
 }
 
 // FlushInfo describes one flush of one shard, given to Config.AfterFlush.
@@ -66,6 +75,11 @@ type Config struct {
 	ErrorsStream string
 	// Prefix starts every Redis key (cf:user:<id>). Default: "cf:".
 	Prefix string
+	// Geo locates events' user_ip for enrichment (offers carry country, region and city; the user's hash
+	// keeps the latest location). Its lookup timeout bounds how long a flush barrier waits for a user's
+	// pending lookups (see the package doc). Default: nil, no geo enrichment (events are emitted without
+	// location and without a geo_status mark; the name is added either way).
+	Geo GeoResolver
 	// Rules are the per-user rules (session gap, offer filter). Default: session.DefaultRules().
 	Rules session.Rules
 	// FlushInterval is the longest time records stay unflushed. Default: 1s.

@@ -32,6 +32,37 @@
 // actors meanwhile. ProcessRecords returns once its batch is routed, but waits while FlushMaxRecords
 // records are unflushed (backpressure).
 //
+// # Enrichment
+//
+// Offers leave enriched as the seed's "Enrichment" Lambda did: the input event plus "name", "country",
+// "region" and "city" (messages.Event.AppendJSON writes them after the event's own fields). The UserActor
+// does it; the ShardActor is not involved.
+//
+//   - Name: the `name` field that the names sync (package enrich/names) keeps in cf:user:<id>, read by the
+//     HGETALL that hydrates the actor — no extra round trip. A name that changes while the actor lives is
+//     picked up at its next hydrate (after passivation, default 2 min idle, or in the next holding period).
+//   - Location: with Config.Geo set, for each applied record with a user_ip the actor asks Cached (memory
+//     only, no I/O). On a miss it calls Resolve, whose callback only sends geoResolved to the actor; the
+//     lookup (Redis geo cache, then the provider) runs on the resolver's goroutines, never in Receive.
+//   - Order: while a lookup is pending, the user's later records that are outputs or carry an address wait
+//     behind it in the actor's queue, and are completed in arrival order as answers come: outputs keep
+//     the user's order, and the user's location is always that of its latest located record. Sessions,
+//     last access and the replay guard are not held back.
+//   - The user's location (country, region, city of the latest record whose address was found) is part of
+//     the user state: session.User carries it, and the guarded Lua write stores it with last_access_ms.
+//   - Barrier: a user asked to flush while lookups of its records are pending (all of them are covered by
+//     the request) holds its reply — the effects as of the request, with records arriving meanwhile going
+//     to the next flush — and sends it once those lookups answered. The resolver answers every Resolve
+//     within its lookup timeout (StatusUnavailable if the provider has not answered by then), so a
+//     barrier waits at most that long; nothing is ever dropped.
+//   - Outage: an answer of StatusUnavailable (provider down, timing out, rate-limiting, circuit open) emits
+//     the output at once without location, marked "geo_status":"unavailable"; it is not enriched later.
+//     Failures are not cached, so the next record from that address is looked up again. Addresses that are
+//     not public or not in the database (unknown, not_found) give no location and no mark. Without
+//     Config.Geo, outputs carry the name only, no location and no mark.
+//
+// The hot path (a cache hit, nothing pending) allocates nothing beyond the offer's encoding.
+//
 // # Exactly-once results
 //
 // A record's effects are written before any checkpoint at or beyond it, so a crash replays only records

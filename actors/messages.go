@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/enrich/geo"
 	"github.com/clickfleet/clickfleet/messages"
 	"github.com/clickfleet/clickfleet/session"
 )
@@ -65,6 +66,12 @@ type userEffects struct {
 	fields   []any
 	sessions []messages.Session
 	offers   [][]byte
+}
+
+// geoResolved (resolver goroutine → UserActor) answers the geo lookup of the user's n-th applied record.
+type geoResolved struct {
+	n   uint64
+	loc geo.Location
 }
 
 // loaded (loader goroutine → ShardActor) delivers users' Redis hashes.

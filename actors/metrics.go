@@ -2,6 +2,8 @@ package actors
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/clickfleet/clickfleet/enrich/geo"
 )
 
 // metrics of one worker process's processors; no per-user or per-shard labels.
@@ -13,6 +15,11 @@ type metrics struct {
 	effects             *prometheus.CounterVec // kind: offer, error_record, session, state, stale
 	errors              *prometheus.CounterVec // kind: write, load, fatal
 	records, invalid    prometheus.Counter
+	// geo enrichment: records located, by status (indexed by geo.Status); lookups that left the actor
+	// (in-process cache miss); flush replies held for pending lookups.
+	locatedVec               *prometheus.CounterVec
+	located                  [4]prometheus.Counter
+	geoOffActor, heldReplies prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -35,9 +42,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Records handed to the actors."}),
 		invalid: prometheus.NewCounter(prometheus.CounterOpts{Name: "clickfleet_actors_invalid_records_total",
 			Help: "Records that failed decoding or validation (sent to the error stream)."}),
+		locatedVec: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clickfleet_actors_geo_located_total",
+			Help: "Records whose user_ip was located, by answer: found, not_found, unknown (not a public address), unavailable (provider outage: emitted without location)."}, []string{"status"}),
+		geoOffActor: prometheus.NewCounter(prometheus.CounterOpts{Name: "clickfleet_actors_geo_resolves_total",
+			Help: "Geo lookups the in-process cache could not answer, resolved off the actor."}),
+		heldReplies: prometheus.NewCounter(prometheus.CounterOpts{Name: "clickfleet_actors_flush_replies_held_total",
+			Help: "Users' flush replies held until their pending geo lookups answered (at most the lookup timeout)."}),
+	}
+	for _, s := range []geo.Status{geo.StatusUnavailable, geo.StatusFound, geo.StatusNotFound, geo.StatusUnknown} {
+		m.located[s] = m.locatedVec.WithLabelValues(s.String())
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.usersLive, m.spawned, m.passivated, m.batchSeconds, m.flushSeconds, m.effects, m.errors, m.records, m.invalid} {
+		for _, c := range []prometheus.Collector{m.usersLive, m.spawned, m.passivated, m.batchSeconds, m.flushSeconds, m.effects, m.errors, m.records, m.invalid, m.locatedVec, m.geoOffActor, m.heldReplies} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

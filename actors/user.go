@@ -2,17 +2,50 @@ package actors
 
 import (
 	"encoding/json"
+	"slices"
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/clickfleet/clickfleet/enrich/geo"
 	"github.com/clickfleet/clickfleet/messages"
 	"github.com/clickfleet/clickfleet/session"
 )
 
 // userActor runs the per-user logic of one user on one shard. It starts with a hydrate message, applies
-// its batches, and hands its effects to the ShardActor on each flush request. It does no I/O.
+// its batches, and hands its effects to the ShardActor on each flush request. It does no I/O: geo lookups
+// that the in-process cache cannot answer run on the resolver's goroutines and come back as geoResolved.
 type userActor struct {
 	sh       *shardShared
+	u        session.User
+	applied  bool
+	sessions []messages.Session
+	offers   [][]byte
+
+	// n counts the records this actor applied; it names a record in queue and in geoResolved.
+	n uint64
+	// queue holds, in order, the applied records waiting for a geo answer and every located or output
+	// record behind them, so the user's outputs and location changes keep their order. Empty (nil) on
+	// the hot path.
+	queue []queued
+	// held is a flush reply waiting for the lookups of records it covers; nil otherwise.
+	held *heldFlush
+}
+
+// queued is one applied record waiting in userActor.queue.
+type queued struct {
+	n       uint64
+	rec     record
+	offer   bool         // it is an output
+	located bool         // its user_ip is being located (else it only keeps its place)
+	done    bool         // loc is the answer
+	loc     geo.Location //
+}
+
+// heldFlush is the reply to a flush request that came while lookups of records it covers were pending:
+// the effects as of the request, completed as those lookups answer.
+type heldFlush struct {
+	id       uint64
+	upTo     uint64 // the last record (by userActor.n) the flush covers
 	u        session.User
 	applied  bool
 	sessions []messages.Session
@@ -24,14 +57,25 @@ func (a *userActor) Receive(ctx actor.Context) {
 	case *hydrate:
 		a.u = m.user
 	case *userBatch:
-		a.apply(m.recs)
+		a.apply(ctx, m.recs)
+	case *geoResolved:
+		a.onResolved(ctx, m)
 	case *flushRequest:
-		ctx.Send(ctx.Parent(), &userFlushed{id: m.id, flush: a.take()})
+		if len(a.queue) == 0 {
+			ctx.Send(ctx.Parent(), &userFlushed{id: m.id, flush: a.effects(&a.u, a.applied, a.sessions, a.offers)})
+		} else {
+			// Every queued record is covered by this flush (records after it arrive later): reply once
+			// their lookups answer, which the resolver guarantees within its lookup timeout.
+			a.held = &heldFlush{id: m.id, upTo: a.n, u: a.u, applied: a.applied, sessions: a.sessions, offers: a.offers}
+			a.sh.f.m.heldReplies.Inc()
+		}
+		a.applied, a.sessions, a.offers = false, nil, nil
 	}
 }
 
-func (a *userActor) apply(recs []record) {
+func (a *userActor) apply(ctx actor.Context, recs []record) {
 	rules := &a.sh.f.cfg.Rules
+	g := a.sh.f.cfg.Geo
 	for i := range recs {
 		r := &recs[i]
 		o := a.u.Apply(r.pos, r.ev, *rules)
@@ -39,39 +83,115 @@ func (a *userActor) apply(recs []record) {
 			continue
 		}
 		a.applied = true
+		a.n++
 		cur := a.u.Current
 		if n := len(a.sessions); n > 0 && a.sessions[n-1].SessionID == cur.SessionID {
 			a.sessions[n-1] = cur
 		} else {
 			a.sessions = append(a.sessions, cur)
 		}
-		if o.Offer {
-			a.offers = append(a.offers, a.sh.offer(r))
+		locate := g != nil && r.ev.UserIP != ""
+		if !locate && (!o.Offer || len(a.queue) == 0) {
+			if o.Offer {
+				a.offers = append(a.offers, a.sh.offer(r, a.u.Name, geo.Location{}, false))
+			}
+			continue
 		}
+		q := queued{n: a.n, rec: *r, offer: o.Offer, located: locate, done: true}
+		if locate {
+			q.loc, q.done = g.Cached(r.ev.UserIP)
+		}
+		if q.done && len(a.queue) == 0 {
+			a.complete(&q, false) // the hot path: answered from memory, nothing ahead of it
+			continue
+		}
+		if !q.done {
+			a.sh.f.m.geoOffActor.Inc()
+			n, self, root := a.n, ctx.Self(), ctx.ActorSystem().Root
+			g.Resolve(r.ev.UserIP, func(loc geo.Location) { root.Send(self, &geoResolved{n: n, loc: loc}) })
+		}
+		a.queue = append(a.queue, q)
 	}
 }
 
-// take returns the effects since the last flush and forgets them.
-func (a *userActor) take() userEffects {
-	e := userEffects{user: a.u.ID, sessions: a.sessions, offers: a.offers}
-	if a.applied {
-		e.pos = a.u.Applied
-		e.fields = a.u.AppendFields(make([]any, 0, 14))
+func (a *userActor) onResolved(ctx actor.Context, m *geoResolved) {
+	for i := range a.queue {
+		if q := &a.queue[i]; q.n == m.n {
+			q.loc, q.done = m.loc, true
+			break
+		}
 	}
-	a.applied, a.sessions, a.offers = false, nil, nil
+	i := 0
+	for ; i < len(a.queue) && a.queue[i].done; i++ {
+		q := &a.queue[i]
+		a.complete(q, a.held != nil && q.n <= a.held.upTo)
+	}
+	if a.queue = slices.Delete(a.queue, 0, i); len(a.queue) == 0 {
+		a.queue = nil
+	}
+	if h := a.held; h != nil && (len(a.queue) == 0 || a.queue[0].n > h.upTo) {
+		a.held = nil
+		ctx.Send(ctx.Parent(), &userFlushed{id: h.id, flush: a.effects(&h.u, h.applied, h.sessions, h.offers)})
+	}
+}
+
+// complete applies a record's geo answer to the user's location and emits its output, into the held
+// flush reply when that reply covers the record.
+func (a *userActor) complete(q *queued, held bool) {
+	if q.located {
+		a.sh.f.m.located[q.loc.Status].Inc()
+		if q.loc.Status == geo.StatusFound {
+			a.u.SetLocation(q.loc.Country, q.loc.Region, q.loc.City)
+			if held {
+				a.held.u.SetLocation(q.loc.Country, q.loc.Region, q.loc.City)
+			}
+		}
+	}
+	if !q.offer {
+		return
+	}
+	b := a.sh.offer(&q.rec, a.u.Name, q.loc, q.located)
+	if held {
+		a.held.offers = append(a.held.offers, b)
+	} else {
+		a.offers = append(a.offers, b)
+	}
+}
+
+// effects returns a flush reply from u's state and the effects collected with it.
+func (a *userActor) effects(u *session.User, applied bool, sessions []messages.Session, offers [][]byte) userEffects {
+	e := userEffects{user: u.ID, sessions: sessions, offers: offers}
+	if applied {
+		e.pos = u.Applied
+		e.fields = u.AppendFields(make([]any, 0, 20))
+	}
 	return e
 }
 
-// offer encodes an offer event, giving it a click id derived from its position when it has none.
-func (sh *shardShared) offer(r *record) []byte {
+// geoUnavailable ends an output whose address could not be located now (provider outage, timeout).
+const geoUnavailable = `,"geo_status":"unavailable"}`
+
+// offer encodes an offer event enriched with the user's name and the location of its address, giving it
+// a click id derived from its position when it has none. An event whose address was being located but
+// got no answer (StatusUnavailable) is marked "geo_status":"unavailable"; one whose address is not
+// public or not in the database carries no location and no mark.
+func (sh *shardShared) offer(r *record, name string, loc geo.Location, located bool) []byte {
 	ev := r.ev
 	if ev.ClickID == "" {
 		ev.ClickID = messages.DerivedClickID(sh.shard, r.pos.Seq, r.pos.Sub)
 	}
-	b, err := ev.AppendJSON(make([]byte, 0, 384))
+	if name != "" {
+		ev.Name = name
+	}
+	if loc.Status == geo.StatusFound {
+		ev.Country, ev.Region, ev.City = loc.Country, loc.Region, loc.City
+	}
+	b, err := ev.AppendJSON(make([]byte, 0, 448))
 	if err != nil {
 		// A decoded event always encodes; should one not, keep its identity rather than lose it.
 		b, _ = json.Marshal(map[string]string{"user_id": ev.UserID, "event_name": ev.EventName, "click_id": ev.ClickID, "encode_error": err.Error()})
+	} else if located && loc.Status == geo.StatusUnavailable {
+		b = append(b[:len(b)-1], geoUnavailable...)
 	}
 	return b
 }

@@ -7,8 +7,8 @@ import (
 	"github.com/clickfleet/clickfleet/messages"
 )
 
-// Field names of the user hash cf:user:<id> (DESIGN.md) that this package owns. Other fields of the hash
-// (country, region, city, name) belong to enrichment and are left alone.
+// Field names of the user hash cf:user:<id> (DESIGN.md). This package owns all but FieldName and
+// FieldPricePerClick, which the names sync (package enrich/names) writes and this package only reads.
 const (
 	FieldLastAccess   = "last_access_ms"
 	FieldSessionID    = "session_id"
@@ -21,15 +21,25 @@ const (
 	FieldSeq          = "seq"   // that record's sequence number
 	FieldSub          = "sub"   // and sub-sequence number
 	PositionFieldStem = "pos:"  // + shard id: the last applied position on that shard ("seq:sub")
+	// The user's location: that of the latest applied event whose address resolved (written with the state).
+	FieldCountry = "country"
+	FieldRegion  = "region"
+	FieldCity    = "city"
+	// FieldName is the user's full name, written by the names sync; read here, never written.
+	FieldName = "name"
 )
 
 // PositionField returns the hash field holding the last applied position on shardID.
 func PositionField(shardID string) string { return PositionFieldStem + shardID }
 
 // AppendFields appends u's state as alternating field names and values for HSET, without the position
-// fields (the writer's guarded script sets those).
+// fields (the writer's guarded script sets those) and without the name (the names sync's). The location
+// (country, region and city, the last two possibly empty) is written once known, all three together.
 func (u *User) AppendFields(dst []any) []any {
 	dst = append(dst, FieldLastAccess, strconv.FormatInt(u.LastAccessMs, 10))
+	if u.Country != "" {
+		dst = append(dst, FieldCountry, u.Country, FieldRegion, u.Region, FieldCity, u.City)
+	}
 	if !u.Started() {
 		return dst
 	}
@@ -46,7 +56,7 @@ func (u *User) AppendFields(dst []any) []any {
 // FromFields rebuilds user id's state on shardID from its hash (as HGETALL returns it; nil or empty for a
 // new user). A malformed field is an error naming it.
 func FromFields(id, shardID string, h map[string]string) (User, error) {
-	u := User{ID: id}
+	u := User{ID: id, Name: h[FieldName], Country: h[FieldCountry], Region: h[FieldRegion], City: h[FieldCity]}
 	num := func(f string) (int64, error) {
 		v, ok := h[f]
 		if !ok {

@@ -144,8 +144,16 @@ func TestFieldsRoundTrip(t *testing.T) {
 	r := DefaultRules()
 	u.Apply(Position{"7", 0}, &messages.Event{UserID: "u1", EventName: "x", DeviceType: "desktop", EventTimeMs: base}, r)
 	u.Apply(Position{"8", 2}, &messages.Event{UserID: "u1", EventName: "x", DeviceType: "mobile", EventTimeMs: base + 5000}, r)
-	h := map[string]string{PositionField("shard-1"): u.Applied.String(), PositionField("shard-0"): "3:0", "name": "Ann"}
+	u.SetLocation("US", "California", "Riverside")
+	u.SetLocation("", "", "") // an unresolved address keeps the location
+	h := map[string]string{PositionField("shard-1"): u.Applied.String(), PositionField("shard-0"): "3:0", FieldName: "Ann"}
 	kv := u.AppendFields(nil)
+	for i := 0; i < len(kv); i += 2 {
+		if kv[i] == FieldName {
+			t.Fatal("AppendFields writes the name, which belongs to the names sync")
+		}
+	}
+	u.Name = "Ann" // read back from the hash
 	for i := 0; i < len(kv); i += 2 {
 		h[kv[i].(string)] = kv[i+1].(string)
 	}
@@ -159,6 +167,9 @@ func TestFieldsRoundTrip(t *testing.T) {
 	other, err := FromFields("u1", "shard-2", h)
 	if err != nil || !other.Applied.IsZero() || other.Current != u.Current {
 		t.Fatalf("another shard resumes the session but applies all its records: %+v %v", other, err)
+	}
+	if got.Country != "US" || got.Region != "California" || got.City != "Riverside" || got.Name != "Ann" {
+		t.Fatalf("location and name: %+v", got)
 	}
 	fresh, err := FromFields("u9", "shard-1", nil)
 	if err != nil || fresh.Started() || fresh.ID != "u9" {

@@ -107,6 +107,20 @@ type User struct {
 	LastAccessMs int64
 	// Applied is the position of the last applied record on the shard being processed.
 	Applied Position
+	// Name is the user's full name as the names sync wrote it (FieldName); empty when unknown. Read from
+	// the hash when the state is loaded, never written back.
+	Name string
+	// Country, Region and City are the user's location, set by the caller (enrichment) with SetLocation;
+	// empty until known. Apply leaves them alone.
+	Country, Region, City string
+}
+
+// SetLocation records the user's location (the caller's latest resolved address). An empty country
+// leaves the location as it was.
+func (u *User) SetLocation(country, region, city string) {
+	if country != "" {
+		u.Country, u.Region, u.City = country, region, city
+	}
 }
 
 // Outcome says what one event changed.
