@@ -46,6 +46,7 @@ func testConfig(t testing.TB, stream string) ingest.Config {
 	cfg.Keys, cfg.Stream = keys, stream
 	cfg.MaxClockSkew = 0
 	cfg.Linger = 2 * time.Millisecond
+	cfg.PutTimeout = 10 * time.Second // a loaded test machine; a timed-out call may be stored and retried
 	return cfg
 }
 
@@ -182,14 +183,17 @@ func labEvent(user, click string) string {
 	return fmt.Sprintf(`{"user_id":%q,"event_timestamp":"1626091318000","event_name":"checkout","event_type":"click","device_type":"desktop","click_id":%q}`, user, click)
 }
 
-// readClickIDs reads the stream until it has seen want records (or 30 s pass) and counts click ids.
-func readClickIDs(t testing.TB, kin streamtail.API, stream string, want int) map[string]int {
+// readClickIDs reads the stream until every id in ids has been seen (or 30 s pass) and counts click ids.
+func readClickIDs(t testing.TB, kin streamtail.API, stream string, ids []string) map[string]int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var mu sync.Mutex
 	seen := map[string]int{}
-	n := 0
+	missing := map[string]bool{}
+	for _, id := range ids {
+		missing[id] = true
+	}
 	errDone := errors.New("done")
 	err := streamtail.Tail(ctx, kin, stream, streamtail.Options{PollInterval: 50 * time.Millisecond}, func(r streamtail.Record) error {
 		ev, err := messages.Decode(r.Data)
@@ -199,8 +203,8 @@ func readClickIDs(t testing.TB, kin streamtail.API, stream string, want int) map
 		mu.Lock()
 		defer mu.Unlock()
 		seen[ev.ClickID]++
-		n++
-		if n >= want {
+		delete(missing, ev.ClickID)
+		if len(missing) == 0 {
 			return errDone
 		}
 		return nil
@@ -209,6 +213,24 @@ func readClickIDs(t testing.TB, kin streamtail.API, stream string, want int) map
 		t.Fatalf("reading %s: %v", stream, err)
 	}
 	return seen
+}
+
+// checkStoredOnce fails unless every id is on the stream, and exactly once unless the ingest retried a
+// PutRecords call: a call that timed out may have been stored, so a retry can store a record twice
+// (delivery is at least once; click_id is there to de-duplicate).
+func checkStoredOnce(t testing.TB, h *harness, seen map[string]int, ids []string) {
+	t.Helper()
+	retried := h.metric("clickfleet_ingest_putrecords_retried_records_total", "stream", "events")
+	for _, id := range ids {
+		switch n := seen[id]; {
+		case n == 0:
+			t.Errorf("click %s was acknowledged but is not on the stream", id)
+		case n > 1 && retried == 0:
+			t.Errorf("click %s is on the stream %d times with no retried call, want once", id, n)
+		case n > 1:
+			t.Logf("click %s is on the stream %d times after %g retried records (at least once)", id, n, retried)
+		}
+	}
 }
 
 // Every accepted shape lands on the stream, keyed by user_id, and the answer lists each event.
@@ -242,12 +264,7 @@ func TestStoredEventsAreOnTheStream(t *testing.T) {
 	post(strings.Join(evs[15:], "\n")+"\n", "application/x-ndjson", idsOf("ok", 15, 30)...)
 	post(labEvent("user1", "lab-1")+"\r\n"+labEvent("user2", "lab-2"), "application/x-ndjson", "lab-1", "lab-2")
 
-	seen := readClickIDs(t, kin, stream, len(want))
-	for _, id := range want {
-		if seen[id] != 1 {
-			t.Errorf("click %s is on the stream %d times, want once", id, seen[id])
-		}
-	}
+	checkStoredOnce(t, h, readClickIDs(t, kin, stream, want), want)
 	if got := h.metric("clickfleet_ingest_events_total", "outcome", "accepted"); got != float64(len(want)) {
 		t.Errorf("accepted metric %g, want %d", got, len(want))
 	}
@@ -411,10 +428,11 @@ func TestInvalidToErrorStream(t *testing.T) {
 	if r.Accepted != 2 || r.ErrorStream != 1 || r.Results[1].Status != ingest.StatusErrorStream || r.Results[1].Errors[0].Field != "user_ip" {
 		t.Fatalf("answer %s", a.body)
 	}
-	seen := readClickIDs(t, kin, stream, 2)
-	if seen["good-1"] != 1 || seen["good-2"] != 1 || len(seen) != 2 {
+	seen := readClickIDs(t, kin, stream, []string{"good-1", "good-2"})
+	if len(seen) != 2 {
 		t.Fatalf("events stream holds %v", seen)
 	}
+	checkStoredOnce(t, h, seen, []string{"good-1", "good-2"})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var rec messages.ErrorRecord
@@ -576,10 +594,7 @@ func TestShutdownDrainsRequestsInFlight(t *testing.T) {
 	if err := <-stopped; err != nil {
 		t.Fatalf("Serve: %v", err)
 	}
-	seen := readClickIDs(t, kin, stream, 2)
-	if seen["drain-1"] != 1 || seen["drain-2"] != 1 {
-		t.Fatalf("stream holds %v", seen)
-	}
+	checkStoredOnce(t, h, readClickIDs(t, kin, stream, []string{"drain-1", "drain-2"}), []string{"drain-1", "drain-2"})
 }
 
 // get2 is get that tolerates a closed listener (during shutdown), returning the status or 0.
@@ -593,6 +608,38 @@ func (h *harness) get2(path string) int {
 	return resp.StatusCode
 }
 
+// recordingSink remembers every event it was given.
+type recordingSink struct {
+	inner  clickgen.Sink
+	mu     sync.Mutex
+	events map[string]bool
+}
+
+func (r *recordingSink) Put(ctx context.Context, b []clickgen.Event) ([]clickgen.Event, error) {
+	r.mu.Lock()
+	if r.events == nil {
+		r.events = map[string]bool{}
+	}
+	for _, ev := range b {
+		r.events[string(ev.Data)] = true
+	}
+	r.mu.Unlock()
+	return r.inner.Put(ctx, b)
+}
+
+func (r *recordingSink) clickIDs(t testing.TB) []string {
+	t.Helper()
+	var ids []string
+	for data := range r.events {
+		ev, err := messages.Decode([]byte(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, ev.ClickID)
+	}
+	return ids
+}
+
 func runtimeYield() { time.Sleep(5 * time.Millisecond) }
 
 // The generator drives the ingest through HTTPSink: every generated event ends on the stream once.
@@ -604,19 +651,17 @@ func TestGeneratorThroughIngest(t *testing.T) {
 	cfg.Count, cfg.TimeScale, cfg.Users, cfg.BatchSize = 400, 0, 20, 100
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := clickgen.Run(ctx, cfg, &clickgen.HTTPSink{URL: h.url + "/v1/events", APIKey: testKey, MaxEvents: 30}, nil)
+	rec := &recordingSink{inner: &clickgen.HTTPSink{URL: h.url + "/v1/events", APIKey: testKey, MaxEvents: 30}}
+	st, err := clickgen.Run(ctx, cfg, rec, nil)
 	if err != nil || st.Sent != 400 {
 		t.Fatalf("sent %d: %v", st.Sent, err)
 	}
-	seen := readClickIDs(t, kin, stream, 400)
+	ids := rec.clickIDs(t)
+	seen := readClickIDs(t, kin, stream, ids)
 	if len(seen) != 400 {
 		t.Fatalf("%d distinct click ids on the stream, want 400", len(seen))
 	}
-	for id, n := range seen {
-		if n != 1 {
-			t.Fatalf("click %s stored %d times", id, n)
-		}
-	}
+	checkStoredOnce(t, h, seen, ids)
 
 	// A wrong key is a rejection the sink reports, not something to retry forever.
 	var rejected error
