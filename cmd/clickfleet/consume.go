@@ -66,7 +66,11 @@ func newGeoResolver(gs geoSettings, rdb *redis.Client, prefix string, reg promet
 		log.Info("geo enrichment off: no provider (set --geo-mmdb or --geo-ipinfo-url)")
 		return nil, func() {}, nil
 	}
-	r, err := geo.NewResolver(geo.Config{Provider: provider, Redis: rdb, Prefix: prefix, TTL: gs.ttl, NotFoundTTL: gs.notFoundTTL,
+	var cache geo.RedisClient
+	if rdb != nil {
+		cache = rdb
+	}
+	r, err := geo.NewResolver(geo.Config{Provider: provider, Redis: cache, Prefix: prefix, TTL: gs.ttl, NotFoundTTL: gs.notFoundTTL,
 		CacheSize: gs.cacheSize, LookupTimeout: gs.timeout, Logger: log, Registerer: reg})
 	if err != nil {
 		closeDB()
