@@ -70,3 +70,16 @@ func adjacentPair(t *testing.T, open []ktypes.Shard) (ktypes.Shard, ktypes.Shard
 	t.Fatal("no adjacent open shards")
 	return ktypes.Shard{}, ktypes.Shard{}
 }
+
+// waitOpen waits until the stream lists n open shards (a reshard has taken effect).
+func waitOpen(t *testing.T, kin *kinesis.Client, stream string, n int) {
+	t.Helper()
+	waitActive(t, kin, stream)
+	deadline := time.Now().Add(30 * time.Second)
+	for len(openShards(t, kin, stream)) != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("stream %s does not list %d open shards", stream, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

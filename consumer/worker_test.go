@@ -197,7 +197,7 @@ func TestReshardKeepsPerUserOrder(t *testing.T) {
 		ShardToSplit: open[0].ShardId, NewStartingHashKey: aws.String(midpoint(t, open[0]))}); err != nil {
 		t.Fatal(err)
 	}
-	waitActive(t, kin, stream)
+	waitOpen(t, kin, stream, 3) // the split has taken effect before the next records are put
 	putUsers(t, kin, stream, users, 20, 20)
 	open = openShards(t, kin, stream)
 	a, b := adjacentPair(t, open)
@@ -205,7 +205,7 @@ func TestReshardKeepsPerUserOrder(t *testing.T) {
 		ShardToMerge: a.ShardId, AdjacentShardToMerge: b.ShardId}); err != nil {
 		t.Fatal(err)
 	}
-	waitActive(t, kin, stream)
+	waitOpen(t, kin, stream, 2)
 	putUsers(t, kin, stream, users, 20, 40)
 	waitFor(t, "every user's 60 records", 60*time.Second, func() bool {
 		rec.mu.Lock()
@@ -222,21 +222,24 @@ func TestReshardKeepsPerUserOrder(t *testing.T) {
 	if len(rec.errs) > 0 {
 		t.Fatalf("order broken:\n%s", strings.Join(rec.errs, "\n"))
 	}
-	// The parents were finished: their leases are at SHARD_END (or already cleaned up).
-	leases, err := lease.NewTable(ddb, table).List(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ends := 0
-	for _, l := range leases {
-		if l.Checkpoint.IsShardEnd() {
-			ends++
+	// The children were leased: every open shard has a lease.
+	tbl := lease.NewTable(ddb, table)
+	waitFor(t, "a lease for every open shard", 30*time.Second, func() bool {
+		leases, err := tbl.List(context.Background())
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	t.Logf("%d leases, %d at SHARD_END", len(leases), ends)
-	if len(leases) < 3 {
-		t.Fatalf("leases = %d; the children of the reshards were not leased", len(leases))
-	}
+		have := map[string]bool{}
+		for _, l := range leases {
+			have[l.Key] = true
+		}
+		for _, sh := range openShards(t, kin, stream) {
+			if !have[aws.ToString(sh.ShardId)] {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // A checkpoint in the middle of a KPL aggregate resumes after exactly that sub-record.
