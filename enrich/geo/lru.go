@@ -62,6 +62,25 @@ func (c *lru) get(key string, now time.Time) (Location, bool) {
 	return e.loc, true
 }
 
+// getBytes is get for a key held in a byte slice; a hit allocates nothing.
+func (c *lru) getBytes(key []byte, now time.Time) (Location, bool) {
+	s := &c.shards[maphash.Bytes(c.seed, key)%lruShards]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	el, ok := s.items[string(key)]
+	if !ok {
+		return Location{}, false
+	}
+	e := el.Value.(*lruEntry)
+	if !now.Before(e.expires) {
+		s.order.Remove(el)
+		delete(s.items, e.key)
+		return Location{}, false
+	}
+	s.order.MoveToFront(el)
+	return e.loc, true
+}
+
 func (c *lru) put(key string, loc Location, expires time.Time) {
 	s := c.shard(key)
 	s.mu.Lock()

@@ -143,7 +143,8 @@ func (r *Resolver) Cached(ip string) (loc Location, ok bool) {
 		r.m.unknown.Inc()
 		return Location{Status: StatusUnknown}, true
 	}
-	if loc, ok := r.cache.get(a.String(), r.cfg.Now()); ok {
+	var buf [48]byte // an IPv6 address's text is at most 45 bytes (no zone: ParsePublic refuses them)
+	if loc, ok := r.cache.getBytes(a.AppendTo(buf[:0]), r.cfg.Now()); ok {
 		r.m.memory.Inc()
 		return loc, true
 	}
