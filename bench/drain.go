@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/clickfleet/clickfleet/actors"
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/provision"
@@ -27,6 +28,7 @@ import (
 type DynamoDBAPI interface {
 	lease.DynamoDBAPI
 	Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error)
 	DeleteTable(ctx context.Context, in *dynamodb.DeleteTableInput, opts ...func(*dynamodb.Options)) (*dynamodb.DeleteTableOutput, error)
 }
 
@@ -37,8 +39,11 @@ type DrainConfig struct {
 	Users   int   // distinct users. Default: 10000
 	Writers int   // concurrent PutRecords loops for the pre-fill. Default: 4
 	Workers int   // consumer workers (in this process). Default: 1
-	// Processor is "noop" (the consumer alone: read, de-aggregate, hand over, checkpoint) or "count"
-	// (per-user counts in Redis, exactly once; the counts are verified). Default: noop.
+	// Processor is "noop" (the consumer alone: read, de-aggregate, hand over, checkpoint), "count"
+	// (per-user counts in Redis, exactly once; verified), "actors" (the production processor: sessions in
+	// DynamoDB, user state in Redis; timed until every session row is written, verified) or "lambda" (the
+	// seeds' per-record design as a baseline: one Redis write per event, one PutItem per session start).
+	// Default: noop.
 	Processor string
 	Redis     *redis.Client // for the count processor
 	Logger    *zap.Logger
@@ -94,11 +99,14 @@ func Drain(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg DrainConfig
 	if progress == nil {
 		progress = func(string) {}
 	}
-	if cfg.Processor == "count" && cfg.Redis == nil {
-		return DrainResult{}, errors.New("drain: the count processor needs Redis")
-	}
-	if cfg.Processor != "noop" && cfg.Processor != "count" {
-		return DrainResult{}, fmt.Errorf("drain: processor must be noop or count, not %q", cfg.Processor)
+	switch cfg.Processor {
+	case "noop":
+	case "count", "actors", "lambda":
+		if cfg.Redis == nil {
+			return DrainResult{}, fmt.Errorf("drain: the %s processor needs Redis", cfg.Processor)
+		}
+	default:
+		return DrainResult{}, fmt.Errorf("drain: processor must be noop, count, actors or lambda, not %q", cfg.Processor)
 	}
 	id := fmt.Sprintf("bench-drain-%d", time.Now().UnixNano())
 	res := DrainResult{Scenario: "drain", When: time.Now().UTC(), Stream: id, Shards: cfg.Shards, Records: cfg.Records,
@@ -147,6 +155,33 @@ func Drain(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg DrainConfig
 		factory = func(shard string) consumer.Processor {
 			return &countingProcessor{Processor: inner(shard), count: count}
 		}
+	case "actors", "lambda":
+		sessions := id + "-sessions"
+		if _, err := provision.EnsureSessionsTable(ctx, ddb, sessions); err != nil {
+			return res, err
+		}
+		defer ddb.DeleteTable(context.WithoutCancel(ctx), &dynamodb.DeleteTableInput{TableName: aws.String(sessions)})
+		if cfg.Processor == "lambda" {
+			factory = func(string) consumer.Processor {
+				return &lambdaProcessor{rdb: cfg.Redis, ddb: ddb, table: sessions, prefix: prefix, count: count}
+			}
+			break
+		}
+		for _, out := range []string{id + "-offers", id + "-errors"} {
+			if _, err := provision.EnsureStream(ctx, kin, out, 1); err != nil {
+				return res, err
+			}
+			defer kin.DeleteStream(context.WithoutCancel(ctx), &kinesis.DeleteStreamInput{StreamName: aws.String(out)})
+		}
+		f, err := actors.New(actors.Config{Stream: id, Kinesis: kin, DynamoDB: ddb, Redis: cfg.Redis, SessionsTable: sessions,
+			OffersStream: id + "-offers", ErrorsStream: id + "-errors", Prefix: prefix, Logger: cfg.Logger})
+		if err != nil {
+			return res, err
+		}
+		defer f.Close()
+		factory = func(shard string) consumer.Processor {
+			return &countingProcessor{Processor: f.NewProcessor(shard), count: count}
+		}
 	}
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -168,6 +203,22 @@ func Drain(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg DrainConfig
 		stop()
 		wg.Wait()
 		return res, context.Cause(ctx)
+	}
+	if cfg.Processor == "actors" {
+		// Routed is not written: the drain ends when every user's sessions count its events.
+		for {
+			err := verifySessions(ctx, ddb, id+"-sessions", want)
+			if err == nil {
+				res.Verified = true
+				break
+			}
+			if ctx.Err() != nil {
+				stop()
+				wg.Wait()
+				return res, err
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
 	}
 	took = time.Since(start)
 	stop()

@@ -131,7 +131,7 @@ func newBenchDrainCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if cfg.Processor == "count" {
+			if cfg.Processor != "noop" {
 				opts, err := redis.ParseURL(redisURL)
 				if err != nil {
 					return usagef("--redis-url (CLICKFLEET_REDIS_URL) %q: %v", redisURL, err)
@@ -171,7 +171,7 @@ func newBenchDrainCommand(g *globals) *cobra.Command {
 	f.IntVar(&cfg.Users, "users", 10000, "distinct users")
 	f.IntVar(&cfg.Writers, "writers", 4, "concurrent PutRecords loops for the pre-fill")
 	f.IntVar(&cfg.Workers, "workers", 1, "consumer workers (in this process)")
-	f.StringVar(&cfg.Processor, "processor", "noop", `"noop" (the consumer alone) or "count" (per-user counts in Redis, verified)`)
+	f.StringVar(&cfg.Processor, "processor", "noop", `"noop" (the consumer alone), "count" (per-user counts in Redis, verified), "actors" (sessions and user state, verified) or "lambda" (the seeds' per-record writes, a baseline)`)
 	f.StringVar(&redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis for the count processor")
 	f.StringVar(&out, "out", "", "also write the result as JSON to this file")
 	return cmd
