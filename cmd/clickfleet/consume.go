@@ -11,7 +11,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
@@ -129,23 +128,12 @@ released, the process exits 0).`,
 				if pgDSN == "" {
 					return usagef("--names-sync needs --pg-dsn (CLICKFLEET_PG_DSN)")
 				}
-				if syncInterval <= 0 {
-					return usagef("--sync-interval (CLICKFLEET_SYNC_INTERVAL) must be positive, got %s", syncInterval)
-				}
-				pcfg, err := pgxpool.ParseConfig(pgDSN)
+				s, closePool, err := newNamesSyncer(ctx, pgDSN, rdb, keyPrefix, syncInterval, log.Named("names-sync"), reg)
 				if err != nil {
-					return usagef("--pg-dsn (CLICKFLEET_PG_DSN): %v", err)
+					return err
 				}
-				pcfg.MaxConns = max(pcfg.MaxConns, 2)
-				pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-				if err != nil {
-					return usagef("--pg-dsn (CLICKFLEET_PG_DSN): %v", err)
-				}
-				defer pool.Close()
-				syncer, err = names.New(names.Config{Pool: pool, Redis: rdb, Prefix: keyPrefix, Interval: syncInterval, Logger: log.Named("names-sync"), Registerer: reg})
-				if err != nil {
-					return usageError{err}
-				}
+				defer closePool()
+				syncer = s
 			}
 			cfg.Logger = log
 			awsCfg, err := loadAWS(ctx)

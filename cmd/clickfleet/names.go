@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
+
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -28,33 +31,18 @@ again after a reconnect. Stop it with SIGTERM or SIGINT.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			log := g.log.Named("names-sync")
-			if pgDSN == "" {
-				return usagef("--pg-dsn (CLICKFLEET_PG_DSN) is required")
-			}
-			pcfg, err := pgxpool.ParseConfig(pgDSN)
-			if err != nil {
-				return usagef("--pg-dsn (CLICKFLEET_PG_DSN): %v", err)
-			}
-			pcfg.MaxConns = max(pcfg.MaxConns, 2)
-			pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-			if err != nil {
-				return usagef("--pg-dsn (CLICKFLEET_PG_DSN): %v", err)
-			}
-			defer pool.Close()
 			opts, err := redis.ParseURL(redisURL)
 			if err != nil {
 				return usagef("--redis-url (CLICKFLEET_REDIS_URL) %q: %v", redisURL, err)
 			}
 			rdb := redis.NewClient(opts)
 			defer rdb.Close()
-			if interval <= 0 {
-				return usagef("--sync-interval (CLICKFLEET_SYNC_INTERVAL) must be positive, got %s", interval)
-			}
 			reg := newRegistry()
-			s, err := names.New(names.Config{Pool: pool, Redis: rdb, Prefix: keyPrefix, Interval: interval, Logger: log, Registerer: reg})
+			s, closePool, err := newNamesSyncer(ctx, pgDSN, rdb, keyPrefix, interval, log, reg)
 			if err != nil {
-				return usageError{err}
+				return err
 			}
+			defer closePool()
 			waitOps, err := opsServer(ctx, httpListen, reg, s.Ready, log)
 			if err != nil {
 				return err
@@ -71,4 +59,31 @@ again after a reconnect. Stop it with SIGTERM or SIGINT.`,
 	f.DurationVar(&interval, "sync-interval", time.Minute, "period of the full copy (changes also arrive at once through LISTEN/NOTIFY)")
 	f.StringVar(&httpListen, "http-listen", "127.0.0.1:9092", "address for /metrics, /healthz and /readyz (empty: none)")
 	return cmd
+}
+
+// newNamesSyncer checks the names-sync settings and returns a syncer over a new PostgreSQL pool (closed by
+// the returned func).
+func newNamesSyncer(ctx context.Context, pgDSN string, rdb *redis.Client, prefix string, interval time.Duration,
+	log *zap.Logger, reg prometheus.Registerer) (*names.Syncer, func(), error) {
+	if pgDSN == "" {
+		return nil, nil, usagef("--pg-dsn (CLICKFLEET_PG_DSN) is required to sync names")
+	}
+	if interval <= 0 {
+		return nil, nil, usagef("--sync-interval (CLICKFLEET_SYNC_INTERVAL) must be positive, got %s", interval)
+	}
+	pcfg, err := pgxpool.ParseConfig(pgDSN)
+	if err != nil {
+		return nil, nil, usagef("--pg-dsn (CLICKFLEET_PG_DSN): %v", err)
+	}
+	pcfg.MaxConns = max(pcfg.MaxConns, 2) // one for LISTEN, one for the copies
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, nil, usagef("--pg-dsn (CLICKFLEET_PG_DSN): %v", err)
+	}
+	s, err := names.New(names.Config{Pool: pool, Redis: rdb, Prefix: prefix, Interval: interval, Logger: log, Registerer: reg})
+	if err != nil {
+		pool.Close()
+		return nil, nil, usageError{err}
+	}
+	return s, pool.Close, nil
 }
