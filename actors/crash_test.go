@@ -8,8 +8,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,33 +15,6 @@ import (
 	"github.com/clickfleet/clickfleet/internal/testenv"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// clickfleetBinary builds cmd/clickfleet once per test run (with -race, as the consumer's fleet tests do,
-// so the build cache serves both).
-func clickfleetBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "clickfleet-actors-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "clickfleet")
-		out, err := exec.Command("go", "build", "-race", "-o", binPath, "../cmd/clickfleet").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
 
 // app is one consumer application on a stream: its own lease table, sessions table, Redis prefix and
 // offers stream, served by `clickfleet consume --processor actors` processes.
@@ -87,7 +58,7 @@ func (a *app) start(id string, extra ...string) *exec.Cmd {
 		"--sessions-table", a.table, "--offers-stream", a.offers, "--errors-stream", a.errs,
 		"--failover-time", "2s", "--take-interval", "500ms", "--idle-time", "100ms", "--shard-sync-interval", "2s",
 		"--max-records", "100", "--flush-interval", "200ms", "--flush-max-records", "100"}
-	cmd := exec.Command(clickfleetBinary(a.t), append(args, extra...)...)
+	cmd := exec.Command(testenv.Binary(a.t), append(args, extra...)...)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	if err := cmd.Start(); err != nil {
