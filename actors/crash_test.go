@@ -15,7 +15,6 @@ import (
 	"github.com/clickfleet/clickfleet/internal/testenv"
 )
 
-
 // app is one consumer application on a stream: its own lease table, sessions table, Redis prefix and
 // offers stream, served by `clickfleet consume --processor actors` processes.
 type app struct {
