@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -150,21 +149,7 @@ func TestEnrichedEndToEnd(t *testing.T) {
 	cfg.Geo = newResolver(t, geo.Config{Provider: demoMMDB(t), Redis: s.rdb, Prefix: s.prefix})
 	f := newFactory(t, cfg)
 	table := leaseTable(t, s.ddb)
-	w, err := consumer.New(s.kin, s.ddb, consumer.Config{Stream: stream, NewProcessor: f.NewProcessor, MaxRecords: 100,
-		IdleTime: 100 * time.Millisecond, MinCallInterval: 50 * time.Millisecond, ShardSyncInterval: time.Second,
-		Lease: lease.Config{Table: table, WorkerID: "enrich", FailoverTime: 2 * time.Second, TakeInterval: 300 * time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("worker: %v", err)
-		}
-	}()
+	defer runWorker(t, s, stream, table, "enrich", f)()
 	waitUntil(t, "every shard checkpointed at its last record", 60*time.Second, func() bool { return checkpointedTo(t, s.ddb, table, last) })
 
 	// The offers: exactly the ViewContent > 60 events, each its input plus the enrichment, byte for byte.

@@ -176,21 +176,7 @@ func TestLabScenarioMatchesSQL(t *testing.T) {
 	cfg.FlushInterval, cfg.FlushMaxRecords = 100*time.Millisecond, 150
 	f := newFactory(t, cfg)
 	table := leaseTable(t, s.ddb)
-	w, err := consumer.New(s.kin, s.ddb, consumer.Config{Stream: stream, NewProcessor: f.NewProcessor, MaxRecords: 100,
-		IdleTime: 100 * time.Millisecond, MinCallInterval: 50 * time.Millisecond, ShardSyncInterval: time.Second,
-		Lease: lease.Config{Table: table, WorkerID: "lab", FailoverTime: 2 * time.Second, TakeInterval: 300 * time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("worker: %v", err)
-		}
-	}()
+	defer runWorker(t, s, stream, table, "lab", f)()
 	waitUntil(t, "every shard checkpointed at its last record", 60*time.Second, func() bool { return checkpointedTo(t, s.ddb, table, last) })
 
 	got := scanSessions(t, s.ddb, s.table)
@@ -225,6 +211,27 @@ func TestLabScenarioMatchesSQL(t *testing.T) {
 		}
 		if h["last_access_ms"] != fmt.Sprint(latest) {
 			t.Errorf("user %s: last_access_ms %s, want %d", u, h["last_access_ms"], latest)
+		}
+	}
+}
+
+// runWorker runs one in-process consumer worker with the actors' processors on stream, with short test
+// timings, and returns the func that stops it and reports its error.
+func runWorker(t *testing.T, s *sinks, stream, table, id string, f *Factory) (stop func()) {
+	t.Helper()
+	w, err := consumer.New(s.kin, s.ddb, consumer.Config{Stream: stream, NewProcessor: f.NewProcessor, MaxRecords: 100,
+		IdleTime: 100 * time.Millisecond, MinCallInterval: 50 * time.Millisecond, ShardSyncInterval: time.Second,
+		Lease: lease.Config{Table: table, WorkerID: id, FailoverTime: 2 * time.Second, TakeInterval: 300 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("worker %s: %v", id, err)
 		}
 	}
 }
