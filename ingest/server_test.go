@@ -347,14 +347,17 @@ func TestStatuses(t *testing.T) {
 
 	t.Run("rate limited", func(t *testing.T) {
 		body := strings.Join(pocEvents("rl", 5), "\n")
-		for i := 0; i < 2; i++ { // 10 events: the bucket of 8 ends in debt
-			if a := h.post(body, "application/x-ndjson", "other-key-0002"); a.status != 200 {
-				t.Fatalf("request %d: status %d: %s", i, a.status, a.body)
+		// 5 events a request against a bucket of 8 refilled at 0.5/s: the third request is refused unless the
+		// machine is so slow that the bucket refills between requests, so allow a few more before failing.
+		var a answer
+		for i := 0; i < 8; i++ {
+			a = h.post(body, "application/x-ndjson", "other-key-0002")
+			if a.status != 200 {
+				break
 			}
 		}
-		a := h.post(body, "application/x-ndjson", "other-key-0002")
 		if a.status != 429 {
-			t.Fatalf("status %d, want 429: %s", a.status, a.body)
+			t.Fatalf("status %d, want 429 within 8 requests: %s", a.status, a.body)
 		}
 		if ra := a.header.Get("Retry-After"); ra == "" || ra == "0" {
 			t.Fatalf("Retry-After %q", ra)
