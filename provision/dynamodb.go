@@ -55,24 +55,6 @@ func EnsureSessionsTable(ctx context.Context, api DynamoDBAPI, name string) (cre
 	return created, fmt.Errorf("table %s exists without the index %s on user_id; it cannot be added on every backend, so recreate the table", name, SessionsUserIndex)
 }
 
-// EnsureLeaseTable creates the lease table in the Java KCL's shape — hash key `leaseKey` (S), on-demand
-// billing — unless it exists, and waits until it is ACTIVE. The lease package owns what goes in it.
-func EnsureLeaseTable(ctx context.Context, api DynamoDBAPI, name string) (created bool, err error) {
-	created, desc, err := ensureTable(ctx, api, &dynamodb.CreateTableInput{
-		TableName:            aws.String(name),
-		BillingMode:          dtypes.BillingModePayPerRequest,
-		AttributeDefinitions: []dtypes.AttributeDefinition{{AttributeName: aws.String("leaseKey"), AttributeType: dtypes.ScalarAttributeTypeS}},
-		KeySchema:            []dtypes.KeySchemaElement{{AttributeName: aws.String("leaseKey"), KeyType: dtypes.KeyTypeHash}},
-	})
-	if err != nil {
-		return created, err
-	}
-	if len(desc.KeySchema) != 1 || aws.ToString(desc.KeySchema[0].AttributeName) != "leaseKey" {
-		return created, fmt.Errorf("table %s exists but its hash key is not leaseKey: it is not a lease table", name)
-	}
-	return created, nil
-}
-
 // ensureTable creates the table unless it exists and waits until it and its indexes are ACTIVE.
 func ensureTable(ctx context.Context, api DynamoDBAPI, in *dynamodb.CreateTableInput) (bool, *dtypes.TableDescription, error) {
 	name := aws.ToString(in.TableName)

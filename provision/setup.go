@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"go.uber.org/zap"
+
+	"github.com/clickfleet/clickfleet/lease"
 )
 
 // Resources names everything Setup creates.
@@ -48,7 +50,10 @@ func (r Resources) Validate() error {
 // Clients are the servers Setup talks to. Postgres may be nil: the customers schema is then skipped.
 type Clients struct {
 	Kinesis  KinesisAPI
-	DynamoDB DynamoDBAPI
+	DynamoDB interface {
+		DynamoDBAPI
+		lease.DynamoDBAPI
+	}
 	Postgres Execer
 }
 
@@ -75,12 +80,11 @@ func Setup(ctx context.Context, c Clients, r Resources, log *zap.Logger) error {
 				zap.Int32("open_shards", res.Shards), zap.Int32("asked", s.shards))
 		}
 	}
-	created, err := EnsureLeaseTable(ctx, c.DynamoDB, r.LeaseTable)
-	if err != nil {
+	if err := lease.EnsureTable(ctx, c.DynamoDB, r.LeaseTable); err != nil {
 		return err
 	}
-	log.Info("table ready", zap.String("table", r.LeaseTable), zap.String("role", "leases"), zap.Bool("created", created))
-	created, err = EnsureSessionsTable(ctx, c.DynamoDB, r.SessionsTable)
+	log.Info("table ready", zap.String("table", r.LeaseTable), zap.String("role", "leases"))
+	created, err := EnsureSessionsTable(ctx, c.DynamoDB, r.SessionsTable)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/clickfleet/clickfleet/bench"
@@ -55,11 +54,10 @@ for exactly once (verified). Results: a table, --out JSON, --html a page with ch
 			if err != nil {
 				return err
 			}
-			opts, err := redis.ParseURL(cfg.RedisURL)
+			cfg.Redis, err = newRedis(cfg.RedisURL)
 			if err != nil {
-				return usagef("--redis-url (CLICKFLEET_REDIS_URL) %q: %v", cfg.RedisURL, err)
+				return err
 			}
-			cfg.Redis = redis.NewClient(opts)
 			defer cfg.Redis.Close()
 			if cfg.Binary, err = os.Executable(); err != nil {
 				return err
@@ -132,11 +130,10 @@ func newBenchDrainCommand(g *globals) *cobra.Command {
 				return err
 			}
 			if cfg.Processor != "noop" {
-				opts, err := redis.ParseURL(redisURL)
+				cfg.Redis, err = newRedis(redisURL)
 				if err != nil {
-					return usagef("--redis-url (CLICKFLEET_REDIS_URL) %q: %v", redisURL, err)
+					return err
 				}
-				cfg.Redis = redis.NewClient(opts)
 				defer cfg.Redis.Close()
 			}
 			cfg.Logger = g.log.Named("bench")

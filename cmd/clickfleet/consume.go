@@ -115,11 +115,10 @@ released, the process exits 0).`,
 			if proc != "count" && proc != "actors" {
 				return usagef("--processor (CLICKFLEET_PROCESSOR) must be \"actors\" or \"count\", not %q", proc)
 			}
-			opts, err := redis.ParseURL(redisURL)
+			rdb, err := newRedis(redisURL)
 			if err != nil {
-				return usagef("--redis-url (CLICKFLEET_REDIS_URL) %q: %v", redisURL, err)
+				return err
 			}
-			rdb := redis.NewClient(opts)
 			defer rdb.Close()
 			reg := newRegistry()
 			cfg.Registerer = reg

@@ -31,11 +31,10 @@ again after a reconnect. Stop it with SIGTERM or SIGINT.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			log := g.log.Named("names-sync")
-			opts, err := redis.ParseURL(redisURL)
+			rdb, err := newRedis(redisURL)
 			if err != nil {
-				return usagef("--redis-url (CLICKFLEET_REDIS_URL) %q: %v", redisURL, err)
+				return err
 			}
-			rdb := redis.NewClient(opts)
 			defer rdb.Close()
 			reg := newRegistry()
 			s, closePool, err := newNamesSyncer(ctx, pgDSN, rdb, keyPrefix, interval, log, reg)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
@@ -142,4 +143,13 @@ func loadAWS(ctx context.Context) (aws.Config, error) {
 		return cfg, usagef("no AWS region: set AWS_REGION (for the local stack any region, e.g. us-east-1)")
 	}
 	return cfg, nil
+}
+
+// newRedis returns a client for a --redis-url value; a bad URL is a usage error naming the flag.
+func newRedis(url string) (*redis.Client, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, usagef("--redis-url (CLICKFLEET_REDIS_URL) %q: %v", url, err)
+	}
+	return redis.NewClient(opts), nil
 }
