@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clickfleet/clickfleet/internal/crashpoint"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 )
 
@@ -51,13 +52,17 @@ func tailOf(s string, n int) string {
 	return "…" + s[len(s)-n:]
 }
 
-func (a *app) start(id string, extra ...string) *exec.Cmd {
+func (a *app) start(id string, extra ...string) *exec.Cmd { return a.startEnv(nil, id, extra...) }
+
+// startEnv starts a worker with env added to the test's environment.
+func (a *app) startEnv(env []string, id string, extra ...string) *exec.Cmd {
 	args := []string{"consume", "--processor", "actors", "--stream", a.stream, "--lease-table", a.leases, "--worker-id", id,
 		"--redis-url", os.Getenv("CLICKFLEET_REDIS_URL"), "--key-prefix", a.prefix, "--http-listen", "", "--log-format", "json",
 		"--sessions-table", a.table, "--offers-stream", a.offers, "--errors-stream", a.errs,
 		"--failover-time", "2s", "--take-interval", "500ms", "--idle-time", "100ms", "--shard-sync-interval", "2s",
 		"--max-records", "100", "--flush-interval", "200ms", "--flush-max-records", "100"}
 	cmd := exec.Command(testenv.Binary(a.t), append(args, extra...)...)
+	cmd.Env = append(os.Environ(), env...)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	if err := cmd.Start(); err != nil {
@@ -107,7 +112,7 @@ func TestCrashBetweenFlushAndCheckpoint(t *testing.T) {
 
 	ref, crash := newApp(t, base, stream), newApp(t, base, stream)
 	ref.start("ref")
-	w := crash.start("crash-1", "--test-crash-after-flush", "3")
+	w := crash.startEnv([]string{crashpoint.Env + "=" + crashpoint.AfterFlush + ":3"}, "crash-1")
 	err := w.Wait()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 137 {

@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"github.com/clickfleet/clickfleet/internal/crashpoint"
+
 	"context"
 	"encoding/json"
 	"fmt"
@@ -27,6 +29,7 @@ type Factory struct {
 	sys    *actor.ActorSystem
 	serial atomic.Uint64
 	once   sync.Once
+	crash  func() // internal/crashpoint's after-flush point; nil outside crash-point builds
 }
 
 // New checks cfg, registers the metrics and creates the actor system (which logs through cfg.Logger).
@@ -43,7 +46,7 @@ func New(cfg Config) (*Factory, error) {
 	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return newSlog(log.Named("protoactor"))
 	}))
-	return &Factory{cfg: cfg, m: m, log: log, sys: sys}, nil
+	return &Factory{cfg: cfg, m: m, log: log, sys: sys, crash: crashpoint.At(crashpoint.AfterFlush)}, nil
 }
 
 // NewProcessor returns the processor of one holding period of shardID; it is a consumer.ProcessorFactory.

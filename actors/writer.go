@@ -149,6 +149,9 @@ func (sh *shardShared) writeFlush(ctx context.Context, fs *flushState, cp consum
 		hook(FlushInfo{ShardID: sh.shard, N: n, UpTo: fs.upTo, Users: fs.nUsersAsked, Records: fs.records,
 			Barrier: fs.barrier, Write: time.Since(start)})
 	}
+	if sh.f.crash != nil {
+		sh.f.crash()
+	}
 	if fs.upTo.IsZero() || fs.upTo.Compare(sh.checkpointed) <= 0 || cp == nil {
 		return nil
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -86,7 +85,6 @@ func newConsumeCommand(g *globals) *cobra.Command {
 		checkpointInterval                    time.Duration
 		act                                   actors.Config
 		sessionGap                            time.Duration
-		crashAfterFlush                       int
 		gs                                    geoSettings
 		namesSync                             bool
 		pgDSN                                 string
@@ -162,16 +160,6 @@ released, the process exits 0).`,
 				if sessionGap <= 0 || sessionGap%time.Millisecond != 0 {
 					return usagef("--session-gap (CLICKFLEET_SESSION_GAP) must be a positive whole number of milliseconds, not %s", sessionGap)
 				}
-				if crashAfterFlush > 0 {
-					// Test only: die like kill -9 after the Nth flush's writes, before its checkpoint.
-					var flushes atomic.Int64
-					act.AfterFlush = func(actors.FlushInfo) {
-						if flushes.Add(1) == int64(crashAfterFlush) {
-							log.Warn("test crash point reached: exiting between a flush and its checkpoint", zap.Int("flush", crashAfterFlush))
-							os.Exit(137)
-						}
-					}
-				}
 				factory, err := actors.New(act)
 				if err != nil {
 					return usageError{err}
@@ -239,8 +227,6 @@ released, the process exits 0).`,
 	f.DurationVar(&act.PassivateAfter, "passivate-after", 2*time.Minute, "stop a user's actor after this long without records (actors)")
 	f.DurationVar(&act.SweepInterval, "sweep-interval", 0, "how often idle users are looked for (0: passivate-after/4, at least 1s) (actors)")
 	f.IntVar(&act.WriteConcurrency, "write-concurrency", 4, "concurrent PutRecords and BatchWriteItem calls per flush (actors)")
-	f.IntVar(&crashAfterFlush, "test-crash-after-flush", 0, "TEST ONLY: exit 137 after the Nth flush's writes, before its checkpoint")
-	_ = f.MarkHidden("test-crash-after-flush")
 	f.StringVar(&gs.mmdb, "geo-mmdb", defaultGeoMMDB, "MaxMind DB file (GeoIP2/GeoLite2 City, or DB-IP's flat layout) that locates events' user_ip (actors); the default is the local stack's DB-IP Lite file, and enrichment is off when it is absent; empty: no database")
 	f.StringVar(&gs.ipinfoURL, "geo-ipinfo-url", "", "locate addresses with an HTTP service speaking ipinfo's JSON (GET <url>/<ip>/json), e.g. https://ipinfo.io, instead of --geo-mmdb (actors)")
 	f.StringVar(&gs.ipinfoToken, "geo-ipinfo-token", "", "ipinfo access token, sent as a bearer token (actors)")

@@ -13,7 +13,8 @@ var (
 	bins  = map[testing.TB]string{}
 )
 
-// Binary builds cmd/clickfleet (with the race detector, like the tests) into a directory removed when the
+// Binary builds cmd/clickfleet (with the race detector, like the tests, and with the crash points of
+// internal/crashpoint compiled in) into a directory removed when the
 // test ends, and returns its path; later calls in the same test return the same binary. The Go build cache
 // makes every build after the first a link step.
 func Binary(t testing.TB) string {
@@ -28,7 +29,7 @@ func Binary(t testing.TB) string {
 		t.Fatalf("find the module root: %v", err)
 	}
 	bin := filepath.Join(t.TempDir(), "clickfleet")
-	cmd := exec.Command("go", "build", "-race", "-o", bin, "./cmd/clickfleet")
+	cmd := exec.Command("go", "build", "-race", "-tags", "clickfleet_crashpoints", "-o", bin, "./cmd/clickfleet")
 	cmd.Dir = strings.TrimSpace(string(root))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/clickfleet: %v\n%s", err, out)
