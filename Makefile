@@ -7,7 +7,8 @@ STACK := deploy/local/stack
 
 # The test stack has its own directory and ports, so it never meets the demo stack.
 TEST_STACK := CLICKFLEET_STACK_DIR=$(CURDIR)/.stack-test CLICKFLEET_KINESIS_PORT=14568 \
-	CLICKFLEET_DYNAMODB_PORT=14569 CLICKFLEET_REDIS_PORT=16390 CLICKFLEET_PG_PORT=15439
+	CLICKFLEET_DYNAMODB_PORT=14569 CLICKFLEET_REDIS_PORT=16390 CLICKFLEET_PG_PORT=15439 \
+	CLICKFLEET_S3_PORT=14570
 # Extra flags for go test, e.g. make test TESTFLAGS='-run Lease -v'.
 TESTFLAGS ?=
 
