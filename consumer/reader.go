@@ -85,7 +85,7 @@ func (r *shardReader) runPeriod() {
 	}
 	r.proc = r.w.cfg.NewProcessor(r.shard)
 	r.last = l.Checkpoint
-	if err := r.proc.Initialize(pctx, InitInput{ShardID: r.shard, Start: l.Checkpoint, ParentShardIDs: l.ParentShardIDs}); err != nil {
+	if err := r.proc.Initialize(pctx, InitInput{ShardID: r.shard, Start: l.Checkpoint, ParentShardIDs: l.ParentShardIDs, ValidFor: r.h.ValidFor}); err != nil {
 		r.log.Error("processor failed to initialize; releasing the lease so the shard is retried", zap.Error(err))
 		r.release()
 		return
