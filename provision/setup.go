@@ -18,6 +18,11 @@ type Resources struct {
 	OutputShards  int32  // shards of a new offers or errors stream. Default: 1
 	LeaseTable    string // the KCL-style lease table. Default: clickfleet-leases
 	SessionsTable string // session rows. Default: sessions
+	// ArchiveLeaseTable is the archive's own lease table (a second KCL application). Default:
+	// clickfleet-archive-leases
+	ArchiveLeaseTable string
+	// Buckets are the lake's buckets, created when Clients.S3 is set. Default: clickfleet-lake
+	Buckets []string
 }
 
 // DefaultResources returns the names and sizes documented on Resources.
@@ -25,6 +30,7 @@ func DefaultResources() Resources {
 	return Resources{
 		Stream: "clickstream", OffersStream: "clickstream-offers", ErrorsStream: "clickstream-errors",
 		Shards: 4, OutputShards: 1, LeaseTable: "clickfleet-leases", SessionsTable: "sessions",
+		ArchiveLeaseTable: "clickfleet-archive-leases", Buckets: []string{"clickfleet-lake"},
 	}
 }
 
@@ -32,7 +38,7 @@ func DefaultResources() Resources {
 func (r Resources) Validate() error {
 	for _, f := range []struct{ name, v string }{
 		{"stream", r.Stream}, {"offers-stream", r.OffersStream}, {"errors-stream", r.ErrorsStream},
-		{"lease-table", r.LeaseTable}, {"sessions-table", r.SessionsTable},
+		{"lease-table", r.LeaseTable}, {"sessions-table", r.SessionsTable}, {"archive-lease-table", r.ArchiveLeaseTable},
 	} {
 		if f.v == "" {
 			return fmt.Errorf("%s: must not be empty", f.name)
@@ -55,6 +61,8 @@ type Clients struct {
 		lease.DynamoDBAPI
 	}
 	Postgres Execer
+	// S3 creates the lake's buckets; nil skips them.
+	S3 S3API
 }
 
 // Setup creates every resource that is missing, in order (streams, tables, PostgreSQL schema), and logs
@@ -89,6 +97,19 @@ func Setup(ctx context.Context, c Clients, r Resources, log *zap.Logger) error {
 		return err
 	}
 	log.Info("table ready", zap.String("table", r.SessionsTable), zap.String("role", "sessions"), zap.Bool("created", created))
+	if err := lease.EnsureTable(ctx, c.DynamoDB, r.ArchiveLeaseTable); err != nil {
+		return err
+	}
+	log.Info("table ready", zap.String("table", r.ArchiveLeaseTable), zap.String("role", "archive leases"))
+	if c.S3 != nil {
+		for _, b := range r.Buckets {
+			created, err := EnsureBucket(ctx, c.S3, b)
+			if err != nil {
+				return err
+			}
+			log.Info("bucket ready", zap.String("bucket", b), zap.Bool("created", created))
+		}
+	}
 	if c.Postgres == nil {
 		log.Warn("no PostgreSQL configured (--pg-dsn): customers schema not created")
 		return nil
