@@ -15,6 +15,7 @@ type metrics struct {
 	effects             *prometheus.CounterVec // kind: offer, error_record, session, state, stale
 	errors              *prometheus.CounterVec // kind: write, load, fatal
 	records, invalid    prometheus.Counter
+	retrying            prometheus.Gauge // write or load loops now between failed attempts
 	// geo enrichment: records located, by status (indexed by geo.Status); lookups that left the actor
 	// (in-process cache miss); flush replies held for pending lookups.
 	locatedVec               *prometheus.CounterVec
@@ -38,6 +39,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Effects written, by kind (offer, error_record, session, state; stale: dropped as a deposed owner's)."}, []string{"kind"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clickfleet_actors_errors_total",
 			Help: "Errors by kind: write and load (retried), fatal (the shard stops)."}, []string{"kind"}),
+		retrying: prometheus.NewGauge(prometheus.GaugeOpts{Name: "clickfleet_actors_writes_retrying",
+			Help: "Writes and loads being retried after a transient error (throttling, a server fault, a timeout, no connection); the process is not ready while above 0."}),
 		records: prometheus.NewCounter(prometheus.CounterOpts{Name: "clickfleet_actors_records_total",
 			Help: "Records handed to the actors."}),
 		invalid: prometheus.NewCounter(prometheus.CounterOpts{Name: "clickfleet_actors_invalid_records_total",
@@ -53,7 +56,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.located[s] = m.locatedVec.WithLabelValues(s.String())
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.usersLive, m.spawned, m.passivated, m.batchSeconds, m.flushSeconds, m.effects, m.errors, m.records, m.invalid, m.locatedVec, m.geoOffActor, m.heldReplies} {
+		for _, c := range []prometheus.Collector{m.usersLive, m.spawned, m.passivated, m.batchSeconds, m.flushSeconds, m.effects, m.errors, m.retrying, m.records, m.invalid, m.locatedVec, m.geoOffActor, m.heldReplies} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -30,6 +30,11 @@ type Factory struct {
 	serial atomic.Uint64
 	once   sync.Once
 	crash  func() // internal/crashpoint's after-flush point; nil outside crash-point builds
+	// retrying counts write and load loops now waiting after a transient error.
+	retrying  atomic.Int64
+	failed    chan error // the first shard's permanent failure
+	failOnce  sync.Once
+	hasFailed atomic.Bool
 }
 
 // New checks cfg, registers the metrics and creates the actor system (which logs through cfg.Logger).
@@ -46,7 +51,7 @@ func New(cfg Config) (*Factory, error) {
 	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return newSlog(log.Named("protoactor"))
 	}))
-	return &Factory{cfg: cfg, m: m, log: log, sys: sys, crash: crashpoint.At(crashpoint.AfterFlush)}, nil
+	return &Factory{cfg: cfg, m: m, log: log, sys: sys, crash: crashpoint.At(crashpoint.AfterFlush), failed: make(chan error, 1)}, nil
 }
 
 // NewProcessor returns the processor of one holding period of shardID; it is a consumer.ProcessorFactory.
@@ -54,6 +59,24 @@ func (f *Factory) NewProcessor(shardID string) consumer.Processor {
 	p := &processor{f: f, done: make(chan struct{}), quit: make(chan struct{})}
 	p.sh = &shardShared{f: f, p: p, shard: shardID, log: f.log.With(zap.String("shard_id", shardID))}
 	return p
+}
+
+// Ready reports whether no shard has failed permanently and no write or load is being retried after a
+// transient error (Redis, DynamoDB or Kinesis unreachable, throttled or failing): a worker serving
+// /readyz combines it with its own.
+func (f *Factory) Ready() bool { return !f.hasFailed.Load() && f.retrying.Load() == 0 }
+
+// Failed receives the first permanent failure of any shard's processing (a write the server refuses for
+// good — a missing sessions table or output stream, a denied call, a failing script — unreadable state,
+// a panic), once; the error is a *consumer.ResourceError when it concerns a configured output. The shard
+// has stopped: the process should stop too. A shard's ProcessRecords returns the same error.
+func (f *Factory) Failed() <-chan error { return f.failed }
+
+func (f *Factory) reportFatal(err error) {
+	f.failOnce.Do(func() {
+		f.hasFailed.Store(true)
+		f.failed <- err
+	})
 }
 
 // Close shuts the actor system down. Call it after the worker's Run returned; it is idempotent.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/lease"
+	"github.com/clickfleet/clickfleet/retry"
 	"github.com/clickfleet/clickfleet/session"
 )
 
@@ -366,17 +367,22 @@ func (a *shardActor) onTerminated(ctx actor.Context, m *actor.Terminated) {
 }
 
 // fail stops the shard's progress for good: no later flush or checkpoint; every waiting call gets err.
+// A failure other than the end of the holding period (a permanent write error, unreadable state, a
+// panic) is permanent for the worker (retry.IsPermanent), and reported to the factory's Failed channel,
+// so that the process stops and says why instead of holding a shard it no longer processes.
 func (a *shardActor) fail(err error) {
 	if a.fatal == nil {
-		a.fatal = err
 		switch {
 		case errors.Is(err, ErrStopped):
-		case errors.Is(err, lease.ErrLeaseLost), errors.Is(err, context.Canceled):
+		case errors.Is(err, lease.ErrLeaseLost), errors.Is(err, context.Canceled), a.sh.p.ctx.Err() != nil:
 			a.sh.log.Info("shard processing stopped: the holding period ended", zap.Error(err))
 		default:
+			err = retry.Permanent(err)
 			a.sh.f.m.errors.WithLabelValues("fatal").Inc()
 			a.sh.log.Error("shard processing stopped", zap.Error(err))
+			a.sh.f.reportFatal(err)
 		}
+		a.fatal = err
 	}
 	for _, d := range a.held {
 		d <- a.fatal

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
+	"github.com/clickfleet/clickfleet/retry"
 	"github.com/clickfleet/clickfleet/session"
 )
 
@@ -56,40 +56,45 @@ const (
 	maxBatchWrite      = 25
 )
 
-// retry runs fn until it succeeds, the context ends or fn returns an error matching lease.ErrLeaseLost,
-// pausing with exponential backoff and jitter between attempts.
+// retry runs fn until it succeeds, the context ends, fn returns an error matching lease.ErrLeaseLost or a
+// permanent error (retry.IsPermanent: a missing table or stream, a denied call, a failing script), pausing
+// with capped exponential backoff and jitter between attempts. While it waits after a transient error the
+// factory is not Ready.
 func (sh *shardShared) retry(ctx context.Context, what string, fn func() error) error {
 	cfg := &sh.f.cfg
-	backoff := cfg.RetryBackoff
-	for attempt := 1; ; attempt++ {
-		if ctx.Err() != nil {
-			return context.Cause(ctx)
+	waiting := false
+	defer func() {
+		if waiting {
+			sh.f.retrying.Add(-1)
+			sh.f.m.retrying.Dec()
 		}
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		if errors.Is(err, lease.ErrLeaseLost) {
-			return err
-		}
-		if ctx.Err() != nil {
-			return context.Cause(ctx)
-		}
-		sh.f.m.errors.WithLabelValues("write").Inc()
-		lvl := sh.log.Warn
-		if attempt == 1 {
-			lvl = sh.log.Info
-		}
-		lvl("retrying after an error", zap.String("op", what), zap.Int("attempt", attempt), zap.Duration("backoff", backoff), zap.Error(err))
-		t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return context.Cause(ctx)
-		case <-t.C:
-		}
-		backoff = min(2*backoff, cfg.MaxBackoff)
+	}()
+	return retry.Do(ctx, retry.Policy{
+		Backoff: retry.Backoff{Initial: cfg.RetryBackoff, Max: cfg.MaxBackoff},
+		Stop:    func(err error) bool { return errors.Is(err, lease.ErrLeaseLost) },
+		OnRetry: func(attempt int, pause time.Duration, err error) {
+			if !waiting {
+				waiting = true
+				sh.f.retrying.Add(1)
+				sh.f.m.retrying.Inc()
+			}
+			sh.f.m.errors.WithLabelValues("write").Inc()
+			lvl := sh.log.Warn
+			if attempt == 1 {
+				lvl = sh.log.Info
+			}
+			lvl("retrying after an error", zap.String("op", what), zap.Int("attempt", attempt), zap.Duration("backoff", pause), zap.Error(err))
+		},
+	}, func(context.Context) error { return fn() })
+}
+
+// resource names the output a permanent error concerns, so that the worker's error says which setting
+// to fix; other errors are returned as they are.
+func resource(setting, kind, name string, err error) error {
+	if err == nil || !retry.IsPermanent(err) {
+		return err
 	}
+	return &consumer.ResourceError{Setting: setting, Kind: kind, Name: name, Err: err}
 }
 
 // loadUsers reads the users' hashes with one pipeline, retrying until it succeeds or ctx ends.
@@ -122,7 +127,7 @@ func (sh *shardShared) writeFlush(ctx context.Context, fs *flushState, cp consum
 	start := time.Now()
 	users, err := sh.probe(ctx, fs.users)
 	if err != nil {
-		return err
+		return resource("Redis", "Redis user state", sh.f.cfg.Prefix+"user:*", err)
 	}
 	var offers []outRecord
 	var sessions []messages.Session
@@ -133,17 +138,18 @@ func (sh *shardShared) writeFlush(ctx context.Context, fs *flushState, cp consum
 		}
 		sessions = append(sessions, u.sessions...)
 	}
-	if err := sh.putRecords(ctx, sh.f.cfg.OffersStream, "offer", offers); err != nil {
-		return err
+	cfg := &sh.f.cfg
+	if err := sh.putRecords(ctx, cfg.OffersStream, "offer", offers); err != nil {
+		return resource("OffersStream", "offers stream", cfg.OffersStream, err)
 	}
-	if err := sh.putRecords(ctx, sh.f.cfg.ErrorsStream, "error_record", fs.errs); err != nil {
-		return err
+	if err := sh.putRecords(ctx, cfg.ErrorsStream, "error_record", fs.errs); err != nil {
+		return resource("ErrorsStream", "errors stream", cfg.ErrorsStream, err)
 	}
 	if err := sh.writeSessions(ctx, sessions); err != nil {
-		return err
+		return resource("SessionsTable", "sessions table", cfg.SessionsTable, err)
 	}
 	if err := sh.writeState(ctx, users); err != nil {
-		return err
+		return resource("Redis", "Redis user state", cfg.Prefix+"user:*", err)
 	}
 	if hook := sh.f.cfg.AfterFlush; hook != nil {
 		hook(FlushInfo{ShardID: sh.shard, N: n, UpTo: fs.upTo, Users: fs.nUsersAsked, Records: fs.records,
@@ -195,7 +201,7 @@ func (sh *shardShared) probe(ctx context.Context, users []userEffects) ([]userEf
 			}
 			stored, err := session.ParsePosition(v)
 			if err != nil {
-				return fmt.Errorf("user %s: %w", users[i].user, err)
+				return retry.Permanent(fmt.Errorf("user %s: %w", users[i].user, err))
 			}
 			if !stored.IsZero() && stored.Compare(users[i].pos) >= 0 {
 				stale++

@@ -17,6 +17,7 @@ type metrics struct {
 	droppedAggregates prometheus.Counter
 	shardsEnded       prometheus.Counter
 	syncs             *prometheus.CounterVec
+	fatal             prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -41,12 +42,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Closed shards processed to their end and checkpointed at SHARD_END."}),
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "consumer", Name: "shard_syncs_total",
 			Help: "Shard syncs by outcome."}, []string{"outcome"}),
+		fatal: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "consumer", Name: "fatal_errors_total",
+			Help: "Permanent failures (a missing resource, a denied call, a processor's permanent error); the first stops the worker."}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.readers, m.records, m.calls, m.throttled, m.processErrors, m.processSeconds,
-		m.lag, m.droppedAggregates, m.shardsEnded, m.syncs} {
+		m.lag, m.droppedAggregates, m.shardsEnded, m.syncs, m.fatal} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register consumer metrics: %w", err)
 		}

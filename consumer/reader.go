@@ -14,6 +14,7 @@ import (
 
 	"github.com/clickfleet/clickfleet/consumer/kpl"
 	"github.com/clickfleet/clickfleet/lease"
+	"github.com/clickfleet/clickfleet/retry"
 )
 
 // errPlannedEndTimedOut cancels a processor that did not finish within the shutdown timeout.
@@ -86,6 +87,10 @@ func (r *shardReader) runPeriod() {
 	r.proc = r.w.cfg.NewProcessor(r.shard)
 	r.last = l.Checkpoint
 	if err := r.proc.Initialize(pctx, InitInput{ShardID: r.shard, Start: l.Checkpoint, ParentShardIDs: l.ParentShardIDs, ValidFor: r.h.ValidFor}); err != nil {
+		if r.permanent(err) {
+			r.release()
+			return
+		}
 		r.log.Error("processor failed to initialize; releasing the lease so the shard is retried", zap.Error(err))
 		r.release()
 		return
@@ -137,7 +142,7 @@ func (r *shardReader) readLoop(hctx, pctx context.Context) bool {
 	for hctx.Err() == nil {
 		if r.iterator == nil {
 			if err := r.newIterator(pctx); err != nil {
-				if hctx.Err() != nil {
+				if hctx.Err() != nil || r.permanentRead(err) {
 					return false
 				}
 				r.log.Warn("cannot get a shard iterator; backing off", zap.Error(err))
@@ -165,6 +170,8 @@ func (r *shardReader) readLoop(hctx, pctx context.Context) bool {
 				continue
 			case errors.As(err, &throttled):
 				r.w.metrics.throttled.Inc()
+			case r.permanentRead(err):
+				return false
 			default:
 				r.log.Warn("GetRecords failed; backing off", zap.Error(err))
 			}
@@ -207,9 +214,9 @@ func (r *shardReader) deliver(hctx, pctx context.Context, b Batch) bool {
 			return true
 		}
 		r.w.metrics.processErrors.Inc()
-		if pctx.Err() != nil || errors.Is(err, lease.ErrLeaseLost) || hctx.Err() != nil {
-			// Lost, or a planned end: the batch is not done, its records stay beyond the checkpoint and
-			// the next holder reads them again.
+		if pctx.Err() != nil || errors.Is(err, lease.ErrLeaseLost) || hctx.Err() != nil || r.permanent(err) {
+			// Lost, a planned end, or a failure that repeats: the batch is not done, its records stay
+			// beyond the checkpoint and the next holder reads them again.
 			return false
 		}
 		r.log.Warn("processor failed a batch; delivering it again after a backoff", zap.Int("records", len(b.Records)), zap.Error(err))
@@ -217,6 +224,26 @@ func (r *shardReader) deliver(hctx, pctx context.Context, b Batch) bool {
 			return false
 		}
 	}
+}
+
+// permanent reports whether err, a processor's error, is a permanent failure (retry.IsPermanent) and,
+// when it is, stops the worker with it: the shard is not read further, nothing more is checkpointed past
+// what is durable.
+func (r *shardReader) permanent(err error) bool {
+	if !retry.IsPermanent(err) {
+		return false
+	}
+	r.w.fail(fmt.Errorf("shard %s: %w", r.shard, err))
+	return true
+}
+
+// permanentRead is permanent for the reader's own Kinesis calls: the error names the stream.
+func (r *shardReader) permanentRead(err error) bool {
+	if !retry.IsPermanent(err) {
+		return false
+	}
+	r.w.fail(fmt.Errorf("shard %s: %w", r.shard, r.w.resourceError(err)))
+	return true
 }
 
 // convert turns Kinesis records into user records: KPL aggregates are expanded, and records at or below
@@ -314,6 +341,8 @@ func (r *shardReader) shardEnded(hctx, pctx context.Context) {
 		}
 		if err == nil {
 			err = errors.New("processor returned without checkpointing SHARD_END")
+		} else if r.permanent(err) {
+			return
 		}
 		r.log.Warn("shard end not checkpointed; asking the processor again", zap.Error(err))
 		if !r.pause(pctx, true) {

@@ -3,16 +3,17 @@ package consumer
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/aws/smithy-go"
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/lease"
+	"github.com/clickfleet/clickfleet/retry"
 )
 
 // Worker is one process of the consumer fleet: a lease coordinator, a shard syncer, and one reader per
@@ -28,6 +29,10 @@ type Worker struct {
 	syncNow chan struct{}
 	ready   atomic.Bool
 	running atomic.Bool
+
+	fatalMu sync.Mutex
+	fatal   error                   // the first permanent failure; Run returns it
+	stop    context.CancelCauseFunc // ends Run's context
 }
 
 // New validates cfg and returns a worker reading cfg.Stream through api and keeping leases in db. It does
@@ -63,8 +68,32 @@ func New(api KinesisAPI, db lease.DynamoDBAPI, cfg Config) (*Worker, error) {
 // WorkerID is the id this worker writes as lease owner.
 func (w *Worker) WorkerID() string { return w.coord.WorkerID() }
 
-// Ready reports whether the worker has synced the stream's shards once and is taking leases.
+// Ready reports whether the worker has synced the stream's shards once and is taking leases; false again
+// once it is stopping, from the moment a permanent failure is seen.
 func (w *Worker) Ready() bool { return w.ready.Load() }
+
+// fail stops the worker for good on a permanent failure: Ready turns false at once, every holding period
+// ends as in a clean shutdown, and Run returns err (the first one, if several shards fail).
+func (w *Worker) fail(err error) {
+	w.fatalMu.Lock()
+	defer w.fatalMu.Unlock()
+	if w.fatal != nil {
+		return
+	}
+	w.fatal = err
+	w.ready.Store(false)
+	w.metrics.fatal.Inc()
+	w.log.Error("permanent failure: the worker stops", zap.Error(err))
+	if w.stop != nil {
+		w.stop(err)
+	}
+}
+
+func (w *Worker) fatalErr() error {
+	w.fatalMu.Lock()
+	defer w.fatalMu.Unlock()
+	return w.fatal
+}
 
 // Holding returns the shards this worker is reading now.
 func (w *Worker) Holding() []string { return w.coord.Holding() }
@@ -73,10 +102,19 @@ func (w *Worker) Holding() []string { return w.coord.Holding() }
 // every processor gets ShutdownRequested, checkpoints, and the leases are released so other workers take
 // them at their next take cycle (bounded by the lease ShutdownTimeout). It returns when every goroutine it
 // started has returned; nil after a clean shutdown.
+//
+// A permanent failure (retry.IsPermanent) — the stream or lease table missing, a processor's error, a
+// denied call — stops the worker the same way, and Run returns that error; a *ResourceError when it
+// concerns the stream or the lease table. Transient failures are retried with backoff and never end Run.
 func (w *Worker) Run(ctx context.Context) error {
 	if !w.running.CompareAndSwap(false, true) {
 		return errors.New("consumer: Worker.Run called twice")
 	}
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	w.fatalMu.Lock()
+	w.stop = stop
+	w.fatalMu.Unlock()
 	w.log.Info("worker starting", zap.String("stream", w.cfg.Stream), zap.String("lease_table", w.cfg.Lease.Table))
 	for {
 		_, err := w.syncer.sync(ctx)
@@ -87,13 +125,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		var noStream *ktypes.ResourceNotFoundException
-		var noTable *dtypes.ResourceNotFoundException
-		switch {
-		case errors.As(err, &noStream):
-			return fmt.Errorf("stream %s does not exist (create it with 'clickfleet setup'): %w", w.cfg.Stream, err)
-		case errors.As(err, &noTable):
-			return fmt.Errorf("lease table %s does not exist (create it with 'clickfleet setup'): %w", w.cfg.Lease.Table, err)
+		if err := w.resourceError(err); err != nil {
+			return err
 		}
 		w.log.Warn("initial shard sync failed; retrying", zap.Error(err))
 		if !sleepCtx(ctx, time.Second) {
@@ -107,6 +140,36 @@ func (w *Worker) Run(ctx context.Context) error {
 	err := w.coord.Run(ctx)
 	wg.Wait()
 	w.log.Info("worker stopped")
+	if fatal := w.fatalErr(); fatal != nil {
+		return fatal
+	}
+	if err != nil && retry.IsPermanent(err) {
+		if rerr := w.resourceError(err); rerr != nil {
+			return rerr
+		}
+	}
+	return err
+}
+
+// resourceError returns err as a *ResourceError naming the stream or the lease table when it is a
+// permanent failure on one of them (told apart by the service that answered), or nil when it is transient.
+func (w *Worker) resourceError(err error) error {
+	if !retry.IsPermanent(err) {
+		return nil
+	}
+	var noStream *ktypes.ResourceNotFoundException
+	var noTable *dtypes.ResourceNotFoundException
+	var op *smithy.OperationError
+	switch {
+	case errors.As(err, &noStream):
+		return &ResourceError{Setting: "Stream", Kind: "stream", Name: w.cfg.Stream, Err: err}
+	case errors.As(err, &noTable):
+		return &ResourceError{Setting: "Lease.Table", Kind: "lease table", Name: w.cfg.Lease.Table, Err: err}
+	case errors.As(err, &op) && op.Service() == "DynamoDB":
+		return &ResourceError{Setting: "Lease.Table", Kind: "lease table", Name: w.cfg.Lease.Table, Err: err}
+	case errors.As(err, &op) && op.Service() == "Kinesis":
+		return &ResourceError{Setting: "Stream", Kind: "stream", Name: w.cfg.Stream, Err: err}
+	}
 	return err
 }
 
@@ -131,6 +194,10 @@ func (w *Worker) syncLoop(ctx context.Context) {
 		_, err := w.syncer.sync(ctx)
 		w.metrics.syncs.WithLabelValues(outcome(err)).Inc()
 		if err != nil && ctx.Err() == nil {
+			if rerr := w.resourceError(err); rerr != nil {
+				w.fail(rerr)
+				return
+			}
 			w.log.Warn("shard sync failed", zap.Error(err))
 		}
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -11,7 +12,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/clickfleet/clickfleet/archive"
 	"github.com/clickfleet/clickfleet/consumer"
@@ -93,7 +93,6 @@ leases. A missing bucket or denied access ends the process (exit 1) naming the s
 				defer rdb.Close()
 				acfg.Names = rdb
 			}
-			gs.mmdbSet = cmd.Flags().Changed("geo-mmdb")
 			resolver, closeGeo, err := newGeoResolver(gs, rdb, acfg.Prefix, reg, log)
 			if err != nil {
 				return err
@@ -114,54 +113,45 @@ leases. A missing bucket or denied access ends the process (exit 1) naming the s
 			if err != nil {
 				return usageError{err}
 			}
-			fatal := func(err error) error {
+			named := func(err error) error {
 				var fe *archive.FatalError
 				if errors.As(err, &fe) {
-					return fmt.Errorf("%s %s: %w", setting[fe.Location], fe.Location, fe.Err)
+					return fmt.Errorf("%w\n  the lake location is set by %s: create the bucket with 'clickfleet setup', or check this process's permissions on it", err, setting[fe.Location])
 				}
-				return err
+				return withSettingHint(err, archiveFlags)
 			}
 			if err := arch.Check(ctx); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
-				return fatal(err)
+				return named(err)
 			}
 			cfg.NewProcessor = arch.NewProcessor
 			w, err := consumer.New(kinesis.NewFromConfig(awsCfg), dynamodb.NewFromConfig(awsCfg), cfg)
 			if err != nil {
 				return usageError{err}
 			}
-			// One run group: the worker, the ops server and the watch for the archive's fatal errors. The
-			// first to fail (or the signal) ends the others; SIGTERM lets the worker store its buffers,
-			// checkpoint and release its leases before Run returns.
-			grp, gctx := errgroup.WithContext(ctx)
-			waitOps, err := opsServer(gctx, httpListen, reg, func() bool { return w.Ready() && arch.Healthy() }, log)
+			// One run group: the worker, the watch for the archive's permanent S3 errors, the ops server.
+			// The first to fail ends the others (exit 1); SIGTERM lets the worker store its buffers,
+			// checkpoint and release its leases before the process exits 0.
+			parts := []component{{name: "worker", run: w.Run}, {name: "archive", run: func(ctx context.Context) error {
+				select {
+				case err := <-arch.Fatal():
+					return err
+				case <-ctx.Done():
+					return nil
+				}
+			}}}
+			ops, ok, err := opsServer(httpListen, reg, func() bool { return w.Ready() && arch.Healthy() }, log)
 			if err != nil {
 				return err
 			}
+			if ok {
+				parts = append(parts, ops)
+			}
 			log.Info("archive worker", zap.String("worker_id", w.WorkerID()), zap.String("stream", cfg.Stream),
 				zap.String("lease_table", cfg.Lease.Table), zap.Stringer("raw", acfg.Raw), zap.Stringer("events", acfg.Events), zap.Stringer("errors", acfg.Errors))
-			grp.Go(func() error {
-				if err := w.Run(gctx); err != nil {
-					return fmt.Errorf("worker: %w", err)
-				}
-				return nil
-			})
-			grp.Go(func() error {
-				select {
-				case err := <-arch.Fatal():
-					return fatal(err)
-				case <-gctx.Done():
-					return nil
-				}
-			})
-			grp.Go(func() error {
-				<-gctx.Done()
-				waitOps()
-				return nil
-			})
-			return grp.Wait()
+			return named(runGroup(ctx, log, parts...))
 		},
 	}
 	f := cmd.Flags()
@@ -193,7 +183,7 @@ leases. A missing bucket or denied access ends the process (exit 1) naming the s
 	f.StringVar(&pathStyle, "s3-path-style", "auto", "path-style S3 addressing: auto (on when AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL is set), true or false")
 	f.StringVar(&redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis holding users' names (<key-prefix>user:<id>, field name) and the geo cache; empty: no names")
 	f.StringVar(&acfg.Prefix, "key-prefix", "cf:", "prefix of every Redis key")
-	f.StringVar(&gs.mmdb, "geo-mmdb", defaultGeoMMDB, "MaxMind DB file that locates events' user_ip; the default is the local stack's DB-IP Lite file, and location is off when it is absent; empty: no database")
+	f.StringVar(&gs.mmdb, "geo-mmdb", geoAuto, "MaxMind DB file that locates events' user_ip; auto: the DB-IP Lite file "+geoDBFile+" where consume's --geo-mmdb auto finds it (location is off, with a warning, when none is found); empty: no database")
 	f.StringVar(&gs.ipinfoURL, "geo-ipinfo-url", "", "locate addresses with an HTTP service speaking ipinfo's JSON instead of --geo-mmdb")
 	f.StringVar(&gs.ipinfoToken, "geo-ipinfo-token", "", "ipinfo access token, sent as a bearer token")
 	f.IntVar(&gs.cacheSize, "geo-cache-size", 100000, "addresses kept in the in-process geo cache")
@@ -203,3 +193,6 @@ leases. A missing bucket or denied access ends the process (exit 1) naming the s
 	f.StringVar(&httpListen, "http-listen", "127.0.0.1:9091", "address for /metrics, /healthz and /readyz (empty: none)")
 	return cmd
 }
+
+// archiveFlags names the flag of each setting an archive worker's *consumer.ResourceError can carry.
+var archiveFlags = map[string]string{"Stream": "stream", "Lease.Table": "lease-table"}

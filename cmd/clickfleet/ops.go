@@ -20,12 +20,12 @@ func newRegistry() *prometheus.Registry {
 	return reg
 }
 
-// opsServer serves /metrics, /healthz (the process runs) and /readyz (ready() is true) on addr until ctx
-// ends; an empty addr serves nothing. The listener is opened before it returns, so a bad or busy address
-// fails at start.
-func opsServer(ctx context.Context, addr string, reg *prometheus.Registry, ready func() bool, log *zap.Logger) (wait func(), err error) {
+// opsServer returns the component serving /metrics, /healthz (the process runs) and /readyz (ready() is
+// true) on addr; ok is false for an empty addr (serve nothing). The listener is opened before it returns,
+// so a bad or busy address fails at start.
+func opsServer(addr string, reg *prometheus.Registry, ready func() bool, log *zap.Logger) (c component, ok bool, err error) {
 	if addr == "" {
-		return func() {}, nil
+		return component{}, false, nil
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -39,21 +39,20 @@ func opsServer(ctx context.Context, addr string, reg *prometheus.Registry, ready
 	})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, usagef("--http-listen (CLICKFLEET_HTTP_LISTEN) %s: %v", addr, err)
+		return component{}, false, usagef("--http-listen (CLICKFLEET_HTTP_LISTEN) %s: %v", addr, err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("ops server failed", zap.Error(err))
-		}
-	}()
-	stop := context.AfterFunc(ctx, func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	})
 	log.Info("serving /metrics, /healthz, /readyz", zap.String("addr", ln.Addr().String()))
-	return func() { <-done; stop() }, nil
+	return component{name: "ops server " + ln.Addr().String(), run: func(ctx context.Context) error {
+		stop := context.AfterFunc(ctx, func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		})
+		defer stop()
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}}, true, nil
 }

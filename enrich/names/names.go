@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/provision"
+	"github.com/clickfleet/clickfleet/retry"
 )
 
 // The fields of <prefix>user:<id> that the Syncer owns.
@@ -129,14 +130,23 @@ func (s *Syncer) Ready() bool {
 	return s.ready
 }
 
-// Run copies until ctx ends, then returns nil once its goroutines have stopped. PostgreSQL and Redis
-// failures never end it: they are logged, counted, and retried with backoff. Call it once.
+// Run copies until ctx ends, then returns nil once its goroutines have stopped. Transient PostgreSQL and
+// Redis failures (no connection, a restart, a timeout) never end it: they are logged, counted, and
+// retried with backoff. A permanent one (retry.IsPermanent: the customers table missing, authentication
+// or permission refused, a Redis error reply) ends it with that error. Call it once.
 func (s *Syncer) Run(ctx context.Context) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	notes := make(chan string, 1024)
 	resync := make(chan struct{}, 1)
+	listenErr := make(chan error, 1)
 	var wg sync.WaitGroup
-	wg.Go(func() { s.listen(ctx, notes, resync) })
+	wg.Go(func() { listenErr <- s.listen(ctx, notes, resync) })
 	defer wg.Wait()
+	fatal := func(err error) error {
+		s.log.Error("names sync stops: the error repeats on every attempt", zap.Error(err))
+		return err
+	}
 
 	timer := time.NewTimer(0) // the first full copy at once
 	defer timer.Stop()
@@ -146,8 +156,16 @@ func (s *Syncer) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case err := <-listenErr:
+			if err != nil {
+				return fatal(err)
+			}
 		case id := <-notes:
-			if err := s.syncOne(ctx, id); err != nil && ctx.Err() == nil {
+			err := s.syncOne(ctx, id)
+			if retry.IsPermanent(err) {
+				return fatal(fmt.Errorf("apply the change of customer %s: %w", id, err))
+			}
+			if err != nil && ctx.Err() == nil {
 				// The change is not in Redis: copy everything again soon.
 				s.log.Warn("applying a customer change failed; full copy scheduled", zap.String("user_id", id), zap.Error(err))
 				timer.Reset(backoff)
@@ -158,6 +176,9 @@ func (s *Syncer) Run(ctx context.Context) error {
 			err := s.fullSync(ctx, first)
 			if ctx.Err() != nil {
 				return nil
+			}
+			if retry.IsPermanent(err) {
+				return fatal(fmt.Errorf("full copy of customers: %w", err))
 			}
 			if err != nil {
 				s.m.syncs.WithLabelValues("failed").Inc()
@@ -174,14 +195,18 @@ func (s *Syncer) Run(ctx context.Context) error {
 }
 
 // listen holds a LISTEN connection and forwards each notified customer_id; after every (re)connect it asks
-// for a full copy, which covers whatever changed while it was not listening.
-func (s *Syncer) listen(ctx context.Context, notes chan<- string, resync chan<- struct{}) {
+// for a full copy, which covers whatever changed while it was not listening. It returns nil when ctx
+// ends, or a permanent error (authentication refused, say).
+func (s *Syncer) listen(ctx context.Context, notes chan<- string, resync chan<- struct{}) error {
 	backoff := s.cfg.MinBackoff
 	connected := false
 	for ctx.Err() == nil {
 		err := s.listenOnce(ctx, notes, resync, func() { connected, backoff = true, s.cfg.MinBackoff })
 		if ctx.Err() != nil {
-			return
+			return nil
+		}
+		if retry.IsPermanent(err) {
+			return fmt.Errorf("LISTEN %s: %w", s.cfg.Channel, err)
 		}
 		s.m.listening.Set(0)
 		s.m.reconnects.Inc()
@@ -193,11 +218,12 @@ func (s *Syncer) listen(ctx context.Context, notes chan<- string, resync chan<- 
 		connected = false
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, s.cfg.MaxBackoff)
 	}
+	return nil
 }
 
 func (s *Syncer) listenOnce(ctx context.Context, notes chan<- string, resync chan<- struct{}, onListening func()) error {
