@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,6 +43,8 @@ type fleet struct {
 	leases string
 	bucket string
 
+	closed map[string]bool // shards closed by a reshard
+
 	mu    sync.Mutex
 	procs map[string]*exec.Cmd
 	logs  map[string]*bytes.Buffer
@@ -66,6 +69,9 @@ func newFleet(t *testing.T, shards int32) *fleet {
 			}
 			if t.Failed() {
 				t.Logf("log of worker %s:\n%s", id, tail(f.logs[id].String(), 4000))
+				if dir := os.Getenv("CLICKFLEET_TEST_LOGS"); dir != "" { // whole logs, for debugging
+					_ = os.WriteFile(filepath.Join(dir, t.Name()+"-"+id+".log"), f.logs[id].Bytes(), 0o644)
+				}
 			}
 		}
 		_, _ = f.ddb.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(f.leases)})
@@ -275,6 +281,9 @@ func (f *fleet) archivedAll(in *input) bool {
 	for shard, last := range in.last {
 		it, ok := items[shard]
 		if !ok {
+			if f.closed[shard] {
+				continue // finished parents' leases are deleted once their children run
+			}
 			return false
 		}
 		if it.cp.IsShardEnd() {
@@ -453,5 +462,78 @@ func TestFleetCrashes(t *testing.T) {
 	f.put(in, 8500, 1500, 4)
 	waitFor(t, "every shard checkpointed at its last record", 90*time.Second, func() bool { return in.count == 10000 && f.archivedAll(in) })
 	f.stopAll()
+	f.verify(in)
+}
+
+// One worker is stopped (SIGSTOP) past the failover time while it holds shards, the others take them
+// over, and it is resumed (SIGCONT): its own clock tells it the leases are gone, and its objects, if any
+// were in flight, are the ones the new owners adopt. Then the stream is resharded 4 → 8 (UpdateShardCount)
+// under load: parents end, children start after them. Every record ends in exactly one object.
+func TestFleetStopContAndReshard(t *testing.T) {
+	if os.Getenv("CLICKFLEET_STACK_KINESIS") == "kinesalite" {
+		t.Skip("kinesalite does not support UpdateShardCount")
+	}
+	f := newFleet(t, 4)
+	in := newInput()
+	f.start("paused")
+	f.start("w2")
+	f.start("w3")
+	f.waitOwners(60*time.Second, "paused", "w2", "w3")
+	f.put(in, 0, 3000, 11)
+	p := f.procs["paused"]
+	if err := p.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	defer func() {
+		if stopped {
+			_ = p.Process.Signal(syscall.SIGCONT)
+		}
+	}()
+	waitFor(t, "the stopped worker's leases taken by the others", 60*time.Second, func() bool {
+		for _, it := range f.leaseItems() {
+			if it.owner == "paused" {
+				return false
+			}
+		}
+		return true
+	})
+	f.put(in, 3000, 2000, 12)
+	if err := p.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	stopped = false
+
+	ctx := context.Background()
+	if _, err := f.kin.UpdateShardCount(ctx, &kinesis.UpdateShardCountInput{StreamName: aws.String(f.stream),
+		TargetShardCount: aws.Int32(8), ScalingType: ktypes.ScalingTypeUniformScaling}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the stream ACTIVE after UpdateShardCount", 60*time.Second, func() bool {
+		out, err := f.kin.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(f.stream)})
+		return err == nil && out.StreamDescriptionSummary.StreamStatus == ktypes.StreamStatusActive && aws.ToInt32(out.StreamDescriptionSummary.OpenShardCount) == 8
+	})
+	f.closed = map[string]bool{}
+	shards, err := f.kin.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(f.stream)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sh := range shards.Shards {
+		if sh.SequenceNumberRange != nil && sh.SequenceNumberRange.EndingSequenceNumber != nil {
+			f.closed[aws.ToString(sh.ShardId)] = true
+		}
+	}
+	if len(f.closed) != 4 {
+		t.Fatalf("%d shards closed by the reshard, want the 4 parents", len(f.closed))
+	}
+	f.put(in, 5000, 5000, 13)
+	waitFor(t, "every shard checkpointed at its last record or SHARD_END", 90*time.Second, func() bool { return f.archivedAll(in) })
+	if n := len(in.last); n < 9 {
+		t.Fatalf("records went to %d shards; want the 4 parents and the 8 children to be used", n)
+	}
+	f.stopAll()
+	if !strings.Contains(f.logs["paused"].String(), "lease lost") { // read once the process has exited
+		t.Errorf("the resumed worker did not notice it lost its leases:\n%s", tail(f.logs["paused"].String(), 3000))
+	}
 	f.verify(in)
 }
