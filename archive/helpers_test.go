@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/lease"
+	"github.com/clickfleet/clickfleet/messages"
 	"github.com/clickfleet/clickfleet/retry"
 )
 
@@ -193,4 +195,74 @@ func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 
 func retryFast() retry.Backoff {
 	return retry.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}
+}
+
+func derived(seq string) string { return messages.DerivedClickID(testShard, seq, 0) }
+
+// proxy forwards TCP connections to target until down closes its listener and every connection; up
+// listens again on the same address. It stands in for an S3 endpoint that becomes unreachable.
+type proxy struct {
+	t      testing.TB
+	addr   string
+	target string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  map[net.Conn]bool
+	wg     sync.WaitGroup
+}
+
+func newProxy(t testing.TB, target string) *proxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{t: t, addr: ln.Addr().String(), target: target, conns: map[net.Conn]bool{}}
+	p.serve(ln)
+	t.Cleanup(func() { p.down(); p.wg.Wait() })
+	return p
+}
+
+func (p *proxy) serve(ln net.Listener) {
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	p.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns[c], p.conns[u] = true, true
+			p.mu.Unlock()
+			p.wg.Go(func() { _, _ = io.Copy(u, c); u.Close() })
+			p.wg.Go(func() { _, _ = io.Copy(c, u); c.Close() })
+		}
+	})
+}
+
+func (p *proxy) down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		c.Close()
+	}
+	p.conns = map[net.Conn]bool{}
+}
+
+func (p *proxy) up() {
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		p.t.Fatalf("listen again on %s: %v", p.addr, err)
+	}
+	p.serve(ln)
 }

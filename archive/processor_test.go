@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -384,5 +386,58 @@ func TestMissingBucketIsFatal(t *testing.T) {
 	}
 	if ctx.Err() != nil {
 		t.Fatal("the missing bucket was retried until the deadline")
+	}
+}
+
+// While S3 is unreachable the shard waits: PUTs are retried with backoff, Healthy (and so /readyz) is
+// false, nothing is checkpointed; once S3 answers again the objects are stored, checkpointed, and every
+// record is there exactly once.
+func TestUnreachableS3IsRetried(t *testing.T) {
+	direct := testenv.S3(t)
+	bucket := testenv.Bucket(t, direct)
+	u, err := url.Parse(os.Getenv("AWS_ENDPOINT_URL_S3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := newProxy(t, u.Host)
+	viaProxy := s3.NewFromConfig(testenv.AWSConfig(t), func(o *s3.Options) {
+		o.BaseEndpoint, o.UsePathStyle = aws.String("http://"+px.addr), true
+	})
+	h := newHarness(t, viaProxy, bucket, func(cfg *Config) { cfg.BufferBytes = 4 << 10; cfg.PutTimeout = 2 * time.Second })
+	ctx := context.Background()
+	cp := &fakeCheckpointer{}
+	p := h.arch.NewProcessor(testShard)
+	_ = p.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon, ValidFor: func() time.Duration { return time.Minute }})
+	recs := pocRecords(100, time.Date(2026, 12, 1, 6, 0, 0, 0, time.UTC))
+	px.down()
+	done := make(chan error, 1)
+	go func() { done <- p.ProcessRecords(ctx, consumer.Batch{Records: recs, Checkpointer: cp}) }()
+	waitFor(t, "Healthy false while S3 is unreachable", 30*time.Second, func() bool { return !h.arch.Healthy() })
+	select {
+	case err := <-done:
+		t.Fatalf("ProcessRecords returned (%v) while S3 was unreachable", err)
+	default:
+	}
+	if n := len(cp.all()); n != 0 {
+		t.Fatalf("%d checkpoints while S3 was unreachable", n)
+	}
+	px.up()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("ProcessRecords after S3 came back: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("ProcessRecords still blocked 60 s after S3 came back")
+	}
+	if err := p.ShutdownRequested(ctx, cp); err != nil {
+		t.Fatal(err)
+	}
+	if !h.arch.Healthy() {
+		t.Fatal("still unhealthy after S3 came back")
+	}
+	checkOnce(t, listObjects(t, direct, bucket, ""), recs)
+	if len(cp.all()) == 0 {
+		t.Fatal("nothing checkpointed")
 	}
 }
