@@ -54,7 +54,7 @@ type entry struct {
 	gen      atomic.Uint64
 	deadline Timer
 	cancel   atomic.Pointer[context.CancelCauseFunc]
-	expired  atomic.Bool // not renewed within the failover time by our clock
+	expired  atomic.Bool               // not renewed within the failover time by our clock
 	bumpAt   atomic.Pointer[time.Time] // lastBump, readable without mu (Handle.ValidFor)
 }
 
