@@ -46,6 +46,9 @@ type Column struct {
 	Kind     Kind
 	Required bool
 	Doc      string
+	// Repeats marks a String column with few distinct values per file (names, countries, user ids):
+	// it is dictionary-encoded.
+	Repeats bool
 }
 
 // Table is a lake table: its name, the prefix its objects live under, its stored columns and its Hive
@@ -104,26 +107,26 @@ const (
 // record's stream position.
 var Events = mustTable("events", "events/", []Column{
 	ColEventTime:      {Name: "event_time", Kind: TimestampMillis, Required: true, Doc: "event time, from timestamp (POC) or event_timestamp (lab)"},
-	ColUserID:         {Name: "user_id", Kind: String, Required: true, Doc: "user id, the partition key"},
+	ColUserID:         {Name: "user_id", Kind: String, Required: true, Doc: "user id, the partition key", Repeats: true},
 	ColClickID:        {Name: "click_id", Kind: String, Required: true, Doc: "click id; derived from shard, sequence and sub-sequence when the event has none"},
-	ColEventName:      {Name: "event_name", Kind: String, Required: true, Doc: "event name (Search, AddToCart, ViewContent, Purchase; checkout, search, …)"},
-	ColEventType:      {Name: "event_type", Kind: String, Doc: "the lab's event_type"},
-	ColDeviceType:     {Name: "device_type", Kind: String, Required: true, Doc: "device type, unknown when missing"},
+	ColEventName:      {Name: "event_name", Kind: String, Required: true, Doc: "event name (Search, AddToCart, ViewContent, Purchase; checkout, search, …)", Repeats: true},
+	ColEventType:      {Name: "event_type", Kind: String, Doc: "the lab's event_type", Repeats: true},
+	ColDeviceType:     {Name: "device_type", Kind: String, Required: true, Doc: "device type, unknown when missing", Repeats: true},
 	ColPixelID:        {Name: "pixel_id", Kind: String, Doc: "the POC's pixel_id"},
-	ColUserIP:         {Name: "user_ip", Kind: String, Doc: "the POC's user_ip"},
+	ColUserIP:         {Name: "user_ip", Kind: String, Doc: "the POC's user_ip", Repeats: true},
 	ColInsertionTime:  {Name: "insertion_time", Kind: TimestampMillis, Doc: "the POC's insertion_timestamp"},
 	ColTimeOnData:     {Name: "time_on_data", Kind: Double, Doc: "additional_data.time_on_data"},
 	ColPercentViewed:  {Name: "percent_viewed", Kind: Double, Doc: "additional_data.percent_viewed"},
 	ColProductID:      {Name: "product_id", Kind: Int64, Doc: "additional_data.product_id"},
 	ColPrice:          {Name: "price", Kind: Double, Doc: "additional_data.price"},
-	ColName:           {Name: "name", Kind: String, Doc: "the user's full name (from the customers table, through Redis)"},
-	ColCountry:        {Name: "country", Kind: String, Doc: "ISO 3166-1 alpha-2 country of user_ip"},
-	ColRegion:         {Name: "region", Kind: String, Doc: "region (first-level subdivision) of user_ip"},
-	ColCity:           {Name: "city", Kind: String, Doc: "city of user_ip"},
+	ColName:           {Name: "name", Kind: String, Doc: "the user's full name (from the customers table, through Redis)", Repeats: true},
+	ColCountry:        {Name: "country", Kind: String, Doc: "ISO 3166-1 alpha-2 country of user_ip", Repeats: true},
+	ColRegion:         {Name: "region", Kind: String, Doc: "region (first-level subdivision) of user_ip", Repeats: true},
+	ColCity:           {Name: "city", Kind: String, Doc: "city of user_ip", Repeats: true},
 	ColLatitude:       {Name: "latitude", Kind: Double, Doc: "latitude of user_ip, when the geo provider gives one"},
 	ColLongitude:      {Name: "longitude", Kind: Double, Doc: "longitude of user_ip, when the geo provider gives one"},
-	ColGeoStatus:      {Name: "geo_status", Kind: String, Doc: "how user_ip was located: found, not_found, unknown (private or malformed) or unavailable; null when not looked up"},
-	ColShardID:        {Name: "shard_id", Kind: String, Required: true, Doc: "Kinesis shard the record was read from"},
+	ColGeoStatus:      {Name: "geo_status", Kind: String, Doc: "how user_ip was located: found, not_found, unknown (private or malformed) or unavailable; null when not looked up", Repeats: true},
+	ColShardID:        {Name: "shard_id", Kind: String, Required: true, Doc: "Kinesis shard the record was read from", Repeats: true},
 	ColSequenceNumber: {Name: "sequence_number", Kind: String, Required: true, Doc: "Kinesis sequence number"},
 	ColSubSequence:    {Name: "sub_sequence", Kind: Int64, Required: true, Doc: "index within a KPL aggregate; 0 for a plain record"},
 	ColArrivalTime:    {Name: "arrival_time", Kind: TimestampMillis, Required: true, Doc: "Kinesis ApproximateArrivalTimestamp"},
@@ -154,6 +157,16 @@ func mustTable(name, prefix string, cols, parts []Column) *Table {
 			n = parquet.Leaf(parquet.DoubleType)
 		case TimestampMillis:
 			n = parquet.Timestamp(parquet.Millisecond)
+		}
+		switch {
+		case c.Kind == String && c.Repeats:
+			n = parquet.Encoded(n, &parquet.RLEDictionary)
+		case c.Kind == String && c.Name == "sequence_number":
+			n = parquet.Encoded(n, &parquet.DeltaByteArray) // long shared prefixes
+		case c.Kind == String:
+			n = parquet.Encoded(n, &parquet.DeltaLengthByteArray) // unique ids: no per-value length prefix
+		case c.Kind == Int64 || c.Kind == TimestampMillis:
+			n = parquet.Encoded(n, &parquet.DeltaBinaryPacked)
 		}
 		n = parquet.Compressed(n, &parquet.Snappy)
 		if !c.Required {
