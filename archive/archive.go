@@ -25,11 +25,10 @@ type S3API interface {
 	HeadBucket(ctx context.Context, in *s3.HeadBucketInput, opts ...func(*s3.Options)) (*s3.HeadBucketOutput, error)
 }
 
-// Locator locates addresses; *geo.Resolver implements it. Cached answers without I/O; Resolve calls fn
-// exactly once, on another goroutine, within about the resolver's lookup timeout.
+// Locator locates addresses in bulk; *geo.Resolver implements it. LookupAll answers every address given
+// (StatusUnavailable for those it could not locate in time) and may block up to its lookup timeout.
 type Locator interface {
-	Cached(ip string) (geo.Location, bool)
-	Resolve(ip string, fn func(geo.Location))
+	LookupAll(ctx context.Context, ips []string) map[string]geo.Location
 }
 
 // RedisClient is the part of go-redis the names lookup uses; *redis.Client has it.

@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
-	"sync"
 	"time"
 
 	"github.com/parquet-go/parquet-go"
@@ -82,7 +81,7 @@ func (p *processor) encode(ctx context.Context, recs []consumer.Record) (objectS
 		return set, nil
 	}
 	nameOf := p.names(ctx, valid)
-	locs := p.locate(valid)
+	locs := p.locate(ctx, valid)
 	var pq bytes.Buffer
 	w := parquet.NewWriter(&pq, lake.Events.ParquetSchema(), parquet.Compression(lake.Codec),
 		parquet.MaxRowsPerRowGroup(int64(len(valid))), parquet.CreatedBy("clickfleet archive", "", ""))
@@ -178,39 +177,21 @@ func (p *processor) names(ctx context.Context, valid []decoded) map[string]strin
 	return out
 }
 
-// locate resolves the distinct addresses of valid records: from the in-process cache, else through the
-// resolver in parallel (each answers within the resolver's lookup timeout, StatusUnavailable at worst).
-func (p *processor) locate(valid []decoded) map[string]geo.Location {
-	out := map[string]geo.Location{}
-	g := p.cfg.Geo
-	if g == nil {
-		return out
+// locate resolves the distinct addresses of valid records in one batch (the resolver's caches, then one
+// Redis pipeline, then the provider); an address not located in time is StatusUnavailable.
+func (p *processor) locate(ctx context.Context, valid []decoded) map[string]geo.Location {
+	if p.cfg.Geo == nil {
+		return map[string]geo.Location{}
 	}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	asked := map[string]bool{}
+	ips := make([]string, 0, len(valid))
+	seen := map[string]bool{}
 	for _, d := range valid {
-		ip := d.ev.UserIP
-		if ip == "" || asked[ip] {
-			continue
+		if ip := d.ev.UserIP; ip != "" && !seen[ip] {
+			seen[ip] = true
+			ips = append(ips, ip)
 		}
-		asked[ip] = true
-		if loc, ok := g.Cached(ip); ok {
-			mu.Lock()
-			out[ip] = loc
-			mu.Unlock()
-			continue
-		}
-		wg.Add(1)
-		g.Resolve(ip, func(loc geo.Location) {
-			mu.Lock()
-			out[ip] = loc
-			mu.Unlock()
-			wg.Done()
-		})
 	}
-	wg.Wait()
-	return out
+	return p.cfg.Geo.LookupAll(ctx, ips)
 }
 
 // pocTimeLayout is the POC's timestamp text.

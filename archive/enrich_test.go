@@ -17,7 +17,7 @@ import (
 )
 
 // stackGeoDB opens the local stack's DB-IP Lite database (deploy/local stack up installs it).
-func stackGeoDB(t *testing.T) *geo.MMDB {
+func stackGeoDB(t testing.TB) *geo.MMDB {
 	t.Helper()
 	root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
 	if err != nil {

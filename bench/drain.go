@@ -95,6 +95,7 @@ type ArchiveFigures struct {
 	Objects         int     `json:"objects"`
 	ParquetVsRaw    float64 `json:"parquet_vs_raw_json"`
 	PutsPerMinShard float64 `json:"puts_per_minute_per_shard"`
+	BufferedSeconds float64 `json:"all_buffered_seconds"`
 }
 
 // Drain pre-fills a fresh stream, times a bare GetRecords loop over it, then times cfg.Workers consumer
@@ -274,8 +275,11 @@ func Drain(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg DrainConfig
 	if cfg.Processor == "archive" {
 		// Every record is buffered; stopping the workers stores the rest and checkpoints (the clean stop
 		// of a real fleet), so the drain ends when the last object is durable.
+		buffered := time.Since(start)
 		stop()
 		wg.Wait()
+		progress(fmt.Sprintf("archive: every record buffered after %.2fs, stored and the workers stopped after %.2fs", buffered.Seconds(), time.Since(start).Seconds()))
+		res.Archive.BufferedSeconds = buffered.Seconds()
 	}
 	took = time.Since(start)
 	stop()
