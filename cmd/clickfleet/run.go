@@ -21,7 +21,7 @@ type component struct {
 
 // stopGrace bounds how long the other components get to stop after one failed; a part that hangs then
 // does not keep a failed process alive.
-const stopGrace = 30 * time.Second
+var stopGrace = 30 * time.Second
 
 // runGroup runs every component until the first one returns (a run group: one run/interrupt pair per
 // component, the context being the interrupt). When ctx ends (SIGTERM or SIGINT) every component drains

@@ -136,13 +136,13 @@ func (s *Syncer) Ready() bool {
 // or permission refused, a Redis error reply) ends it with that error. Call it once.
 func (s *Syncer) Run(ctx context.Context) error {
 	ctx, stop := context.WithCancel(ctx)
-	defer stop()
 	notes := make(chan string, 1024)
 	resync := make(chan struct{}, 1)
 	listenErr := make(chan error, 1)
 	var wg sync.WaitGroup
 	wg.Go(func() { listenErr <- s.listen(ctx, notes, resync) })
 	defer wg.Wait()
+	defer stop() // before the wait: the listener ends with ctx
 	fatal := func(err error) error {
 		s.log.Error("names sync stops: the error repeats on every attempt", zap.Error(err))
 		return err

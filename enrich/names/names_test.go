@@ -15,6 +15,7 @@ import (
 	"github.com/clickfleet/clickfleet/enrich/names"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/provision"
+	"github.com/clickfleet/clickfleet/retry"
 )
 
 // freshDatabase creates a database of its own on the stack's PostgreSQL (so the customers table is the
@@ -205,5 +206,25 @@ func TestLoadDemo(t *testing.T) {
 func TestNewValidates(t *testing.T) {
 	if _, err := names.New(names.Config{}); err == nil {
 		t.Fatal("empty config accepted")
+	}
+}
+
+// A database without the customers table is a failure that repeats: Run returns it at once instead of
+// retrying forever (a PostgreSQL that restarts is retried: see restart_test.go).
+func TestSyncerStopsWhenTheTableIsMissing(t *testing.T) {
+	rdb := testenv.Redis(t)
+	pool := newPool(t, freshDatabase(t)) // no customers schema
+	s, err := names.New(names.Config{Pool: pool, Redis: rdb, Prefix: testenv.Name(t, "cf") + ":", Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = s.Run(ctx)
+	if ctx.Err() != nil {
+		t.Fatal("Run kept retrying a missing table until the test's deadline")
+	}
+	if !retry.IsPermanent(err) || !strings.Contains(err.Error(), "customers") {
+		t.Fatalf("Run returned %v, want a permanent error naming the customers table", err)
 	}
 }
