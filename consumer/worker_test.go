@@ -309,9 +309,9 @@ func TestMissingResourcesAreNamed(t *testing.T) {
 	kin := testenv.Kinesis(t)
 	ddb, table := leaseTable(t)
 	stream := testenv.Stream(t, kin, 1)
-	for _, tc := range []struct{ name, stream, table, want string }{
-		{"stream", "no-such-stream-" + table, table, "stream no-such-stream-"},
-		{"lease table", stream, "no-such-table-" + table, "lease table no-such-table-"},
+	for _, tc := range []struct{ name, stream, table, want, setting string }{
+		{"stream", "no-such-stream-" + table, table, "stream no-such-stream-", "Stream"},
+		{"lease table", stream, "no-such-table-" + table, "lease table no-such-table-", "Lease.Table"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w, err := consumer.New(kin, ddb, consumer.Config{Stream: tc.stream, NewProcessor: newRecorder().factory,
@@ -322,8 +322,9 @@ func TestMissingResourcesAreNamed(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			err = w.Run(ctx)
-			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "clickfleet setup") {
-				t.Fatalf("Run() = %v, want an error naming %q and 'clickfleet setup'", err, tc.want)
+			var re *consumer.ResourceError
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.As(err, &re) || re.Setting != tc.setting {
+				t.Fatalf("Run() = %v, want a *consumer.ResourceError naming %q, setting %s", err, tc.want, tc.setting)
 			}
 		})
 	}
