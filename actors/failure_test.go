@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -74,9 +78,10 @@ func TestPermanentWriteErrorStopsTheWorker(t *testing.T) {
 }
 
 // startPrivateRedis runs a redis-server of the test's own on port, keeping its data in an append-only
-// file under dir so that a restart keeps it.
+// file under dir so that a restart keeps it; the server is stopped when the test ends.
 func startPrivateRedis(t *testing.T, dir, port string) *redis.Client {
 	t.Helper()
+	t.Cleanup(func() { stopByPIDFile(filepath.Join(dir, "redis.pid")) })
 	out, err := exec.Command("redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", port,
 		"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", dir,
 		"--pidfile", filepath.Join(dir, "redis.pid"), "--logfile", filepath.Join(dir, "redis.log")).CombinedOutput()
@@ -107,7 +112,6 @@ func TestRedisOutageIsRetried(t *testing.T) {
 	dir := t.TempDir()
 	out := ref.withTable(t)
 	out.rdb = startPrivateRedis(t, dir, port)
-	t.Cleanup(func() { _ = out.rdb.Shutdown(context.Background()).Err() })
 
 	run := func(s *sinks, id string) (*Factory, string, func()) {
 		cfg := s.config(stream)
@@ -144,4 +148,15 @@ func TestRedisOutageIsRetried(t *testing.T) {
 	stopOut()
 	stopRef()
 	sameResults(t, out, ref)
+}
+
+// stopByPIDFile sends SIGTERM to the process whose id the file holds, if any.
+func stopByPIDFile(path string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+	}
 }

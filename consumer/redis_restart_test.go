@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +21,13 @@ import (
 // startRedis runs a private redis-server with an append-only file, so a restart keeps its data.
 func startRedis(t *testing.T, dir, port string) {
 	t.Helper()
+	t.Cleanup(func() { // stop it even when the test's own shutdown did not reach it
+		if b, err := os.ReadFile(filepath.Join(dir, "redis.pid")); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+				_ = syscall.Kill(pid, syscall.SIGTERM)
+			}
+		}
+	})
 	out, err := exec.Command("redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", port,
 		"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", dir,
 		"--pidfile", filepath.Join(dir, "redis.pid"), "--logfile", filepath.Join(dir, "redis.log")).CombinedOutput()
