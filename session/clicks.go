@@ -14,7 +14,7 @@ import (
 // applied between the original and the copy. A producer's retry (a PutRecords call that timed out after
 // storing its records, sent again) puts each copy right behind the same call's originals, so the copies
 // of a retried call are all dropped as long as it held at most N events of the user. Memory: N
-// fingerprints of 8 bytes, 264 bytes per user with the ring's two counters; the hash field
+// fingerprints of 8 bytes, 264 bytes of a User with the ring's two counters; the hash field
 // [FieldRecentClicks] holds at most ceil(8N*4/3) = 342 characters.
 //
 // False drops: fingerprints are 64-bit hashes, so a new click id is mistaken for one of the N in the
