@@ -1,13 +1,18 @@
 package actors
 
 import (
+	"context"
 	"fmt"
 	"maps"
+	"math/big"
 	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -68,7 +73,8 @@ func withoutPositions(h map[string]string) map[string]string {
 
 // A producer's retries through a real worker: every batch is put twice under new sequence numbers, as a
 // PutRecords call that timed out after storing and was sent again; later, after the shards moved to
-// another worker (whose users rehydrate from Redis), the last batch is put a third time. Sessions,
+// another worker (whose users rehydrate from Redis), the last batch is put a third time, and after both
+// shards split, a fourth time (onto the children). Sessions,
 // per-user counts, last access, the click window and offers end identical to another application's run
 // over a single put of the same events. The events without click_id are each counted as many times as
 // they were put: a position-derived id never de-duplicates.
@@ -110,14 +116,25 @@ func TestProducerRetriesDoNotDoubleCounts(t *testing.T) {
 	f2 := newFactory(t, cfg)
 	stop = runWorker(t, dup, stream, table, "dup-2", f2)
 	waitUntil(t, "the second worker checkpointed", 60*time.Second, func() bool { return checkpointedTo(t, dup.ddb, table, last) })
+	if got := testutil.ToFloat64(f2.m.duplicates); got != float64(len(lastCall)) {
+		t.Errorf("the new owner dropped %g copies, want %d (from the windows it loaded)", got, len(lastCall))
+	}
+
+	// Both shards split; one more late copy of the last call lands on the children, whose users resume
+	// the parents' state, window included.
+	parents := splitAll(t, dup.kin, stream)
+	last = putAll(t, dup.kin, stream, copies(lastCall))
+	waitUntil(t, "the children checkpointed", 60*time.Second, func() bool { return checkpointedTo(t, dup.ddb, table, last) })
 	stop()
+	for shard := range last {
+		if parents[shard] {
+			t.Fatalf("a record put after the split landed on parent %s", shard)
+		}
+	}
 
 	withIDs := len(evs) - 2
-	if got, want := testutil.ToFloat64(f1.m.duplicates)+testutil.ToFloat64(f2.m.duplicates), float64(withIDs+len(lastCall)); got != want {
+	if got, want := testutil.ToFloat64(f1.m.duplicates)+testutil.ToFloat64(f2.m.duplicates), float64(withIDs+2*len(lastCall)); got != want {
 		t.Errorf("%g records dropped as copies, want %g", got, want)
-	}
-	if got := testutil.ToFloat64(f2.m.duplicates); got != float64(len(lastCall)) {
-		t.Errorf("the new owner dropped %g copies, want %d (from the window it loaded)", got, len(lastCall))
 	}
 
 	// Sessions: identical but for anon's, which holds each of its events twice.
@@ -170,5 +187,50 @@ func TestProducerRetriesDoNotDoubleCounts(t *testing.T) {
 		events += s.EventCount
 	}
 	t.Logf("%d events put %d times → %d sessions holding %d events, %d offers; as in a single put", len(evs),
-		2*len(evs)+len(lastCall), len(gotSessions), events, len(gotOffers))
+		2*len(evs)+2*len(lastCall), len(gotSessions), events, len(gotOffers))
+}
+
+// splitAll splits every open shard of stream at the middle of its hash key range, one at a time, waits
+// until the children are open, and returns the split shards' ids.
+func splitAll(t *testing.T, kin *kinesis.Client, stream string) map[string]bool {
+	t.Helper()
+	ctx := context.Background()
+	parents := openShards(t, kin, stream)
+	ids := map[string]bool{}
+	for i, sh := range parents {
+		ids[aws.ToString(sh.ShardId)] = true
+		lo, _ := new(big.Int).SetString(aws.ToString(sh.HashKeyRange.StartingHashKey), 10)
+		hi, _ := new(big.Int).SetString(aws.ToString(sh.HashKeyRange.EndingHashKey), 10)
+		mid := new(big.Int).Rsh(new(big.Int).Add(lo, hi), 1)
+		mid.Add(mid, big.NewInt(1))
+		if _, err := kin.SplitShard(ctx, &kinesis.SplitShardInput{StreamName: aws.String(stream), ShardToSplit: sh.ShardId,
+			NewStartingHashKey: aws.String(mid.String())}); err != nil {
+			t.Fatal(err)
+		}
+		want := len(parents) + i + 1
+		waitUntil(t, fmt.Sprintf("%d open shards", want), 30*time.Second, func() bool {
+			if len(openShards(t, kin, stream)) != want {
+				return false
+			}
+			d, err := kin.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})
+			return err == nil && d.StreamDescriptionSummary.StreamStatus == ktypes.StreamStatusActive
+		})
+	}
+	return ids
+}
+
+// openShards lists the shards of stream that are not closed (the emulators differ in ShardFilter support).
+func openShards(t *testing.T, kin *kinesis.Client, stream string) []ktypes.Shard {
+	t.Helper()
+	out, err := kin.ListShards(context.Background(), &kinesis.ListShardsInput{StreamName: aws.String(stream)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var open []ktypes.Shard
+	for _, sh := range out.Shards {
+		if sh.SequenceNumberRange == nil || sh.SequenceNumberRange.EndingSequenceNumber == nil {
+			open = append(open, sh)
+		}
+	}
+	return open
 }
