@@ -75,10 +75,13 @@ var clicksEncoding = base64.RawURLEncoding.Strict()
 // first, as 8-byte big-endian words, in unpadded URL-safe base64; "" for an empty window.
 func (w *RecentClicks) Encode() string {
 	var raw [RecentClicksSize * 8]byte
-	for i, fp := range w.Fingerprints() {
-		binary.BigEndian.PutUint64(raw[i*8:], fp)
+	for i := 0; i < int(w.n); i++ {
+		binary.BigEndian.PutUint64(raw[i*8:], w.fp[(int(w.next)+i)%RecentClicksSize])
 	}
-	return clicksEncoding.EncodeToString(raw[:int(w.n)*8])
+	var text [(RecentClicksSize*8*4 + 2) / 3]byte
+	n := clicksEncoding.EncodedLen(int(w.n) * 8)
+	clicksEncoding.Encode(text[:n], raw[:int(w.n)*8])
+	return string(text[:n])
 }
 
 // ParseRecentClicks decodes [RecentClicks.Encode]'s output; "" gives an empty window. A value holding more

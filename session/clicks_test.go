@@ -272,3 +272,52 @@ func TestRecentClicksInFields(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkApply is the per-event cost of the window: Apply of events without click_id (the window is
+// not touched) beside events with one (fingerprint, a scan of a full window, an insertion).
+func BenchmarkApply(b *testing.B) {
+	r := DefaultRules()
+	ids := make([]string, 1024)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("0190f2a4-7c1e-7d3a-9b1f-%012d", i)
+	}
+	for _, withIDs := range []bool{false, true} {
+		b.Run(fmt.Sprintf("click_ids=%v", withIDs), func(b *testing.B) {
+			u := User{ID: "u1"}
+			ev := messages.Event{UserID: "u1", EventName: "search", DeviceType: "desktop", EventTimeMs: 1_626_091_318_000}
+			pos := Position{Seq: "49600000000000000000000000000000000000000000000000000000"}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				pos.Sub = int64(i)
+				if withIDs {
+					ev.ClickID = ids[i%len(ids)]
+				}
+				if !u.Apply(pos, &ev, r).Applied {
+					b.Fatal("not applied")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkRecentClicksEncode is the cost a full window adds to each state write and each load.
+func BenchmarkRecentClicksEncode(b *testing.B) {
+	w := window(seq(1, RecentClicksSize+1)...)
+	enc := w.Encode()
+	b.Run("encode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = w.Encode()
+		}
+	})
+	b.Run("parse", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := ParseRecentClicks(enc); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
