@@ -100,19 +100,18 @@ func TestProducerRetriesDoNotDoubleCounts(t *testing.T) {
 	cfg.FlushInterval = 100 * time.Millisecond
 	f1 := newFactory(t, cfg)
 	stop = runWorker(t, dup, stream, table, "dup-1", f1)
+	last = map[string]string{}
 	for i := 0; i < len(evs); i += batchSize {
 		part := evs[i:min(i+batchSize, len(evs))]
 		putAll(t, dup.kin, stream, copies(part))
-		last = putAll(t, dup.kin, stream, copies(part)) // the retry: the same bytes again
+		maps.Copy(last, putAll(t, dup.kin, stream, copies(part))) // the retry: the same bytes again
 	}
 	waitUntil(t, "the first worker checkpointed", 60*time.Second, func() bool { return checkpointedTo(t, dup.ddb, table, last) })
 	stop()
 
 	// The shards move to a new worker; a late retry of the last call arrives there.
 	lastCall := evs[len(evs)-batchSize-2 : len(evs)-2] // the final ids-carrying events (not anon's)
-	for k, v := range putAll(t, dup.kin, stream, copies(lastCall)) {
-		last[k] = v
-	}
+	maps.Copy(last, putAll(t, dup.kin, stream, copies(lastCall)))
 	f2 := newFactory(t, cfg)
 	stop = runWorker(t, dup, stream, table, "dup-2", f2)
 	waitUntil(t, "the second worker checkpointed", 60*time.Second, func() bool { return checkpointedTo(t, dup.ddb, table, last) })
