@@ -17,9 +17,10 @@ import (
 // fingerprints of 8 bytes, 264 bytes of a User with the ring's two counters; the hash field
 // [FieldRecentClicks] holds at most ceil(8N*4/3) = 342 characters.
 //
-// False drops: fingerprints are 64-bit hashes, so a new click id is mistaken for one of the N in the
-// window with probability at most N/2^64 (about 1.7e-18 for N = 32): fewer than one expected false drop
-// in 10^17 events.
+// False drops: fingerprints are 64-bit hashes (xxHash64, taken as a random function of distinct ids), so
+// a new click id is mistaken for one of the N in its user's window with probability at most N/2^64, about
+// 1.7e-18 for N = 32: 0.17 expected false drops in 10^17 events. Windows are per user, so the number of
+// users does not enter.
 const RecentClicksSize = 32
 
 // RecentClicks is a bounded window over the fingerprints of a user's most recently applied click ids:
