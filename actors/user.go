@@ -80,6 +80,9 @@ func (a *userActor) apply(ctx actor.Context, recs []record) {
 		r := &recs[i]
 		o := a.u.Apply(r.pos, r.ev, *rules)
 		if !o.Applied {
+			if o.Duplicate {
+				a.sh.f.m.duplicates.Inc()
+			}
 			continue
 		}
 		a.applied = true
@@ -163,7 +166,7 @@ func (a *userActor) effects(u *session.User, applied bool, sessions []messages.S
 	e := userEffects{user: u.ID, sessions: sessions, offers: offers}
 	if applied {
 		e.pos = u.Applied
-		e.fields = u.AppendFields(make([]any, 0, 20))
+		e.fields = u.AppendFields(make([]any, 0, 22))
 	}
 	return e
 }

@@ -21,6 +21,8 @@ const (
 	FieldSeq          = "seq"   // that record's sequence number
 	FieldSub          = "sub"   // and sub-sequence number
 	PositionFieldStem = "pos:"  // + shard id: the last applied position on that shard ("seq:sub")
+	// FieldRecentClicks is the user's window of recently applied click ids ([RecentClicks.Encode]).
+	FieldRecentClicks = "recent_clicks"
 	// The user's location: that of the latest applied event whose address resolved (written with the state).
 	FieldCountry = "country"
 	FieldRegion  = "region"
@@ -34,11 +36,15 @@ func PositionField(shardID string) string { return PositionFieldStem + shardID }
 
 // AppendFields appends u's state as alternating field names and values for HSET, without the position
 // fields (the writer's guarded script sets those) and without the name (the names sync's). The location
-// (country, region and city, the last two possibly empty) is written once known, all three together.
+// (country, region and city, the last two possibly empty) is written once known, all three together;
+// the window of recent click ids once it holds one.
 func (u *User) AppendFields(dst []any) []any {
 	dst = append(dst, FieldLastAccess, strconv.FormatInt(u.LastAccessMs, 10))
 	if u.Country != "" {
 		dst = append(dst, FieldCountry, u.Country, FieldRegion, u.Region, FieldCity, u.City)
+	}
+	if u.Recent.Len() > 0 {
+		dst = append(dst, FieldRecentClicks, u.Recent.Encode())
 	}
 	if !u.Started() {
 		return dst
@@ -74,6 +80,9 @@ func FromFields(id, shardID string, h map[string]string) (User, error) {
 	}
 	if u.Applied, err = ParsePosition(h[PositionField(shardID)]); err != nil {
 		return u, fmt.Errorf("user %s: field %s: %w", id, PositionField(shardID), err)
+	}
+	if u.Recent, err = ParseRecentClicks(h[FieldRecentClicks]); err != nil {
+		return u, fmt.Errorf("user %s: field %s: %w", id, FieldRecentClicks, err)
 	}
 	sid := h[FieldSessionID]
 	if sid == "" {
