@@ -9,6 +9,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/clickfleet/clickfleet/retry"
 )
 
 // DynamoDBAPI is the part of the DynamoDB client that provisioning uses.
@@ -78,7 +80,7 @@ func ensureTable(ctx context.Context, api DynamoDBAPI, in *dynamodb.CreateTableI
 		case tableActive(out.Table):
 			return created, out.Table, nil
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := retry.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return created, nil, fmt.Errorf("table %s is not ACTIVE yet: %w", name, err)
 		}
 	}

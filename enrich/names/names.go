@@ -150,7 +150,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 
 	timer := time.NewTimer(0) // the first full copy at once
 	defer timer.Stop()
-	backoff := s.cfg.MinBackoff
+	backoff := retry.Backoff{Initial: s.cfg.MinBackoff, Max: s.cfg.MaxBackoff}
 	first := true
 	for {
 		select {
@@ -168,7 +168,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 			if err != nil && ctx.Err() == nil {
 				// The change is not in Redis: copy everything again soon.
 				s.log.Warn("applying a customer change failed; full copy scheduled", zap.String("user_id", id), zap.Error(err))
-				timer.Reset(backoff)
+				timer.Reset(backoff.Next())
 			}
 		case <-resync:
 			timer.Reset(0)
@@ -182,13 +182,14 @@ func (s *Syncer) Run(ctx context.Context) error {
 			}
 			if err != nil {
 				s.m.syncs.WithLabelValues("failed").Inc()
-				s.log.Warn("full copy of customers failed", zap.Error(err), zap.Duration("retry_in", backoff))
-				timer.Reset(backoff)
-				backoff = min(2*backoff, s.cfg.MaxBackoff)
+				pause := backoff.Next()
+				s.log.Warn("full copy of customers failed", zap.Error(err), zap.Duration("retry_in", pause))
+				timer.Reset(pause)
 				continue
 			}
 			s.m.syncs.WithLabelValues("ok").Inc()
-			first, backoff = false, s.cfg.MinBackoff
+			first = false
+			backoff.Reset()
 			timer.Reset(s.cfg.Interval)
 		}
 	}
@@ -198,10 +199,10 @@ func (s *Syncer) Run(ctx context.Context) error {
 // for a full copy, which covers whatever changed while it was not listening. It returns nil when ctx
 // ends, or a permanent error (authentication refused, say).
 func (s *Syncer) listen(ctx context.Context, notes chan<- string, resync chan<- struct{}) error {
-	backoff := s.cfg.MinBackoff
+	backoff := retry.Backoff{Initial: s.cfg.MinBackoff, Max: s.cfg.MaxBackoff}
 	connected := false
 	for ctx.Err() == nil {
-		err := s.listenOnce(ctx, notes, resync, func() { connected, backoff = true, s.cfg.MinBackoff })
+		err := s.listenOnce(ctx, notes, resync, func() { connected = true; backoff.Reset() })
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -213,15 +214,12 @@ func (s *Syncer) listen(ctx context.Context, notes chan<- string, resync chan<- 
 		if connected {
 			s.log.Warn("lost the PostgreSQL LISTEN connection; reconnecting", zap.Error(err))
 		} else {
-			s.log.Warn("cannot LISTEN on PostgreSQL; retrying", zap.Error(err), zap.Duration("retry_in", backoff))
+			s.log.Warn("cannot LISTEN on PostgreSQL; retrying", zap.Error(err))
 		}
 		connected = false
-		select {
-		case <-ctx.Done():
+		if retry.Sleep(ctx, backoff.Next()) != nil {
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, s.cfg.MaxBackoff)
 	}
 	return nil
 }
