@@ -236,7 +236,7 @@ func (m *mapProcessor) ProcessRecords(ctx context.Context, b consumer.Batch) err
 	rules := m.sh.f.cfg.Rules
 	for i, r := range b.Records {
 		mu := m.users[evs[i].UserID]
-		pos := session.Position{Seq: r.SequenceNumber, Sub: r.SubSequence}
+		pos := r.Position()
 		if !mu.u.Apply(pos, evs[i], rules).Applied {
 			continue
 		}

@@ -181,7 +181,7 @@ const geoUnavailable = `,"geo_status":"unavailable"}`
 func (sh *shardShared) offer(r *record, name string, loc geo.Location, located bool) []byte {
 	ev := r.ev
 	if ev.ClickID == "" {
-		ev.ClickID = messages.DerivedClickID(sh.shard, r.pos.Seq, r.pos.Sub)
+		ev.ClickID = messages.DerivedClickID(sh.shard, r.pos.SequenceNumber, r.pos.SubSequence)
 	}
 	if name != "" {
 		ev.Name = name

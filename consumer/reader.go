@@ -284,7 +284,7 @@ func (r *shardReader) after(rec Record) bool {
 	if r.last.IsSentinel() {
 		return true
 	}
-	return comparePositions(rec.Position(), r.last) > 0
+	return rec.Position().Compare(r.last) > 0
 }
 
 func (r *shardReader) newIterator(ctx context.Context) error {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/clickfleet/clickfleet/messages"
+	"github.com/clickfleet/clickfleet/position"
 )
 
 // window returns a window after adding fps in order.
@@ -205,29 +206,29 @@ func TestUserApplyDropsCopies(t *testing.T) {
 		ev   *messages.Event
 		want Outcome
 	}{
-		{"first event", Position{"100", 0}, lab("a", base), Outcome{Applied: true, NewSession: true}},
-		{"second event", Position{"101", 0}, lab("b", base+1000), Outcome{Applied: true}},
-		{"an offer", Position{"102", 0}, offer, Outcome{Applied: true, Offer: true}},
-		{"copy of a (retried put)", Position{"103", 0}, lab("a", base), Outcome{Duplicate: true}},
-		{"copy of the offer is no offer", Position{"104", 0}, offer, Outcome{Duplicate: true}},
-		{"replay of the copy's position", Position{"103", 0}, lab("a", base), Outcome{}},
-		{"no click_id", Position{"105", 0}, lab("", base+2000), Outcome{Applied: true}},
-		{"the same event without click_id again", Position{"106", 0}, lab("", base+2000), Outcome{Applied: true}},
-		{"a copy 60 s later still in the window", Position{"107", 0}, lab("b", base+1000), Outcome{Duplicate: true}},
+		{"first event", position.At("100", 0), lab("a", base), Outcome{Applied: true, NewSession: true}},
+		{"second event", position.At("101", 0), lab("b", base+1000), Outcome{Applied: true}},
+		{"an offer", position.At("102", 0), offer, Outcome{Applied: true, Offer: true}},
+		{"copy of a (retried put)", position.At("103", 0), lab("a", base), Outcome{Duplicate: true}},
+		{"copy of the offer is no offer", position.At("104", 0), offer, Outcome{Duplicate: true}},
+		{"replay of the copy's position", position.At("103", 0), lab("a", base), Outcome{}},
+		{"no click_id", position.At("105", 0), lab("", base+2000), Outcome{Applied: true}},
+		{"the same event without click_id again", position.At("106", 0), lab("", base+2000), Outcome{Applied: true}},
+		{"a copy 60 s later still in the window", position.At("107", 0), lab("b", base+1000), Outcome{Duplicate: true}},
 	}
 	for _, s := range steps {
 		if got := u.Apply(s.pos, s.ev, r); got != s.want {
 			t.Fatalf("%s: got %+v, want %+v", s.name, got, s.want)
 		}
 	}
-	if u.Current.EventCount != 5 || u.LastAccessMs != base+3000 || u.Applied != (Position{"107", 0}) || u.Recent.Len() != 3 {
+	if u.Current.EventCount != 5 || u.LastAccessMs != base+3000 || u.Applied != (position.At("107", 0)) || u.Recent.Len() != 3 {
 		t.Fatalf("state: count %d, last access %d, applied %v, window %d", u.Current.EventCount, u.LastAccessMs, u.Applied, u.Recent.Len())
 	}
 	// Once RecentClicksSize newer events are applied, the oldest id has left the window.
 	for i := range RecentClicksSize {
-		u.Apply(Position{fmt.Sprint(200 + i), 0}, lab(fmt.Sprint("n", i), base+4000), r)
+		u.Apply(position.At(fmt.Sprint(200+i), 0), lab(fmt.Sprint("n", i), base+4000), r)
 	}
-	if o := u.Apply(Position{"300", 0}, lab("a", base), r); !o.Applied {
+	if o := u.Apply(position.At("300", 0), lab("a", base), r); !o.Applied {
 		t.Fatalf("an id out of the window: %+v, want applied", o)
 	}
 }
@@ -238,10 +239,10 @@ func TestRecentClicksInFields(t *testing.T) {
 	r := DefaultRules()
 	u := User{ID: "u1"}
 	for i := range 40 {
-		u.Apply(Position{fmt.Sprint(10 + i), 0}, &messages.Event{UserID: "u1", EventName: "x", DeviceType: "desktop",
+		u.Apply(position.At(fmt.Sprint(10+i), 0), &messages.Event{UserID: "u1", EventName: "x", DeviceType: "desktop",
 			EventTimeMs: 1_626_091_318_000 + int64(i), ClickID: fmt.Sprint("click-", i)}, r)
 	}
-	h := map[string]string{PositionField("shard-1"): u.Applied.String()}
+	h := map[string]string{PositionField("shard-1"): u.Applied.Encode()}
 	kv := u.AppendFields(nil)
 	for i := 0; i < len(kv); i += 2 {
 		h[kv[i].(string)] = kv[i+1].(string)
@@ -257,7 +258,7 @@ func TestRecentClicksInFields(t *testing.T) {
 		if !slices.Equal(got.Recent.Fingerprints(), u.Recent.Fingerprints()) {
 			t.Fatalf("%s: window %v, want %v", shard, got.Recent.Fingerprints(), u.Recent.Fingerprints())
 		}
-		if o := got.Apply(Position{"999", 0}, &messages.Event{UserID: "u1", EventName: "x", ClickID: "click-39"}, r); !o.Duplicate {
+		if o := got.Apply(position.At("999", 0), &messages.Event{UserID: "u1", EventName: "x", ClickID: "click-39"}, r); !o.Duplicate {
 			t.Fatalf("%s: a copy after rehydration: %+v", shard, o)
 		}
 	}
@@ -285,12 +286,12 @@ func BenchmarkApply(b *testing.B) {
 		b.Run(fmt.Sprintf("click_ids=%v", withIDs), func(b *testing.B) {
 			u := User{ID: "u1"}
 			ev := messages.Event{UserID: "u1", EventName: "search", DeviceType: "desktop", EventTimeMs: 1_626_091_318_000}
-			pos := Position{Seq: "49600000000000000000000000000000000000000000000000000000"}
+			pos := Position{SequenceNumber: "49600000000000000000000000000000000000000000000000000000"}
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
 				i++
-				pos.Sub = int64(i)
+				pos.SubSequence = int64(i)
 				if withIDs {
 					ev.ClickID = ids[i%len(ids)]
 				}

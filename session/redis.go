@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/clickfleet/clickfleet/messages"
+	"github.com/clickfleet/clickfleet/position"
 )
 
 // Field names of the user hash cf:user:<id> (DESIGN.md). This package owns all but FieldName and
@@ -30,6 +31,19 @@ const (
 	// FieldName is the user's full name, written by the names sync; read here, never written.
 	FieldName = "name"
 )
+
+// StateScript is the Lua script that writes a user's state only if it is beyond what the hash holds for
+// the shard, so that a user's state never moves backwards (a replay, or a deposed owner's late write).
+// KEYS[1] the user's hash; ARGV[1] the shard id, ARGV[2] the sequence number, ARGV[3] the sub-sequence
+// number of the last record the state reflects, then field/value pairs (AppendFields). It returns 1 when
+// written, 0 when the stored position for the shard is at or beyond. It sets PositionField(shard) to the
+// position (position.Encode's form) and FieldShard, FieldSeq and FieldSub beside it.
+var StateScript = position.LuaBeyond + `
+local pf = '` + PositionFieldStem + `' .. ARGV[1]
+if not beyond(redis.call('HGET', KEYS[1], pf), ARGV[2], tonumber(ARGV[3])) then return 0 end
+redis.call('HSET', KEYS[1], pf, ARGV[2] .. ':' .. ARGV[3], '` + FieldShard + `', ARGV[1], '` + FieldSeq + `', ARGV[2], '` + FieldSub + `', ARGV[3], unpack(ARGV, 4))
+return 1
+`
 
 // PositionField returns the hash field holding the last applied position on shardID.
 func PositionField(shardID string) string { return PositionFieldStem + shardID }
@@ -78,7 +92,7 @@ func FromFields(id, shardID string, h map[string]string) (User, error) {
 	if u.LastAccessMs, err = num(FieldLastAccess); err != nil {
 		return u, err
 	}
-	if u.Applied, err = ParsePosition(h[PositionField(shardID)]); err != nil {
+	if u.Applied, err = position.Decode(h[PositionField(shardID)]); err != nil {
 		return u, fmt.Errorf("user %s: field %s: %w", id, PositionField(shardID), err)
 	}
 	if u.Recent, err = ParseRecentClicks(h[FieldRecentClicks]); err != nil {

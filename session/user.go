@@ -2,11 +2,10 @@ package session
 
 import (
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/clickfleet/clickfleet/messages"
+	"github.com/clickfleet/clickfleet/position"
 )
 
 // Rules are the per-user settings. The zero value is not usable: start from [DefaultRules].
@@ -44,49 +43,9 @@ func (r Rules) IsOffer(ev *messages.Event) bool {
 		ev.AdditionalData.PercentViewed > r.OfferMinPercent
 }
 
-// Position is a record's place in its shard. The zero value is before every record.
-type Position struct {
-	// Seq is the Kinesis sequence number (decimal digits); empty means none.
-	Seq string
-	// Sub is the sub-sequence number inside a KPL aggregate (0 for a plain record).
-	Sub int64
-}
-
-// IsZero reports whether p is before every record.
-func (p Position) IsZero() bool { return p.Seq == "" }
-
-// String returns "seq:sub", the encoding stored in Redis; "" for the zero Position.
-func (p Position) String() string {
-	if p.IsZero() {
-		return ""
-	}
-	return p.Seq + ":" + strconv.FormatInt(p.Sub, 10)
-}
-
-// ParsePosition parses [Position.String]'s output; "" gives the zero Position.
-func ParsePosition(s string) (Position, error) {
-	if s == "" {
-		return Position{}, nil
-	}
-	seq, sub, ok := strings.Cut(s, ":")
-	n, err := strconv.ParseInt(sub, 10, 64)
-	if !ok || err != nil || seq == "" || strings.Trim(seq, "0123456789") != "" {
-		return Position{}, fmt.Errorf("bad position %q (want <sequence>:<sub-sequence>)", s)
-	}
-	return Position{Seq: seq, Sub: n}, nil
-}
-
-// Compare orders positions of one shard: -1, 0 or +1. Sequence numbers compare as decimal numbers
-// (a longer one is larger), then sub-sequence numbers. The zero Position is before every other.
-func (p Position) Compare(q Position) int {
-	switch {
-	case len(p.Seq) != len(q.Seq):
-		return cmp(len(p.Seq), len(q.Seq))
-	case p.Seq != q.Seq:
-		return strings.Compare(p.Seq, q.Seq)
-	}
-	return cmp(p.Sub, q.Sub)
-}
+// Position is a record's place in its shard (package position's one type). The zero value is before
+// every record.
+type Position = position.Position
 
 func cmp[T int | int64](a, b T) int {
 	switch {

@@ -18,6 +18,8 @@ import (
 
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/lease"
+	"github.com/clickfleet/clickfleet/position"
+	"github.com/clickfleet/clickfleet/session"
 )
 
 // Config configures the processors of one worker.
@@ -39,26 +41,16 @@ func Key(prefix, userID string) string { return prefix + "count:" + userID }
 
 // countScript: KEYS[1] the user's hash; ARGV[1] the shard id; then pairs of (sequence, sub-sequence) in
 // ascending order. Counts the records beyond the stored position and stores the last one.
-var countScript = redis.NewScript(`
-local field = 'pos:' .. ARGV[1]
+var countScript = redis.NewScript(position.LuaBeyond + `
+local field = '` + session.PositionFieldStem + `' .. ARGV[1]
 local stored = redis.call('HGET', KEYS[1], field)
-local sseq, ssub = '', -1
-if stored then
-  local i = string.find(stored, ':', 1, true)
-  sseq, ssub = string.sub(stored, 1, i - 1), tonumber(string.sub(stored, i + 1))
-end
-local function beyond(seq, sub)
-  if sseq == '' then return true end
-  if #seq ~= #sseq then return #seq > #sseq end
-  if seq ~= sseq then return seq > sseq end
-  return sub > ssub
-end
 local n, lseq, lsub = 0, nil, nil
 for i = 2, #ARGV, 2 do
   local seq, sub = ARGV[i], tonumber(ARGV[i + 1])
-  if beyond(seq, sub) then
+  if beyond(stored, seq, sub) then
     n = n + 1
     lseq, lsub = seq, sub
+    stored = seq .. ':' .. sub
   end
 end
 if n > 0 then
