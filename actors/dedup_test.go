@@ -89,7 +89,7 @@ func TestProducerRetriesDoNotDoubleCounts(t *testing.T) {
 	cfg.FlushInterval = 100 * time.Millisecond
 	refTable := leaseTable(t, ref.ddb)
 	stop := runWorker(t, ref, refStream, refTable, "ref", newFactory(t, cfg))
-	waitUntil(t, "the reference run checkpointed", 60*time.Second, func() bool { return checkpointedTo(t, ref.ddb, refTable, last) })
+	testenv.WaitFor(t, "the reference run checkpointed", 60*time.Second, func() bool { return checkpointedTo(t, ref.ddb, refTable, last) })
 	stop()
 
 	dup := ref.withTable(t)
@@ -106,7 +106,7 @@ func TestProducerRetriesDoNotDoubleCounts(t *testing.T) {
 		putAll(t, dup.kin, stream, copies(part))
 		maps.Copy(last, putAll(t, dup.kin, stream, copies(part))) // the retry: the same bytes again
 	}
-	waitUntil(t, "the first worker checkpointed", 60*time.Second, func() bool { return checkpointedTo(t, dup.ddb, table, last) })
+	testenv.WaitFor(t, "the first worker checkpointed", 60*time.Second, func() bool { return checkpointedTo(t, dup.ddb, table, last) })
 	stop()
 
 	// The shards move to a new worker; a late retry of the last call arrives there.
@@ -114,7 +114,7 @@ func TestProducerRetriesDoNotDoubleCounts(t *testing.T) {
 	maps.Copy(last, putAll(t, dup.kin, stream, copies(lastCall)))
 	f2 := newFactory(t, cfg)
 	stop = runWorker(t, dup, stream, table, "dup-2", f2)
-	waitUntil(t, "the second worker checkpointed", 60*time.Second, func() bool { return checkpointedTo(t, dup.ddb, table, last) })
+	testenv.WaitFor(t, "the second worker checkpointed", 60*time.Second, func() bool { return checkpointedTo(t, dup.ddb, table, last) })
 	if got := testutil.ToFloat64(f2.m.duplicates); got != float64(len(lastCall)) {
 		t.Errorf("the new owner dropped %g copies, want %d (from the windows it loaded)", got, len(lastCall))
 	}
@@ -123,7 +123,7 @@ func TestProducerRetriesDoNotDoubleCounts(t *testing.T) {
 	// the parents' state, window included.
 	parents := splitAll(t, dup.kin, stream)
 	last = putAll(t, dup.kin, stream, copies(lastCall))
-	waitUntil(t, "the children checkpointed", 60*time.Second, func() bool { return checkpointedTo(t, dup.ddb, table, last) })
+	testenv.WaitFor(t, "the children checkpointed", 60*time.Second, func() bool { return checkpointedTo(t, dup.ddb, table, last) })
 	stop()
 	for shard := range last {
 		if parents[shard] {
@@ -207,7 +207,7 @@ func splitAll(t *testing.T, kin *kinesis.Client, stream string) map[string]bool 
 			t.Fatal(err)
 		}
 		want := len(parents) + i + 1
-		waitUntil(t, fmt.Sprintf("%d open shards", want), 30*time.Second, func() bool {
+		testenv.WaitFor(t, fmt.Sprintf("%d open shards", want), 30*time.Second, func() bool {
 			if len(openShards(t, kin, stream)) != want {
 				return false
 			}

@@ -90,7 +90,7 @@ func startPrivateRedis(t *testing.T, dir, port string) *redis.Client {
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + port})
 	t.Cleanup(func() { _ = rdb.Close() })
-	waitUntil(t, "the private redis-server", 10*time.Second, func() bool { return rdb.Ping(context.Background()).Err() == nil })
+	testenv.WaitFor(t, "the private redis-server", 10*time.Second, func() bool { return rdb.Ping(context.Background()).Err() == nil })
 	return rdb
 }
 
@@ -122,24 +122,24 @@ func TestRedisOutageIsRetried(t *testing.T) {
 	}
 	_, refLeases, stopRef := run(ref, "ref")
 	outF, outLeases, stopOut := run(out, "outage")
-	waitUntil(t, "the first half written", 60*time.Second, func() bool { return checkpointedTo(t, out.ddb, outLeases, first) })
+	testenv.WaitFor(t, "the first half written", 60*time.Second, func() bool { return checkpointedTo(t, out.ddb, outLeases, first) })
 
 	if err := out.rdb.Shutdown(context.Background()).Err(); err != nil && !errors.Is(err, redis.ErrClosed) && err.Error() != "EOF" {
 		t.Logf("shutdown: %v", err) // the connection closes under the command
 	}
-	waitUntil(t, "redis to stop", 10*time.Second, func() bool { return out.rdb.Ping(context.Background()).Err() != nil })
+	testenv.WaitFor(t, "redis to stop", 10*time.Second, func() bool { return out.rdb.Ping(context.Background()).Err() != nil })
 	last := putAll(t, ref.kin, stream, evs[200:])
-	waitUntil(t, "the factory to say it is not ready while Redis is down", 30*time.Second, func() bool { return !outF.Ready() })
+	testenv.WaitFor(t, "the factory to say it is not ready while Redis is down", 30*time.Second, func() bool { return !outF.Ready() })
 	if checkpointedTo(t, out.ddb, outLeases, last) {
 		t.Fatal("the second half was checkpointed while Redis was down")
 	}
 	time.Sleep(3 * time.Second) // an outage of a fixed length: the writer must keep retrying through it
 	out.rdb = startPrivateRedis(t, dir, port)
 
-	waitUntil(t, "both runs checkpointed at the last record", 90*time.Second, func() bool {
+	testenv.WaitFor(t, "both runs checkpointed at the last record", 90*time.Second, func() bool {
 		return checkpointedTo(t, out.ddb, outLeases, last) && checkpointedTo(t, ref.ddb, refLeases, last)
 	})
-	waitUntil(t, "the factory to be ready again", 10*time.Second, outF.Ready)
+	testenv.WaitFor(t, "the factory to be ready again", 10*time.Second, outF.Ready)
 	select {
 	case err := <-outF.Failed():
 		t.Fatalf("a transient outage was reported as permanent: %v", err)

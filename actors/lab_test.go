@@ -177,7 +177,7 @@ func TestLabScenarioMatchesSQL(t *testing.T) {
 	f := newFactory(t, cfg)
 	table := leaseTable(t, s.ddb)
 	defer runWorker(t, s, stream, table, "lab", f)()
-	waitUntil(t, "every shard checkpointed at its last record", 60*time.Second, func() bool { return checkpointedTo(t, s.ddb, table, last) })
+	testenv.WaitFor(t, "every shard checkpointed at its last record", 60*time.Second, func() bool { return checkpointedTo(t, s.ddb, table, last) })
 
 	got := scanSessions(t, s.ddb, s.table)
 	if !maps.Equal(got, want) {

@@ -24,9 +24,6 @@ import (
 	"github.com/clickfleet/clickfleet/session"
 )
 
-// UserKey returns the Redis hash of a user's state: prefix + "user:" + userID (DESIGN.md's cf:user:<id>).
-func UserKey(prefix, userID string) string { return prefix + "user:" + userID }
-
 var stateScript = redis.NewScript(session.StateScript)
 
 // Kinesis and DynamoDB batch limits.
@@ -84,7 +81,7 @@ func (sh *shardShared) loadUsers(ctx context.Context, ids []string) ([]map[strin
 		pipe := sh.f.cfg.Redis.Pipeline()
 		cmds := make([]*redis.MapStringStringCmd, len(ids))
 		for i, id := range ids {
-			cmds[i] = pipe.HGetAll(ctx, UserKey(sh.f.cfg.Prefix, id))
+			cmds[i] = pipe.HGetAll(ctx, session.UserKey(sh.f.cfg.Prefix, id))
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return fmt.Errorf("HGETALL %d users: %w", len(ids), err)
@@ -161,7 +158,7 @@ func (sh *shardShared) probe(ctx context.Context, users []userEffects) ([]userEf
 		cmds := make([]*redis.StringCmd, len(users))
 		for i := range users {
 			if !users[i].pos.IsZero() {
-				cmds[i] = pipe.HGet(ctx, UserKey(sh.f.cfg.Prefix, users[i].user), field)
+				cmds[i] = pipe.HGet(ctx, session.UserKey(sh.f.cfg.Prefix, users[i].user), field)
 			}
 		}
 		if pipe.Len() == 0 {
@@ -348,7 +345,7 @@ func (sh *shardShared) writeState(ctx context.Context, users []userEffects) erro
 			args := make([]any, 0, 3+len(u.fields))
 			args = append(args, sh.shard, u.pos.SequenceNumber, strconv.FormatInt(u.pos.SubSequence, 10))
 			args = append(args, u.fields...)
-			cmds[i] = stateScript.EvalSha(ctx, pipe, []string{UserKey(sh.f.cfg.Prefix, u.user)}, args...)
+			cmds[i] = stateScript.EvalSha(ctx, pipe, []string{session.UserKey(sh.f.cfg.Prefix, u.user)}, args...)
 		}
 		_, err := pipe.Exec(ctx)
 		return cmds, err

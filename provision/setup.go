@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/clickfleet/clickfleet/enrich/names"
 	"github.com/clickfleet/clickfleet/lease"
 )
 
@@ -96,6 +97,6 @@ func Setup(ctx context.Context, c Clients, r Resources, log *zap.Logger) error {
 	if err := EnsureCustomersSchema(ctx, c.Postgres); err != nil {
 		return err
 	}
-	log.Info("postgres schema ready", zap.String("table", "customers"), zap.String("notify_channel", CustomersChannel))
+	log.Info("postgres schema ready", zap.String("table", "customers"), zap.String("notify_channel", names.Channel))
 	return nil
 }

@@ -28,8 +28,10 @@ const (
 	FieldCountry = "country"
 	FieldRegion  = "region"
 	FieldCity    = "city"
-	// FieldName is the user's full name, written by the names sync; read here, never written.
-	FieldName = "name"
+	// FieldName is the user's full name and FieldPricePerClick their price per click, both written by
+	// the names sync from PostgreSQL; read here, never written.
+	FieldName          = "name"
+	FieldPricePerClick = "price_per_click"
 )
 
 // StateScript is the Lua script that writes a user's state only if it is beyond what the hash holds for
@@ -44,6 +46,11 @@ if not beyond(redis.call('HGET', KEYS[1], pf), ARGV[2], tonumber(ARGV[3])) then 
 redis.call('HSET', KEYS[1], pf, ARGV[2] .. ':' .. ARGV[3], '` + FieldShard + `', ARGV[1], '` + FieldSeq + `', ARGV[2], '` + FieldSub + `', ARGV[3], unpack(ARGV, 4))
 return 1
 `
+
+// UserKey returns the Redis hash of a user: prefix + "user:" + userID (prefix is configurable, "cf:" by
+// default). The actors own its state and location fields, the names sync FieldName and
+// FieldPricePerClick.
+func UserKey(prefix, userID string) string { return prefix + "user:" + userID }
 
 // PositionField returns the hash field holding the last applied position on shardID.
 func PositionField(shardID string) string { return PositionFieldStem + shardID }

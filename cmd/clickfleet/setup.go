@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/clickfleet/clickfleet/enrich/names"
 	"github.com/clickfleet/clickfleet/provision"
 )
 
@@ -60,7 +59,7 @@ LocalStack and AWS alike.`,
 				return err
 			}
 			if demo {
-				if err := names.LoadDemo(ctx, clients.Postgres, demoN); err != nil {
+				if err := provision.LoadDemo(ctx, clients.Postgres, demoN); err != nil {
 					return err
 				}
 				g.log.Named("setup").Info("demo customers loaded", zap.Int("customers", demoN))
