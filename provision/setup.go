@@ -8,6 +8,7 @@ import (
 
 	"github.com/clickfleet/clickfleet/enrich/names"
 	"github.com/clickfleet/clickfleet/lease"
+	"github.com/clickfleet/clickfleet/messages"
 )
 
 // Resources names everything Setup creates.
@@ -24,8 +25,8 @@ type Resources struct {
 // DefaultResources returns the names and sizes documented on Resources.
 func DefaultResources() Resources {
 	return Resources{
-		Stream: "clickstream", OffersStream: "clickstream-offers", ErrorsStream: "clickstream-errors",
-		Shards: 4, OutputShards: 1, LeaseTable: "clickfleet-leases", SessionsTable: "sessions",
+		Stream: messages.Stream, OffersStream: messages.OffersStream, ErrorsStream: messages.ErrorStream,
+		Shards: 4, OutputShards: 1, LeaseTable: lease.DefaultTable, SessionsTable: messages.SessionsTable,
 	}
 }
 

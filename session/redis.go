@@ -47,6 +47,9 @@ redis.call('HSET', KEYS[1], pf, ARGV[2] .. ':' .. ARGV[3], '` + FieldShard + `',
 return 1
 `
 
+// DefaultPrefix is the default start of every Redis key of the pipeline (a setting of each component).
+const DefaultPrefix = "cf:"
+
 // UserKey returns the Redis hash of a user: prefix + "user:" + userID (prefix is configurable, "cf:" by
 // default). The actors own its state and location fields, the names sync FieldName and
 // FieldPricePerClick.

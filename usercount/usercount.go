@@ -66,7 +66,7 @@ func Factory(cfg Config) (consumer.ProcessorFactory, error) {
 		return nil, fmt.Errorf("usercount: Redis is required")
 	}
 	if cfg.Prefix == "" {
-		cfg.Prefix = "cf:"
+		cfg.Prefix = session.DefaultPrefix
 	}
 	if cfg.CheckpointInterval == 0 {
 		cfg.CheckpointInterval = 5 * time.Second

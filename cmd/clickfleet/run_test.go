@@ -69,3 +69,34 @@ func TestRunGroup(t *testing.T) {
 		}
 	})
 }
+
+// A library's setting error reaches the user as the flag and its variable, with the other settings its
+// reason compares named as flags too; the libraries word it in their own field names.
+func TestSettingErrorsNameTheFlags(t *testing.T) {
+	t.Setenv("AWS_REGION", "us-east-1")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"lease setting through the consumer", []string{"consume", "--processor", "count", "--http-listen", "", "--failover-time", "10s", "--renew-interval", "8s"},
+			"--renew-interval (CLICKFLEET_RENEW_INTERVAL): 8s must be positive and at most --failover-time/2 (5s)"},
+		{"actors setting", []string{"consume", "--http-listen", "", "--geo-mmdb", "", "--flush-max-records", "-1"},
+			"--flush-max-records (CLICKFLEET_FLUSH_MAX_RECORDS): must not be negative, got -1"},
+		{"ingest setting comparing others", []string{"ingest", "--allow-anonymous", "--write-timeout", "1s"},
+			"--write-timeout (CLICKFLEET_WRITE_TIMEOUT): 1s must be at least --put-attempts × --put-timeout (10s), or answers would be cut off"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := newRootCommand()
+			var out strings.Builder
+			root.SetOut(&out)
+			root.SetErr(&out)
+			root.SetArgs(tc.args)
+			err := root.Execute()
+			var u usageError
+			if !errors.As(err, &u) || err.Error() != tc.want {
+				t.Fatalf("err = %v (usage error: %v)\nwant %s", err, errors.As(err, &u), tc.want)
+			}
+		})
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/clickfleet/clickfleet/retry"
 	"github.com/clickfleet/clickfleet/session"
+	"github.com/clickfleet/clickfleet/settings"
 )
 
 // Channel is the PostgreSQL NOTIFY channel on which the customers table's trigger announces a changed
@@ -70,21 +71,31 @@ type Syncer struct {
 	ready bool
 }
 
+// DefaultInterval is the default period of the full copy (Config.Interval).
+const DefaultInterval = time.Minute
+
 // New checks cfg and returns a Syncer. It does no I/O and starts no goroutine.
 func New(cfg Config) (*Syncer, error) {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, settings.Invalid(field, format, args...))
+	}
 	switch {
 	case cfg.Pool == nil:
-		return nil, fmt.Errorf("%w: no PostgreSQL pool (--pg-dsn)", ErrInvalidConfig)
+		return nil, bad("Pool", "no PostgreSQL pool")
 	case cfg.Redis == nil:
-		return nil, fmt.Errorf("%w: no Redis client (--redis-url)", ErrInvalidConfig)
-	case cfg.Interval < 0 || cfg.MinBackoff < 0 || cfg.MaxBackoff < 0:
-		return nil, fmt.Errorf("%w: interval and backoffs must not be negative", ErrInvalidConfig)
+		return nil, bad("Redis", "no Redis client")
+	case cfg.Interval < 0:
+		return nil, bad("Interval", "must not be negative, got %s", cfg.Interval)
+	case cfg.MinBackoff < 0:
+		return nil, bad("MinBackoff", "must not be negative, got %s", cfg.MinBackoff)
+	case cfg.MaxBackoff < 0:
+		return nil, bad("MaxBackoff", "must not be negative, got %s", cfg.MaxBackoff)
 	}
 	if cfg.Prefix == "" {
-		cfg.Prefix = "cf:"
+		cfg.Prefix = session.DefaultPrefix
 	}
 	if cfg.Interval == 0 {
-		cfg.Interval = time.Minute
+		cfg.Interval = DefaultInterval
 	}
 	if cfg.Channel == "" {
 		cfg.Channel = Channel
@@ -96,7 +107,7 @@ func New(cfg Config) (*Syncer, error) {
 		cfg.MaxBackoff = 10 * time.Second
 	}
 	if cfg.MaxBackoff < cfg.MinBackoff {
-		return nil, fmt.Errorf("%w: MaxBackoff %s is below MinBackoff %s", ErrInvalidConfig, cfg.MaxBackoff, cfg.MinBackoff)
+		return nil, bad("MaxBackoff", "%s is below MinBackoff %s", cfg.MaxBackoff, cfg.MinBackoff)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
