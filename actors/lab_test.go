@@ -106,7 +106,7 @@ func labEvents(n int, seed uint64) []putEvent {
 
 // sqlSessions computes the sessions with PostgreSQL from the events as they landed on the stream: the
 // lab's LAG over each user's events in stream order, a session starting where the gap exceeds 10 s or
-// there is no previous event, named as DESIGN.md says.
+// there is no previous event, named as docs/contracts.md says.
 func sqlSessions(t *testing.T, evs []putEvent) map[string]messages.Session {
 	t.Helper()
 	ctx := context.Background()

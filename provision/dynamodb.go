@@ -22,7 +22,7 @@ type DynamoDBAPI interface {
 // SessionsUserIndex is the name of the global secondary index on `user_id` of the sessions table.
 const SessionsUserIndex = "user_id-start_ms-index"
 
-// EnsureSessionsTable creates the sessions table (DESIGN.md): hash key `session_id` (S) and a global
+// EnsureSessionsTable creates the sessions table (docs/contracts.md, "Sessions"): hash key `session_id` (S) and a global
 // secondary index SessionsUserIndex on `user_id` (S) with range `start_ms` (N), on-demand billing. The
 // index is created with the table because some emulators cannot add one later. It reports whether it
 // created the table and waits until the table is ACTIVE. An existing table without the index is an error.

@@ -1,4 +1,4 @@
-// Package session is clickfleet's per-user logic, as plain code: the sessionizer (DESIGN.md's rules,
+// Package session is clickfleet's per-user logic, as plain code: the sessionizer (the rules of docs/contracts.md,
 // the lab's LAG over the stream made precise), the last-access time, the high-intent offer filter, the
 // replay guard on shard positions and the window of recently applied click ids (which recognises copies
 // of an event that a producer's retry stored twice), plus the encoding of a user's state as the fields of

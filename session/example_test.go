@@ -3,6 +3,8 @@ package session_test
 import (
 	"fmt"
 
+	"github.com/clickfleet/clickfleet/messages"
+	"github.com/clickfleet/clickfleet/position"
 	"github.com/clickfleet/clickfleet/session"
 )
 
@@ -28,4 +30,30 @@ func ExampleRecentClicks() {
 	// true
 	// false
 	// true
+}
+
+// A user's events applied in arrival order: sessions split at gaps over 10 s, a replayed record and a
+// producer's retry of the same click change nothing.
+func ExampleUser() {
+	u := session.User{ID: "user1"}
+	rules := session.DefaultRules()
+	at := func(i int) session.Position { return position.At(fmt.Sprint(4960000000000+i), 0) }
+	ev := func(ts int64, click string) *messages.Event {
+		return &messages.Event{UserID: "user1", EventName: "search", DeviceType: "desktop", EventTimeMs: ts, ClickID: click}
+	}
+	const t0 = 1_626_091_318_000
+	for i, e := range []*messages.Event{ev(t0, "c1"), ev(t0+2000, "c2"), ev(t0+30_000, "c3")} {
+		o := u.Apply(at(i), e, rules)
+		fmt.Println(o.Applied, o.NewSession, u.Current.SessionID, u.Current.EventCount)
+	}
+	fmt.Println(u.Apply(at(1), ev(t0+2000, "c2"), rules).Applied)     // a replay: at or below the applied position
+	fmt.Println(u.Apply(at(7), ev(t0+30_000, "c3"), rules).Duplicate) // the same click under a new position
+	fmt.Println(u.Current.EventCount, u.LastAccessMs)
+	// Output:
+	// true true user1_desktop_20210712T120158.000Z 1
+	// true false user1_desktop_20210712T120158.000Z 2
+	// true true user1_desktop_20210712T120228.000Z 1
+	// false
+	// true
+	// 1 1626091348000
 }

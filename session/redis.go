@@ -8,7 +8,7 @@ import (
 	"github.com/clickfleet/clickfleet/position"
 )
 
-// Field names of the user hash cf:user:<id> (DESIGN.md). This package owns all but FieldName and
+// Field names of the user hash cf:user:<id> (docs/contracts.md, "Redis"). This package owns all but FieldName and
 // FieldPricePerClick, which the names sync (package enrich/names) writes and this package only reads.
 const (
 	FieldLastAccess   = "last_access_ms"
