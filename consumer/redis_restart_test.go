@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +21,13 @@ import (
 // startRedis runs a private redis-server with an append-only file, so a restart keeps its data.
 func startRedis(t *testing.T, dir, port string) {
 	t.Helper()
+	t.Cleanup(func() { // stop it even when the test's own shutdown did not reach it
+		if b, err := os.ReadFile(filepath.Join(dir, "redis.pid")); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+				_ = syscall.Kill(pid, syscall.SIGTERM)
+			}
+		}
+	})
 	out, err := exec.Command("redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", port,
 		"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", dir,
 		"--pidfile", filepath.Join(dir, "redis.pid"), "--logfile", filepath.Join(dir, "redis.log")).CombinedOutput()
@@ -25,7 +36,7 @@ func startRedis(t *testing.T, dir, port string) {
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + port})
 	defer rdb.Close()
-	waitFor(t, "the private redis-server", 10*time.Second, func() bool { return rdb.Ping(context.Background()).Err() == nil })
+	testenv.WaitFor(t, "the private redis-server", 10*time.Second, func() bool { return rdb.Ping(context.Background()).Err() == nil })
 }
 
 // Redis goes away mid-run and comes back: workers retry, checkpoint nothing they have not written, and the
@@ -47,13 +58,13 @@ func TestRedisRestartMidRun(t *testing.T) {
 	f.start("w2")
 	sink, wait := produce(t, kin, stream, 8000, 100, 2000, 3)
 	waitBalanced(t, f.table, 2, 4, 60*time.Second)
-	waitFor(t, "some records counted", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "some records counted", 30*time.Second, func() bool {
 		n, _ := rdb.DBSize(context.Background()).Result()
 		return n > 10
 	})
 	// Shut Redis down (it writes its append-only file) and keep it down while records flow.
 	_ = rdb.Shutdown(context.Background()).Err() // the connection closes under the command
-	waitFor(t, "redis to stop", 10*time.Second, func() bool { return rdb.Ping(context.Background()).Err() != nil })
+	testenv.WaitFor(t, "redis to stop", 10*time.Second, func() bool { return rdb.Ping(context.Background()).Err() != nil })
 	time.Sleep(3 * time.Second) // an outage of a fixed length: workers must keep retrying through it
 	startRedis(t, dir, port)
 	wait()

@@ -11,7 +11,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/archive"
-	"github.com/clickfleet/clickfleet/enrich/names"
 	"github.com/clickfleet/clickfleet/provision"
 )
 
@@ -74,7 +73,7 @@ LocalStack and AWS alike.`,
 				return err
 			}
 			if demo {
-				if err := names.LoadDemo(ctx, clients.Postgres, demoN); err != nil {
+				if err := provision.LoadDemo(ctx, clients.Postgres, demoN); err != nil {
 					return err
 				}
 				g.log.Named("setup").Info("demo customers loaded", zap.Int("customers", demoN))

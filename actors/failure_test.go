@@ -1,0 +1,162 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/internal/testenv"
+	"github.com/clickfleet/clickfleet/lease"
+	"github.com/clickfleet/clickfleet/retry"
+)
+
+// A write the server refuses for good (here: the sessions table does not exist) stops the shard and is
+// reported on Factory.Failed with an error naming the table and its setting (the command then stops the
+// worker: cmd/clickfleet's tests show the exit), instead of being retried forever while the lease is
+// renewed. Nothing after the failed write happens: no user state, no checkpoint.
+func TestPermanentWriteErrorStopsTheWorker(t *testing.T) {
+	s := newSinks(t)
+	s.table = testenv.Name(t, "missing-sessions")
+	stream := testenv.Stream(t, s.kin, 2)
+	putAll(t, s.kin, stream, labEvents(60, 3))
+	cfg := s.config(stream)
+	cfg.FlushInterval = 100 * time.Millisecond
+	f := newFactory(t, cfg)
+	leases := leaseTable(t, s.ddb)
+	w, err := consumer.New(s.kin, s.ddb, consumer.Config{Stream: stream, NewProcessor: f.NewProcessor, MaxRecords: 100,
+		IdleTime: 100 * time.Millisecond, ShardSyncInterval: time.Second,
+		Lease: lease.Config{Table: leases, WorkerID: "w1", FailoverTime: 2 * time.Second, TakeInterval: 300 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+
+	var failed error
+	select {
+	case failed = <-f.Failed():
+	case <-ctx.Done():
+		t.Fatal("no permanent failure reported within 90s")
+	}
+	if f.Ready() {
+		t.Error("the factory is ready after a permanent failure")
+	}
+	var re *consumer.ResourceError
+	if !errors.As(failed, &re) || re.Setting != "SessionsTable" || re.Name != s.table || !retry.IsPermanent(failed) {
+		t.Fatalf("Failed gave %v, want a permanent *consumer.ResourceError for SessionsTable %s", failed, s.table)
+	}
+	cancel()
+	if err := <-done; err != nil && !retry.IsPermanent(err) {
+		t.Fatalf("worker: %v", err)
+	}
+	if h := userHashes(t, s.rdb, s.prefix); len(h) != 0 {
+		t.Fatalf("user state of %d users written although their sessions were not", len(h))
+	}
+	ls, err := lease.NewTable(s.ddb, leases).List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range ls {
+		if !l.Checkpoint.IsSentinel() {
+			t.Errorf("shard %s checkpointed at %s although nothing was written", l.Key, l.Checkpoint)
+		}
+	}
+}
+
+// startPrivateRedis runs a redis-server of the test's own on port, keeping its data in an append-only
+// file under dir so that a restart keeps it; the server is stopped when the test ends.
+func startPrivateRedis(t *testing.T, dir, port string) *redis.Client {
+	t.Helper()
+	t.Cleanup(func() { stopByPIDFile(filepath.Join(dir, "redis.pid")) })
+	out, err := exec.Command("redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", port,
+		"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", dir,
+		"--pidfile", filepath.Join(dir, "redis.pid"), "--logfile", filepath.Join(dir, "redis.log")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-server (needed for this test; deploy/local/stack up installs it): %v\n%s", err, out)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + port})
+	t.Cleanup(func() { _ = rdb.Close() })
+	testenv.WaitFor(t, "the private redis-server", 10*time.Second, func() bool { return rdb.Ping(context.Background()).Err() == nil })
+	return rdb
+}
+
+// Redis stops for 3 s while records flow: the writer retries (the factory is not ready meanwhile),
+// checkpoints nothing it has not written, and when Redis is back every session and user state equals a
+// run without the outage.
+func TestRedisOutageIsRetried(t *testing.T) {
+	ref := newSinks(t)
+	stream := testenv.Stream(t, ref.kin, 2)
+	evs := labEvents(400, 11)
+	first := putAll(t, ref.kin, stream, evs[:200])
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	dir := t.TempDir()
+	out := ref.withTable(t)
+	out.rdb = startPrivateRedis(t, dir, port)
+
+	run := func(s *sinks, id string) (*Factory, string, func()) {
+		cfg := s.config(stream)
+		cfg.FlushInterval = 100 * time.Millisecond
+		f := newFactory(t, cfg)
+		table := leaseTable(t, s.ddb)
+		return f, table, runWorker(t, s, stream, table, id, f)
+	}
+	_, refLeases, stopRef := run(ref, "ref")
+	outF, outLeases, stopOut := run(out, "outage")
+	testenv.WaitFor(t, "the first half written", 60*time.Second, func() bool { return checkpointedTo(t, out.ddb, outLeases, first) })
+
+	if err := out.rdb.Shutdown(context.Background()).Err(); err != nil && !errors.Is(err, redis.ErrClosed) && err.Error() != "EOF" {
+		t.Logf("shutdown: %v", err) // the connection closes under the command
+	}
+	testenv.WaitFor(t, "redis to stop", 10*time.Second, func() bool { return out.rdb.Ping(context.Background()).Err() != nil })
+	last := putAll(t, ref.kin, stream, evs[200:])
+	testenv.WaitFor(t, "the factory to say it is not ready while Redis is down", 30*time.Second, func() bool { return !outF.Ready() })
+	if checkpointedTo(t, out.ddb, outLeases, last) {
+		t.Fatal("the second half was checkpointed while Redis was down")
+	}
+	time.Sleep(3 * time.Second) // an outage of a fixed length: the writer must keep retrying through it
+	out.rdb = startPrivateRedis(t, dir, port)
+
+	testenv.WaitFor(t, "both runs checkpointed at the last record", 90*time.Second, func() bool {
+		return checkpointedTo(t, out.ddb, outLeases, last) && checkpointedTo(t, ref.ddb, refLeases, last)
+	})
+	testenv.WaitFor(t, "the factory to be ready again", 10*time.Second, outF.Ready)
+	select {
+	case err := <-outF.Failed():
+		t.Fatalf("a transient outage was reported as permanent: %v", err)
+	default:
+	}
+	stopOut()
+	stopRef()
+	sameResults(t, out, ref)
+}
+
+// stopByPIDFile sends SIGTERM to the process whose id the file holds, if any.
+func stopByPIDFile(path string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+	}
+}
