@@ -22,6 +22,8 @@ const (
 	// TimestampMillis is an instant in milliseconds since the Unix epoch, UTC (INT64, TIMESTAMP(MILLIS,
 	// adjusted to UTC)).
 	TimestampMillis
+	// Struct is a JSON object with the named Fields (raw JSON tables only; never in Parquet).
+	Struct
 )
 
 // String returns the kind's name as SQL engines spell it (string, bigint, double, timestamp).
@@ -35,6 +37,8 @@ func (k Kind) String() string {
 		return "double"
 	case TimestampMillis:
 		return "timestamp"
+	case Struct:
+		return "struct"
 	}
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }
@@ -49,7 +53,21 @@ type Column struct {
 	// Repeats marks a String column with few distinct values per file (names, countries, user ids):
 	// it is dictionary-encoded.
 	Repeats bool
+	// Fields are a Struct column's fields.
+	Fields []Column
 }
+
+// Format is how a table's objects are stored.
+type Format uint8
+
+// The formats of the lake's tables.
+const (
+	// Parquet objects, Snappy-compressed (events/).
+	Parquet Format = iota
+	// NDJSON objects, one JSON object per line, gzip-compressed unless the archive was told otherwise
+	// (raw/, errors/).
+	NDJSON
+)
 
 // Table is a lake table: its name, the prefix its objects live under, its stored columns and its Hive
 // partition columns (in the object keys, not in the files). A Table is immutable once built and safe for
@@ -57,6 +75,8 @@ type Column struct {
 type Table struct {
 	Name       string
 	Prefix     string
+	Format     Format
+	Doc        string
 	Columns    []Column
 	Partitions []Column
 
@@ -133,15 +153,47 @@ var Events = mustTable("events", "events/", []Column{
 }, HourPartitions)
 
 // Raw is the raw event table (raw/): each record's bytes as they arrived, one JSON object per line,
-// gzip-compressed by default. Its single column is the whole line; engines read it with a JSON SerDe.
-var Raw = &Table{Name: "raw_events", Prefix: "raw/", Partitions: HourPartitions}
+// gzip-compressed by default. Its columns are the fields of both seed shapes (an engine's JSON reader
+// leaves a shape's missing fields null); event_timestamp is text, as the lab sends a number or a string.
+var Raw = &Table{Name: "raw_events", Prefix: "raw/", Format: NDJSON, Partitions: HourPartitions,
+	Doc: "clickstream records as they arrived on the stream, one JSON object per line",
+	Columns: []Column{
+		{Name: "timestamp", Kind: String, Doc: "POC: event time, 2006-01-02 15:04:05.999999 UTC"},
+		{Name: "user_id", Kind: String, Doc: "user id, the partition key"},
+		{Name: "pixel_id", Kind: String, Doc: "POC: pixel id"},
+		{Name: "click_id", Kind: String, Doc: "click id (absent on lab events)"},
+		{Name: "insertion_timestamp", Kind: String, Doc: "POC: insertion time, as timestamp"},
+		{Name: "event_name", Kind: String, Doc: "event name"},
+		{Name: "user_ip", Kind: String, Doc: "POC: client address"},
+		{Name: "additional_data", Kind: Struct, Doc: "POC: product details", Fields: []Column{
+			{Name: "time_on_data", Kind: Double}, {Name: "percent_viewed", Kind: Double},
+			{Name: "product_id", Kind: Int64}, {Name: "price", Kind: Double},
+		}},
+		{Name: "event_timestamp", Kind: String, Doc: "lab: event time, Unix milliseconds"},
+		{Name: "event_type", Kind: String, Doc: "lab: event type"},
+		{Name: "device_type", Kind: String, Doc: "lab: device type"},
+	}}
 
-// Errors is the table of records that failed decoding or validation (errors/): one JSON object per line
-// with reason, stream, shard_id, sequence_number, sub_sequence, arrival_time and data (base64).
-var Errors = &Table{Name: "errors", Prefix: "errors/", Partitions: HourPartitions}
+// Errors is the table of records that failed decoding or validation (errors/): one JSON object per line,
+// the error stream's record plus the position's sub-sequence and the arrival time.
+var Errors = &Table{Name: "errors", Prefix: "errors/", Format: NDJSON, Partitions: HourPartitions,
+	Doc: "records that failed decoding or validation, with the reason",
+	Columns: []Column{
+		{Name: "reason", Kind: String, Required: true, Doc: "why the record was rejected"},
+		{Name: "stream", Kind: String, Required: true, Doc: "stream the record was read from"},
+		{Name: "shard_id", Kind: String, Required: true, Doc: "shard the record was read from"},
+		{Name: "sequence_number", Kind: String, Required: true, Doc: "Kinesis sequence number"},
+		{Name: "sub_sequence", Kind: Int64, Required: true, Doc: "index within a KPL aggregate"},
+		{Name: "arrival_time", Kind: String, Required: true, Doc: "ApproximateArrivalTimestamp, RFC 3339 UTC"},
+		{Name: "data", Kind: String, Required: true, Doc: "the record's bytes (their first 640 KiB), base64"},
+	}}
+
+// Tables are the lake's tables, in the order the catalog emits them.
+var Tables = []*Table{Events, Raw, Errors}
 
 func mustTable(name, prefix string, cols, parts []Column) *Table {
-	t := &Table{Name: name, Prefix: prefix, Columns: cols, Partitions: parts}
+	t := &Table{Name: name, Prefix: prefix, Format: Parquet, Columns: cols, Partitions: parts,
+		Doc: "enriched, flattened clickstream events"}
 	if len(cols) != numEventColumns && name == "events" {
 		panic("lake: events columns and their indexes disagree")
 	}
