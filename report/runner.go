@@ -405,4 +405,3 @@ func withAppender(conn *sql.Conn, table string, fn func(a *duckdb.Appender) erro
 		return a.Close()
 	})
 }
-
