@@ -238,7 +238,7 @@ func duckType(c Column) string {
 	case Double:
 		return "DOUBLE"
 	case TimestampMillis:
-		return "TIMESTAMP"
+		return "TIMESTAMP WITH TIME ZONE" // an instant (adjusted to UTC), as DuckDB reads it from Parquet
 	case Struct:
 		parts := make([]string, len(c.Fields))
 		for i, f := range c.Fields {
@@ -250,7 +250,7 @@ func duckType(c Column) string {
 }
 
 // DuckDBType returns a column's DuckDB type name as DESCRIBE reports it (VARCHAR, BIGINT, DOUBLE,
-// TIMESTAMP, STRUCT(…)).
+// TIMESTAMP WITH TIME ZONE, STRUCT(…)).
 func DuckDBType(c Column) string { return duckType(c) }
 
 // DuckDBView returns a CREATE OR REPLACE VIEW statement naming t's columns and partitions over local copies
