@@ -116,13 +116,16 @@ func ShardID(userID string, n int) string {
 
 // Generate returns the trace's records grouped by shard (in arrival order within each shard). Record i
 // arrives at Start + i·Span/Records; its event time is a few milliseconds earlier.
-func (t Trace) Generate() map[string][]consumer.Record {
+func (t Trace) Generate() map[string][]consumer.Record { return t.GenerateRange(0, t.withDefaults().Records) }
+
+// GenerateRange returns records [from, from+n) of the trace, grouped by shard: each record depends only on
+// the seed and its index, so a large trace can be generated and archived in chunks.
+func (t Trace) GenerateRange(from, n int) map[string][]consumer.Record {
 	t.defaults()
-	r := rand.New(rand.NewPCG(t.Seed, 7))
 	out := map[string][]consumer.Record{}
-	seqs := map[string]int{}
 	step := t.Span / time.Duration(t.Records)
-	for i := 0; i < t.Records; i++ {
+	for i := from; i < from+n && i < t.Records; i++ {
+		r := rand.New(rand.NewPCG(t.Seed, uint64(i)))
 		user := t.UserID(r.IntN(t.Users + 3))
 		shard := ShardID(user, t.Shards)
 		at := t.Start.Add(time.Duration(i) * step)
@@ -135,11 +138,15 @@ func (t Trace) Generate() map[string][]consumer.Record {
 				ev.Format("2006-01-02 15:04:05.000000"), user, r.IntN(1000), i, ev.Add(time.Microsecond).Format("2006-01-02 15:04:05.000000"),
 				EventNames[r.IntN(len(EventNames))], Addresses[r.IntN(len(Addresses))].IP, r.IntN(120), r.Float64()*100, 100000+r.IntN(900000), r.Float64()*1000)
 		}
-		seqs[shard]++
-		out[shard] = append(out[shard], consumer.Record{ShardID: shard, SequenceNumber: fmt.Sprintf("4960%052d", seqs[shard]),
+		out[shard] = append(out[shard], consumer.Record{ShardID: shard, SequenceNumber: fmt.Sprintf("4960%052d", i+1),
 			PartitionKey: user, Data: []byte(data), ArrivedAt: at})
 	}
 	return out
+}
+
+func (t Trace) withDefaults() Trace {
+	t.defaults()
+	return t
 }
 
 type checkpointer struct{}
