@@ -116,7 +116,9 @@ func ShardID(userID string, n int) string {
 
 // Generate returns the trace's records grouped by shard (in arrival order within each shard). Record i
 // arrives at Start + i·Span/Records; its event time is a few milliseconds earlier.
-func (t Trace) Generate() map[string][]consumer.Record { return t.GenerateRange(0, t.withDefaults().Records) }
+func (t Trace) Generate() map[string][]consumer.Record {
+	return t.GenerateRange(0, t.withDefaults().Records)
+}
 
 // GenerateRange returns records [from, from+n) of the trace, grouped by shard: each record depends only on
 // the seed and its index, so a large trace can be generated and archived in chunks.
