@@ -6,6 +6,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/clickfleet/clickfleet/enrich"
 	"github.com/clickfleet/clickfleet/enrich/geo"
 	"github.com/clickfleet/clickfleet/messages"
 	"github.com/clickfleet/clickfleet/session"
@@ -180,15 +181,7 @@ const geoUnavailable = `,"geo_status":"unavailable"}`
 // public or not in the database carries no location and no mark.
 func (sh *shardShared) offer(r *record, name string, loc geo.Location, located bool) []byte {
 	ev := r.ev
-	if ev.ClickID == "" {
-		ev.ClickID = messages.DerivedClickID(sh.shard, r.pos.SequenceNumber, r.pos.SubSequence)
-	}
-	if name != "" {
-		ev.Name = name
-	}
-	if loc.Status == geo.StatusFound {
-		ev.Country, ev.Region, ev.City = loc.Country, loc.Region, loc.City
-	}
+	enrich.Event(ev, sh.shard, r.pos.SequenceNumber, r.pos.SubSequence, name, loc)
 	b, err := ev.AppendJSON(make([]byte, 0, 448))
 	if err != nil {
 		// A decoded event always encodes; should one not, keep its identity rather than lose it.

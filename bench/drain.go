@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/actors"
+	"github.com/clickfleet/clickfleet/archive"
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/provision"
@@ -45,9 +47,17 @@ type DrainConfig struct {
 	// seeds' per-record design as a baseline: one Redis write per event, one PutItem per session start).
 	// Default: noop.
 	Processor string
-	Redis     *redis.Client // for the count processor
-	Logger    *zap.Logger
-	Progress  func(string) // progress lines; nil: none
+	Redis     *redis.Client // for the count processor, and the archive's names
+	// S3 is for the archive processor ("archive": the lake writer at its default buffering, timed until
+	// the workers have stored every record and stopped, verified by reading the objects back). A bucket
+	// is created per run and left with its objects for inspection.
+	S3 S3API
+	// ArchiveBufferBytes is the archive's buffer size. Default: archive.DefaultBufferBytes (3 MiB).
+	ArchiveBufferBytes int
+	// ArchiveGeo locates the archive's events (nil: no location).
+	ArchiveGeo archive.Locator
+	Logger     *zap.Logger
+	Progress   func(string) // progress lines; nil: none
 }
 
 // DrainResult is what a drain run measured.
@@ -69,6 +79,23 @@ type DrainResult struct {
 	WorkerRate     float64   `json:"workers_records_per_s"`
 	Ratio          float64   `json:"workers_vs_bare"`
 	Verified       bool      `json:"counts_verified"`
+	// The archive processor's objects: raw input bytes, stored bytes by kind, object count and PUTs per
+	// minute per shard during the drain.
+	Archive *ArchiveFigures `json:"archive,omitempty"`
+}
+
+// ArchiveFigures are what the archive processor stored in a drain.
+type ArchiveFigures struct {
+	Bucket          string  `json:"bucket"`
+	InputBytes      int64   `json:"raw_input_bytes"`
+	RawBytes        int64   `json:"raw_gzip_bytes"`
+	ParquetBytes    int64   `json:"parquet_bytes"`
+	ParquetRows     int64   `json:"parquet_rows"`
+	RawLines        int64   `json:"raw_lines"`
+	Objects         int     `json:"objects"`
+	ParquetVsRaw    float64 `json:"parquet_vs_raw_json"`
+	PutsPerMinShard float64 `json:"puts_per_minute_per_shard"`
+	BufferedSeconds float64 `json:"all_buffered_seconds"`
 }
 
 // Drain pre-fills a fresh stream, times a bare GetRecords loop over it, then times cfg.Workers consumer
@@ -101,12 +128,16 @@ func Drain(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg DrainConfig
 	}
 	switch cfg.Processor {
 	case "noop":
+	case "archive":
+		if cfg.S3 == nil {
+			return DrainResult{}, errors.New("drain: the archive processor needs S3")
+		}
 	case "count", "actors", "lambda":
 		if cfg.Redis == nil {
 			return DrainResult{}, fmt.Errorf("drain: the %s processor needs Redis", cfg.Processor)
 		}
 	default:
-		return DrainResult{}, fmt.Errorf("drain: processor must be noop, count, actors or lambda, not %q", cfg.Processor)
+		return DrainResult{}, fmt.Errorf("drain: processor must be noop, count, actors, lambda or archive, not %q", cfg.Processor)
 	}
 	id := fmt.Sprintf("bench-drain-%d", time.Now().UnixNano())
 	res := DrainResult{Scenario: "drain", When: time.Now().UTC(), Stream: id, Shards: cfg.Shards, Records: cfg.Records,
@@ -147,6 +178,27 @@ func Drain(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg DrainConfig
 	switch cfg.Processor {
 	case "noop":
 		factory = func(string) consumer.Processor { return &noopProcessor{count: count} }
+	case "archive":
+		bucket := strings.ToLower(id)
+		if _, err := provision.EnsureBucket(ctx, cfg.S3, bucket); err != nil {
+			return res, err
+		}
+		res.Archive = &ArchiveFigures{Bucket: bucket}
+		acfg := archive.Config{Stream: id, Raw: archive.Location{Bucket: bucket, Prefix: "raw/"}, Events: archive.Location{Bucket: bucket, Prefix: "events/"},
+			Errors: archive.Location{Bucket: bucket, Prefix: "errors/"}, BufferBytes: cfg.ArchiveBufferBytes, Logger: cfg.Logger, Prefix: prefix}
+		if cfg.Redis != nil {
+			acfg.Names = cfg.Redis
+		}
+		if cfg.ArchiveGeo != nil {
+			acfg.Geo = cfg.ArchiveGeo
+		}
+		a, err := archive.New(cfg.S3, acfg)
+		if err != nil {
+			return res, err
+		}
+		factory = func(shard string) consumer.Processor {
+			return &countingProcessor{Processor: a.NewProcessor(shard), count: count}
+		}
 	case "count":
 		inner, err := usercount.Factory(usercount.Config{Redis: cfg.Redis, Prefix: prefix, Logger: cfg.Logger})
 		if err != nil {
@@ -220,6 +272,15 @@ func Drain(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg DrainConfig
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
+	if cfg.Processor == "archive" {
+		// Every record is buffered; stopping the workers stores the rest and checkpoints (the clean stop
+		// of a real fleet), so the drain ends when the last object is durable.
+		buffered := time.Since(start)
+		stop()
+		wg.Wait()
+		progress(fmt.Sprintf("archive: every record buffered after %.2fs, stored and the workers stopped after %.2fs", buffered.Seconds(), time.Since(start).Seconds()))
+		res.Archive.BufferedSeconds = buffered.Seconds()
+	}
 	took = time.Since(start)
 	stop()
 	wg.Wait()
@@ -233,6 +294,15 @@ func Drain(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg DrainConfig
 	res.Ratio = res.WorkerRate / res.BareRate
 	progress(fmt.Sprintf("%d worker(s), %s processor: %.2fs (%.0f records/s, %.0f%% of the bare loop)",
 		cfg.Workers, cfg.Processor, took.Seconds(), res.WorkerRate, 100*res.Ratio))
+	if cfg.Processor == "archive" {
+		if err := measureLake(ctx, cfg.S3, res.Archive, cfg.Records); err != nil {
+			return res, err
+		}
+		res.Verified = true
+		res.Archive.PutsPerMinShard = float64(res.Archive.Objects) / took.Minutes() / float64(cfg.Shards)
+		progress(fmt.Sprintf("archive: %d objects; Parquet %.1f%% of the raw JSON bytes (%d of %d); raw gzip %d bytes",
+			res.Archive.Objects, 100*res.Archive.ParquetVsRaw, res.Archive.ParquetBytes, res.Archive.InputBytes, res.Archive.RawBytes))
+	}
 	if cfg.Processor == "count" {
 		if err := verifyCounts(ctx, cfg.Redis, prefix, want); err != nil {
 			return res, err

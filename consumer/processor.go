@@ -39,6 +39,11 @@ type InitInput struct {
 	Start lease.Checkpoint
 	// ParentShardIDs are the shards this one was split or merged from; all are finished.
 	ParentShardIDs []string
+	// ValidFor reports how much longer the lease is this worker's by its own clock (see
+	// lease.Handle.ValidFor): zero once it is lost. A processor whose writes a deposed owner must not
+	// make (objects without a fenced store) checks it before each write and bounds the write by it.
+	// Safe for concurrent use.
+	ValidFor func() time.Duration
 }
 
 // Batch is given to Processor.ProcessRecords: the records of one GetRecords call, in shard order.

@@ -2,8 +2,10 @@ package lease
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"time"
 )
 
 // Checkpointer records how far a shard has been processed. Both methods are
@@ -119,4 +121,30 @@ func (h *Handle) RecordChildShards(ctx context.Context, children []string) error
 // returns an error matching ErrLeaseLost if the lease was lost first.
 func (h *Handle) Release(ctx context.Context) error {
 	return h.e.release(ctx, h)
+}
+
+// ValidFor returns how much longer this holding period's lease is provably this worker's by its own
+// (monotonic) clock: the failover time minus the time since the last successful renewal or checkpoint was
+// sent, or zero once the lease is lost, released or expired. Other workers only take a lease after they
+// have seen its counter unchanged for the failover time, counted from when they read it (after we sent the
+// write), so no other worker can hold it before ValidFor has run out. During a handoff out (after
+// ErrHandoffRequested) it counts from the last renewal too, which holds while Config.HandoffTimeout is at
+// least the failover time (its default). Call it right before a write that a deposed owner must not make,
+// and bound that write by the answer. It does no I/O and never blocks on a write in flight; safe for
+// concurrent use.
+func (h *Handle) ValidFor() time.Duration {
+	e := h.e
+	if h.ctx.Err() != nil {
+		if c := context.Cause(h.ctx); errors.Is(c, ErrLeaseLost) || errors.Is(c, ErrLeaseReleased) {
+			return 0
+		}
+	}
+	if e.stateIs(stateDone) || e.expired.Load() {
+		return 0
+	}
+	sent := e.bumpAt.Load()
+	if sent == nil {
+		return 0
+	}
+	return max(e.cfg().FailoverTime-e.cfg().Clock.Now().Sub(*sent), 0)
 }

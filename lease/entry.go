@@ -54,7 +54,8 @@ type entry struct {
 	gen      atomic.Uint64
 	deadline Timer
 	cancel   atomic.Pointer[context.CancelCauseFunc]
-	expired  atomic.Bool // not renewed within the failover time by our clock
+	expired  atomic.Bool               // not renewed within the failover time by our clock
+	bumpAt   atomic.Pointer[time.Time] // lastBump, readable without mu (Handle.ValidFor)
 }
 
 func (e *entry) stateIs(s entryState) bool { return entryState(e.pub.Load()) == s }
@@ -87,6 +88,7 @@ func (e *entry) bumpedLocked(l Lease, sent time.Time) {
 	e.lease = l
 	e.counter = l.Counter
 	e.lastBump = sent
+	e.bumpAt.Store(&sent)
 	gen := e.gen.Add(1)
 	if e.deadline != nil {
 		e.deadline.Stop()

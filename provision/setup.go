@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/enrich/names"
+	"github.com/clickfleet/clickfleet/lake"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
 )
@@ -20,6 +21,11 @@ type Resources struct {
 	OutputShards  int32  // shards of a new offers or errors stream. Default: 1
 	LeaseTable    string // the KCL-style lease table. Default: clickfleet-leases
 	SessionsTable string // session rows. Default: sessions
+	// ArchiveLeaseTable is the archive's own lease table (a second KCL application). Default:
+	// clickfleet-archive-leases
+	ArchiveLeaseTable string
+	// Buckets are the lake's buckets, created when Clients.S3 is set. Default: clickfleet-lake
+	Buckets []string
 }
 
 // DefaultResources returns the names and sizes documented on Resources.
@@ -27,6 +33,7 @@ func DefaultResources() Resources {
 	return Resources{
 		Stream: messages.Stream, OffersStream: messages.OffersStream, ErrorsStream: messages.ErrorStream,
 		Shards: 4, OutputShards: 1, LeaseTable: lease.DefaultTable, SessionsTable: messages.SessionsTable,
+		ArchiveLeaseTable: lake.DefaultLeaseTable, Buckets: []string{lake.DefaultBucket},
 	}
 }
 
@@ -34,7 +41,7 @@ func DefaultResources() Resources {
 func (r Resources) Validate() error {
 	for _, f := range []struct{ name, v string }{
 		{"stream", r.Stream}, {"offers-stream", r.OffersStream}, {"errors-stream", r.ErrorsStream},
-		{"lease-table", r.LeaseTable}, {"sessions-table", r.SessionsTable},
+		{"lease-table", r.LeaseTable}, {"sessions-table", r.SessionsTable}, {"archive-lease-table", r.ArchiveLeaseTable},
 	} {
 		if f.v == "" {
 			return fmt.Errorf("%s: must not be empty", f.name)
@@ -57,6 +64,8 @@ type Clients struct {
 		lease.DynamoDBAPI
 	}
 	Postgres Execer
+	// S3 creates the lake's buckets; nil skips them.
+	S3 S3API
 }
 
 // Setup creates every resource that is missing, in order (streams, tables, PostgreSQL schema), and logs
@@ -91,6 +100,19 @@ func Setup(ctx context.Context, c Clients, r Resources, log *zap.Logger) error {
 		return err
 	}
 	log.Info("table ready", zap.String("table", r.SessionsTable), zap.String("role", "sessions"), zap.Bool("created", created))
+	if err := lease.EnsureTable(ctx, c.DynamoDB, r.ArchiveLeaseTable); err != nil {
+		return err
+	}
+	log.Info("table ready", zap.String("table", r.ArchiveLeaseTable), zap.String("role", "archive leases"))
+	if c.S3 != nil {
+		for _, b := range r.Buckets {
+			created, err := EnsureBucket(ctx, c.S3, b)
+			if err != nil {
+				return err
+			}
+			log.Info("bucket ready", zap.String("bucket", b), zap.Bool("created", created))
+		}
+	}
 	if c.Postgres == nil {
 		log.Warn("no PostgreSQL configured (--pg-dsn): customers schema not created")
 		return nil

@@ -115,9 +115,10 @@ func writeOutputs(res bench.LoadResult, out, html string) error {
 
 func newBenchDrainCommand(g *globals) *cobra.Command {
 	var (
-		cfg      bench.DrainConfig
-		redisURL string
-		out      string
+		cfg                bench.DrainConfig
+		redisURL           string
+		out                string
+		pathStyle, geoMMDB string
 	)
 	cmd := &cobra.Command{
 		Use:   "drain",
@@ -137,6 +138,24 @@ func newBenchDrainCommand(g *globals) *cobra.Command {
 				defer cfg.Redis.Close()
 			}
 			cfg.Logger = g.log.Named("bench")
+			if cfg.Processor == "archive" {
+				s3c, err := newS3(awsCfg, pathStyle)
+				if err != nil {
+					return err
+				}
+				cfg.S3 = s3c
+				if geoMMDB != "" {
+					gs := geoSettings{mmdb: geoMMDB, cacheSize: 100000, ttl: 7 * 24 * time.Hour, notFoundTTL: time.Hour, timeout: time.Second}
+					resolver, closeGeo, err := newGeoResolver(gs, cfg.Redis, "bench:", nil, cfg.Logger)
+					if err != nil {
+						return err
+					}
+					defer closeGeo()
+					if resolver != nil {
+						cfg.ArchiveGeo = resolver
+					}
+				}
+			}
 			cfg.Progress = func(s string) { fmt.Fprintln(os.Stderr, "bench:", s) }
 			res, err := bench.Drain(ctx, kinesis.NewFromConfig(awsCfg), dynamodb.NewFromConfig(awsCfg), cfg)
 			if err != nil {
@@ -147,6 +166,11 @@ func newBenchDrainCommand(g *globals) *cobra.Command {
 			fmt.Fprintf(tw, "pre-fill (PutRecords)\t%.2f s\t%.0f records/s\t\n", res.PrefillSeconds, res.PrefillRate)
 			fmt.Fprintf(tw, "bare GetRecords loop\t%.2f s\t%.0f records/s\t(baseline)\n", res.BareSeconds, res.BareRate)
 			fmt.Fprintf(tw, "%d worker(s), %s\t%.2f s\t%.0f records/s\t%.0f%% of baseline\n", res.Workers, res.Processor, res.WorkerSeconds, res.WorkerRate, 100*res.Ratio)
+			if a := res.Archive; a != nil {
+				fmt.Fprintf(tw, "lake (s3://%s)\t%d objects\t%.1f PUTs/min/shard\t\n", a.Bucket, a.Objects, a.PutsPerMinShard)
+				fmt.Fprintf(tw, "raw JSON input\t%d bytes\tgzip %d bytes\t%.1f%%\n", a.InputBytes, a.RawBytes, 100*float64(a.RawBytes)/float64(a.InputBytes))
+				fmt.Fprintf(tw, "enriched Parquet\t%d bytes\t%d rows\t%.1f%% of the raw JSON\n", a.ParquetBytes, a.ParquetRows, 100*a.ParquetVsRaw)
+			}
 			if err := tw.Flush(); err != nil {
 				return err
 			}
@@ -168,7 +192,10 @@ func newBenchDrainCommand(g *globals) *cobra.Command {
 	f.IntVar(&cfg.Users, "users", 10000, "distinct users")
 	f.IntVar(&cfg.Writers, "writers", 4, "concurrent PutRecords loops for the pre-fill")
 	f.IntVar(&cfg.Workers, "workers", 1, "consumer workers (in this process)")
-	f.StringVar(&cfg.Processor, "processor", "noop", `"noop" (the consumer alone), "count" (per-user counts in Redis, verified), "actors" (sessions and user state, verified) or "lambda" (the seeds' per-record writes, a baseline)`)
+	f.StringVar(&cfg.Processor, "processor", "noop", `"noop" (the consumer alone), "count" (per-user counts in Redis, verified), "actors" (sessions and user state, verified), "lambda" (the seeds' per-record writes, a baseline) or "archive" (raw and enriched Parquet objects in S3, read back and verified)`)
+	f.IntVar(&cfg.ArchiveBufferBytes, "buffer-bytes", 0, "archive: roll objects at this many raw bytes (0: the archive's default, 3 MiB)")
+	f.StringVar(&pathStyle, "s3-path-style", "auto", "archive: path-style S3 addressing: auto (on when AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL is set), true or false")
+	f.StringVar(&geoMMDB, "geo-mmdb", geoAuto, "archive: geo database for the Parquet rows' location (auto as for consume; empty: none)")
 	f.StringVar(&redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis for the count processor")
 	f.StringVar(&out, "out", "", "also write the result as JSON to this file")
 	return cmd

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -27,6 +28,13 @@ func TestComposeFileMatchesTheCLI(t *testing.T) {
 	}
 	if err := yaml.Unmarshal(raw, &compose); err != nil {
 		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	// The archive runs against LocalStack's S3, in the bucket setup creates.
+	if a := compose.Services["archive"]; len(a.Command) == 0 || a.Command[0] != "archive" || a.Environment["CLICKFLEET_LAKE_URL"] == "" {
+		t.Errorf("no archive service running 'clickfleet archive' with CLICKFLEET_LAKE_URL: %+v", a)
+	}
+	if ls := compose.Services["localstack"]; !slices.Contains(strings.Split(ls.Environment["SERVICES"], ","), "s3") {
+		t.Errorf("LocalStack's SERVICES %q lack s3", ls.Environment["SERVICES"])
 	}
 	checked := 0
 	for name, svc := range compose.Services {

@@ -10,24 +10,28 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/clickfleet/clickfleet/archive"
+	"github.com/clickfleet/clickfleet/lake"
 	"github.com/clickfleet/clickfleet/provision"
 )
 
 func newSetupCommand(g *globals) *cobra.Command {
 	var (
-		res     = provision.DefaultResources()
-		pgDSN   string
-		timeout time.Duration
-		demo    bool
-		demoN   int
+		res                = provision.DefaultResources()
+		pgDSN              string
+		timeout            time.Duration
+		demo               bool
+		demoN              int
+		lakeURL, pathStyle string
 	)
 	cmd := &cobra.Command{
 		Use:   "setup",
 		Short: "Create the streams, DynamoDB tables and PostgreSQL schema (idempotent)",
 		Long: `setup creates what is missing and leaves what exists: the input, offers and errors streams, the lease
-table and the sessions table (with its user_id index), and the customers table with its change trigger.
+table, the sessions table (with its user_id index), the archive's lease table, the lake's bucket, and
+the customers table with its change trigger.
 It waits until streams and tables are ACTIVE. Endpoints come from the AWS SDK's environment
-(AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_KINESIS, AWS_ENDPOINT_URL_DYNAMODB), so it sets up the local stack,
+(AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_KINESIS, AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_S3), so it sets up the local stack,
 LocalStack and AWS alike.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -41,6 +45,17 @@ LocalStack and AWS alike.`,
 				return err
 			}
 			clients := provision.Clients{Kinesis: kinesis.NewFromConfig(awsCfg), DynamoDB: dynamodb.NewFromConfig(awsCfg)}
+			if lakeURL != "" {
+				lake, err := archive.ParseURL(lakeURL)
+				if err != nil {
+					return usagef("--lake-url (CLICKFLEET_LAKE_URL): %v", err)
+				}
+				s3c, err := newS3(awsCfg, pathStyle)
+				if err != nil {
+					return err
+				}
+				clients.S3, res.Buckets = s3c, []string{lake.Bucket}
+			}
 			if pgDSN != "" {
 				conn, err := pgx.Connect(ctx, pgDSN)
 				if err != nil {
@@ -75,6 +90,9 @@ LocalStack and AWS alike.`,
 	f.Int32Var(&res.OutputShards, "output-shards", res.OutputShards, "shards of the offers and errors streams when they are created")
 	f.StringVar(&res.LeaseTable, "lease-table", res.LeaseTable, "DynamoDB lease table")
 	f.StringVar(&res.SessionsTable, "sessions-table", res.SessionsTable, "DynamoDB sessions table")
+	f.StringVar(&res.ArchiveLeaseTable, "archive-lease-table", res.ArchiveLeaseTable, "DynamoDB lease table of 'clickfleet archive'")
+	f.StringVar(&lakeURL, "lake-url", lake.DefaultURL, "the lake, whose bucket is created (empty: no bucket)")
+	f.StringVar(&pathStyle, "s3-path-style", "auto", "path-style S3 addressing: auto (on when AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL is set), true or false")
 	f.StringVar(&pgDSN, "pg-dsn", "", "PostgreSQL connection string for the customers schema (empty: skip PostgreSQL)")
 	f.DurationVar(&timeout, "timeout", 2*time.Minute, "give up when set-up takes longer")
 	f.BoolVar(&demo, "demo", false, "also load demo customers (ids 1..N, the generator's POC users) with names and prices; needs --pg-dsn")

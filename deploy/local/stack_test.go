@@ -48,7 +48,7 @@ func TestStackLifecycle(t *testing.T) {
 	dir := t.TempDir()
 	ports := map[string]string{
 		"CLICKFLEET_KINESIS_PORT": freePort(t), "CLICKFLEET_DYNAMODB_PORT": freePort(t),
-		"CLICKFLEET_REDIS_PORT": freePort(t), "CLICKFLEET_PG_PORT": freePort(t),
+		"CLICKFLEET_REDIS_PORT": freePort(t), "CLICKFLEET_PG_PORT": freePort(t), "CLICKFLEET_S3_PORT": freePort(t),
 	}
 	env := append(os.Environ(), "CLICKFLEET_STACK_DIR="+filepath.Join(dir, "stack"), "CLICKFLEET_STACK_KINESIS=kinesalite")
 	for k, v := range ports {
@@ -68,7 +68,7 @@ func TestStackLifecycle(t *testing.T) {
 		}
 	}
 	out, err := run("status")
-	if err != nil || strings.Count(out, " up ") != 4 {
+	if err != nil || strings.Count(out, " up ") != 5 {
 		t.Fatalf("status after up: %v\n%s", err, out)
 	}
 
@@ -110,7 +110,7 @@ func TestStackLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatalf("down: %v\n%s", err, out)
 	}
-	if out, err := run("status"); err == nil || strings.Count(out, "DOWN") != 4 {
+	if out, err := run("status"); err == nil || strings.Count(out, "DOWN") != 5 {
 		t.Fatalf("status after down: err %v\n%s", err, out)
 	}
 	// And up again after down.

@@ -18,6 +18,7 @@ import (
 type RedisClient interface {
 	HGetAll(ctx context.Context, key string) *redis.MapStringStringCmd
 	TxPipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
+	Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
 }
 
 // Config configures a Resolver. Zero fields take the defaults named in their docs.
@@ -304,6 +305,11 @@ func (r *Resolver) readRedis(ctx context.Context, rkey string) (Location, time.D
 		r.log.Warn("geo cache read failed", zap.String("key", rkey), zap.Error(err))
 		return Location{}, 0, false
 	}
+	return r.fromRedis(h)
+}
+
+// fromRedis interprets a cached answer's hash (empty: a miss).
+func (r *Resolver) fromRedis(h map[string]string) (Location, time.Duration, bool) {
 	if len(h) == 0 {
 		return Location{}, 0, false
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
@@ -160,6 +161,48 @@ func Stream(t testing.TB, kin *kinesis.Client, shards int32) string {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_, _ = kin.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String(name), EnforceConsumerDeletion: aws.Bool(true)})
+	})
+	return name
+}
+
+// S3 returns a client for the S3 server named by AWS_ENDPOINT_URL_S3 (versitygw in the local stack), using
+// path-style addressing as local servers need.
+func S3(t testing.TB) *s3.Client {
+	t.Helper()
+	endpoint := need(t, "AWS_ENDPOINT_URL_S3", "S3 server")
+	c := s3.NewFromConfig(AWSConfig(t), func(o *s3.Options) { o.UsePathStyle = true })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.ListBuckets(ctx, &s3.ListBucketsInput{}); err != nil {
+		t.Fatalf("S3 server at %s (AWS_ENDPOINT_URL_S3) does not answer: %v; %s", endpoint, err, startHint)
+	}
+	return c
+}
+
+// Bucket creates a bucket with a name unique to the test and removes it, with every object in it, when
+// the test ends.
+func Bucket(t testing.TB, c *s3.Client) string {
+	t.Helper()
+	name := Name(t, "b")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
+		t.Fatalf("create test bucket %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String(name)})
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				return
+			}
+			for _, o := range page.Contents {
+				_, _ = c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(name), Key: o.Key})
+			}
+		}
+		_, _ = c.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(name)})
 	})
 	return name
 }

@@ -1,0 +1,266 @@
+package lake
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
+)
+
+// Kind is a column's logical type.
+type Kind uint8
+
+// The column kinds and how each is stored in Parquet.
+const (
+	// String is UTF-8 text (BYTE_ARRAY, STRING).
+	String Kind = iota
+	// Int64 is a signed 64-bit integer (INT64).
+	Int64
+	// Double is a 64-bit float (DOUBLE).
+	Double
+	// TimestampMillis is an instant in milliseconds since the Unix epoch, UTC (INT64, TIMESTAMP(MILLIS,
+	// adjusted to UTC)).
+	TimestampMillis
+)
+
+// String returns the kind's name as SQL engines spell it (string, bigint, double, timestamp).
+func (k Kind) String() string {
+	switch k {
+	case String:
+		return "string"
+	case Int64:
+		return "bigint"
+	case Double:
+		return "double"
+	case TimestampMillis:
+		return "timestamp"
+	}
+	return fmt.Sprintf("Kind(%d)", uint8(k))
+}
+
+// Column is one column of a table: a lowercase flat name (Athena and Glue reject dots and upper case),
+// its kind, whether every row has a value, and what it holds.
+type Column struct {
+	Name     string
+	Kind     Kind
+	Required bool
+	Doc      string
+	// Repeats marks a String column with few distinct values per file (names, countries, user ids):
+	// it is dictionary-encoded.
+	Repeats bool
+}
+
+// Table is a lake table: its name, the prefix its objects live under, its stored columns and its Hive
+// partition columns (in the object keys, not in the files). A Table is immutable once built and safe for
+// concurrent use.
+type Table struct {
+	Name       string
+	Prefix     string
+	Columns    []Column
+	Partitions []Column
+
+	schema *parquet.Schema
+	leaf   []int // leaf[i] is the Parquet column index of Columns[i]
+}
+
+// HourPartitions are the partition columns of every lake table: the UTC hour of an object's first record's
+// arrival, as two-digit (four for the year) strings.
+var HourPartitions = []Column{
+	{Name: "year", Kind: String, Required: true, Doc: "UTC year of the object's first record's arrival, YYYY"},
+	{Name: "month", Kind: String, Required: true, Doc: "UTC month, MM"},
+	{Name: "day", Kind: String, Required: true, Doc: "UTC day of month, DD"},
+	{Name: "hour", Kind: String, Required: true, Doc: "UTC hour, HH"},
+}
+
+// Indexes of Events' columns, in Events.Columns order; use them with Row's setters.
+const (
+	ColEventTime = iota
+	ColUserID
+	ColClickID
+	ColEventName
+	ColEventType
+	ColDeviceType
+	ColPixelID
+	ColUserIP
+	ColInsertionTime
+	ColTimeOnData
+	ColPercentViewed
+	ColProductID
+	ColPrice
+	ColName
+	ColCountry
+	ColRegion
+	ColCity
+	ColLatitude
+	ColLongitude
+	ColGeoStatus
+	ColShardID
+	ColSequenceNumber
+	ColSubSequence
+	ColArrivalTime
+	numEventColumns
+)
+
+// Events is the enriched, flattened clickstream event table (Parquet with Snappy under events/): both seed
+// shapes in one set of columns, the POC's additional_data split into its fields, the enrichment, and the
+// record's stream position.
+var Events = mustTable("events", "events/", []Column{
+	ColEventTime:      {Name: "event_time", Kind: TimestampMillis, Required: true, Doc: "event time, from timestamp (POC) or event_timestamp (lab)"},
+	ColUserID:         {Name: "user_id", Kind: String, Required: true, Doc: "user id, the partition key", Repeats: true},
+	ColClickID:        {Name: "click_id", Kind: String, Required: true, Doc: "click id; derived from shard, sequence and sub-sequence when the event has none"},
+	ColEventName:      {Name: "event_name", Kind: String, Required: true, Doc: "event name (Search, AddToCart, ViewContent, Purchase; checkout, search, …)", Repeats: true},
+	ColEventType:      {Name: "event_type", Kind: String, Doc: "the lab's event_type", Repeats: true},
+	ColDeviceType:     {Name: "device_type", Kind: String, Required: true, Doc: "device type, unknown when missing", Repeats: true},
+	ColPixelID:        {Name: "pixel_id", Kind: String, Doc: "the POC's pixel_id"},
+	ColUserIP:         {Name: "user_ip", Kind: String, Doc: "the POC's user_ip", Repeats: true},
+	ColInsertionTime:  {Name: "insertion_time", Kind: TimestampMillis, Doc: "the POC's insertion_timestamp"},
+	ColTimeOnData:     {Name: "time_on_data", Kind: Double, Doc: "additional_data.time_on_data"},
+	ColPercentViewed:  {Name: "percent_viewed", Kind: Double, Doc: "additional_data.percent_viewed"},
+	ColProductID:      {Name: "product_id", Kind: Int64, Doc: "additional_data.product_id"},
+	ColPrice:          {Name: "price", Kind: Double, Doc: "additional_data.price"},
+	ColName:           {Name: "name", Kind: String, Doc: "the user's full name (from the customers table, through Redis)", Repeats: true},
+	ColCountry:        {Name: "country", Kind: String, Doc: "ISO 3166-1 alpha-2 country of user_ip", Repeats: true},
+	ColRegion:         {Name: "region", Kind: String, Doc: "region (first-level subdivision) of user_ip", Repeats: true},
+	ColCity:           {Name: "city", Kind: String, Doc: "city of user_ip", Repeats: true},
+	ColLatitude:       {Name: "latitude", Kind: Double, Doc: "latitude of user_ip, when the geo provider gives one"},
+	ColLongitude:      {Name: "longitude", Kind: Double, Doc: "longitude of user_ip, when the geo provider gives one"},
+	ColGeoStatus:      {Name: "geo_status", Kind: String, Doc: "how user_ip was located: found, not_found, unknown (private or malformed) or unavailable; null when not looked up", Repeats: true},
+	ColShardID:        {Name: "shard_id", Kind: String, Required: true, Doc: "Kinesis shard the record was read from", Repeats: true},
+	ColSequenceNumber: {Name: "sequence_number", Kind: String, Required: true, Doc: "Kinesis sequence number"},
+	ColSubSequence:    {Name: "sub_sequence", Kind: Int64, Required: true, Doc: "index within a KPL aggregate; 0 for a plain record"},
+	ColArrivalTime:    {Name: "arrival_time", Kind: TimestampMillis, Required: true, Doc: "Kinesis ApproximateArrivalTimestamp"},
+}, HourPartitions)
+
+// Raw is the raw event table (raw/): each record's bytes as they arrived, one JSON object per line,
+// gzip-compressed by default. Its single column is the whole line; engines read it with a JSON SerDe.
+var Raw = &Table{Name: "raw_events", Prefix: "raw/", Partitions: HourPartitions}
+
+// Errors is the table of records that failed decoding or validation (errors/): one JSON object per line
+// with reason, stream, shard_id, sequence_number, sub_sequence, arrival_time and data (base64).
+var Errors = &Table{Name: "errors", Prefix: "errors/", Partitions: HourPartitions}
+
+func mustTable(name, prefix string, cols, parts []Column) *Table {
+	t := &Table{Name: name, Prefix: prefix, Columns: cols, Partitions: parts}
+	if len(cols) != numEventColumns && name == "events" {
+		panic("lake: events columns and their indexes disagree")
+	}
+	g := parquet.Group{}
+	for _, c := range cols {
+		var n parquet.Node
+		switch c.Kind {
+		case String:
+			n = parquet.String()
+		case Int64:
+			n = parquet.Int(64)
+		case Double:
+			n = parquet.Leaf(parquet.DoubleType)
+		case TimestampMillis:
+			n = parquet.Timestamp(parquet.Millisecond)
+		}
+		switch {
+		case c.Kind == String && c.Repeats:
+			n = parquet.Encoded(n, &parquet.RLEDictionary)
+		case c.Kind == String && c.Name == "sequence_number":
+			n = parquet.Encoded(n, &parquet.DeltaByteArray) // long shared prefixes
+		case c.Kind == String:
+			n = parquet.Encoded(n, &parquet.DeltaLengthByteArray) // unique ids: no per-value length prefix
+		case c.Kind == Int64 || c.Kind == TimestampMillis:
+			n = parquet.Encoded(n, &parquet.DeltaBinaryPacked)
+		}
+		n = parquet.Compressed(n, &parquet.Snappy)
+		if !c.Required {
+			n = parquet.Optional(n)
+		}
+		g[c.Name] = n
+	}
+	t.schema = parquet.NewSchema(name, g)
+	t.leaf = make([]int, len(cols))
+	for i, c := range cols {
+		leaf, ok := t.schema.Lookup(c.Name)
+		if !ok {
+			panic("lake: column " + c.Name + " missing from its own schema")
+		}
+		t.leaf[i] = leaf.ColumnIndex
+	}
+	return t
+}
+
+// ParquetSchema returns the table's Parquet schema: every column Snappy-compressed, optional unless
+// Required. parquet-go stores a group's columns in name order; readers match columns by name.
+func (t *Table) ParquetSchema() *parquet.Schema { return t.schema }
+
+// Codec is the compression of every column the lake writes.
+var Codec compress.Codec = &parquet.Snappy
+
+// Row is one row of a table being built: every optional column starts null. Not safe for concurrent use.
+type Row struct {
+	t *Table
+	v parquet.Row
+}
+
+// NewRow returns an empty row of t.
+func (t *Table) NewRow() Row {
+	r := Row{t: t, v: make(parquet.Row, len(t.Columns))}
+	for i := range t.Columns {
+		r.SetNull(i)
+	}
+	return r
+}
+
+func (r Row) def(col int) int {
+	if r.t.Columns[col].Required {
+		return 0
+	}
+	return 1
+}
+
+// SetNull makes column col null (for a required column: its zero value).
+func (r Row) SetNull(col int) {
+	if r.t.Columns[col].Required {
+		switch r.t.Columns[col].Kind {
+		case String:
+			r.v[r.t.leaf[col]] = parquet.ByteArrayValue(nil).Level(0, 0, r.t.leaf[col])
+		case Double:
+			r.v[r.t.leaf[col]] = parquet.DoubleValue(0).Level(0, 0, r.t.leaf[col])
+		default:
+			r.v[r.t.leaf[col]] = parquet.Int64Value(0).Level(0, 0, r.t.leaf[col])
+		}
+		return
+	}
+	r.v[r.t.leaf[col]] = parquet.NullValue().Level(0, 0, r.t.leaf[col])
+}
+
+// SetString sets a String column; an empty s makes an optional column null.
+func (r Row) SetString(col int, s string) {
+	if s == "" && !r.t.Columns[col].Required {
+		r.SetNull(col)
+		return
+	}
+	r.v[r.t.leaf[col]] = parquet.ByteArrayValue([]byte(s)).Level(0, r.def(col), r.t.leaf[col])
+}
+
+// SetInt64 sets an Int64 column.
+func (r Row) SetInt64(col int, v int64) {
+	r.v[r.t.leaf[col]] = parquet.Int64Value(v).Level(0, r.def(col), r.t.leaf[col])
+}
+
+// SetDouble sets a Double column.
+func (r Row) SetDouble(col int, v float64) {
+	r.v[r.t.leaf[col]] = parquet.DoubleValue(v).Level(0, r.def(col), r.t.leaf[col])
+}
+
+// SetMillis sets a TimestampMillis column from Unix milliseconds.
+func (r Row) SetMillis(col int, ms int64) { r.SetInt64(col, ms) }
+
+// SetTime sets a TimestampMillis column; the zero time makes an optional column null.
+func (r Row) SetTime(col int, t time.Time) {
+	if t.IsZero() && !r.t.Columns[col].Required {
+		r.SetNull(col)
+		return
+	}
+	r.SetInt64(col, t.UnixMilli())
+}
+
+// Parquet returns the row in the table's Parquet column order, for parquet.Writer.WriteRows.
+func (r Row) Parquet() parquet.Row { return r.v }
