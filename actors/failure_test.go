@@ -3,14 +3,6 @@ package actors
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -77,23 +69,6 @@ func TestPermanentWriteErrorStopsTheWorker(t *testing.T) {
 	}
 }
 
-// startPrivateRedis runs a redis-server of the test's own on port, keeping its data in an append-only
-// file under dir so that a restart keeps it; the server is stopped when the test ends.
-func startPrivateRedis(t *testing.T, dir, port string) *redis.Client {
-	t.Helper()
-	t.Cleanup(func() { stopByPIDFile(filepath.Join(dir, "redis.pid")) })
-	out, err := exec.Command("redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", port,
-		"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", dir,
-		"--pidfile", filepath.Join(dir, "redis.pid"), "--logfile", filepath.Join(dir, "redis.log")).CombinedOutput()
-	if err != nil {
-		t.Fatalf("redis-server (needed for this test; deploy/local/stack up installs it): %v\n%s", err, out)
-	}
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + port})
-	t.Cleanup(func() { _ = rdb.Close() })
-	testenv.WaitFor(t, "the private redis-server", 10*time.Second, func() bool { return rdb.Ping(context.Background()).Err() == nil })
-	return rdb
-}
-
 // Redis stops for 3 s while records flow: the writer retries (the factory is not ready meanwhile),
 // checkpoints nothing it has not written, and when Redis is back every session and user state equals a
 // run without the outage.
@@ -103,15 +78,10 @@ func TestRedisOutageIsRetried(t *testing.T) {
 	evs := labEvents(400, 11)
 	first := putAll(t, ref.kin, stream, evs[:200])
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
+	port := testenv.FreePort(t)
 	dir := t.TempDir()
 	out := ref.withTable(t)
-	out.rdb = startPrivateRedis(t, dir, port)
+	out.rdb = testenv.StartRedis(t, dir, port)
 
 	run := func(s *sinks, id string) (*Factory, string, func()) {
 		cfg := s.config(stream)
@@ -134,7 +104,7 @@ func TestRedisOutageIsRetried(t *testing.T) {
 		t.Fatal("the second half was checkpointed while Redis was down")
 	}
 	time.Sleep(3 * time.Second) // an outage of a fixed length: the writer must keep retrying through it
-	out.rdb = startPrivateRedis(t, dir, port)
+	out.rdb = testenv.StartRedis(t, dir, port)
 
 	testenv.WaitFor(t, "both runs checkpointed at the last record", 90*time.Second, func() bool {
 		return checkpointedTo(t, out.ddb, outLeases, last) && checkpointedTo(t, ref.ddb, refLeases, last)
@@ -148,15 +118,4 @@ func TestRedisOutageIsRetried(t *testing.T) {
 	stopOut()
 	stopRef()
 	sameResults(t, out, ref)
-}
-
-// stopByPIDFile sends SIGTERM to the process whose id the file holds, if any.
-func stopByPIDFile(path string) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return
-	}
-	if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
-		_ = syscall.Kill(pid, syscall.SIGTERM)
-	}
 }

@@ -229,7 +229,7 @@ func (f *fleet) put(in *input, from, n int, seed uint64) {
 			if batch[i].subs > 0 {
 				pos.SubSequence = int64(batch[i].subs - 1)
 			}
-			if cur, ok := in.last[aws.ToString(res.ShardId)]; !ok || comparePositions(pos, cur) > 0 {
+			if cur, ok := in.last[aws.ToString(res.ShardId)]; !ok || pos.Compare(cur) > 0 {
 				in.last[aws.ToString(res.ShardId)] = pos
 			}
 		}
@@ -240,8 +240,8 @@ func (f *fleet) put(in *input, from, n int, seed uint64) {
 
 // leaseItems scans the lease table: shard → (owner, checkpoint).
 func (f *fleet) leaseItems() map[string]struct {
-	owner string
-	cp    lease.Checkpoint
+	owner, handoffFrom string
+	cp                 lease.Checkpoint
 } {
 	f.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -251,8 +251,8 @@ func (f *fleet) leaseItems() map[string]struct {
 		f.t.Fatalf("scan lease table: %v", err)
 	}
 	m := map[string]struct {
-		owner string
-		cp    lease.Checkpoint
+		owner, handoffFrom string
+		cp                 lease.Checkpoint
 	}{}
 	str := func(it map[string]dtypes.AttributeValue, k string) string {
 		if v, ok := it[k].(*dtypes.AttributeValueMemberS); ok {
@@ -266,9 +266,9 @@ func (f *fleet) leaseItems() map[string]struct {
 			sub, _ = strconv.ParseInt(v.Value, 10, 64)
 		}
 		m[str(it, "leaseKey")] = struct {
-			owner string
-			cp    lease.Checkpoint
-		}{str(it, "leaseOwner"), lease.Checkpoint{SequenceNumber: str(it, "checkpoint"), SubSequence: sub}}
+			owner, handoffFrom string
+			cp                 lease.Checkpoint
+		}{str(it, "leaseOwner"), str(it, "checkpointOwner"), lease.Checkpoint{SequenceNumber: str(it, "checkpoint"), SubSequence: sub}}
 	}
 	return m
 }
@@ -289,7 +289,7 @@ func (f *fleet) archivedAll(in *input) bool {
 		if it.cp.IsShardEnd() {
 			continue
 		}
-		if it.cp.IsSentinel() || comparePositions(it.cp, last) < 0 {
+		if it.cp.IsSentinel() || it.cp.Compare(last) < 0 {
 			return false
 		}
 	}
@@ -394,12 +394,15 @@ func (f *fleet) verify(in *input) {
 	t.Logf("%d records (%d malformed) in %d raw, %d events and %d errors objects, each exactly once", in.count, len(in.bad), nObj["raw"], nObj["events"], nObj["errors"])
 }
 
-// waitOwners waits until each of the workers holds at least one lease.
+// waitOwners waits until each of the workers holds at least one lease, and no handoff is under way.
 func (f *fleet) waitOwners(d time.Duration, ids ...string) {
 	f.t.Helper()
 	waitFor(f.t, fmt.Sprintf("leases held by each of %v", ids), d, func() bool {
 		held := map[string]bool{}
 		for _, it := range f.leaseItems() {
+			if it.handoffFrom != "" {
+				return false
+			}
 			held[it.owner] = true
 		}
 		for _, id := range ids {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -53,7 +54,23 @@ type processor struct {
 	hour    time.Time         // UTC hour of recs[0]'s arrival
 	last    lease.Checkpoint  // position of the last record buffered (or the start)
 	pinned  *lease.Checkpoint // an earlier holder's object set ends here: roll exactly at it
-	failing bool              // counted in Archiver.failing
+	flight  *flight           // the object set being stored in the background, if any
+
+	failing atomic.Bool // counted in Archiver.failing
+}
+
+// flight is an object set stored in the background while the next one buffers: at most one per shard,
+// and the next is sealed only after this one is stored and checkpointed.
+type flight struct {
+	recs    []consumer.Record
+	started time.Time
+	done    chan flightResult
+}
+
+type flightResult struct {
+	n   int
+	pin *lease.Checkpoint
+	err error
 }
 
 // Initialize starts the interval ticker.
@@ -78,6 +95,9 @@ func (p *processor) tick() {
 		case <-t.C:
 		}
 		p.mu.Lock()
+		if err := p.landedLocked(false); err != nil && p.ctx.Err() == nil {
+			p.log.Warn("background store failed; its records wait for the next roll", zap.Error(err))
+		}
 		if p.due() {
 			if err := p.flushLocked(p.ctx, "interval", false); err != nil && p.ctx.Err() == nil {
 				p.log.Warn("interval roll failed; the next batch or tick tries again", zap.Error(err))
@@ -89,7 +109,7 @@ func (p *processor) tick() {
 
 // due says the buffer is older than BufferInterval (and may roll: not pinned to a longer object).
 func (p *processor) due() bool {
-	return len(p.recs) > 0 && p.pinned == nil && p.cp != nil && p.cfg.Now().Sub(p.started) >= p.cfg.BufferInterval
+	return len(p.recs) > 0 && p.pinned == nil && p.flight == nil && p.cp != nil && p.cfg.Now().Sub(p.started) >= p.cfg.BufferInterval
 }
 
 func (p *processor) stopTicker() {
@@ -103,8 +123,16 @@ func (p *processor) ProcessRecords(ctx context.Context, b consumer.Batch) error 
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cp = b.Checkpointer
+	if err := p.landedLocked(false); err != nil {
+		return err
+	}
+	if p.pinReached() {
+		if err := p.flushLocked(ctx, "adopted", false); err != nil {
+			return err
+		}
+	}
 	for _, r := range b.Records {
-		if !p.last.IsSentinel() && comparePositions(r.Position(), p.last) <= 0 {
+		if !p.last.IsSentinel() && r.Position().Compare(p.last) <= 0 {
 			continue
 		}
 		if len(p.recs) > 0 && p.pinned == nil {
@@ -116,25 +144,123 @@ func (p *processor) ProcessRecords(ctx context.Context, b consumer.Batch) error 
 				reason = "size"
 			}
 			if reason != "" {
-				if err := p.flushLocked(ctx, reason, false); err != nil {
+				if err := p.rollLocked(reason); err != nil {
 					return err
 				}
 			}
 		}
 		p.add(r)
-		if p.pinned != nil && comparePositions(r.Position(), *p.pinned) >= 0 {
+		if p.pinned != nil && r.Position().Compare(*p.pinned) >= 0 {
 			if err := p.flushLocked(ctx, "adopted", false); err != nil {
 				return err
 			}
 		}
 	}
 	if len(p.recs) > 0 && p.pinned == nil && p.bytes >= p.cfg.BufferBytes {
-		return p.flushLocked(ctx, "size", false)
+		return p.rollLocked("size")
 	}
 	if p.due() {
-		return p.flushLocked(ctx, "interval", false)
+		return p.rollLocked("interval")
 	}
 	return nil
+}
+
+// rollLocked seals the buffer's first object set and stores it in the background, after the set before
+// it has landed (at most one in flight). A set pinned to an earlier holder's range is stored in place.
+func (p *processor) rollLocked(reason string) error {
+	if err := p.landedLocked(true); err != nil {
+		return err
+	}
+	if p.pinReached() {
+		return p.flushLocked(p.ctx, "adopted", false)
+	}
+	if len(p.recs) == 0 || p.pinned != nil {
+		return nil
+	}
+	if p.cp == nil {
+		return errNoHolder
+	}
+	k := p.setEnd()
+	f := &flight{recs: p.recs[:k:k], started: p.started, done: make(chan flightResult, 1)}
+	p.setBuffer(p.recs[k:], p.cfg.Now())
+	p.flight = f
+	cp, ctx := p.cp, p.ctx
+	go func() {
+		n, pin, err := p.storeSet(ctx, f.recs, cp, reason, f.started)
+		f.done <- flightResult{n, pin, err}
+	}()
+	return nil
+}
+
+// landedLocked takes the result of the set in flight (waiting for it when wait is set): what it did not
+// store goes back to the front of the buffer. It returns the flight's error.
+func (p *processor) landedLocked(wait bool) error {
+	f := p.flight
+	if f == nil {
+		return nil
+	}
+	var res flightResult
+	if wait {
+		res = <-f.done
+	} else {
+		select {
+		case res = <-f.done:
+		default:
+			return nil
+		}
+	}
+	p.flight = nil
+	if res.err != nil {
+		res.n = 0
+	}
+	if res.n < len(f.recs) {
+		back := append(append([]consumer.Record(nil), f.recs[res.n:]...), p.recs...)
+		p.setBuffer(back, f.started)
+	}
+	if res.pin != nil {
+		p.pinned = res.pin
+	}
+	return res.err
+}
+
+// pinReached says the buffer is pinned to an earlier holder's range and holds its end.
+func (p *processor) pinReached() bool {
+	return p.pinned != nil && len(p.recs) > 0 && p.recs[len(p.recs)-1].Position().Compare(*p.pinned) >= 0
+}
+
+// setBuffer makes recs the buffer, first buffered at started.
+func (p *processor) setBuffer(recs []consumer.Record, started time.Time) {
+	p.recs, p.bytes = recs, 0
+	for _, r := range recs {
+		p.bytes += len(r.Data)
+	}
+	if len(recs) > 0 {
+		p.started, p.hour = started, hourOf(recs[0].ArrivedAt)
+	}
+	if len(recs) == 0 {
+		p.recs = nil
+	}
+}
+
+// setEnd returns how many buffered records the next object set takes: up to the pinned end when pinned,
+// else the records in the first record's hour, within BufferBytes (at least one record).
+func (p *processor) setEnd() int {
+	if p.pinned != nil {
+		for i, r := range p.recs {
+			if r.Position().Compare(*p.pinned) >= 0 {
+				return i + 1
+			}
+		}
+		return len(p.recs)
+	}
+	h, size := hourOf(p.recs[0].ArrivedAt), 0
+	for i, r := range p.recs {
+		size += len(r.Data)
+		if i > 0 && (hourOf(r.ArrivedAt) != h || size > p.cfg.BufferBytes) {
+			return i
+		}
+	}
+	return len(p.recs)
 }
 
 func (p *processor) add(r consumer.Record) {
@@ -153,6 +279,7 @@ func (p *processor) LeaseLost(context.Context) {
 	p.stopTicker()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	_ = p.landedLocked(true) // its context is cancelled: it ends at once
 	p.recs = nil
 	p.setFailing(false)
 }
@@ -165,6 +292,9 @@ func (p *processor) ShutdownRequested(ctx context.Context, cp consumer.Checkpoin
 	defer p.mu.Unlock()
 	defer p.setFailing(false)
 	p.cp = cp
+	if err := p.landedLocked(true); err != nil && errors.Is(err, lease.ErrLeaseLost) {
+		return err
+	}
 	return p.flushLocked(ctx, "shutdown", true)
 }
 
@@ -174,6 +304,9 @@ func (p *processor) ShardEnded(ctx context.Context, cp consumer.Checkpointer) er
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cp = cp
+	if err := p.landedLocked(true); err != nil && errors.Is(err, lease.ErrLeaseLost) {
+		return err
+	}
 	if err := p.flushLocked(ctx, "shard_end", true); err != nil {
 		return err
 	}
@@ -187,54 +320,30 @@ func (p *processor) ShardEnded(ctx context.Context, cp consumer.Checkpointer) er
 	return err
 }
 
-// flushLocked stores the buffer as object sets and checkpoints each; with all it goes on until the buffer
-// is empty (or pinned short of an earlier holder's object), otherwise it stores one set.
+// flushLocked stores the buffer's object sets in place and checkpoints each (after the set in flight, if
+// any, has landed); with all it goes on until the buffer is empty (or pinned short of an earlier holder's
+// object), otherwise it stores one set.
 func (p *processor) flushLocked(ctx context.Context, reason string, all bool) error {
+	if err := p.landedLocked(true); err != nil {
+		return err
+	}
 	for len(p.recs) > 0 {
 		if p.cp == nil {
 			return errNoHolder
 		}
-		n, err := p.store(ctx)
+		k := p.setEnd()
+		if p.pinned != nil && p.recs[k-1].Position().Compare(*p.pinned) < 0 {
+			return nil // pinned to a longer object: keep buffering up to its end
+		}
+		n, pin, err := p.storeSet(ctx, p.recs[:k:k], p.cp, reason, p.started)
 		if err != nil {
 			return err
 		}
-		if n == 0 { // pinned to a longer object: keep buffering up to its end
+		p.pinned = pin
+		if n == 0 {
 			return nil
 		}
-		if p.a.crash != nil {
-			p.a.crash()
-		}
-		end := p.recs[n-1]
-		err = retry.Do(ctx, p.policy("checkpoint"), func(ctx context.Context) error {
-			err := p.cp.Checkpoint(ctx, end.SequenceNumber, end.SubSequence)
-			if errors.Is(err, lease.ErrInvalidCheckpoint) {
-				return retry.Permanent(err)
-			}
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("checkpoint shard %s at %s: %w", p.shard, end.Position(), err)
-		}
-		p.setFailing(false)
-		m := p.a.m
-		if n < len(p.recs) {
-			reason = "adopted"
-		}
-		m.rolls.WithLabelValues(reason).Inc()
-		now := p.cfg.Now()
-		m.bufferAge.Observe(now.Sub(p.started).Seconds())
-		m.lag.Observe(time.Since(end.ArrivedAt).Seconds())
-		p.log.Debug("object stored and checkpointed", zap.Int("records", n), zap.String("reason", reason), zap.Stringer("checkpoint", end.Position()))
-		p.pinned = nil
-		rest := p.recs[n:]
-		p.recs, p.bytes = nil, 0
-		for _, r := range rest {
-			p.recs = append(p.recs, r)
-			p.bytes += len(r.Data)
-		}
-		if len(p.recs) > 0 {
-			p.started, p.hour = now, hourOf(p.recs[0].ArrivedAt)
-		}
+		p.setBuffer(p.recs[n:], p.cfg.Now())
 		if !all {
 			return nil
 		}
@@ -242,15 +351,47 @@ func (p *processor) flushLocked(ctx context.Context, reason string, all bool) er
 	return nil
 }
 
-// store writes the buffer's object set, raw object first, and returns how many buffered records the
-// stored set holds: all of them; fewer when an earlier holder stored a shorter set from the same first
-// record (its missing siblings are stored now); or 0 when an earlier holder's set is longer (p.pinned is
-// set to its end).
-func (p *processor) store(ctx context.Context) (int, error) {
-	recs := p.recs
+// storeSet stores the object set of recs, then checkpoints its last stored record through cp. It returns
+// how many of recs the stored set holds (see store) and, when 0, the end of the earlier holder's longer
+// set. It touches no buffer state, so it runs in the background too.
+func (p *processor) storeSet(ctx context.Context, recs []consumer.Record, cp consumer.Checkpointer, reason string, started time.Time) (int, *lease.Checkpoint, error) {
+	n, pin, err := p.store(ctx, recs)
+	if err != nil || n == 0 {
+		return 0, pin, err
+	}
+	if p.a.crash != nil {
+		p.a.crash()
+	}
+	end := recs[n-1]
+	err = retry.Do(ctx, p.policy("checkpoint"), func(ctx context.Context) error {
+		err := cp.Checkpoint(ctx, end.SequenceNumber, end.SubSequence)
+		if errors.Is(err, lease.ErrInvalidCheckpoint) {
+			return retry.Permanent(err)
+		}
+		return err
+	})
+	if err != nil {
+		return 0, nil, fmt.Errorf("checkpoint shard %s at %s: %w", p.shard, end.Position(), err)
+	}
+	p.setFailing(false)
+	m := p.a.m
+	if n < len(recs) {
+		reason = "adopted"
+	}
+	m.rolls.WithLabelValues(reason).Inc()
+	m.bufferAge.Observe(p.cfg.Now().Sub(started).Seconds())
+	m.lag.Observe(time.Since(end.ArrivedAt).Seconds())
+	p.log.Debug("object stored and checkpointed", zap.Int("records", n), zap.String("reason", reason), zap.Stringer("checkpoint", end.Position()))
+	return n, nil, nil
+}
+
+// store writes the object set of recs, raw object first, and returns how many of recs the stored set
+// holds: all of them; fewer when an earlier holder stored a shorter set from the same first record (its
+// missing siblings are stored now); or 0 when an earlier holder's set is longer, with that set's end.
+func (p *processor) store(ctx context.Context, recs []consumer.Record) (int, *lease.Checkpoint, error) {
 	set, err := p.encode(ctx, recs)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	first, last := recs[0], recs[len(recs)-1]
 	name := lake.ObjectName(p.cfg.Stream, p.shard, first.SequenceNumber, first.SubSequence)
@@ -263,20 +404,19 @@ func (p *processor) store(ctx context.Context) (int, error) {
 	rawKey := p.cfg.Raw.Prefix + hour + name + p.cfg.rawExt()
 	existing, err := p.put(ctx, "raw", p.cfg.Raw, rawKey, set.raw, "application/x-ndjson", meta)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	n := len(recs)
 	if existing != nil {
 		end, err := endOf(existing)
 		if err != nil {
-			return 0, retry.Permanent(fmt.Errorf("raw object %s: %w", rawKey, err))
+			return 0, nil, retry.Permanent(fmt.Errorf("raw object %s: %w", rawKey, err))
 		}
-		switch c := comparePositions(end, last.Position()); {
+		switch c := end.Compare(last.Position()); {
 		case c > 0:
 			p.log.Info("an earlier holder stored a longer object from this record; buffering up to its end",
 				zap.String("key", rawKey), zap.Stringer("ends_at", end))
-			p.pinned = &end
-			return 0, nil
+			return 0, &end, nil
 		case c < 0:
 			n = 0
 			for i, r := range recs {
@@ -286,11 +426,11 @@ func (p *processor) store(ctx context.Context) (int, error) {
 				}
 			}
 			if n == 0 {
-				return 0, retry.Permanent(fmt.Errorf("raw object %s ends at %s, not a buffered record", rawKey, end))
+				return 0, nil, retry.Permanent(fmt.Errorf("raw object %s ends at %s, not a buffered record", rawKey, end))
 			}
 			p.log.Info("an earlier holder stored a shorter object from this record; completing it", zap.String("key", rawKey), zap.Int("records", n))
 			if set, err = p.encode(ctx, recs[:n]); err != nil {
-				return 0, err
+				return 0, nil, err
 			}
 			meta[metaLastSeq], meta[metaLastSub], meta[metaRecords] = end.SequenceNumber, strconv.FormatInt(end.SubSequence, 10), strconv.Itoa(n)
 		}
@@ -302,7 +442,7 @@ func (p *processor) store(ctx context.Context) (int, error) {
 		key := p.cfg.Events.Prefix + hour + name + lake.ExtParquet
 		ex, err := p.put(ctx, "events", p.cfg.Events, key, set.events, "application/vnd.apache.parquet", meta)
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		if ex == nil {
 			p.count("events", len(set.events), set.nEvents)
@@ -312,13 +452,13 @@ func (p *processor) store(ctx context.Context) (int, error) {
 		key := p.cfg.Errors.Prefix + hour + name + p.cfg.rawExt()
 		ex, err := p.put(ctx, "errors", p.cfg.Errors, key, set.errors, "application/x-ndjson", meta)
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		if ex == nil {
 			p.count("errors", len(set.errors), set.nErrors)
 		}
 	}
-	return n, nil
+	return n, nil, nil
 }
 
 func (p *processor) count(kind string, size, records int) {
@@ -424,10 +564,9 @@ func (p *processor) policy(what string) retry.Policy {
 }
 
 func (p *processor) setFailing(f bool) {
-	if p.failing == f {
+	if !p.failing.CompareAndSwap(!f, f) {
 		return
 	}
-	p.failing = f
 	if f {
 		p.a.failing.Add(1)
 	} else {
@@ -462,35 +601,4 @@ func isNotFound(err error) bool {
 func isNoSuchBucket(err error) bool {
 	var api smithy.APIError
 	return errors.As(err, &api) && api.ErrorCode() == "NoSuchBucket"
-}
-
-// comparePositions orders two positions in one shard: sequence numbers (decimal, up to 128 bits) by
-// value, then sub-sequences.
-func comparePositions(a, b lease.Checkpoint) int {
-	if c := compareSequences(a.SequenceNumber, b.SequenceNumber); c != 0 {
-		return c
-	}
-	switch {
-	case a.SubSequence < b.SubSequence:
-		return -1
-	case a.SubSequence > b.SubSequence:
-		return 1
-	}
-	return 0
-}
-
-func compareSequences(a, b string) int {
-	if len(a) != len(b) {
-		if len(a) < len(b) {
-			return -1
-		}
-		return 1
-	}
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

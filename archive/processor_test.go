@@ -184,8 +184,9 @@ func TestRollsAtHourBoundary(t *testing.T) {
 	if err := p.ProcessRecords(ctx, consumer.Batch{Records: recs, Checkpointer: cp}); err != nil {
 		t.Fatal(err)
 	}
-	// The 10:59 object is stored before any shutdown: the first 11:00 record rolled it.
-	if cps := cp.all(); len(cps) != 1 || cps[0] != recs[19].Position() {
+	// The 10:59 object is stored before any shutdown: the first 11:00 record rolled it (in the background).
+	waitFor(t, "the 10:59 object's checkpoint", 20*time.Second, func() bool { return len(cp.all()) == 1 })
+	if cps := cp.all(); cps[0] != recs[19].Position() {
 		t.Fatalf("checkpoints after the batch: %v, want one at the last 10:59 record %s", cps, recs[19].Position())
 	}
 	if err := p.ShutdownRequested(ctx, cp); err != nil {
@@ -211,13 +212,15 @@ func TestRollsAtHourBoundary(t *testing.T) {
 }
 
 // A buffer rolls once it is BufferInterval old (processing time, from its first record), with no new
-// batch arriving: the interval ticker stores and checkpoints it.
+// batch arriving: the interval ticker stores and checkpoints it — also when the set before it was stored
+// in the background (a size roll) and nothing has collected that result yet.
 func TestRollsAtBufferInterval(t *testing.T) {
 	c := testenv.S3(t)
 	var now atomic.Int64
 	now.Store(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC).UnixNano())
 	h := newHarness(t, c, testenv.Bucket(t, c), func(cfg *Config) {
 		cfg.CheckInterval = 10 * time.Millisecond
+		cfg.BufferBytes = 2000
 		cfg.Now = func() time.Time { return time.Unix(0, now.Load()) }
 	})
 	ctx := context.Background()
@@ -227,23 +230,28 @@ func TestRollsAtBufferInterval(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.LeaseLost(ctx)
-	recs := pocRecords(10, time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC))
+	recs := pocRecords(8, time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC))
 	if err := p.ProcessRecords(ctx, consumer.Batch{Records: recs, Checkpointer: cp}); err != nil {
 		t.Fatal(err)
+	}
+	waitFor(t, "the size roll's checkpoint", 20*time.Second, func() bool { return len(cp.all()) == 1 })
+	first := cp.all()[0]
+	if first == recs[len(recs)-1].Position() {
+		t.Fatal("the size roll took every record; the test needs some left in the buffer")
 	}
 	now.Add(int64(59 * time.Second))
 	// Give the ticker many chances to roll too early (it checks every 10 ms).
 	deadline := time.Now().Add(200 * time.Millisecond)
 	for time.Now().Before(deadline) {
-		if len(cp.all()) != 0 {
+		if len(cp.all()) != 1 {
 			t.Fatal("rolled before the buffer interval")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	now.Add(int64(time.Second))
-	waitFor(t, "the interval roll's checkpoint", 20*time.Second, func() bool { return len(cp.all()) == 1 })
-	if cp.all()[0] != recs[9].Position() {
-		t.Fatalf("checkpoint %v, want %s", cp.all(), recs[9].Position())
+	waitFor(t, "the interval roll's checkpoint", 20*time.Second, func() bool { return len(cp.all()) == 2 })
+	if cp.all()[1] != recs[len(recs)-1].Position() {
+		t.Fatalf("checkpoints %v, want the last at %s", cp.all(), recs[len(recs)-1].Position())
 	}
 	checkOnce(t, listObjects(t, c, h.bucket, ""), recs)
 	if got := testutil.ToFloat64(h.arch.m.rolls.WithLabelValues("interval")); got != 1 {

@@ -28,3 +28,19 @@ func TestDrainScenario(t *testing.T) {
 		})
 	}
 }
+
+// The archive drain stores every record, reads the lake back and fills in its figures.
+func TestDrainScenarioArchive(t *testing.T) {
+	kin, ddb, rdb, s3c := testenv.Kinesis(t), testenv.DynamoDB(t), testenv.Redis(t), testenv.S3(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := bench.Drain(ctx, kin, ddb, bench.DrainConfig{Shards: 2, Records: 1000, Users: 50, Writers: 2,
+		Workers: 2, Processor: "archive", Redis: rdb, S3: s3c, ArchiveBufferBytes: 64 << 10, Progress: func(s string) { t.Log(s) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := res.Archive
+	if !res.Verified || a == nil || a.RawLines != 1000 || a.ParquetRows != 1000 || a.ParquetVsRaw <= 0 || a.Objects < 4 {
+		t.Fatalf("result not filled in: %+v %+v", res, a)
+	}
+}

@@ -1,8 +1,6 @@
 package ingest
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 
@@ -42,10 +40,7 @@ func assignClickIDs(items []Item, newID func() (uuid.UUID, error)) error {
 		if it.Event == nil || it.Event.ClickID != "" {
 			continue
 		}
-		start, end, err := memberValue(it.Data, "click_id")
-		if err != nil { // validated already: cannot happen
-			return fmt.Errorf("event %d: %w", i, err)
-		}
+		start, end := it.clickStart, it.clickEnd // found by the decoder's scan
 		e := edit{item: it, start: start, end: end}
 		if start < 0 {
 			e.size = len(it.Data) + len(clickIDMember) + uuidTextLen
@@ -53,9 +48,9 @@ func assignClickIDs(items []Item, newID func() (uuid.UUID, error)) error {
 			e.size = len(it.Data) - (end - start) + 2 + uuidTextLen
 		}
 		if e.size > messages.MaxRecordBytes && len(tooBig) < maxListedErrors {
-			tooBig = append(tooBig, FieldError{Index: i, Field: "click_id", Reason: fmt.Sprintf(
+			tooBig = append(tooBig, fieldError(i, "click_id", fmt.Sprintf(
 				"event of %d bytes has no click_id; with the one the ingest adds it would be %d bytes, over the record limit of %d",
-				len(it.Data), e.size, messages.MaxRecordBytes)})
+				len(it.Data), e.size, messages.MaxRecordBytes)))
 		}
 		edits = append(edits, e)
 		total += e.size
@@ -93,58 +88,4 @@ func assignClickIDs(items []Item, newID func() (uuid.UUID, error)) error {
 		e.item.Event.ClickID = ids[i]
 	}
 	return nil
-}
-
-var errNotObject = errors.New("not a JSON object")
-
-// memberValue returns where the value of the top-level member name of the JSON object data starts and
-// ends, or -1, -1 when there is no such member. Keys are compared unescaped. data must be valid JSON
-// without surrounding white space whose keys are unique (as DecodeRequest's valid items are); otherwise
-// the answer is an error or the first member of that name.
-func memberValue(data []byte, name string) (start, end int, err error) {
-	if len(data) < 2 || data[0] != '{' || data[len(data)-1] != '}' {
-		return -1, -1, errNotObject
-	}
-	i := skipSpace(data, 1)
-	if data[i] == '}' {
-		return -1, -1, nil
-	}
-	for {
-		if i >= len(data) || data[i] != '"' {
-			return -1, -1, errNotObject
-		}
-		kend, escaped, err := scanString(data, i)
-		if err != nil {
-			return -1, -1, err
-		}
-		match := string(data[i+1:kend-1]) == name
-		if escaped {
-			var key string
-			match = json.Unmarshal(data[i:kend], &key) == nil && key == name
-		}
-		i = skipSpace(data, kend)
-		if i >= len(data) || data[i] != ':' {
-			return -1, -1, errNotObject
-		}
-		vstart := skipSpace(data, i+1)
-		vend, err := skipValue(data, vstart, 1)
-		if err != nil {
-			return -1, -1, err
-		}
-		if match {
-			return vstart, vend, nil
-		}
-		i = skipSpace(data, vend)
-		if i >= len(data) {
-			return -1, -1, errNotObject
-		}
-		switch data[i] {
-		case ',':
-			i = skipSpace(data, i+1)
-		case '}':
-			return -1, -1, nil
-		default:
-			return -1, -1, errNotObject
-		}
-	}
 }

@@ -449,7 +449,7 @@ func (s *Server) store(items []Item) *Response {
 func toMessageErrors(fes []FieldError) []messages.FieldError {
 	out := make([]messages.FieldError, len(fes))
 	for i, fe := range fes {
-		out[i] = messages.FieldError{Field: fe.Field, Reason: fe.Reason}
+		out[i] = fe.FieldError
 	}
 	return out
 }

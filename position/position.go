@@ -8,6 +8,7 @@
 package position
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 	"strings"
@@ -78,26 +79,16 @@ func (p Position) rank() int {
 // equal to each other; SHARD_END is after every record. A malformed sequence number compares as text.
 func (p Position) Compare(q Position) int {
 	if rp, rq := p.rank(), q.rank(); rp != rq || rp != 1 {
-		return cmpInt(rp, rq)
+		return cmp.Compare(rp, rq)
 	}
 	a, b := strings.TrimLeft(p.SequenceNumber, "0"), strings.TrimLeft(q.SequenceNumber, "0")
 	switch {
 	case len(a) != len(b):
-		return cmpInt(len(a), len(b))
+		return cmp.Compare(len(a), len(b))
 	case a != b:
 		return strings.Compare(a, b)
 	}
-	return cmpInt(p.SubSequence, q.SubSequence)
-}
-
-func cmpInt[T int | int64](a, b T) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	return cmp.Compare(p.SubSequence, q.SubSequence)
 }
 
 // Encode returns the text form stored in Redis, "seq:sub"; "" for the zero Position.

@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/enrich/names"
+	"github.com/clickfleet/clickfleet/lake"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
 )
@@ -32,7 +33,7 @@ func DefaultResources() Resources {
 	return Resources{
 		Stream: messages.Stream, OffersStream: messages.OffersStream, ErrorsStream: messages.ErrorStream,
 		Shards: 4, OutputShards: 1, LeaseTable: lease.DefaultTable, SessionsTable: messages.SessionsTable,
-		ArchiveLeaseTable: "clickfleet-archive-leases", Buckets: []string{"clickfleet-lake"},
+		ArchiveLeaseTable: lake.DefaultLeaseTable, Buckets: []string{lake.DefaultBucket},
 	}
 }
 

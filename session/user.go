@@ -47,16 +47,6 @@ func (r Rules) IsOffer(ev *messages.Event) bool {
 // every record.
 type Position = position.Position
 
-func cmp[T int | int64](a, b T) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 // User is the state of one user as one shard's owner sees it: the sessionizer, the last access time,
 // Applied, the position on that shard of the last record applied (records at or below it are replays),
 // and the window of recently applied click ids (events carrying one of them are copies).
