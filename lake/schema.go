@@ -50,7 +50,7 @@ type Column struct {
 	Kind     Kind
 	Required bool
 	Doc      string
-	// Repeats marks a String column with few distinct values per file (names, countries, user ids):
+	// Repeats marks a column with few distinct values per file (names, countries, user ids, percentages):
 	// it is dictionary-encoded.
 	Repeats bool
 	// Fields are a Struct column's fields.
@@ -135,8 +135,8 @@ var Events = mustTable("events", "events/", []Column{
 	ColPixelID:        {Name: "pixel_id", Kind: String, Doc: "the POC's pixel_id"},
 	ColUserIP:         {Name: "user_ip", Kind: String, Doc: "the POC's user_ip", Repeats: true},
 	ColInsertionTime:  {Name: "insertion_time", Kind: TimestampMillis, Doc: "the POC's insertion_timestamp"},
-	ColTimeOnData:     {Name: "time_on_data", Kind: Double, Doc: "additional_data.time_on_data"},
-	ColPercentViewed:  {Name: "percent_viewed", Kind: Double, Doc: "additional_data.percent_viewed"},
+	ColTimeOnData:     {Name: "time_on_data", Kind: Double, Doc: "additional_data.time_on_data", Repeats: true},
+	ColPercentViewed:  {Name: "percent_viewed", Kind: Double, Doc: "additional_data.percent_viewed", Repeats: true},
 	ColProductID:      {Name: "product_id", Kind: Int64, Doc: "additional_data.product_id"},
 	ColPrice:          {Name: "price", Kind: Double, Doc: "additional_data.price"},
 	ColName:           {Name: "name", Kind: String, Doc: "the user's full name (from the customers table, through Redis)", Repeats: true},
@@ -211,7 +211,7 @@ func mustTable(name, prefix string, cols, parts []Column) *Table {
 			n = parquet.Timestamp(parquet.Millisecond)
 		}
 		switch {
-		case c.Kind == String && c.Repeats:
+		case c.Kind == String && c.Repeats, c.Kind == Int64 && c.Repeats:
 			n = parquet.Encoded(n, &parquet.RLEDictionary)
 		case c.Kind == String && c.Name == "sequence_number":
 			n = parquet.Encoded(n, &parquet.DeltaByteArray) // long shared prefixes
@@ -219,6 +219,8 @@ func mustTable(name, prefix string, cols, parts []Column) *Table {
 			n = parquet.Encoded(n, &parquet.DeltaLengthByteArray) // unique ids: no per-value length prefix
 		case c.Kind == Int64 || c.Kind == TimestampMillis:
 			n = parquet.Encoded(n, &parquet.DeltaBinaryPacked)
+		case c.Kind == Double && c.Repeats:
+			n = parquet.Encoded(n, &parquet.RLEDictionary)
 		}
 		n = parquet.Compressed(n, &parquet.Snappy)
 		if !c.Required {
