@@ -13,8 +13,8 @@ import (
 	"github.com/clickfleet/clickfleet/settings"
 )
 
-// runCLI runs the root command with args and returns its output and error.
-func runCLI(t *testing.T, args ...string) (string, error) {
+// runReportCLI runs the root command with args and returns its output and error.
+func runReportCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	root := newRootCommand()
 	var out bytes.Buffer
@@ -39,7 +39,7 @@ func TestReportBadInput(t *testing.T) {
 		{"bad --format", []string{"report", "events_by_name", "--format", "xml"}, true, []string{"--format (CLICKFLEET_FORMAT)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := runCLI(t, tc.args...)
+			_, err := runReportCLI(t, tc.args...)
 			var u usageError
 			if err == nil || errors.As(err, &u) != tc.usage {
 				t.Fatalf("err = %v (usage error: %v), want usage %v", err, errors.As(err, &u), tc.usage)
@@ -52,7 +52,7 @@ func TestReportBadInput(t *testing.T) {
 		})
 	}
 	t.Run("the list of reports", func(t *testing.T) {
-		out, err := runCLI(t, "report")
+		out, err := runReportCLI(t, "report")
 		if err != nil || !strings.Contains(out, "last_search") || !strings.Contains(out, "federated") {
 			t.Fatalf("report without a name: %v\n%s", err, out)
 		}
