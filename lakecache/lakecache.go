@@ -405,3 +405,23 @@ func (c *Cache) progress(what string, n int, total int64, done, doneBytes *atomi
 		line("\n")
 	}
 }
+
+// MarkInvalid records that the copy of bucket/key cannot be read (a reader found it corrupt beyond what
+// Check saw): later syncs report it in Object.Invalid until its ETag changes. It fails when the object
+// is not in the copy.
+func (c *Cache) MarkInvalid(bucket, key string, reason error) error {
+	p := c.recordPath(bucket, key)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	var rec record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return err
+	}
+	rec.Invalid = reason.Error()
+	if b, err = json.Marshal(rec); err != nil {
+		return err
+	}
+	return writeAtomic(p, func(f *os.File) error { _, err := f.Write(b); return err })
+}

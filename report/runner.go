@@ -7,6 +7,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -218,40 +219,101 @@ func (r *Runner) run(ctx context.Context, name string, parquetOut io.Writer) (*R
 		return nil, err
 	}
 	res := &Result{Report: rep, Sync: sres, Skipped: sres.Invalid()}
+	objects := make(map[string]lakecache.Object, len(sres.Objects))
+	for _, o := range sres.Objects {
+		objects[o.Path] = o
+	}
+	for {
+		err := r.execute(ctx, rep, files, res, parquetOut)
+		var se *SourceError
+		if err == nil || errors.As(err, &se) || ctx.Err() != nil {
+			return res, err
+		}
+		// A file whose footer is sound can still hold corrupt pages; DuckDB's error does not say which:
+		// find the files that cannot be read alone, leave them out (and mark them in the cache), and run
+		// again over the others.
+		broken := r.broken(ctx, files)
+		if len(broken) == 0 {
+			return nil, err
+		}
+		keep := files[:0:0]
+		for _, f := range files {
+			reason, bad := broken[f]
+			if !bad {
+				keep = append(keep, f)
+				continue
+			}
+			o := objects[f]
+			o.Invalid = reason
+			res.Skipped = append(res.Skipped, o)
+			r.log.Warn("skipping an unreadable events object", zap.String("key", o.Key), zap.Error(reason))
+			if merr := r.cache.MarkInvalid(r.cfg.Bucket, o.Key, reason); merr != nil {
+				r.log.Warn("could not record an unreadable object in the cache", zap.String("key", o.Key), zap.Error(merr))
+			}
+		}
+		if files = keep; len(files) == 0 {
+			return nil, fmt.Errorf("%w: s3://%s/%s has no readable objects in %s (%d skipped)", ErrEmptyLake, r.cfg.Bucket,
+				r.cfg.Prefix+lake.Events.Prefix, r.rangeText(), len(res.Skipped))
+		}
+	}
+}
+
+// execute runs rep over files in a fresh database, filling res.
+func (r *Runner) execute(ctx context.Context, rep Report, files []string, res *Result, parquetOut io.Writer) error {
 	start := time.Now()
 	db, conn, err := r.open(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer db.Close()
 	defer conn.Close()
 	if _, err := conn.ExecContext(ctx, lake.DuckDBView(lake.Events, files)); err != nil {
-		return nil, fmt.Errorf("report: define the events view: %w", err)
+		return fmt.Errorf("report: define the events view: %w", err)
 	}
 	if rep.Federated {
 		if err := r.loadFederated(ctx, conn); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if res.Table, err = query(ctx, conn, rep.SQL); err != nil {
-		return nil, fmt.Errorf("report %s: %w", name, err)
+		return fmt.Errorf("report %s: %w", rep.Name, err)
 	}
 	if parquetOut != nil {
 		b, err := copyTo(ctx, conn, rep.SQL, "parquet")
 		if err != nil {
-			return nil, fmt.Errorf("report %s: %w", name, err)
+			return fmt.Errorf("report %s: %w", rep.Name, err)
 		}
 		if _, err := parquetOut.Write(b); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	res.Elapsed = time.Since(start)
 	if rep.Unload && !r.cfg.NoUnload {
 		if res.Unloaded, err = r.unload(ctx, conn, rep); err != nil {
-			return res, err
+			return err
 		}
 	}
-	return res, nil
+	return nil
+}
+
+// broken reads each file whole on its own (every column of every row) and returns those DuckDB cannot
+// read, with its error.
+func (r *Runner) broken(ctx context.Context, files []string) map[string]error {
+	db, conn, err := r.open(ctx)
+	if err != nil {
+		return nil
+	}
+	defer db.Close()
+	defer conn.Close()
+	out := map[string]error{}
+	for _, f := range files {
+		var n sql.NullInt64
+		q := "SELECT sum(length(CAST(t AS VARCHAR))) FROM read_parquet('" + strings.ReplaceAll(f, "'", "''") + "', hive_partitioning = false) t"
+		if err := conn.QueryRowContext(ctx, q).Scan(&n); err != nil {
+			out[f] = fmt.Errorf("unreadable Parquet: %w", err)
+		}
+	}
+	return out
 }
 
 // open opens an in-memory DuckDB database that never installs or loads extensions, and one connection

@@ -1,0 +1,6 @@
+//go:build cgo
+
+package report
+
+// CheckParquet is checkParquet, for tests.
+var CheckParquet = checkParquet
