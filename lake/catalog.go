@@ -145,7 +145,12 @@ func (c Catalog) AthenaDDL(t *Table) string {
 			quoteSQL(JSONSerDe), quoteSQL(TextInputFormat), quoteSQL(TextOutputFormat))
 	}
 	fmt.Fprintf(&b, "LOCATION %s\nTBLPROPERTIES (\n", quoteSQL(c.TableLocation(t)))
-	props := c.tableProperties(t)
+	var props [][2]string
+	for _, p := range c.tableProperties(t) {
+		if p[0] != "EXTERNAL" { // implied by CREATE EXTERNAL TABLE; a Glue parameter only
+			props = append(props, p)
+		}
+	}
 	for i, p := range props {
 		sep := ","
 		if i == len(props)-1 {
