@@ -5,12 +5,20 @@ SHELL := /bin/bash
 GO ?= go
 STACK := deploy/local/stack
 
-# The test stack has its own directory and ports, so it never meets the demo stack.
+# The test stacks have their own directories and ports, so they never meet the demo stack. The packages
+# whose tests run fleets of worker processes (FLEET_PKGS) load the emulators heavily: they get a stack of
+# their own and run one package at a time, before the others, so that no timing-sensitive test shares an
+# emulator (or the CPU) with a fleet's load.
 TEST_STACK := CLICKFLEET_STACK_DIR=$(CURDIR)/.stack-test CLICKFLEET_KINESIS_PORT=14568 \
 	CLICKFLEET_DYNAMODB_PORT=14569 CLICKFLEET_REDIS_PORT=16390 CLICKFLEET_PG_PORT=15439 \
 	CLICKFLEET_S3_PORT=14570
+FLEET_STACK := CLICKFLEET_STACK_DIR=$(CURDIR)/.stack-test-fleet CLICKFLEET_KINESIS_PORT=14578 \
+	CLICKFLEET_DYNAMODB_PORT=14579 CLICKFLEET_REDIS_PORT=16391 CLICKFLEET_PG_PORT=15440 \
+	CLICKFLEET_S3_PORT=14580
+FLEET_PKGS := consumer|actors|bench|archive
 # Extra flags for go test, e.g. make test TESTFLAGS='-run Lease -v'.
 TESTFLAGS ?=
+GOTEST := CLICKFLEET_REQUIRE_STACK=1 $(GO) test -race -count=1 -timeout 15m $(TESTFLAGS)
 
 .PHONY: all build test demo stack-up stack-down stack-status vet
 
@@ -23,11 +31,14 @@ vet:
 	$(GO) vet ./...
 
 test:
+	@$(FLEET_STACK) $(STACK) up
 	@$(TEST_STACK) $(STACK) up
 	@set -o pipefail; rc=0; \
-	eval "$$($(TEST_STACK) $(STACK) env)"; \
-	CLICKFLEET_REQUIRE_STACK=1 $(GO) test -race -count=1 -timeout 15m $(TESTFLAGS) ./... || rc=$$?; \
-	if [ -z "$$KEEP_STACK" ]; then $(TEST_STACK) $(STACK) down; fi; \
+	fleet=$$($(GO) list ./... | grep -E '/($(FLEET_PKGS))$$'); \
+	rest=$$($(GO) list ./... | grep -vE '/($(FLEET_PKGS))$$'); \
+	(eval "$$($(FLEET_STACK) $(STACK) env)"; $(GOTEST) -p 1 $$fleet) || rc=$$?; \
+	(eval "$$($(TEST_STACK) $(STACK) env)"; $(GOTEST) $$rest) || rc=$$?; \
+	if [ -z "$$KEEP_STACK" ]; then $(FLEET_STACK) $(STACK) down; $(TEST_STACK) $(STACK) down; fi; \
 	exit $$rc
 
 demo: build

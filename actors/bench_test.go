@@ -26,7 +26,7 @@ import (
 // goroutine over a plain map. sinks=redis+dynalite writes sessions to dynalite; sinks=redis+nullddb
 // replaces DynamoDB with a no-op, to show the core without dynalite's ≈12k items/s ceiling.
 //
-//	go test -run '^$' -bench Process -benchtime 1x ./actors/            (10k and 100k users)
+//	go test -run '^$' -bench Process -benchtime 1x ./actors/            (10k and 100k users, with and without click ids)
 //	CLICKFLEET_BENCH_1M=1 go test -run '^$' -bench 'Process/.*users=1M' -benchtime 1x -timeout 30m ./actors/
 
 type nullDynamo struct{}
@@ -36,8 +36,8 @@ func (nullDynamo) BatchWriteItem(context.Context, *dynamodb.BatchWriteItemInput,
 }
 
 // benchBatches returns events for users in batches of 1000 (lab shape, 1.5 s apart per user on average
-// so sessions grow and sometimes end).
-func benchBatches(users, events int, seed uint64) [][]consumer.Record {
+// so sessions grow and sometimes end), each with a click_id when ids is set (as the ingest puts them).
+func benchBatches(users, events int, ids bool, seed uint64) [][]consumer.Record {
 	r := rand.New(rand.NewPCG(seed, 3))
 	names := []string{"checkout", "search", "category", "detail", "navigate"}
 	ts := int64(1_626_091_318_000)
@@ -48,7 +48,11 @@ func benchBatches(users, events int, seed uint64) [][]consumer.Record {
 		for j := i; j < min(i+1000, events); j++ {
 			ts += r.Int64N(2 * step)
 			u := fmt.Sprintf("u%07d", r.IntN(users))
-			b = append(b, rec(testShard, j+1, u, labJSON(u, names[r.IntN(len(names))], ts, "desktop")))
+			data := labJSON(u, names[r.IntN(len(names))], ts, "desktop")
+			if ids {
+				data = fmt.Appendf(data[:len(data)-1:len(data)-1], `,"click_id":"%016x%016x"}`, r.Uint64(), r.Uint64())
+			}
+			b = append(b, rec(testShard, j+1, u, data))
 		}
 		out = append(out, b)
 	}
@@ -86,12 +90,14 @@ func BenchmarkProcess(b *testing.B) {
 	sizes := []struct {
 		name          string
 		users, events int
-	}{{"users=10k", 10_000, 200_000}, {"users=100k", 100_000, 1_000_000}, {"users=1M", 1_000_000, 2_000_000}}
+		ids           bool // events carry click ids, so the users' windows fill (+ids: 40 events per user at 10k)
+	}{{"users=10k", 10_000, 200_000, false}, {"users=100k", 100_000, 1_000_000, false}, {"users=1M", 1_000_000, 2_000_000, false},
+		{"users=10k+ids", 10_000, 400_000, true}, {"users=100k+ids", 100_000, 1_000_000, true}}
 	for _, sz := range sizes {
 		if sz.users >= 1_000_000 && os.Getenv("CLICKFLEET_BENCH_1M") != "1" {
 			continue
 		}
-		batches := benchBatches(sz.users, sz.events, 1)
+		batches := benchBatches(sz.users, sz.events, sz.ids, 1)
 		for _, sinksName := range []string{"redis+dynalite", "redis+nullddb"} {
 			for _, kind := range []string{"actors", "map"} {
 				b.Run(fmt.Sprintf("%s/sinks=%s/%s", sz.name, sinksName, kind), func(b *testing.B) {
@@ -230,7 +236,7 @@ func (m *mapProcessor) ProcessRecords(ctx context.Context, b consumer.Batch) err
 	rules := m.sh.f.cfg.Rules
 	for i, r := range b.Records {
 		mu := m.users[evs[i].UserID]
-		pos := session.Position{Seq: r.SequenceNumber, Sub: r.SubSequence}
+		pos := r.Position()
 		if !mu.u.Apply(pos, evs[i], rules).Applied {
 			continue
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/clickfleet/clickfleet/enrich/geo"
 	"github.com/clickfleet/clickfleet/messages"
 	"github.com/clickfleet/clickfleet/session"
+	"github.com/clickfleet/clickfleet/settings"
 )
 
 // ErrInvalidConfig is wrapped by every error Config.Validate returns.
@@ -111,10 +112,22 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-// Validate fills in defaults and names the first bad setting.
+// Defaults of Config's fields.
+const (
+	DefaultSessionsTable    = messages.SessionsTable
+	DefaultOffersStream     = messages.OffersStream
+	DefaultPrefix           = session.DefaultPrefix
+	DefaultFlushInterval    = time.Second
+	DefaultFlushMaxRecords  = 20000
+	DefaultPassivateAfter   = 2 * time.Minute
+	DefaultWriteConcurrency = 4
+)
+
+// Validate fills in defaults and returns an error wrapping ErrInvalidConfig and a *settings.Error naming
+// the first bad setting.
 func (c *Config) Validate() error {
 	bad := func(setting, format string, args ...any) error {
-		return fmt.Errorf("%w: %s %s", ErrInvalidConfig, setting, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, settings.Invalid(setting, format, args...))
 	}
 	switch {
 	case c.Stream == "":
@@ -131,10 +144,10 @@ func (c *Config) Validate() error {
 			*s = v
 		}
 	}
-	def(&c.SessionsTable, "sessions")
-	def(&c.OffersStream, "clickstream-offers")
+	def(&c.SessionsTable, DefaultSessionsTable)
+	def(&c.OffersStream, DefaultOffersStream)
 	def(&c.ErrorsStream, messages.ErrorStream)
-	def(&c.Prefix, "cf:")
+	def(&c.Prefix, DefaultPrefix)
 	if c.Rules == (session.Rules{}) {
 		c.Rules = session.DefaultRules()
 	}
@@ -144,7 +157,7 @@ func (c *Config) Validate() error {
 	if c.SweepInterval == 0 && c.PassivateAfter >= 0 {
 		p := c.PassivateAfter
 		if p == 0 {
-			p = 2 * time.Minute
+			p = DefaultPassivateAfter
 		}
 		c.SweepInterval = max(p/4, time.Second)
 	}
@@ -153,8 +166,8 @@ func (c *Config) Validate() error {
 		v    *time.Duration
 		def  time.Duration
 	}{
-		{"FlushInterval", &c.FlushInterval, time.Second},
-		{"PassivateAfter", &c.PassivateAfter, 2 * time.Minute},
+		{"FlushInterval", &c.FlushInterval, DefaultFlushInterval},
+		{"PassivateAfter", &c.PassivateAfter, DefaultPassivateAfter},
 		{"SweepInterval", &c.SweepInterval, 30 * time.Second},
 		{"RetryBackoff", &c.RetryBackoff, 100 * time.Millisecond},
 		{"MaxBackoff", &c.MaxBackoff, 5 * time.Second},
@@ -168,13 +181,13 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.FlushMaxRecords == 0 {
-		c.FlushMaxRecords = 20000
+		c.FlushMaxRecords = DefaultFlushMaxRecords
 	}
 	if c.FlushMaxRecords < 0 {
 		return bad("FlushMaxRecords", "must not be negative, got %d", c.FlushMaxRecords)
 	}
 	if c.WriteConcurrency == 0 {
-		c.WriteConcurrency = 4
+		c.WriteConcurrency = DefaultWriteConcurrency
 	}
 	if c.WriteConcurrency < 0 {
 		return bad("WriteConcurrency", "must not be negative, got %d", c.WriteConcurrency)

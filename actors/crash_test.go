@@ -123,7 +123,7 @@ func TestCrashBetweenFlushAndCheckpoint(t *testing.T) {
 	}
 	crash.start("crash-2")
 	for _, a := range []*app{ref, crash} {
-		waitUntil(t, a.prefix+" checkpointed at every shard's last record", 90*time.Second, func() bool { return checkpointedTo(t, a.ddb, a.leases, last) })
+		testenv.WaitFor(t, a.prefix+" checkpointed at every shard's last record", 90*time.Second, func() bool { return checkpointedTo(t, a.ddb, a.leases, last) })
 	}
 	ref.stopAll()
 	crash.stopAll()

@@ -74,5 +74,13 @@
 // deposed owner's state write cannot move a user backwards (the Lua guard), and its late flush is dropped
 // by the probe. After a reshard a child shard has no stored position, so all its records are new.
 //
+// Copies of an event under new positions — a producer's PutRecords call that timed out after Kinesis
+// stored it, sent again — are dropped by click_id: the user's state keeps the fingerprints of the user's
+// last session.RecentClicksSize (32) applied click ids (session.RecentClicks, stored in the hash field
+// recent_clicks with the other fields by the guarded script, so it survives passivation, crashes, lease
+// moves and reshards), and a record whose click_id is among them changes nothing but is counted in
+// clickfleet_actors_duplicate_records_total. Records without click_id are never dropped this way: the id
+// derived from their position differs between copies. The ingest gives every event a click_id.
+//
 // The messages the actors exchange are defined in this package (messages.go), not in package messages.
 package actors

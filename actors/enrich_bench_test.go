@@ -15,6 +15,7 @@ import (
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/enrich/geo"
 	"github.com/clickfleet/clickfleet/lease"
+	"github.com/clickfleet/clickfleet/session"
 )
 
 // BenchmarkEnrich measures what geo and name enrichment cost the actor path: the same POC events (one
@@ -50,7 +51,7 @@ func BenchmarkEnrich(b *testing.B) {
 					ctx := context.Background()
 					pipe := s.rdb.Pipeline()
 					for u := range sz.users {
-						pipe.HSet(ctx, UserKey(cfg.Prefix, fmt.Sprint(u)), "name", fmt.Sprintf("Customer %d", u))
+						pipe.HSet(ctx, session.UserKey(cfg.Prefix, fmt.Sprint(u)), "name", fmt.Sprintf("Customer %d", u))
 					}
 					if _, err := pipe.Exec(ctx); err != nil {
 						b.Fatal(err)

@@ -138,7 +138,7 @@ func TestEnrichedEndToEnd(t *testing.T) {
 	// What the names sync writes (enrich/names tests the sync itself); user 7 has no customer row.
 	for u := 1; u <= users; u++ {
 		if u != 7 {
-			if err := s.rdb.HSet(context.Background(), UserKey(s.prefix, fmt.Sprint(u)), "name", fmt.Sprintf("Customer %d", u), "price_per_click", "0.25").Err(); err != nil {
+			if err := s.rdb.HSet(context.Background(), session.UserKey(s.prefix, fmt.Sprint(u)), "name", fmt.Sprintf("Customer %d", u), "price_per_click", "0.25").Err(); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -150,7 +150,7 @@ func TestEnrichedEndToEnd(t *testing.T) {
 	f := newFactory(t, cfg)
 	table := leaseTable(t, s.ddb)
 	defer runWorker(t, s, stream, table, "enrich", f)()
-	waitUntil(t, "every shard checkpointed at its last record", 60*time.Second, func() bool { return checkpointedTo(t, s.ddb, table, last) })
+	testenv.WaitFor(t, "every shard checkpointed at its last record", 60*time.Second, func() bool { return checkpointedTo(t, s.ddb, table, last) })
 
 	// The offers: exactly the ViewContent > 60 events, each its input plus the enrichment, byte for byte.
 	want := map[string][]byte{}
@@ -298,7 +298,7 @@ func TestEnrichmentThroughAnIPInfoOutage(t *testing.T) {
 	down := phase("5xx")
 	slow := phase("hang")
 	fake.mode.Store("ok")
-	waitUntil(t, "the geo provider answering again", 20*time.Second, func() bool {
+	testenv.WaitFor(t, "the geo provider answering again", 20*time.Second, func() bool {
 		loc, _ := r.Lookup(ctx, demoIP(30, 1))
 		return loc.Status == geo.StatusFound
 	})
@@ -379,7 +379,7 @@ func TestEnrichmentKeepsOrderBehindAPendingLookup(t *testing.T) {
 	cfg := s.config("in")
 	cfg.Geo = r
 	f := newFactory(t, cfg)
-	if err := s.rdb.HSet(ctx, UserKey(s.prefix, "u1"), "name", "Semyon Ryan").Err(); err != nil {
+	if err := s.rdb.HSet(ctx, session.UserKey(s.prefix, "u1"), "name", "Semyon Ryan").Err(); err != nil {
 		t.Fatal(err)
 	}
 	base := int64(1_626_091_318_000)
@@ -403,7 +403,7 @@ func TestEnrichmentKeepsOrderBehindAPendingLookup(t *testing.T) {
 	flushed := make(chan error, 1)
 	go func() { flushed <- p.(*processor).final(ctx, cp) }()
 	// The first record's lookup cannot answer before the gate opens, so the user must hold its reply.
-	waitUntil(t, "the user holding its flush reply", 10*time.Second, func() bool { return testutil.ToFloat64(f.m.heldReplies) == 1 })
+	testenv.WaitFor(t, "the user holding its flush reply", 10*time.Second, func() bool { return testutil.ToFloat64(f.m.heldReplies) == 1 })
 	select {
 	case err := <-flushed:
 		t.Fatalf("the flush ended (%v) while a lookup it covers was pending", err)

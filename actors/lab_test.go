@@ -106,7 +106,7 @@ func labEvents(n int, seed uint64) []putEvent {
 
 // sqlSessions computes the sessions with PostgreSQL from the events as they landed on the stream: the
 // lab's LAG over each user's events in stream order, a session starting where the gap exceeds 10 s or
-// there is no previous event, named as DESIGN.md says.
+// there is no previous event, named as docs/contracts.md says.
 func sqlSessions(t *testing.T, evs []putEvent) map[string]messages.Session {
 	t.Helper()
 	ctx := context.Background()
@@ -177,7 +177,7 @@ func TestLabScenarioMatchesSQL(t *testing.T) {
 	f := newFactory(t, cfg)
 	table := leaseTable(t, s.ddb)
 	defer runWorker(t, s, stream, table, "lab", f)()
-	waitUntil(t, "every shard checkpointed at its last record", 60*time.Second, func() bool { return checkpointedTo(t, s.ddb, table, last) })
+	testenv.WaitFor(t, "every shard checkpointed at its last record", 60*time.Second, func() bool { return checkpointedTo(t, s.ddb, table, last) })
 
 	got := scanSessions(t, s.ddb, s.table)
 	if !maps.Equal(got, want) {

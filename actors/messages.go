@@ -9,8 +9,9 @@ import (
 	"github.com/clickfleet/clickfleet/session"
 )
 
-// The messages the actors of this package exchange. DESIGN.md places actor messages in package messages;
-// they live here until that package takes them. All are pointers, sent locally only, never serialised.
+// The messages the actors of this package exchange. They hold this package's own types (records with
+// their positions, flush state, reply channels), so they live here rather than in package messages, which
+// holds the wire formats. All are pointers, sent locally only, never serialised.
 
 // record is one decoded record routed to a user.
 type record struct {

@@ -21,6 +21,8 @@ type metrics struct {
 	locatedVec               *prometheus.CounterVec
 	located                  [4]prometheus.Counter
 	geoOffActor, heldReplies prometheus.Counter
+	// duplicates counts records dropped as copies of a recently applied click_id.
+	duplicates prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -51,12 +53,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Geo lookups the in-process cache could not answer, resolved off the actor."}),
 		heldReplies: prometheus.NewCounter(prometheus.CounterOpts{Name: "clickfleet_actors_flush_replies_held_total",
 			Help: "Users' flush replies held until their pending geo lookups answered (at most the lookup timeout)."}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "clickfleet_actors_duplicate_records_total",
+			Help: "Records dropped because their click_id is among the user's recently applied ones (a producer's retry stored the event twice)."}),
 	}
 	for _, s := range []geo.Status{geo.StatusUnavailable, geo.StatusFound, geo.StatusNotFound, geo.StatusUnknown} {
 		m.located[s] = m.locatedVec.WithLabelValues(s.String())
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.usersLive, m.spawned, m.passivated, m.batchSeconds, m.flushSeconds, m.effects, m.errors, m.retrying, m.records, m.invalid, m.locatedVec, m.geoOffActor, m.heldReplies} {
+		for _, c := range []prometheus.Collector{m.usersLive, m.spawned, m.passivated, m.batchSeconds, m.flushSeconds, m.effects, m.errors, m.retrying, m.records, m.invalid, m.locatedVec, m.geoOffActor, m.heldReplies, m.duplicates} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -17,7 +17,6 @@ import (
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/session"
 )
 
 // Factory makes the processors of one worker process; it owns the process's actor system. Use
@@ -109,7 +108,7 @@ func (p *processor) Initialize(ctx context.Context, in consumer.InitInput) error
 	// shutdown timeout of a planned end).
 	p.ctx, p.stop = context.WithCancelCause(ctx)
 	if !in.Start.IsSentinel() {
-		p.sh.checkpointed = session.Position{Seq: in.Start.SequenceNumber, Sub: in.Start.SubSequence}
+		p.sh.checkpointed = in.Start
 	}
 	sh := p.sh
 	sh.userProps = actor.PropsFromProducer(func() actor.Actor { return &userActor{sh: sh} })
@@ -154,7 +153,7 @@ func (p *processor) decode(b consumer.Batch) *processBatch {
 	m := &processBatch{recs: make([]record, 0, len(b.Records)), n: len(b.Records), cp: b.Checkpointer, done: make(chan error, 1)}
 	for i := range b.Records {
 		r := &b.Records[i]
-		pos := session.Position{Seq: r.SequenceNumber, Sub: r.SubSequence}
+		pos := r.Position()
 		ev, err := messages.Decode(r.Data)
 		if err != nil {
 			p.f.m.invalid.Inc()

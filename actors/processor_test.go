@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
 )
@@ -275,14 +276,14 @@ func TestPassivationRehydratesFromRedis(t *testing.T) {
 	if err := p.ProcessRecords(ctx, batch([]consumer.Record{ev(1, "a", 0), ev(2, "b", 0), ev(3, "a", 2000)}, cp)); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the first flush's checkpoint", 60*time.Second, func() bool { return cp.position() == seqNo(3)+":0" })
+	testenv.WaitFor(t, "the first flush's checkpoint", 60*time.Second, func() bool { return cp.position() == seqNo(3)+":0" })
 	if err := p.ProcessRecords(ctx, batch([]consumer.Record{ev(4, "b", 4000)}, cp)); err != nil {
 		t.Fatal(err)
 	}
 	// Two minutes later (by the fake clock), both are idle; b's last record may not be flushed yet,
 	// so it is passivated only after its flush.
 	now.Add(int64(2 * time.Minute))
-	waitUntil(t, "both users passivated", 60*time.Second, func() bool { return testutil.ToFloat64(f.m.passivated) == 2 })
+	testenv.WaitFor(t, "both users passivated", 60*time.Second, func() bool { return testutil.ToFloat64(f.m.passivated) == 2 })
 	if live := testutil.ToFloat64(f.m.usersLive); live != 0 {
 		t.Fatalf("%g users live after passivation", live)
 	}

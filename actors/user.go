@@ -81,6 +81,9 @@ func (a *userActor) apply(ctx actor.Context, recs []record) {
 		r := &recs[i]
 		o := a.u.Apply(r.pos, r.ev, *rules)
 		if !o.Applied {
+			if o.Duplicate {
+				a.sh.f.m.duplicates.Inc()
+			}
 			continue
 		}
 		a.applied = true
@@ -164,7 +167,7 @@ func (a *userActor) effects(u *session.User, applied bool, sessions []messages.S
 	e := userEffects{user: u.ID, sessions: sessions, offers: offers}
 	if applied {
 		e.pos = u.Applied
-		e.fields = u.AppendFields(make([]any, 0, 20))
+		e.fields = u.AppendFields(make([]any, 0, 22))
 	}
 	return e
 }
@@ -178,7 +181,7 @@ const geoUnavailable = `,"geo_status":"unavailable"}`
 // public or not in the database carries no location and no mark.
 func (sh *shardShared) offer(r *record, name string, loc geo.Location, located bool) []byte {
 	ev := r.ev
-	enrich.Event(ev, sh.shard, r.pos.Seq, r.pos.Sub, name, loc)
+	enrich.Event(ev, sh.shard, r.pos.SequenceNumber, r.pos.SubSequence, name, loc)
 	b, err := ev.AppendJSON(make([]byte, 0, 448))
 	if err != nil {
 		// A decoded event always encodes; should one not, keep its identity rather than lose it.

@@ -19,35 +19,12 @@ import (
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
+	"github.com/clickfleet/clickfleet/position"
 	"github.com/clickfleet/clickfleet/retry"
 	"github.com/clickfleet/clickfleet/session"
 )
 
-// UserKey returns the Redis hash of a user's state: prefix + "user:" + userID (DESIGN.md's cf:user:<id>).
-func UserKey(prefix, userID string) string { return prefix + "user:" + userID }
-
-// stateScript writes a user's state only if it is beyond what the hash holds for the shard.
-// KEYS[1] the user's hash; ARGV[1] shard id, ARGV[2] sequence, ARGV[3] sub-sequence, then field/value
-// pairs. Returns 1 when written, 0 when the stored position for the shard is at or beyond (a replay, or a
-// deposed owner's late write), so a user's state never moves backwards.
-const stateScriptSource = `
-local pf = 'pos:' .. ARGV[1]
-local stored = redis.call('HGET', KEYS[1], pf)
-if stored then
-  local i = string.find(stored, ':', 1, true)
-  local sseq, ssub = string.sub(stored, 1, i - 1), tonumber(string.sub(stored, i + 1))
-  local seq, sub = ARGV[2], tonumber(ARGV[3])
-  local beyond
-  if #seq ~= #sseq then beyond = #seq > #sseq
-  elseif seq ~= sseq then beyond = seq > sseq
-  else beyond = sub > ssub end
-  if not beyond then return 0 end
-end
-redis.call('HSET', KEYS[1], pf, ARGV[2] .. ':' .. ARGV[3], 'shard', ARGV[1], 'seq', ARGV[2], 'sub', ARGV[3], unpack(ARGV, 4))
-return 1
-`
-
-var stateScript = redis.NewScript(stateScriptSource)
+var stateScript = redis.NewScript(session.StateScript)
 
 // Kinesis and DynamoDB batch limits.
 const (
@@ -104,7 +81,7 @@ func (sh *shardShared) loadUsers(ctx context.Context, ids []string) ([]map[strin
 		pipe := sh.f.cfg.Redis.Pipeline()
 		cmds := make([]*redis.MapStringStringCmd, len(ids))
 		for i, id := range ids {
-			cmds[i] = pipe.HGetAll(ctx, UserKey(sh.f.cfg.Prefix, id))
+			cmds[i] = pipe.HGetAll(ctx, session.UserKey(sh.f.cfg.Prefix, id))
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return fmt.Errorf("HGETALL %d users: %w", len(ids), err)
@@ -161,7 +138,7 @@ func (sh *shardShared) writeFlush(ctx context.Context, fs *flushState, cp consum
 	if fs.upTo.IsZero() || fs.upTo.Compare(sh.checkpointed) <= 0 || cp == nil {
 		return nil
 	}
-	err = sh.retry(ctx, "checkpoint", func() error { return cp.Checkpoint(ctx, fs.upTo.Seq, fs.upTo.Sub) })
+	err = sh.retry(ctx, "checkpoint", func() error { return cp.Checkpoint(ctx, fs.upTo.SequenceNumber, fs.upTo.SubSequence) })
 	if err != nil {
 		return err
 	}
@@ -181,7 +158,7 @@ func (sh *shardShared) probe(ctx context.Context, users []userEffects) ([]userEf
 		cmds := make([]*redis.StringCmd, len(users))
 		for i := range users {
 			if !users[i].pos.IsZero() {
-				cmds[i] = pipe.HGet(ctx, UserKey(sh.f.cfg.Prefix, users[i].user), field)
+				cmds[i] = pipe.HGet(ctx, session.UserKey(sh.f.cfg.Prefix, users[i].user), field)
 			}
 		}
 		if pipe.Len() == 0 {
@@ -199,7 +176,7 @@ func (sh *shardShared) probe(ctx context.Context, users []userEffects) ([]userEf
 			if err != nil && !errors.Is(err, redis.Nil) {
 				return fmt.Errorf("read user %s's position: %w", users[i].user, err)
 			}
-			stored, err := session.ParsePosition(v)
+			stored, err := position.Decode(v)
 			if err != nil {
 				return retry.Permanent(fmt.Errorf("user %s: %w", users[i].user, err))
 			}
@@ -366,9 +343,9 @@ func (sh *shardShared) writeState(ctx context.Context, users []userEffects) erro
 		for i := range users {
 			u := &users[i]
 			args := make([]any, 0, 3+len(u.fields))
-			args = append(args, sh.shard, u.pos.Seq, strconv.FormatInt(u.pos.Sub, 10))
+			args = append(args, sh.shard, u.pos.SequenceNumber, strconv.FormatInt(u.pos.SubSequence, 10))
 			args = append(args, u.fields...)
-			cmds[i] = stateScript.EvalSha(ctx, pipe, []string{UserKey(sh.f.cfg.Prefix, u.user)}, args...)
+			cmds[i] = stateScript.EvalSha(ctx, pipe, []string{session.UserKey(sh.f.cfg.Prefix, u.user)}, args...)
 		}
 		_, err := pipe.Exec(ctx)
 		return cmds, err
@@ -377,7 +354,7 @@ func (sh *shardShared) writeState(ctx context.Context, users []userEffects) erro
 		cmds, err := run()
 		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 			// A new or restarted Redis does not know the script; the writes that ran are guarded.
-			if err = sh.f.cfg.Redis.ScriptLoad(ctx, stateScriptSource).Err(); err == nil {
+			if err = sh.f.cfg.Redis.ScriptLoad(ctx, session.StateScript).Err(); err == nil {
 				cmds, err = run()
 			}
 		}

@@ -14,7 +14,6 @@ import (
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/enrich"
 	"github.com/clickfleet/clickfleet/enrich/geo"
-	"github.com/clickfleet/clickfleet/enrich/names"
 	"github.com/clickfleet/clickfleet/lake"
 	"github.com/clickfleet/clickfleet/messages"
 	"github.com/clickfleet/clickfleet/session"
@@ -153,7 +152,7 @@ func (p *processor) names(ctx context.Context, valid []decoded) map[string]strin
 	cmds := make([]*redis.StringCmd, len(ids))
 	_, err := p.cfg.Names.Pipelined(ctx, func(pl redis.Pipeliner) error {
 		for i, id := range ids {
-			cmds[i] = pl.HGet(ctx, names.Key(p.cfg.Prefix, id), session.FieldName)
+			cmds[i] = pl.HGet(ctx, session.UserKey(p.cfg.Prefix, id), session.FieldName)
 		}
 		return nil
 	})

@@ -11,7 +11,6 @@ import (
 
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/enrich/geo"
-	"github.com/clickfleet/clickfleet/enrich/names"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/session"
 )
@@ -45,10 +44,10 @@ func TestEventsAreEnriched(t *testing.T) {
 	c, rdb := testenv.S3(t), testenv.Redis(t)
 	prefix := testenv.Name(t, "cf") + ":"
 	ctx := context.Background()
-	if err := rdb.HSet(ctx, names.Key(prefix, "7"), session.FieldName, "Semyon Ryan").Err(); err != nil {
+	if err := rdb.HSet(ctx, session.UserKey(prefix, "7"), session.FieldName, "Semyon Ryan").Err(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { rdb.Del(context.Background(), names.Key(prefix, "7")) })
+	t.Cleanup(func() { rdb.Del(context.Background(), session.UserKey(prefix, "7")) })
 	res, err := geo.NewResolver(geo.Config{Provider: stackGeoDB(t), Redis: rdb, Prefix: prefix, LookupTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)

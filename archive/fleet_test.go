@@ -229,7 +229,7 @@ func (f *fleet) put(in *input, from, n int, seed uint64) {
 			if batch[i].subs > 0 {
 				pos.SubSequence = int64(batch[i].subs - 1)
 			}
-			if cur, ok := in.last[aws.ToString(res.ShardId)]; !ok || comparePositions(pos, cur) > 0 {
+			if cur, ok := in.last[aws.ToString(res.ShardId)]; !ok || pos.Compare(cur) > 0 {
 				in.last[aws.ToString(res.ShardId)] = pos
 			}
 		}
@@ -289,7 +289,7 @@ func (f *fleet) archivedAll(in *input) bool {
 		if it.cp.IsShardEnd() {
 			continue
 		}
-		if it.cp.IsSentinel() || comparePositions(it.cp, last) < 0 {
+		if it.cp.IsSentinel() || it.cp.Compare(last) < 0 {
 			return false
 		}
 	}

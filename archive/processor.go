@@ -132,7 +132,7 @@ func (p *processor) ProcessRecords(ctx context.Context, b consumer.Batch) error 
 		}
 	}
 	for _, r := range b.Records {
-		if !p.last.IsSentinel() && comparePositions(r.Position(), p.last) <= 0 {
+		if !p.last.IsSentinel() && r.Position().Compare(p.last) <= 0 {
 			continue
 		}
 		if len(p.recs) > 0 && p.pinned == nil {
@@ -150,7 +150,7 @@ func (p *processor) ProcessRecords(ctx context.Context, b consumer.Batch) error 
 			}
 		}
 		p.add(r)
-		if p.pinned != nil && comparePositions(r.Position(), *p.pinned) >= 0 {
+		if p.pinned != nil && r.Position().Compare(*p.pinned) >= 0 {
 			if err := p.flushLocked(ctx, "adopted", false); err != nil {
 				return err
 			}
@@ -225,7 +225,7 @@ func (p *processor) landedLocked(wait bool) error {
 
 // pinReached says the buffer is pinned to an earlier holder's range and holds its end.
 func (p *processor) pinReached() bool {
-	return p.pinned != nil && len(p.recs) > 0 && comparePositions(p.recs[len(p.recs)-1].Position(), *p.pinned) >= 0
+	return p.pinned != nil && len(p.recs) > 0 && p.recs[len(p.recs)-1].Position().Compare(*p.pinned) >= 0
 }
 
 // setBuffer makes recs the buffer, first buffered at started.
@@ -247,7 +247,7 @@ func (p *processor) setBuffer(recs []consumer.Record, started time.Time) {
 func (p *processor) setEnd() int {
 	if p.pinned != nil {
 		for i, r := range p.recs {
-			if comparePositions(r.Position(), *p.pinned) >= 0 {
+			if r.Position().Compare(*p.pinned) >= 0 {
 				return i + 1
 			}
 		}
@@ -332,7 +332,7 @@ func (p *processor) flushLocked(ctx context.Context, reason string, all bool) er
 			return errNoHolder
 		}
 		k := p.setEnd()
-		if p.pinned != nil && comparePositions(p.recs[k-1].Position(), *p.pinned) < 0 {
+		if p.pinned != nil && p.recs[k-1].Position().Compare(*p.pinned) < 0 {
 			return nil // pinned to a longer object: keep buffering up to its end
 		}
 		n, pin, err := p.storeSet(ctx, p.recs[:k:k], p.cp, reason, p.started)
@@ -412,7 +412,7 @@ func (p *processor) store(ctx context.Context, recs []consumer.Record) (int, *le
 		if err != nil {
 			return 0, nil, retry.Permanent(fmt.Errorf("raw object %s: %w", rawKey, err))
 		}
-		switch c := comparePositions(end, last.Position()); {
+		switch c := end.Compare(last.Position()); {
 		case c > 0:
 			p.log.Info("an earlier holder stored a longer object from this record; buffering up to its end",
 				zap.String("key", rawKey), zap.Stringer("ends_at", end))
@@ -601,35 +601,4 @@ func isNotFound(err error) bool {
 func isNoSuchBucket(err error) bool {
 	var api smithy.APIError
 	return errors.As(err, &api) && api.ErrorCode() == "NoSuchBucket"
-}
-
-// comparePositions orders two positions in one shard: sequence numbers (decimal, up to 128 bits) by
-// value, then sub-sequences.
-func comparePositions(a, b lease.Checkpoint) int {
-	if c := compareSequences(a.SequenceNumber, b.SequenceNumber); c != 0 {
-		return c
-	}
-	switch {
-	case a.SubSequence < b.SubSequence:
-		return -1
-	case a.SubSequence > b.SubSequence:
-		return 1
-	}
-	return 0
-}
-
-func compareSequences(a, b string) int {
-	if len(a) != len(b) {
-		if len(a) < len(b) {
-			return -1
-		}
-		return 1
-	}
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/clickfleet/clickfleet/clickgen"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/provision"
+	"github.com/clickfleet/clickfleet/session"
 	"github.com/clickfleet/clickfleet/usercount"
 )
 
@@ -476,7 +477,7 @@ func (p *prober) run(ctx context.Context, every time.Duration) {
 			cmds := make([]*redis.BoolCmd, len(waiting))
 			for i, u := range waiting {
 				if p.sessions != "" {
-					cmds[i] = pipe.HExists(ctx, p.prefix+"user:"+u, "last_access_ms")
+					cmds[i] = pipe.HExists(ctx, session.UserKey(p.prefix, u), session.FieldLastAccess)
 				} else {
 					cmds[i] = pipe.HExists(ctx, usercount.Key(p.prefix, u), "count")
 				}

@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/clickfleet/clickfleet/retry"
 )
 
 // Config describes a generation run. The zero value is not valid; start from DefaultConfig.
@@ -198,7 +199,7 @@ func (r *run) loop(ctx, genCtx context.Context, src *source) error {
 				break // send what is due first
 			}
 			if len(r.pending) == 0 {
-				if err := sleepUntil(genCtx, due); err != nil {
+				if err := retry.Sleep(genCtx, time.Until(due)); err != nil {
 					if ctx.Err() != nil {
 						return err
 					}
@@ -222,7 +223,7 @@ func (r *run) loop(ctx, genCtx context.Context, src *source) error {
 
 // flush sends the pending events until all are stored, backing off between failures.
 func (r *run) flush(ctx context.Context) error {
-	backoff := r.cfg.RetryBackoff
+	backoff := retry.Backoff{Initial: r.cfg.RetryBackoff, Max: 5 * time.Second}
 	for len(r.pending) > 0 {
 		batch := r.pending
 		size := 0
@@ -240,7 +241,7 @@ func (r *run) flush(ctx context.Context) error {
 			}
 			r.stats.Failures++
 			r.stats.Retried += int64(len(batch))
-			r.log.Warn("put failed; retrying", zap.Int("events", len(batch)), zap.Duration("backoff", backoff), zap.Error(err))
+			r.log.Warn("put failed; retrying", zap.Int("events", len(batch)), zap.Error(err))
 		} else {
 			stored := len(batch) - len(failed)
 			for _, ev := range batch {
@@ -253,7 +254,7 @@ func (r *run) flush(ctx context.Context) error {
 			rest := append(append([]Event(nil), failed...), r.pending[len(batch):]...)
 			r.pending = append(r.pending[:0], rest...)
 			if stored > 0 {
-				backoff = r.cfg.RetryBackoff // progress: retry the rest soon
+				backoff.Reset() // progress: retry the rest soon
 			}
 			if len(failed) == 0 {
 				continue
@@ -262,10 +263,9 @@ func (r *run) flush(ctx context.Context) error {
 			r.stats.Retried += int64(len(failed))
 		}
 		r.progress()
-		if err := sleepUntil(ctx, time.Now().Add(jitter(backoff))); err != nil {
+		if err := retry.Sleep(ctx, backoff.Next()); err != nil {
 			return err
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 	return nil
 }
@@ -277,23 +277,4 @@ func (r *run) progress() {
 	r.nextProgress = time.Now().Add(r.cfg.ProgressInterval)
 	r.stats.Elapsed = time.Since(r.began)
 	r.cfg.OnProgress(r.stats)
-}
-
-func jitter(d time.Duration) time.Duration {
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleepUntil(ctx context.Context, t time.Time) error {
-	d := time.Until(t)
-	if d <= 0 {
-		return context.Cause(ctx)
-	}
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-tm.C:
-		return nil
-	}
 }

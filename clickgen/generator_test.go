@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clickfleet/clickfleet/enrich/geo"
 )
 
 func collect(t *testing.T, cfg Config, n int) []Event {
@@ -100,7 +102,7 @@ func TestPOCEventsHavePublicIPsAndFields(t *testing.T) {
 			t.Fatalf("event %d: %v", i, err)
 		}
 		a, err := netip.ParseAddr(rec.UserIP)
-		if err != nil || !isPublic(a) {
+		if err != nil || !geo.IsPublic(a) {
 			t.Fatalf("event %d: user_ip %q is not a public address", i, rec.UserIP)
 		}
 		if prev, ok := ipOf[rec.UserID]; ok && prev != rec.UserIP {
@@ -116,23 +118,6 @@ func TestPOCEventsHavePublicIPsAndFields(t *testing.T) {
 		if len(rec.ClickID) != 32 || len(rec.PixelID) != 10 {
 			t.Fatalf("event %d: click_id %q pixel_id %q", i, rec.ClickID, rec.PixelID)
 		}
-	}
-}
-
-func TestIsPublic(t *testing.T) {
-	for _, tc := range []struct {
-		ip   string
-		want bool
-	}{
-		{"8.8.8.8", true}, {"81.2.69.142", true}, {"10.1.2.3", false}, {"192.168.0.1", false},
-		{"172.16.5.4", false}, {"127.0.0.1", false}, {"100.64.1.1", false}, {"203.0.113.9", false},
-		{"224.0.0.1", false}, {"0.1.2.3", false}, {"169.254.1.1", false}, {"250.1.1.1", false},
-	} {
-		t.Run(tc.ip, func(t *testing.T) {
-			if got := isPublic(netip.MustParseAddr(tc.ip)); got != tc.want {
-				t.Fatalf("isPublic(%s) = %v, want %v", tc.ip, got, tc.want)
-			}
-		})
 	}
 }
 

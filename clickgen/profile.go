@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
+
+	"github.com/clickfleet/clickfleet/enrich/geo"
 )
 
 // Profile names an event shape and pacing.
@@ -175,7 +177,7 @@ func (s *source) publicIPv4() string {
 		v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 		v |= s.rng.Uint32() & (1<<(32-p.Bits()) - 1)
 		a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
-		if isPublic(a) && byte(v) != 0 && byte(v) != 255 { // skip .0 and .255 hosts
+		if geo.IsPublic(a) && byte(v) != 0 && byte(v) != 255 { // skip .0 and .255 hosts
 			return a.String()
 		}
 	}
@@ -235,27 +237,4 @@ var DemoNetworks = []DemoNetwork{
 	{"46.250.160.0/19", "MX", "Mexico City", "Mexico City"},
 	{"64.176.224.0/19", "KR", "Seoul", "Seoul"},
 	{"219.103.96.0/20", "JP", "Tokyo", "Tokyo"},
-}
-
-var nonPublic = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),
-	netip.MustParsePrefix("100.64.0.0/10"),
-	netip.MustParsePrefix("192.0.0.0/24"),
-	netip.MustParsePrefix("192.0.2.0/24"),
-	netip.MustParsePrefix("198.18.0.0/15"),
-	netip.MustParsePrefix("198.51.100.0/24"),
-	netip.MustParsePrefix("203.0.113.0/24"),
-	netip.MustParsePrefix("240.0.0.0/4"),
-}
-
-func isPublic(a netip.Addr) bool {
-	if !a.IsGlobalUnicast() || a.IsPrivate() {
-		return false
-	}
-	for _, p := range nonPublic {
-		if p.Contains(a) {
-			return false
-		}
-	}
-	return true
 }

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/lease"
+	"github.com/clickfleet/clickfleet/settings"
 )
 
 // ErrInvalidConfig is wrapped by every error Config.Validate returns.
@@ -61,10 +62,22 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-// Validate fills in defaults and names the first bad setting.
+// Defaults of Config's fields.
+const (
+	DefaultMaxRecords         = 10000
+	DefaultIdleTime           = time.Second
+	DefaultMinCallInterval    = 200 * time.Millisecond
+	DefaultShardSyncInterval  = 60 * time.Second
+	DefaultParentPollInterval = 10 * time.Second
+	DefaultRetryBackoff       = 200 * time.Millisecond
+	DefaultMaxBackoff         = 10 * time.Second
+)
+
+// Validate fills in defaults and returns an error wrapping ErrInvalidConfig and a *settings.Error naming
+// the first bad setting (a lease setting as "Lease.<field>").
 func (c *Config) Validate() error {
 	bad := func(setting, format string, args ...any) error {
-		return fmt.Errorf("%w: %s %s", ErrInvalidConfig, setting, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, settings.Invalid(setting, format, args...))
 	}
 	if c.Stream == "" {
 		return bad("Stream", "is required")
@@ -89,12 +102,12 @@ func (c *Config) Validate() error {
 		v    *time.Duration
 		def  time.Duration
 	}{
-		{"IdleTime", &c.IdleTime, time.Second},
-		{"MinCallInterval", &c.MinCallInterval, 200 * time.Millisecond},
-		{"ShardSyncInterval", &c.ShardSyncInterval, 60 * time.Second},
-		{"ParentPollInterval", &c.ParentPollInterval, 10 * time.Second},
-		{"RetryBackoff", &c.RetryBackoff, 200 * time.Millisecond},
-		{"MaxBackoff", &c.MaxBackoff, 10 * time.Second},
+		{"IdleTime", &c.IdleTime, DefaultIdleTime},
+		{"MinCallInterval", &c.MinCallInterval, DefaultMinCallInterval},
+		{"ShardSyncInterval", &c.ShardSyncInterval, DefaultShardSyncInterval},
+		{"ParentPollInterval", &c.ParentPollInterval, DefaultParentPollInterval},
+		{"RetryBackoff", &c.RetryBackoff, DefaultRetryBackoff},
+		{"MaxBackoff", &c.MaxBackoff, DefaultMaxBackoff},
 	}
 	for _, d := range defaults {
 		if *d.v == 0 {
@@ -105,7 +118,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.MaxRecords == 0 {
-		c.MaxRecords = 10000
+		c.MaxRecords = DefaultMaxRecords
 	}
 	if c.MaxRecords < 1 || c.MaxRecords > 10000 {
 		return bad("MaxRecords", "must be 1..10000, got %d", c.MaxRecords)
@@ -113,15 +126,14 @@ func (c *Config) Validate() error {
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
-	c.Lease.Process = func(*lease.Handle) {} // placeholder for Validate; the worker sets the real one
 	if c.Lease.Registerer == nil {
 		c.Lease.Registerer = c.Registerer
 	}
 	if c.Lease.Logger == nil {
 		c.Lease.Logger = c.Logger
 	}
-	if err := c.Lease.Validate(); err != nil {
-		return fmt.Errorf("%w: lease: %w", ErrInvalidConfig, err)
+	if err := c.Lease.Check(); err != nil { // Process is the worker's own
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, settings.Within("Lease", err))
 	}
 	return nil
 }

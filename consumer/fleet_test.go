@@ -332,7 +332,7 @@ func TestFleetReshardsUnderLoad(t *testing.T) {
 	// Every closed shard was read to its end: its lease is at SHARD_END, or already deleted because its
 	// children are under way.
 	tbl := lease.NewTable(testenv.DynamoDB(t), f.table)
-	waitFor(t, "every closed shard at SHARD_END", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "every closed shard at SHARD_END", 30*time.Second, func() bool {
 		shards, err := kin.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(stream)})
 		if err != nil {
 			t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -35,12 +34,13 @@ type shardReader struct {
 	last     lease.Checkpoint
 	iterator *string
 	lastCall time.Time
-	backoff  time.Duration
+	backoff  retry.Backoff
 }
 
 // run is the lease coordinator's Process callback.
 func (w *Worker) run(h *lease.Handle) {
-	r := &shardReader{w: w, h: h, shard: h.ShardID(), log: w.log.With(zap.String("shard_id", h.ShardID()))}
+	r := &shardReader{w: w, h: h, shard: h.ShardID(), log: w.log.With(zap.String("shard_id", h.ShardID())),
+		backoff: retry.Backoff{Initial: w.cfg.RetryBackoff, Max: w.cfg.MaxBackoff}}
 	r.cp = &trackingCheckpointer{Checkpointer: h}
 	w.metrics.readers.Inc()
 	defer w.metrics.readers.Dec()
@@ -146,7 +146,7 @@ func (r *shardReader) readLoop(hctx, pctx context.Context) bool {
 					return false
 				}
 				r.log.Warn("cannot get a shard iterator; backing off", zap.Error(err))
-				r.pause(hctx, true)
+				r.pause(hctx)
 				continue
 			}
 		}
@@ -175,10 +175,10 @@ func (r *shardReader) readLoop(hctx, pctx context.Context) bool {
 			default:
 				r.log.Warn("GetRecords failed; backing off", zap.Error(err))
 			}
-			r.pause(hctx, true)
+			r.pause(hctx)
 			continue
 		}
-		r.backoff = 0
+		r.backoff.Reset()
 		recs := r.convert(out.Records)
 		if len(recs) > 0 {
 			b := Batch{Records: recs, MillisBehindLatest: aws.ToInt64(out.MillisBehindLatest), Checkpointer: r.cp}
@@ -220,7 +220,7 @@ func (r *shardReader) deliver(hctx, pctx context.Context, b Batch) bool {
 			return false
 		}
 		r.log.Warn("processor failed a batch; delivering it again after a backoff", zap.Int("records", len(b.Records)), zap.Error(err))
-		if !r.pause(hctx, true) {
+		if !r.pause(hctx) {
 			return false
 		}
 	}
@@ -284,7 +284,7 @@ func (r *shardReader) after(rec Record) bool {
 	if r.last.IsSentinel() {
 		return true
 	}
-	return comparePositions(rec.Position(), r.last) > 0
+	return rec.Position().Compare(r.last) > 0
 }
 
 func (r *shardReader) newIterator(ctx context.Context) error {
@@ -345,7 +345,7 @@ func (r *shardReader) shardEnded(hctx, pctx context.Context) {
 			return
 		}
 		r.log.Warn("shard end not checkpointed; asking the processor again", zap.Error(err))
-		if !r.pause(pctx, true) {
+		if !r.pause(pctx) {
 			return
 		}
 	}
@@ -382,7 +382,7 @@ func (r *shardReader) ensureChildren(ctx context.Context) []string {
 			r.log.Warn("no child shards listed for the closed shard; the periodic shard sync will create them")
 			return nil
 		}
-		if !r.pause(ctx, true) {
+		if !r.pause(ctx) {
 			return nil
 		}
 	}
@@ -422,29 +422,17 @@ func (r *shardReader) sleepIdle(ctx context.Context) {
 	}
 }
 
-// pause sleeps the current backoff (with jitter) and doubles it; false when ctx ended.
-func (r *shardReader) pause(ctx context.Context, grow bool) bool {
-	if r.backoff == 0 {
-		r.backoff = r.w.cfg.RetryBackoff
-	} else if grow {
-		r.backoff = min(r.backoff*2, r.w.cfg.MaxBackoff)
-	}
-	d := r.backoff/2 + rand.N(r.backoff/2+1)
-	return sleepCtx(ctx, d)
+// pause sleeps the next backoff (capped, with jitter); false when ctx ended.
+func (r *shardReader) pause(ctx context.Context) bool {
+	return retry.Sleep(ctx, r.backoff.Next()) == nil
 }
 
+// sleepCtx sleeps d or until ctx ends; false when ctx ended.
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
 		return ctx.Err() == nil
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return retry.Sleep(ctx, d) == nil
 }
 
 func outcome(err error) string {

@@ -170,17 +170,6 @@ func startWorker(t *testing.T, kin *kinesis.Client, ddb *dynamodb.Client, stream
 	return stop
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // Children start only after their parents are finished, so each user's records keep their order across
 // a split and a merge, and none is skipped.
 func TestReshardKeepsPerUserOrder(t *testing.T) {
@@ -207,7 +196,7 @@ func TestReshardKeepsPerUserOrder(t *testing.T) {
 	}
 	waitOpen(t, kin, stream, 2)
 	putUsers(t, kin, stream, users, 20, 40)
-	waitFor(t, "every user's 60 records", 60*time.Second, func() bool {
+	testenv.WaitFor(t, "every user's 60 records", 60*time.Second, func() bool {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
 		for u := 0; u < users; u++ {
@@ -224,7 +213,7 @@ func TestReshardKeepsPerUserOrder(t *testing.T) {
 	}
 	// The children were leased: every open shard has a lease.
 	tbl := lease.NewTable(ddb, table)
-	waitFor(t, "a lease for every open shard", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "a lease for every open shard", 30*time.Second, func() bool {
 		leases, err := tbl.List(context.Background())
 		if err != nil {
 			t.Fatal(err)
@@ -264,7 +253,7 @@ func TestCheckpointInsideAggregateResumesAfterIt(t *testing.T) {
 	first := newRecorder()
 	first.checkpointAt = func(r consumer.Record) bool { return r.Aggregated && r.SubSequence == 3 }
 	stop := startWorker(t, kin, ddb, stream, table, "first", first.factory)
-	waitFor(t, "the first holder's checkpoint inside the aggregate", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "the first holder's checkpoint inside the aggregate", 30*time.Second, func() bool {
 		l, err := lease.NewTable(ddb, table).Get(context.Background(), "shardId-000000000000")
 		return err == nil && l.Checkpoint.SubSequence == 3
 	})
@@ -272,7 +261,7 @@ func TestCheckpointInsideAggregateResumesAfterIt(t *testing.T) {
 
 	second := newRecorder()
 	startWorker(t, kin, ddb, stream, table, "second", second.factory)
-	waitFor(t, "the second holder to read to the end", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "the second holder to read to the end", 30*time.Second, func() bool {
 		second.mu.Lock()
 		defer second.mu.Unlock()
 		return second.next["u0"] == 5
@@ -309,9 +298,9 @@ func TestMissingResourcesAreNamed(t *testing.T) {
 	kin := testenv.Kinesis(t)
 	ddb, table := leaseTable(t)
 	stream := testenv.Stream(t, kin, 1)
-	for _, tc := range []struct{ name, stream, table, want string }{
-		{"stream", "no-such-stream-" + table, table, "stream no-such-stream-"},
-		{"lease table", stream, "no-such-table-" + table, "lease table no-such-table-"},
+	for _, tc := range []struct{ name, stream, table, want, setting string }{
+		{"stream", "no-such-stream-" + table, table, "stream no-such-stream-", "Stream"},
+		{"lease table", stream, "no-such-table-" + table, "lease table no-such-table-", "Lease.Table"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w, err := consumer.New(kin, ddb, consumer.Config{Stream: tc.stream, NewProcessor: newRecorder().factory,
@@ -322,8 +311,9 @@ func TestMissingResourcesAreNamed(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			err = w.Run(ctx)
-			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "clickfleet setup") {
-				t.Fatalf("Run() = %v, want an error naming %q and 'clickfleet setup'", err, tc.want)
+			var re *consumer.ResourceError
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.As(err, &re) || re.Setting != tc.setting {
+				t.Fatalf("Run() = %v, want a *consumer.ResourceError naming %q, setting %s", err, tc.want, tc.setting)
 			}
 		})
 	}

@@ -3,8 +3,6 @@ package ingest
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
-	"strings"
 	"sync"
 	"time"
 
@@ -13,6 +11,8 @@ import (
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/smithy-go"
 	"go.uber.org/zap"
+
+	"github.com/clickfleet/clickfleet/retry"
 )
 
 // record is one record on its way to a stream, and where its outcome goes.
@@ -124,74 +124,78 @@ func (b *batcher) run(stop <-chan struct{}, sendCtx context.Context) {
 	}
 }
 
-// send puts recs, retrying what fails with jittered exponential backoff, and settles every record.
+// send puts recs, retrying what fails with jittered exponential backoff (retry.Do, at most PutAttempts
+// calls, permanent errors not retried), and settles every record.
 func (b *batcher) send(ctx context.Context, recs []*record) {
 	b.m.batchSize.WithLabelValues(b.role).Observe(float64(len(recs)))
-	backoff := b.cfg.PutBackoff
 	pending := recs
-	for attempt := 1; ; attempt++ {
-		entries := make([]ktypes.PutRecordsRequestEntry, len(pending))
-		for i, r := range pending {
-			entries[i] = ktypes.PutRecordsRequestEntry{Data: r.data, PartitionKey: aws.String(r.key)}
-		}
-		callCtx, cancel := context.WithTimeout(ctx, b.cfg.PutTimeout)
-		began := time.Now()
-		out, err := b.api.PutRecords(callCtx, &kinesis.PutRecordsInput{StreamName: aws.String(b.stream), Records: entries})
-		cancel()
-		b.m.putDuration.WithLabelValues(b.role).Observe(time.Since(began).Seconds())
-		var failed []*record
-		reason := ""
-		retryable := true
-		switch {
-		case err != nil:
-			b.m.putCalls.WithLabelValues(b.role, "error").Inc()
-			failed, reason, retryable = pending, failureReason(err), isRetryable(err)
-			b.log.Warn("PutRecords failed", zap.String("stream", b.stream), zap.Int("records", len(pending)),
-				zap.Int("attempt", attempt), zap.Error(err))
-		case len(out.Records) != len(pending):
-			b.m.putCalls.WithLabelValues(b.role, "error").Inc()
-			failed, reason = pending, "kinesis returned a malformed answer"
-			b.log.Error("PutRecords answer has the wrong number of results", zap.String("stream", b.stream),
-				zap.Int("records", len(pending)), zap.Int("results", len(out.Records)))
-		default:
-			for i, res := range out.Records {
-				r := pending[i]
-				if res.ErrorCode != nil {
-					failed = append(failed, r)
-					reason = "kinesis: " + aws.ToString(res.ErrorCode)
-					continue
-				}
-				r.shardID, r.seq = aws.ToString(res.ShardId), aws.ToString(res.SequenceNumber)
-				r.done.Done()
-			}
-			if len(failed) > 0 {
-				b.m.putCalls.WithLabelValues(b.role, "partial").Inc()
-			} else {
-				b.m.putCalls.WithLabelValues(b.role, "ok").Inc()
-			}
-		}
-		if len(failed) == 0 {
-			return
-		}
-		if attempt >= b.cfg.PutAttempts || !retryable || ctx.Err() != nil {
-			for _, r := range failed {
-				r.failure = reason
-				r.done.Done()
-			}
-			b.log.Warn("records not stored after retries", zap.String("stream", b.stream), zap.Int("records", len(failed)),
-				zap.Int("attempts", attempt), zap.String("reason", reason))
-			return
-		}
-		b.m.putRetries.WithLabelValues(b.role).Add(float64(len(failed)))
-		pending = failed
-		t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		t.Stop()
-		backoff = min(backoff*2, time.Second)
+	reason := ""
+	attempt := 0
+	err := retry.Do(ctx, retry.Policy{
+		Backoff:  retry.Backoff{Initial: b.cfg.PutBackoff, Max: time.Second},
+		Attempts: b.cfg.PutAttempts,
+		OnRetry:  func(int, time.Duration, error) { b.m.putRetries.WithLabelValues(b.role).Add(float64(len(pending))) },
+	}, func(ctx context.Context) error {
+		attempt++
+		failed, why, err := b.put(ctx, pending, attempt)
+		pending, reason = failed, why
+		return err
+	})
+	if err == nil {
+		return
 	}
+	for _, r := range pending {
+		r.failure = reason
+		r.done.Done()
+	}
+	b.log.Warn("records not stored after retries", zap.String("stream", b.stream), zap.Int("records", len(pending)),
+		zap.Int("attempts", attempt), zap.String("reason", reason))
+}
+
+// errSomeFailed is put's error when Kinesis refused some records of a call (throttling, an internal
+// failure): they are tried again.
+var errSomeFailed = errors.New("kinesis refused some records")
+
+// put makes one PutRecords call of pending, settles the records it stored and returns the others with the
+// reason to tell their clients and the error that decides whether to try again (nil when none failed).
+func (b *batcher) put(ctx context.Context, pending []*record, attempt int) (failed []*record, reason string, err error) {
+	entries := make([]ktypes.PutRecordsRequestEntry, len(pending))
+	for i, r := range pending {
+		entries[i] = ktypes.PutRecordsRequestEntry{Data: r.data, PartitionKey: aws.String(r.key)}
+	}
+	callCtx, cancel := context.WithTimeout(ctx, b.cfg.PutTimeout)
+	began := time.Now()
+	out, err := b.api.PutRecords(callCtx, &kinesis.PutRecordsInput{StreamName: aws.String(b.stream), Records: entries})
+	cancel()
+	b.m.putDuration.WithLabelValues(b.role).Observe(time.Since(began).Seconds())
+	switch {
+	case err != nil:
+		b.m.putCalls.WithLabelValues(b.role, "error").Inc()
+		b.log.Warn("PutRecords failed", zap.String("stream", b.stream), zap.Int("records", len(pending)),
+			zap.Int("attempt", attempt), zap.Error(err))
+		return pending, failureReason(err), err
+	case len(out.Records) != len(pending):
+		b.m.putCalls.WithLabelValues(b.role, "error").Inc()
+		b.log.Error("PutRecords answer has the wrong number of results", zap.String("stream", b.stream),
+			zap.Int("records", len(pending)), zap.Int("results", len(out.Records)))
+		return pending, "kinesis returned a malformed answer", errors.New("PutRecords: malformed answer")
+	}
+	for i, res := range out.Records {
+		r := pending[i]
+		if res.ErrorCode != nil {
+			failed = append(failed, r)
+			reason = "kinesis: " + aws.ToString(res.ErrorCode)
+			continue
+		}
+		r.shardID, r.seq = aws.ToString(res.ShardId), aws.ToString(res.SequenceNumber)
+		r.done.Done()
+	}
+	if len(failed) > 0 {
+		b.m.putCalls.WithLabelValues(b.role, "partial").Inc()
+		return failed, reason, errSomeFailed
+	}
+	b.m.putCalls.WithLabelValues(b.role, "ok").Inc()
+	return nil, "", nil
 }
 
 // failureReason is what a client is told about a failed call: the Kinesis error code, never addresses.
@@ -207,18 +211,4 @@ func failureReason(err error) string {
 		return "kinesis: cancelled (server stopping)"
 	}
 	return "kinesis unreachable"
-}
-
-// isRetryable tells errors worth another try (throttling, outages, timeouts) from ones that will repeat
-// (a missing stream, a rejected request).
-func isRetryable(err error) bool {
-	var api smithy.APIError
-	if errors.As(err, &api) {
-		switch code := api.ErrorCode(); {
-		case code == "ResourceNotFoundException", code == "ValidationException", code == "InvalidArgumentException",
-			code == "AccessDeniedException", strings.HasPrefix(code, "KMS"):
-			return false
-		}
-	}
-	return !errors.Is(err, context.Canceled)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/clickfleet/clickfleet/messages"
+	"github.com/clickfleet/clickfleet/settings"
 )
 
 // ErrInvalidConfig is wrapped by every error [Config.Validate] returns.
@@ -99,7 +100,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Listen:              "127.0.0.1:8080",
-		Stream:              "clickstream",
+		Stream:              messages.Stream,
 		ErrorStream:         messages.ErrorStream,
 		MaxEventsPerRequest: 500,
 		MaxEventBytes:       messages.MaxRecordBytes,
@@ -125,60 +126,66 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports the first setting out of range. The message starts with the setting's name as
-// `clickfleet ingest` spells the flag ("rate-limit must not be negative").
+// Validate reports the first setting out of range: an error wrapping ErrInvalidConfig and a
+// *settings.Error naming the field.
 func (c Config) Validate() error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, settings.Invalid(field, format, args...))
 	}
 	switch {
 	case c.Stream == "":
-		return bad("stream: empty")
+		return bad("Stream", "empty")
 	case c.InvalidToErrors && c.ErrorStream == "":
-		return bad("errors-stream: empty, but invalid-to-errors is set")
+		return bad("ErrorStream", "empty, but InvalidToErrors is set")
 	case !c.AllowAnonymous && c.Keys.Len() == 0:
-		return bad("api-keys: no API keys; give api-keys or api-keys-file (or allow-anonymous for local experiments)")
+		return bad("Keys", "no API keys; give some (or set AllowAnonymous for local experiments)")
 	case c.MaxEventsPerRequest < 1:
-		return bad("max-events must be at least 1, got %d", c.MaxEventsPerRequest)
+		return bad("MaxEventsPerRequest", "must be at least 1, got %d", c.MaxEventsPerRequest)
 	case c.MaxEventBytes < 64 || c.MaxEventBytes > messages.MaxRecordBytes:
-		return bad("max-event-bytes must be 64..%d (Kinesis' record limit), got %d", messages.MaxRecordBytes, c.MaxEventBytes)
+		return bad("MaxEventBytes", "must be 64..%d (Kinesis' record limit), got %d", messages.MaxRecordBytes, c.MaxEventBytes)
 	case c.MaxRequestBytes < int64(c.MaxEventBytes):
-		return bad("max-request-bytes: %d must be at least max-event-bytes (%d)", c.MaxRequestBytes, c.MaxEventBytes)
+		return bad("MaxRequestBytes", "%d must be at least MaxEventBytes (%d)", c.MaxRequestBytes, c.MaxEventBytes)
 	case c.MaxClockSkew < 0:
-		return bad("max-clock-skew must not be negative, got %s", c.MaxClockSkew)
+		return bad("MaxClockSkew", "must not be negative, got %s", c.MaxClockSkew)
 	case c.MaxEventAge < 0:
-		return bad("max-event-age must not be negative, got %s", c.MaxEventAge)
+		return bad("MaxEventAge", "must not be negative, got %s", c.MaxEventAge)
 	case c.RateLimit < 0:
-		return bad("rate-limit must not be negative, got %g", c.RateLimit)
+		return bad("RateLimit", "must not be negative, got %g", c.RateLimit)
 	case c.RateLimit > 0 && c.RateBurst < 1:
-		return bad("rate-burst must be at least 1 when rate-limit is set, got %g", c.RateBurst)
+		return bad("RateBurst", "must be at least 1 when RateLimit is set, got %g", c.RateBurst)
 	case c.Linger < 0:
-		return bad("linger must not be negative, got %s", c.Linger)
+		return bad("Linger", "must not be negative, got %s", c.Linger)
 	case c.MaxBatchRecords < 1 || c.MaxBatchRecords > 500:
-		return bad("batch-records must be 1..500, got %d", c.MaxBatchRecords)
+		return bad("MaxBatchRecords", "must be 1..500, got %d", c.MaxBatchRecords)
 	case c.MaxBatchBytes < c.MaxEventBytes+256 || c.MaxBatchBytes > 5<<20:
-		return bad("batch-bytes must hold one largest event (max-event-bytes + 256) and be at most 5 MiB, got %d", c.MaxBatchBytes)
+		return bad("MaxBatchBytes", "must hold one largest event (MaxEventBytes + 256) and be at most 5 MiB, got %d", c.MaxBatchBytes)
 	case c.PutConcurrency < 1:
-		return bad("put-concurrency must be at least 1, got %d", c.PutConcurrency)
+		return bad("PutConcurrency", "must be at least 1, got %d", c.PutConcurrency)
 	case c.PutAttempts < 1:
-		return bad("put-attempts must be at least 1, got %d", c.PutAttempts)
+		return bad("PutAttempts", "must be at least 1, got %d", c.PutAttempts)
 	case c.PutBackoff <= 0:
-		return bad("put-backoff must be positive, got %s", c.PutBackoff)
+		return bad("PutBackoff", "must be positive, got %s", c.PutBackoff)
 	case c.PutTimeout <= 0:
-		return bad("put-timeout must be positive, got %s", c.PutTimeout)
-	case c.ReadHeaderTimeout <= 0 || c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0:
-		return bad("read-timeout: read-header-timeout, read-timeout, write-timeout and idle-timeout must be positive")
+		return bad("PutTimeout", "must be positive, got %s", c.PutTimeout)
+	case c.ReadHeaderTimeout <= 0:
+		return bad("ReadHeaderTimeout", "must be positive, got %s", c.ReadHeaderTimeout)
+	case c.ReadTimeout <= 0:
+		return bad("ReadTimeout", "must be positive, got %s", c.ReadTimeout)
+	case c.WriteTimeout <= 0:
+		return bad("WriteTimeout", "must be positive, got %s", c.WriteTimeout)
+	case c.IdleTimeout <= 0:
+		return bad("IdleTimeout", "must be positive, got %s", c.IdleTimeout)
 	case c.WriteTimeout < time.Duration(c.PutAttempts)*c.PutTimeout:
-		return bad("write-timeout: %s must be at least put-attempts × put-timeout (%s), or answers would be cut off",
+		return bad("WriteTimeout", "%s must be at least PutAttempts × PutTimeout (%s), or answers would be cut off",
 			c.WriteTimeout, time.Duration(c.PutAttempts)*c.PutTimeout)
 	case c.MaxHeaderBytes < 1024:
-		return bad("max-header-bytes must be at least 1024, got %d", c.MaxHeaderBytes)
+		return bad("MaxHeaderBytes", "must be at least 1024, got %d", c.MaxHeaderBytes)
 	case c.MaxConnections < 0:
-		return bad("max-connections must not be negative, got %d", c.MaxConnections)
+		return bad("MaxConnections", "must not be negative, got %d", c.MaxConnections)
 	case c.ShutdownTimeout <= 0:
-		return bad("shutdown-timeout must be positive, got %s", c.ShutdownTimeout)
+		return bad("ShutdownTimeout", "must be positive, got %s", c.ShutdownTimeout)
 	case c.ReadyCacheTTL < 0:
-		return bad("ready-cache-ttl must not be negative, got %s", c.ReadyCacheTTL)
+		return bad("ReadyCacheTTL", "must not be negative, got %s", c.ReadyCacheTTL)
 	}
 	for _, o := range c.CORSOrigins {
 		if o == "*" {
@@ -187,7 +194,7 @@ func (c Config) Validate() error {
 		u, err := url.Parse(o)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") ||
 			strings.HasSuffix(o, "/") {
-			return bad("cors-origins: %q is not an origin like https://app.example.com (or *)", o)
+			return bad("CORSOrigins", "%q is not an origin like https://app.example.com (or *)", o)
 		}
 	}
 	return nil

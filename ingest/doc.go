@@ -8,9 +8,14 @@
 // events stream, or — with Config.InvalidToErrors — the error stream for the invalid ones). An event Kinesis
 // did not take after retries is reported per event in a 503 answer, so a client resends only those.
 //
+// Every valid event without a click_id gets one (a UUIDv7) before its first PutRecords attempt, written
+// into the event's JSON (its other bytes unchanged) and reported in its result. Delivery to Kinesis is at
+// least once — a call that timed out after Kinesis stored it is retried and stores its events again — and
+// the copies carry one click_id, by which the consumer drops them.
+//
 // Answers of POST /v1/events:
 //
-//	200  every event is on the stream; "results" gives each event's shard and sequence number
+//	200  every event is on the stream; "results" gives each event's shard, sequence number and click_id
 //	202  with InvalidToErrors: the valid events are on the stream and the invalid ones on the error stream
 //	400  the body is not what the content type says, or an event is invalid: "errors" lists index, field, reason
 //	401  no x-api-key header;  403  a key that is not configured

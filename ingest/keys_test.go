@@ -1,9 +1,12 @@
 package ingest
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clickfleet/clickfleet/settings"
 )
 
 func TestKeys(t *testing.T) {
@@ -82,14 +85,14 @@ func TestConfigValidate(t *testing.T) {
 		want string
 	}{
 		{"defaults with a key", func(c *Config) {}, ""},
-		{"no keys", func(c *Config) { c.Keys = nil }, "api-keys:"},
+		{"no keys", func(c *Config) { c.Keys = nil }, "Keys"},
 		{"anonymous", func(c *Config) { c.Keys, c.AllowAnonymous = nil, true }, ""},
-		{"event bytes over Kinesis' limit", func(c *Config) { c.MaxEventBytes = 2 << 20 }, "max-event-bytes"},
-		{"request smaller than an event", func(c *Config) { c.MaxRequestBytes = 1000 }, "max-request-bytes"},
-		{"batch records", func(c *Config) { c.MaxBatchRecords = 501 }, "batch-records"},
-		{"write timeout too short", func(c *Config) { c.WriteTimeout = time.Second }, "write-timeout"},
-		{"bad origin", func(c *Config) { c.CORSOrigins = []string{"example.com"} }, "cors-origins"},
-		{"errors stream", func(c *Config) { c.InvalidToErrors, c.ErrorStream = true, "" }, "errors-stream"},
+		{"event bytes over Kinesis' limit", func(c *Config) { c.MaxEventBytes = 2 << 20 }, "MaxEventBytes"},
+		{"request smaller than an event", func(c *Config) { c.MaxRequestBytes = 1000 }, "MaxRequestBytes"},
+		{"batch records", func(c *Config) { c.MaxBatchRecords = 501 }, "MaxBatchRecords"},
+		{"write timeout too short", func(c *Config) { c.WriteTimeout = time.Second }, "WriteTimeout"},
+		{"bad origin", func(c *Config) { c.CORSOrigins = []string{"example.com"} }, "CORSOrigins"},
+		{"errors stream", func(c *Config) { c.InvalidToErrors, c.ErrorStream = true, "" }, "ErrorStream"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig()
@@ -102,8 +105,9 @@ func TestConfigValidate(t *testing.T) {
 				}
 				return
 			}
-			if err == nil || !strings.HasPrefix(err.Error(), ErrInvalidConfig.Error()+": "+tc.want) {
-				t.Fatalf("err = %v; want it to start with %q", err, tc.want)
+			var se *settings.Error
+			if !errors.Is(err, ErrInvalidConfig) || !errors.As(err, &se) || se.Field != tc.want {
+				t.Fatalf("err = %v; want a *settings.Error for field %s", err, tc.want)
 			}
 		})
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
@@ -245,8 +246,11 @@ func (s *Server) probe(ctx context.Context) error {
 
 // eventResult is one event's line in a 200, 202 or 503 answer.
 type eventResult struct {
-	Index          int          `json:"index"`
-	Status         string       `json:"status"` // stored, error_stream, failed
+	Index  int    `json:"index"`
+	Status string `json:"status"` // stored, error_stream, failed
+	// ClickID is a valid event's click_id: its own, or the one the ingest gave it (also when it failed,
+	// so that a client sending it again with this id lets the consumer drop a copy stored after all).
+	ClickID        string       `json:"click_id,omitempty"`
 	ShardID        string       `json:"shard_id,omitempty"`
 	SequenceNumber string       `json:"sequence_number,omitempty"`
 	Reason         string       `json:"reason,omitempty"`
@@ -362,6 +366,14 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if err := assignClickIDs(items, uuid.NewV7); err != nil {
+		var re *RequestError
+		if !errors.As(err, &re) {
+			s.log.Error("cannot give events a click_id", zap.Error(err))
+		}
+		s.writeRequestError(w, err)
+		return
+	}
 	resp := s.store(items)
 	status := http.StatusOK
 	switch {
@@ -424,6 +436,9 @@ func (s *Server) store(items []Item) *Response {
 			res.Status, res.ShardID, res.SequenceNumber = StatusStored, r.shardID, r.seq
 			resp.Accepted++
 		}
+		if ev := items[i].Event; ev != nil {
+			res.ClickID = ev.ClickID
+		}
 	}
 	s.m.events.WithLabelValues(outcomeAccepted).Add(float64(resp.Accepted))
 	s.m.events.WithLabelValues(outcomeErrorStrm).Add(float64(resp.ErrorStream))
@@ -434,7 +449,7 @@ func (s *Server) store(items []Item) *Response {
 func toMessageErrors(fes []FieldError) []messages.FieldError {
 	out := make([]messages.FieldError, len(fes))
 	for i, fe := range fes {
-		out[i] = messages.FieldError{Field: fe.Field, Reason: fe.Reason}
+		out[i] = fe.FieldError
 	}
 	return out
 }

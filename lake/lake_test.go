@@ -30,7 +30,7 @@ func TestHourPrefixAndNames(t *testing.T) {
 	}
 }
 
-// The events table has DESIGN's columns, flat and lowercase, and a row written through Row reads back
+// The events table has the contract's columns (docs/contracts.md, "The lake"), flat and lowercase, and a row written through Row reads back
 // with parquet-go's generic reader, nulls included.
 func TestEventsSchemaRoundTrip(t *testing.T) {
 	want := []string{"event_time", "user_id", "click_id", "event_name", "event_type", "device_type", "pixel_id", "user_ip",

@@ -5,6 +5,15 @@ import (
 	"time"
 )
 
+// DefaultBucket is the lake's bucket unless configured, DefaultURL the lake at its root, and
+// DefaultLeaseTable the lease table of the application that writes it (clickfleet archive; the consumer
+// fleet has its own).
+const (
+	DefaultBucket     = "clickfleet-lake"
+	DefaultURL        = "s3://" + DefaultBucket + "/"
+	DefaultLeaseTable = "clickfleet-archive-leases"
+)
+
 // Extensions of the lake's objects.
 const (
 	ExtNDJSONGzip = ".ndjson.gz"

@@ -161,7 +161,7 @@ func TestCheckpointer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l.Checkpoint != (Checkpoint{"100", 4}) || l.OwnerSwitchesSinceCheckpoint != 0 || l.PendingCheckpoint != nil || l.Owner != "solo" {
+	if l.Checkpoint != (Checkpoint{SequenceNumber: "100", SubSequence: 4}) || l.OwnerSwitchesSinceCheckpoint != 0 || l.PendingCheckpoint != nil || l.Owner != "solo" {
 		t.Fatalf("after checkpoint: %+v", l)
 	}
 	if err := h.Checkpoint(ctx, "99", 0); !errors.Is(err, ErrInvalidCheckpoint) {

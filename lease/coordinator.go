@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/clickfleet/clickfleet/settings"
 )
 
 // maxTakeRounds bounds the immediate re-plans after a lost take race.
@@ -21,6 +23,14 @@ const maxTakeRounds = 3
 
 // epsilon is the KCL's slack in its timing rules (DynamoDBLeaseCoordinator).
 const epsilon = 25 * time.Millisecond
+
+// Defaults of Config's fields that are not derived from others.
+const (
+	DefaultTable                     = "clickfleet-leases" // the consumer fleet's; the archive has its own
+	DefaultFailoverTime              = 10 * time.Second
+	DefaultShutdownTimeout           = 5 * time.Second
+	DefaultMaxLeasesToStealAtOneTime = 1
+)
 
 // Config configures a Coordinator. Zero values take the documented defaults;
 // Validate fills them in and checks the rest.
@@ -68,15 +78,26 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-// Validate fills in defaults and returns an error wrapping ErrInvalidConfig
-// that names the first bad setting.
+// Validate fills in defaults and returns an error wrapping ErrInvalidConfig and a *settings.Error that
+// names the first bad setting.
 func (c *Config) Validate() error {
-	bad := func(setting, why string) error { return fmt.Errorf("%w: %s %s", ErrInvalidConfig, setting, why) }
-	if c.Table == "" {
-		return bad("Table", "is required")
+	if err := c.Check(); err != nil {
+		return err
 	}
 	if c.Process == nil {
-		return bad("Process", "is required")
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, settings.Invalid("Process", "is required"))
+	}
+	return nil
+}
+
+// Check is Validate for every setting but Process: for a Config held by another component that sets
+// Process itself (consumer.Worker).
+func (c *Config) Check() error {
+	bad := func(setting, why string) error {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, settings.Invalid(setting, "%s", why))
+	}
+	if c.Table == "" {
+		return bad("Table", "is required")
 	}
 	if c.WorkerID == "" {
 		host, err := os.Hostname()
@@ -90,7 +111,7 @@ func (c *Config) Validate() error {
 		c.WorkerID = host + "-" + hex.EncodeToString(b[:])
 	}
 	if c.FailoverTime == 0 {
-		c.FailoverTime = 10 * time.Second
+		c.FailoverTime = DefaultFailoverTime
 	}
 	if c.FailoverTime < 100*time.Millisecond {
 		return bad("FailoverTime", fmt.Sprintf("%v is below 100ms", c.FailoverTime))
@@ -111,7 +132,7 @@ func (c *Config) Validate() error {
 		return bad("MaxLeasesPerWorker", "must not be negative")
 	}
 	if c.MaxLeasesToStealAtOneTime == 0 {
-		c.MaxLeasesToStealAtOneTime = 1
+		c.MaxLeasesToStealAtOneTime = DefaultMaxLeasesToStealAtOneTime
 	}
 	if c.MaxLeasesToStealAtOneTime < 0 {
 		return bad("MaxLeasesToStealAtOneTime", "must not be negative")
@@ -129,7 +150,7 @@ func (c *Config) Validate() error {
 		return bad("HandoffPollInterval", "must be positive")
 	}
 	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 5 * time.Second
+		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	if c.ShutdownTimeout < 0 {
 		return bad("ShutdownTimeout", "must not be negative")

@@ -3,8 +3,9 @@ package lease
 import (
 	"errors"
 	"fmt"
-	"math/big"
 	"slices"
+
+	"github.com/clickfleet/clickfleet/position"
 )
 
 // Sentinel errors. Match them with errors.Is; the package wraps them with the
@@ -47,55 +48,18 @@ var (
 	ErrInvalidConfig = errors.New("invalid lease configuration")
 )
 
-// Checkpoint is a position in a shard: a Kinesis sequence number and the
-// sub-sequence number of a record inside a KPL aggregate, or one of the
-// sentinel positions (TrimHorizon, Latest, AtTimestamp, ShardEnd).
-type Checkpoint struct {
-	SequenceNumber string
-	SubSequence    int64
-}
+// Checkpoint is a position in a shard: a Kinesis sequence number and the sub-sequence number of a
+// record inside a KPL aggregate, or one of the sentinel positions (TrimHorizon, Latest, AtTimestamp,
+// ShardEnd). It is package position's one type.
+type Checkpoint = position.Position
 
 // Sentinel positions, stored in the checkpoint attribute as the Java KCL does.
 var (
-	TrimHorizon = Checkpoint{SequenceNumber: "TRIM_HORIZON"}
-	Latest      = Checkpoint{SequenceNumber: "LATEST"}
-	AtTimestamp = Checkpoint{SequenceNumber: "AT_TIMESTAMP"}
-	ShardEnd    = Checkpoint{SequenceNumber: "SHARD_END"}
+	TrimHorizon = position.TrimHorizon
+	Latest      = position.Latest
+	AtTimestamp = position.AtTimestamp
+	ShardEnd    = position.ShardEnd
 )
-
-// IsSentinel reports whether c is one of the sentinel positions rather than a
-// sequence number.
-func (c Checkpoint) IsSentinel() bool {
-	switch c.SequenceNumber {
-	case TrimHorizon.SequenceNumber, Latest.SequenceNumber, AtTimestamp.SequenceNumber, ShardEnd.SequenceNumber:
-		return true
-	}
-	return false
-}
-
-// IsShardEnd reports whether c is the SHARD_END position: the shard is closed
-// and every record in it has been processed.
-func (c Checkpoint) IsShardEnd() bool { return c.SequenceNumber == ShardEnd.SequenceNumber }
-
-// String returns "seq/sub" or the sentinel's name.
-func (c Checkpoint) String() string {
-	if c.IsSentinel() || c.SequenceNumber == "" {
-		return c.SequenceNumber
-	}
-	return fmt.Sprintf("%s/%d", c.SequenceNumber, c.SubSequence)
-}
-
-// sequence parses a sequence number; ok is false for sentinels and garbage.
-func (c Checkpoint) sequence() (*big.Int, bool) {
-	if c.IsSentinel() || c.SequenceNumber == "" {
-		return nil, false
-	}
-	n, ok := new(big.Int).SetString(c.SequenceNumber, 10)
-	if !ok || n.Sign() < 0 {
-		return nil, false
-	}
-	return n, true
-}
 
 // checkAdvance returns an ErrInvalidCheckpoint error unless moving from cur to
 // next is allowed: next is a valid sequence number (or SHARD_END) not behind
@@ -113,21 +77,14 @@ func checkAdvance(cur, next Checkpoint) error {
 	if next.IsShardEnd() {
 		return nil
 	}
-	n, ok := next.sequence()
-	if !ok {
+	if !next.IsSequence() {
 		return fmt.Errorf("%w: %q is not a sequence number", ErrInvalidCheckpoint, next.SequenceNumber)
 	}
-	c, ok := cur.sequence()
-	if !ok {
+	if !cur.IsSequence() {
 		return nil // from TRIM_HORIZON, LATEST, AT_TIMESTAMP or nothing, any sequence is ahead
 	}
-	switch n.Cmp(c) {
-	case -1:
+	if next.Compare(cur) < 0 {
 		return fmt.Errorf("%w: %s is behind the current checkpoint %s", ErrInvalidCheckpoint, next, cur)
-	case 0:
-		if next.SubSequence < cur.SubSequence {
-			return fmt.Errorf("%w: %s is behind the current checkpoint %s", ErrInvalidCheckpoint, next, cur)
-		}
 	}
 	return nil
 }

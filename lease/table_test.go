@@ -64,7 +64,7 @@ func TestTableFencing(t *testing.T) {
 		t.Fatalf("final checkpoint of the previous owner: %v", err)
 	}
 	p, err := tbl.passOn(ctx, key, "b")
-	if err != nil || p.CheckpointOwner != "" || p.Owner != "c" || p.Counter != c.Counter || p.Checkpoint != (Checkpoint{"7", 2}) || p.OwnerSwitchesSinceCheckpoint != 0 {
+	if err != nil || p.CheckpointOwner != "" || p.Owner != "c" || p.Counter != c.Counter || p.Checkpoint != (Checkpoint{SequenceNumber: "7", SubSequence: 2}) || p.OwnerSwitchesSinceCheckpoint != 0 {
 		t.Fatalf("pass on: %+v %v", p, err)
 	}
 	if _, err := tbl.passOn(ctx, key, "b"); !errors.Is(err, errConditionFailed) {

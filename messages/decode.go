@@ -195,29 +195,64 @@ func decode(data []byte, e *Event, ad *AdditionalData) error {
 	if !utf8.Valid(data) {
 		return recordErr("record is not valid UTF-8")
 	}
-	var fields [nFields]span
-	var members [nAdditional]span
-	s := scanner{data: data, add: &members}
-	s.skipSpace()
-	if s.pos < len(data) && data[s.pos] == '{' {
-		if err := s.object(1, tableTop, fields[:]); err != nil {
-			return recordErr(err.Error())
-		}
-		s.skipSpace()
-		if s.pos != len(data) {
-			return recordErr((&syntaxError{off: s.pos, msg: fmt.Sprintf("unexpected %q after top-level value", rune(data[s.pos]))}).Error())
-		}
-	} else {
-		v, err := s.value(0)
-		if err != nil {
-			return recordErr(err.Error())
-		}
-		s.skipSpace()
-		if s.pos != len(data) {
-			return recordErr((&syntaxError{off: s.pos, msg: fmt.Sprintf("unexpected %q after top-level value", rune(data[s.pos]))}).Error())
-		}
-		return recordErr("record is not a JSON object (it is " + v.kind.String() + ")")
+	end, _, err := decodeValue(data, 0, e, ad, nil)
+	return whole(data, end, err)
+}
+
+// whole checks that nothing but white space follows a decoded record's value, which decides before
+// the record's own errors; a syntax error becomes the record's validation error.
+func whole(data []byte, end int, err error) error {
+	if se, ok := err.(*SyntaxError); ok { // the scanner's own, never wrapped
+		return recordErr(se.Error())
 	}
+	s := scanner{data: data, pos: end}
+	s.skipSpace()
+	if s.pos != len(data) {
+		return recordErr((&syntaxError{Offset: s.pos, Msg: fmt.Sprintf("unexpected %q after top-level value", rune(data[s.pos]))}).Error())
+	}
+	return err
+}
+
+// decodeValue scans the value at data[start] (after white space) and, when it is an object, decodes it into e.
+// It returns the offset after the value and the span of the click_id member's value (quotes included;
+// start -1 when absent). A *SyntaxError means the value could not be delimited; any other error is a
+// *ValidationError about a delimited value. st, when not nil, adds its checks; its duplicate keys are
+// collected in dups.
+func decodeValue(data []byte, start int, e *Event, ad *AdditionalData, st *Strict) (end int, click [2]int, err error) {
+	click = [2]int{-1, -1}
+	var fields [nFields]span
+	s := scanner{data: data, pos: start, wantAdd: true}
+	if st != nil {
+		s.limit = st.MaxDepth
+		s.strict = st.NoDuplicateKeys
+	}
+	s.skipSpace()
+	if s.pos >= len(data) || data[s.pos] != '{' {
+		v, err := s.value(0, "")
+		if err != nil {
+			return s.pos, click, err
+		}
+		return s.pos, click, recordErr("record is not a JSON object (it is " + v.kind.String() + ")")
+	}
+	if err := s.object(1, tableTop, fields[:], ""); err != nil {
+		return s.pos, click, err
+	}
+	end = s.pos
+	switch f := fields[fClickID]; f.kind {
+	case kindString:
+		click = [2]int{f.start - 1, f.end + 1}
+	case kindNull:
+		click = [2]int{f.start, f.end}
+	}
+	err = decodeFields(data, &fields, &s.add, e, ad)
+	if st != nil {
+		err = st.check(e, err, s.dups.list)
+	}
+	return end, click, err
+}
+
+// decodeFields turns the scanned members into e, validating each.
+func decodeFields(data []byte, fields *[nFields]span, members *[nAdditional]span, e *Event, ad *AdditionalData) error {
 	for i := range fields {
 		if fields[i].kind == kindNull {
 			fields[i].kind = kindNone
@@ -371,7 +406,7 @@ func decode(data []byte, e *Event, ad *AdditionalData) error {
 			ad = new(AdditionalData)
 		}
 		*ad = AdditionalData{}
-		if decodeAdditional(&errs, data, &members, ad) {
+		if decodeAdditional(&errs, data, members, ad) {
 			e.AdditionalData = ad
 		}
 	default:

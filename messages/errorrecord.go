@@ -8,6 +8,14 @@ import (
 // [ErrorRecord]s.
 const ErrorStream = "clickstream-errors"
 
+// The other default names of the pipeline's resources: the input stream, the high-intent (offers)
+// stream, and the DynamoDB sessions table.
+const (
+	Stream        = "clickstream"
+	OffersStream  = "clickstream-offers"
+	SessionsTable = "sessions"
+)
+
 // Limits keeping an encoded [ErrorRecord] under Kinesis' 1 MiB record limit
 // (base64 grows data by a third).
 const (

@@ -19,10 +19,10 @@ type FieldError struct {
 	// for nesting ("user_id", "additional_data.price"). It is empty when the
 	// record as a whole is at fault (not JSON, not an object, too large, not
 	// UTF-8).
-	Field string
+	Field string `json:"field,omitempty"`
 	// Reason says what is wrong, e.g. "missing", "not a string",
 	// `not a time: "yesterday"`, "too long (300 bytes, max 256)".
-	Reason string
+	Reason string `json:"reason"`
 }
 
 // Error returns "field: reason", or just the reason for a record-level error.

@@ -119,8 +119,10 @@ type Event struct {
 
 	// PixelID is the POC "pixel_id"; empty when missing.
 	PixelID string
-	// ClickID is "click_id"; empty when missing. The consumer fills a missing
-	// one with [DerivedClickID] so that replays get the same id.
+	// ClickID is "click_id"; empty when missing (or null, or ""). The ingest
+	// gives every event one (a UUIDv7) before putting it, so copies of an
+	// event that a retried put stored twice share it. The consumer fills a
+	// missing one with [DerivedClickID] so that replays get the same id.
 	ClickID string
 	// UserIP is "user_ip": empty (as in the POC seed) or an IPv4/IPv6 address.
 	UserIP string

@@ -1,6 +1,7 @@
 package messages
 
 import (
+	"bytes"
 	"fmt"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -50,24 +51,67 @@ type span struct {
 // is there.
 const maxDepth = 10000
 
-// syntaxError is a JSON syntax error at a byte offset.
-type syntaxError struct {
-	off int
-	msg string
+// SyntaxError is a JSON syntax error at a byte offset of the input; DecodeNext returns it when the value
+// cannot be delimited.
+type SyntaxError struct {
+	// Offset is where the scanner stopped, from the start of the input given to the decoder.
+	Offset int
+	// Msg says what was found instead of valid JSON ("unexpected end of input looking for a value").
+	Msg string
 }
 
-func (e *syntaxError) Error() string {
-	return fmt.Sprintf("record is not valid JSON: %s at offset %d", e.msg, e.off)
+func (e *SyntaxError) Error() string {
+	return fmt.Sprintf("record is not valid JSON: %s at offset %d", e.Msg, e.Offset)
 }
+
+// syntaxError is the scanner's name for SyntaxError.
+type syntaxError = SyntaxError
 
 // scanner walks JSON in data; it validates exactly RFC 8259 syntax (what
 // json.Valid accepts) without building values.
 type scanner struct {
 	data []byte
 	pos  int
-	// add, when not nil, receives the members of a top-level
-	// "additional_data" object (see object).
-	add *[nAdditional]span
+	// add receives the members of a top-level "additional_data" object
+	// (see object) when wantAdd is set.
+	add     [nAdditional]span
+	wantAdd bool
+	// limit is the deepest nesting accepted (0: maxDepth); deeper input is a
+	// syntax error naming the limit when it was set (Strict.MaxDepth).
+	limit int
+	// strict turns on duplicate-key checks: dups receives a "duplicate key"
+	// field error for every key repeated within one object, named by its path.
+	strict bool
+	dups   fieldErrs
+}
+
+// tooDeep is the error for nesting beyond the scanner's limit.
+func (s *scanner) tooDeep() error {
+	if s.limit > 0 {
+		return &syntaxError{Offset: s.pos, Msg: fmt.Sprintf("nested deeper than %d levels", s.limit)}
+	}
+	return &syntaxError{Offset: s.pos, Msg: "nesting too deep"}
+}
+
+func (s *scanner) maxNesting() int {
+	if s.limit > 0 {
+		return s.limit
+	}
+	return maxDepth
+}
+
+// maxListedDups bounds the duplicate keys one record reports.
+const maxListedDups = 100
+
+// joinPath names a member for a field error: the parent's path, a dot, the key (cut at 64 bytes).
+func joinPath(path, key string) string {
+	if len(key) > 64 {
+		key = key[:64] + "..."
+	}
+	if path == "" {
+		return key
+	}
+	return path + "." + key
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
@@ -82,14 +126,15 @@ func (s *scanner) skipSpace() {
 
 func (s *scanner) fail(looking string) error {
 	if s.pos >= len(s.data) {
-		return &syntaxError{off: s.pos, msg: "unexpected end of input " + looking}
+		return &syntaxError{Offset: s.pos, Msg: "unexpected end of input " + looking}
 	}
-	return &syntaxError{off: s.pos, msg: fmt.Sprintf("unexpected %q %s", rune(s.data[s.pos]), looking)}
+	return &syntaxError{Offset: s.pos, Msg: fmt.Sprintf("unexpected %q %s", rune(s.data[s.pos]), looking)}
 }
 
 // value scans one value after optional white space. depth is the nesting
-// depth of the value's container (0 at top level).
-func (s *scanner) value(depth int) (span, error) {
+// depth of the value's container (0 at top level); path names the value for
+// duplicate-key errors (only kept when s.strict is set).
+func (s *scanner) value(depth int, path string) (span, error) {
 	s.skipSpace()
 	if s.pos >= len(s.data) {
 		return span{}, s.fail("looking for a value")
@@ -99,16 +144,16 @@ func (s *scanner) value(depth int) (span, error) {
 	case c == '"':
 		return s.str()
 	case c == '{' || c == '[':
-		if depth >= maxDepth {
-			return span{}, &syntaxError{off: s.pos, msg: "nesting too deep"}
+		if depth >= s.maxNesting() {
+			return span{}, s.tooDeep()
 		}
 		var err error
 		k := kindObject
 		if c == '{' {
-			err = s.object(depth+1, tableNone, nil)
+			err = s.object(depth+1, tableNone, nil, path)
 		} else {
 			k = kindArray
-			err = s.array(depth + 1)
+			err = s.array(depth+1, path)
 		}
 		if err != nil {
 			return span{}, err
@@ -248,8 +293,9 @@ const (
 
 // object scans an object starting at '{'. For each member whose key the
 // table maps to an index i ≥ 0, out[i] is set to the value's span (a later
-// duplicate key wins, as in encoding/json).
-func (s *scanner) object(depth, table int, out []span) error {
+// duplicate key wins, as in encoding/json). With s.strict set, a repeated key
+// is reported under path.
+func (s *scanner) object(depth, table int, out []span, path string) error {
 	s.pos++ // '{'
 	s.skipSpace()
 	if s.pos < len(s.data) && s.data[s.pos] == '}' {
@@ -257,6 +303,8 @@ func (s *scanner) object(depth, table int, out []span) error {
 		return nil
 	}
 	var keyBuf [128]byte
+	var seen []span                 // the keys so far, with s.strict set
+	var seenSet map[string]struct{} // then, once there are more than 16 or one holds escapes
 	for {
 		s.skipSpace()
 		if s.pos >= len(s.data) || s.data[s.pos] != '"' {
@@ -271,6 +319,10 @@ func (s *scanner) object(depth, table int, out []span) error {
 			return s.fail("after object key")
 		}
 		s.pos++
+		var child string
+		if s.strict {
+			child = s.member(&seen, &seenSet, key, path)
+		}
 		i := -1
 		if table != tableNone {
 			k := s.data[key.start:key.end]
@@ -289,18 +341,18 @@ func (s *scanner) object(depth, table int, out []span) error {
 		}
 		var v span
 		s.skipSpace()
-		if table == tableTop && i == fAdditionalData && s.pos < len(s.data) && s.data[s.pos] == '{' && s.add != nil {
+		if table == tableTop && i == fAdditionalData && s.pos < len(s.data) && s.data[s.pos] == '{' && s.wantAdd {
 			// Scan additional_data's members in the same pass.
-			if depth >= maxDepth {
-				return &syntaxError{off: s.pos, msg: "nesting too deep"}
+			if depth >= s.maxNesting() {
+				return s.tooDeep()
 			}
-			*s.add = [nAdditional]span{}
+			s.add = [nAdditional]span{}
 			v = span{start: s.pos, kind: kindObject}
-			if err := s.object(depth+1, tableAdditional, s.add[:]); err != nil {
+			if err := s.object(depth+1, tableAdditional, s.add[:], child); err != nil {
 				return err
 			}
 			v.end = s.pos
-		} else if v, err = s.value(depth); err != nil {
+		} else if v, err = s.value(depth, child); err != nil {
 			return err
 		}
 		if i >= 0 {
@@ -322,8 +374,53 @@ func (s *scanner) object(depth, table int, out []span) error {
 	}
 }
 
-// array scans an array starting at '['.
-func (s *scanner) array(depth int) error {
+// member records the key of an object member for s.strict, reporting it when the object repeats it, and
+// returns the member's path when its value is an object or an array (nested duplicates are named by it),
+// "" otherwise. Keys are compared as bytes against a short list of spans, then in a set once there are
+// more than 16 or a key holds escapes (so a huge object costs no more than linear time).
+func (s *scanner) member(seen *[]span, set *map[string]struct{}, key span, path string) string {
+	k := s.data[key.start:key.end]
+	if key.esc {
+		k = appendUnescaped(nil, k)
+	}
+	if *set == nil && (key.esc || len(*seen) >= 16) {
+		*set = make(map[string]struct{}, 2*len(*seen)+1)
+		for _, p := range *seen {
+			(*set)[string(s.data[p.start:p.end])] = struct{}{}
+		}
+	}
+	dup := false
+	if *set != nil {
+		_, dup = (*set)[string(k)]
+		if !dup {
+			(*set)[string(k)] = struct{}{}
+		}
+	} else {
+		for _, p := range *seen {
+			if bytes.Equal(s.data[p.start:p.end], k) {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			*seen = append(*seen, key)
+		}
+	}
+	if dup && len(s.dups.list) < maxListedDups {
+		s.dups.add(joinPath(path, string(k)), "duplicate key")
+	}
+	i := s.pos
+	for i < len(s.data) && isSpace(s.data[i]) {
+		i++
+	}
+	if i < len(s.data) && (s.data[i] == '{' || s.data[i] == '[') {
+		return joinPath(path, string(k))
+	}
+	return ""
+}
+
+// array scans an array starting at '['; its elements share its path.
+func (s *scanner) array(depth int, path string) error {
 	s.pos++ // '['
 	s.skipSpace()
 	if s.pos < len(s.data) && s.data[s.pos] == ']' {
@@ -331,7 +428,7 @@ func (s *scanner) array(depth int) error {
 		return nil
 	}
 	for {
-		if _, err := s.value(depth); err != nil {
+		if _, err := s.value(depth, path); err != nil {
 			return err
 		}
 		s.skipSpace()

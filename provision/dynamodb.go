@@ -9,6 +9,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/clickfleet/clickfleet/retry"
 )
 
 // DynamoDBAPI is the part of the DynamoDB client that provisioning uses.
@@ -20,7 +22,7 @@ type DynamoDBAPI interface {
 // SessionsUserIndex is the name of the global secondary index on `user_id` of the sessions table.
 const SessionsUserIndex = "user_id-start_ms-index"
 
-// EnsureSessionsTable creates the sessions table (DESIGN.md): hash key `session_id` (S) and a global
+// EnsureSessionsTable creates the sessions table (docs/contracts.md, "Sessions"): hash key `session_id` (S) and a global
 // secondary index SessionsUserIndex on `user_id` (S) with range `start_ms` (N), on-demand billing. The
 // index is created with the table because some emulators cannot add one later. It reports whether it
 // created the table and waits until the table is ACTIVE. An existing table without the index is an error.
@@ -78,7 +80,7 @@ func ensureTable(ctx context.Context, api DynamoDBAPI, in *dynamodb.CreateTableI
 		case tableActive(out.Table):
 			return created, out.Table, nil
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := retry.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return created, nil, fmt.Errorf("table %s is not ACTIVE yet: %w", name, err)
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/clickfleet/clickfleet/retry"
 )
 
 // KinesisAPI is the part of the Kinesis client that provisioning uses.
@@ -52,19 +54,8 @@ func EnsureStream(ctx context.Context, api KinesisAPI, name string, shards int32
 			res.Shards = aws.ToInt32(out.StreamDescriptionSummary.OpenShardCount)
 			return res, nil
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := retry.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return res, fmt.Errorf("stream %s is not ACTIVE yet: %w", name, err)
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-t.C:
-		return nil
 	}
 }

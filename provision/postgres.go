@@ -5,11 +5,9 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgconn"
-)
 
-// CustomersChannel is the PostgreSQL NOTIFY channel on which the customers trigger announces a changed
-// customer_id (insert, update or delete).
-const CustomersChannel = "clickfleet_customers"
+	"github.com/clickfleet/clickfleet/enrich/names"
+)
 
 // customersSchema is idempotent: it may run any number of times, also while others use the table.
 const customersSchema = `
@@ -23,10 +21,10 @@ CREATE OR REPLACE FUNCTION clickfleet_customers_notify() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        PERFORM pg_notify('` + CustomersChannel + `', OLD.customer_id);
+        PERFORM pg_notify('` + names.Channel + `', OLD.customer_id);
         RETURN OLD;
     END IF;
-    PERFORM pg_notify('` + CustomersChannel + `', NEW.customer_id);
+    PERFORM pg_notify('` + names.Channel + `', NEW.customer_id);
     RETURN NEW;
 END $$;
 CREATE OR REPLACE TRIGGER clickfleet_customers_changed
@@ -40,7 +38,7 @@ type Execer interface {
 }
 
 // EnsureCustomersSchema creates the `customers` table (customer_id, name, price_per_click, updated_at) and
-// the trigger that NOTIFYs CustomersChannel on every change. Requires PostgreSQL 14 or later.
+// the trigger that NOTIFYs names.Channel on every change. Requires PostgreSQL 14 or later.
 func EnsureCustomersSchema(ctx context.Context, db Execer) error {
 	if _, err := db.Exec(ctx, customersSchema); err != nil {
 		return fmt.Errorf("create customers schema: %w", err)

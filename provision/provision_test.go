@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/clickfleet/clickfleet/enrich/names"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/provision"
 )
@@ -77,7 +78,7 @@ func TestSetupCreatesEverythingAndIsIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer listener.Close(ctx)
-	if _, err := listener.Exec(ctx, "LISTEN "+provision.CustomersChannel); err != nil {
+	if _, err := listener.Exec(ctx, "LISTEN "+names.Channel); err != nil {
 		t.Fatal(err)
 	}
 	id := base + "-customer"
@@ -89,8 +90,8 @@ func TestSetupCreatesEverythingAndIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.Channel != provision.CustomersChannel || n.Payload != id {
-		t.Fatalf("notification %s %q, want %s %q", n.Channel, n.Payload, provision.CustomersChannel, id)
+	if n.Channel != names.Channel || n.Payload != id {
+		t.Fatalf("notification %s %q, want %s %q", n.Channel, n.Payload, names.Channel, id)
 	}
 }
 

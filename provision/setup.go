@@ -6,7 +6,10 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/clickfleet/clickfleet/enrich/names"
+	"github.com/clickfleet/clickfleet/lake"
 	"github.com/clickfleet/clickfleet/lease"
+	"github.com/clickfleet/clickfleet/messages"
 )
 
 // Resources names everything Setup creates.
@@ -28,9 +31,9 @@ type Resources struct {
 // DefaultResources returns the names and sizes documented on Resources.
 func DefaultResources() Resources {
 	return Resources{
-		Stream: "clickstream", OffersStream: "clickstream-offers", ErrorsStream: "clickstream-errors",
-		Shards: 4, OutputShards: 1, LeaseTable: "clickfleet-leases", SessionsTable: "sessions",
-		ArchiveLeaseTable: "clickfleet-archive-leases", Buckets: []string{"clickfleet-lake"},
+		Stream: messages.Stream, OffersStream: messages.OffersStream, ErrorsStream: messages.ErrorStream,
+		Shards: 4, OutputShards: 1, LeaseTable: lease.DefaultTable, SessionsTable: messages.SessionsTable,
+		ArchiveLeaseTable: lake.DefaultLeaseTable, Buckets: []string{lake.DefaultBucket},
 	}
 }
 
@@ -117,6 +120,6 @@ func Setup(ctx context.Context, c Clients, r Resources, log *zap.Logger) error {
 	if err := EnsureCustomersSchema(ctx, c.Postgres); err != nil {
 		return err
 	}
-	log.Info("postgres schema ready", zap.String("table", "customers"), zap.String("notify_channel", CustomersChannel))
+	log.Info("postgres schema ready", zap.String("table", "customers"), zap.String("notify_channel", names.Channel))
 	return nil
 }

@@ -5,9 +5,10 @@ import (
 	"strconv"
 
 	"github.com/clickfleet/clickfleet/messages"
+	"github.com/clickfleet/clickfleet/position"
 )
 
-// Field names of the user hash cf:user:<id> (DESIGN.md). This package owns all but FieldName and
+// Field names of the user hash cf:user:<id> (docs/contracts.md, "Redis"). This package owns all but FieldName and
 // FieldPricePerClick, which the names sync (package enrich/names) writes and this package only reads.
 const (
 	FieldLastAccess   = "last_access_ms"
@@ -21,24 +22,53 @@ const (
 	FieldSeq          = "seq"   // that record's sequence number
 	FieldSub          = "sub"   // and sub-sequence number
 	PositionFieldStem = "pos:"  // + shard id: the last applied position on that shard ("seq:sub")
+	// FieldRecentClicks is the user's window of recently applied click ids ([RecentClicks.Encode]).
+	FieldRecentClicks = "recent_clicks"
 	// The user's location: that of the latest applied event whose address resolved (written with the state).
 	FieldCountry = "country"
 	FieldRegion  = "region"
 	FieldCity    = "city"
-	// FieldName is the user's full name, written by the names sync; read here, never written.
-	FieldName = "name"
+	// FieldName is the user's full name and FieldPricePerClick their price per click, both written by
+	// the names sync from PostgreSQL; read here, never written.
+	FieldName          = "name"
+	FieldPricePerClick = "price_per_click"
 )
+
+// StateScript is the Lua script that writes a user's state only if it is beyond what the hash holds for
+// the shard, so that a user's state never moves backwards (a replay, or a deposed owner's late write).
+// KEYS[1] the user's hash; ARGV[1] the shard id, ARGV[2] the sequence number, ARGV[3] the sub-sequence
+// number of the last record the state reflects, then field/value pairs (AppendFields). It returns 1 when
+// written, 0 when the stored position for the shard is at or beyond. It sets PositionField(shard) to the
+// position (position.Encode's form) and FieldShard, FieldSeq and FieldSub beside it.
+var StateScript = position.LuaBeyond + `
+local pf = '` + PositionFieldStem + `' .. ARGV[1]
+if not beyond(redis.call('HGET', KEYS[1], pf), ARGV[2], tonumber(ARGV[3])) then return 0 end
+redis.call('HSET', KEYS[1], pf, ARGV[2] .. ':' .. ARGV[3], '` + FieldShard + `', ARGV[1], '` + FieldSeq + `', ARGV[2], '` + FieldSub + `', ARGV[3], unpack(ARGV, 4))
+return 1
+`
+
+// DefaultPrefix is the default start of every Redis key of the pipeline (a setting of each component).
+const DefaultPrefix = "cf:"
+
+// UserKey returns the Redis hash of a user: prefix + "user:" + userID (prefix is configurable, "cf:" by
+// default). The actors own its state and location fields, the names sync FieldName and
+// FieldPricePerClick.
+func UserKey(prefix, userID string) string { return prefix + "user:" + userID }
 
 // PositionField returns the hash field holding the last applied position on shardID.
 func PositionField(shardID string) string { return PositionFieldStem + shardID }
 
 // AppendFields appends u's state as alternating field names and values for HSET, without the position
 // fields (the writer's guarded script sets those) and without the name (the names sync's). The location
-// (country, region and city, the last two possibly empty) is written once known, all three together.
+// (country, region and city, the last two possibly empty) is written once known, all three together;
+// the window of recent click ids once it holds one.
 func (u *User) AppendFields(dst []any) []any {
 	dst = append(dst, FieldLastAccess, strconv.FormatInt(u.LastAccessMs, 10))
 	if u.Country != "" {
 		dst = append(dst, FieldCountry, u.Country, FieldRegion, u.Region, FieldCity, u.City)
+	}
+	if u.Recent.Len() > 0 {
+		dst = append(dst, FieldRecentClicks, u.Recent.Encode())
 	}
 	if !u.Started() {
 		return dst
@@ -72,8 +102,11 @@ func FromFields(id, shardID string, h map[string]string) (User, error) {
 	if u.LastAccessMs, err = num(FieldLastAccess); err != nil {
 		return u, err
 	}
-	if u.Applied, err = ParsePosition(h[PositionField(shardID)]); err != nil {
+	if u.Applied, err = position.Decode(h[PositionField(shardID)]); err != nil {
 		return u, fmt.Errorf("user %s: field %s: %w", id, PositionField(shardID), err)
+	}
+	if u.Recent, err = ParseRecentClicks(h[FieldRecentClicks]); err != nil {
+		return u, fmt.Errorf("user %s: field %s: %w", id, FieldRecentClicks, err)
 	}
 	sid := h[FieldSessionID]
 	if sid == "" {

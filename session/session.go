@@ -9,7 +9,7 @@ const DefaultGapMs = 10_000
 
 // Sessionizer is the session state machine of one user. Its zero value has seen no event.
 //
-// The rules (DESIGN.md, "Sessions"): a new session starts at the user's first event, or when the event's
+// The rules (docs/contracts.md, "Sessions"): a new session starts at the user's first event, or when the event's
 // timestamp exceeds the timestamp of the user's previously arrived event by more than the gap (the lab's
 // `event_timestamp - LAG(event_timestamp) > gap`, in stream order, so an earlier, late timestamp never
 // starts one). A session's start (and id) and device type are those of its first-arrived event; its

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/clickfleet/clickfleet/messages"
+	"github.com/clickfleet/clickfleet/position"
 )
 
 type ev struct {
@@ -68,38 +69,6 @@ func TestSessionizer(t *testing.T) {
 	}
 }
 
-func TestPositionCompare(t *testing.T) {
-	tests := []struct {
-		a, b Position
-		want int
-	}{
-		{Position{}, Position{"1", 0}, -1},
-		{Position{"9", 0}, Position{"10", 0}, -1},
-		{Position{"49590338271490256608559692538361571095921575989136588898", 3}, Position{"49590338271490256608559692538361571095921575989136588898", 2}, 1},
-		{Position{"123", 4}, Position{"123", 4}, 0},
-		{Position{"124", 0}, Position{"123", 9}, 1},
-	}
-	for _, tc := range tests {
-		if got := tc.a.Compare(tc.b); got != tc.want {
-			t.Errorf("%v vs %v: got %d, want %d", tc.a, tc.b, got, tc.want)
-		}
-		if got := tc.b.Compare(tc.a); got != -tc.want {
-			t.Errorf("%v vs %v: got %d, want %d", tc.b, tc.a, got, -tc.want)
-		}
-	}
-	for _, s := range []string{"", "12:0", "49590338271490256608559692538361571095921575989136588898:7"} {
-		p, err := ParsePosition(s)
-		if err != nil || p.String() != s {
-			t.Errorf("ParsePosition(%q) = %v, %v", s, p, err)
-		}
-	}
-	for _, s := range []string{"12", "a:1", ":1", "12:x"} {
-		if _, err := ParsePosition(s); err == nil {
-			t.Errorf("ParsePosition(%q) accepted", s)
-		}
-	}
-}
-
 func poc(t *testing.T, name string, percent float64, tsMs int64) *messages.Event {
 	t.Helper()
 	return &messages.Event{Schema: messages.SchemaPOC, UserID: "u1", EventName: name, DeviceType: messages.UnknownDeviceType, EventTimeMs: tsMs,
@@ -116,20 +85,20 @@ func TestUserApply(t *testing.T) {
 		ev   *messages.Event
 		want Outcome
 	}{
-		{"first event", Position{"100", 0}, poc(t, "Search", 0, base), Outcome{Applied: true, NewSession: true}},
-		{"offer above the threshold", Position{"101", 0}, poc(t, "ViewContent", 61, base+1000), Outcome{Applied: true, Offer: true}},
-		{"exactly 60 is no offer", Position{"102", 0}, poc(t, "ViewContent", 60, base+2000), Outcome{Applied: true}},
-		{"other event names are no offer", Position{"103", 0}, poc(t, "Purchase", 99, base+3000), Outcome{Applied: true}},
-		{"replay of an applied record", Position{"101", 0}, poc(t, "ViewContent", 61, base+1000), Outcome{}},
-		{"sub-record after the applied one", Position{"103", 1}, poc(t, "Search", 0, base+60000), Outcome{Applied: true, NewSession: true}},
-		{"late timestamp keeps last access", Position{"104", 0}, poc(t, "Search", 0, base+55000), Outcome{Applied: true}},
+		{"first event", position.At("100", 0), poc(t, "Search", 0, base), Outcome{Applied: true, NewSession: true}},
+		{"offer above the threshold", position.At("101", 0), poc(t, "ViewContent", 61, base+1000), Outcome{Applied: true, Offer: true}},
+		{"exactly 60 is no offer", position.At("102", 0), poc(t, "ViewContent", 60, base+2000), Outcome{Applied: true}},
+		{"other event names are no offer", position.At("103", 0), poc(t, "Purchase", 99, base+3000), Outcome{Applied: true}},
+		{"replay of an applied record", position.At("101", 0), poc(t, "ViewContent", 61, base+1000), Outcome{}},
+		{"sub-record after the applied one", position.At("103", 1), poc(t, "Search", 0, base+60000), Outcome{Applied: true, NewSession: true}},
+		{"late timestamp keeps last access", position.At("104", 0), poc(t, "Search", 0, base+55000), Outcome{Applied: true}},
 	}
 	for _, s := range steps {
 		if got := u.Apply(s.pos, s.ev, r); got != s.want {
 			t.Fatalf("%s: got %+v, want %+v", s.name, got, s.want)
 		}
 	}
-	if u.LastAccessMs != base+60000 || u.Applied != (Position{"104", 0}) || u.Current.EventCount != 2 {
+	if u.LastAccessMs != base+60000 || u.Applied != (position.At("104", 0)) || u.Current.EventCount != 2 {
 		t.Fatalf("state: %+v", u)
 	}
 	noData := &messages.Event{Schema: messages.SchemaPOC, UserID: "u1", EventName: "ViewContent", EventTimeMs: base}
@@ -142,11 +111,11 @@ func TestFieldsRoundTrip(t *testing.T) {
 	base := int64(1_626_091_318_000)
 	u := User{ID: "u1"}
 	r := DefaultRules()
-	u.Apply(Position{"7", 0}, &messages.Event{UserID: "u1", EventName: "x", DeviceType: "desktop", EventTimeMs: base}, r)
-	u.Apply(Position{"8", 2}, &messages.Event{UserID: "u1", EventName: "x", DeviceType: "mobile", EventTimeMs: base + 5000}, r)
+	u.Apply(position.At("7", 0), &messages.Event{UserID: "u1", EventName: "x", DeviceType: "desktop", EventTimeMs: base}, r)
+	u.Apply(position.At("8", 2), &messages.Event{UserID: "u1", EventName: "x", DeviceType: "mobile", EventTimeMs: base + 5000}, r)
 	u.SetLocation("US", "California", "Riverside")
 	u.SetLocation("", "", "") // an unresolved address keeps the location
-	h := map[string]string{PositionField("shard-1"): u.Applied.String(), PositionField("shard-0"): "3:0", FieldName: "Ann"}
+	h := map[string]string{PositionField("shard-1"): u.Applied.Encode(), PositionField("shard-0"): "3:0", FieldName: "Ann"}
 	kv := u.AppendFields(nil)
 	for i := 0; i < len(kv); i += 2 {
 		if kv[i] == FieldName {

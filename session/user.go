@@ -2,11 +2,10 @@ package session
 
 import (
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/clickfleet/clickfleet/messages"
+	"github.com/clickfleet/clickfleet/position"
 )
 
 // Rules are the per-user settings. The zero value is not usable: start from [DefaultRules].
@@ -44,69 +43,25 @@ func (r Rules) IsOffer(ev *messages.Event) bool {
 		ev.AdditionalData.PercentViewed > r.OfferMinPercent
 }
 
-// Position is a record's place in its shard. The zero value is before every record.
-type Position struct {
-	// Seq is the Kinesis sequence number (decimal digits); empty means none.
-	Seq string
-	// Sub is the sub-sequence number inside a KPL aggregate (0 for a plain record).
-	Sub int64
-}
+// Position is a record's place in its shard (package position's one type). The zero value is before
+// every record.
+type Position = position.Position
 
-// IsZero reports whether p is before every record.
-func (p Position) IsZero() bool { return p.Seq == "" }
-
-// String returns "seq:sub", the encoding stored in Redis; "" for the zero Position.
-func (p Position) String() string {
-	if p.IsZero() {
-		return ""
-	}
-	return p.Seq + ":" + strconv.FormatInt(p.Sub, 10)
-}
-
-// ParsePosition parses [Position.String]'s output; "" gives the zero Position.
-func ParsePosition(s string) (Position, error) {
-	if s == "" {
-		return Position{}, nil
-	}
-	seq, sub, ok := strings.Cut(s, ":")
-	n, err := strconv.ParseInt(sub, 10, 64)
-	if !ok || err != nil || seq == "" || strings.Trim(seq, "0123456789") != "" {
-		return Position{}, fmt.Errorf("bad position %q (want <sequence>:<sub-sequence>)", s)
-	}
-	return Position{Seq: seq, Sub: n}, nil
-}
-
-// Compare orders positions of one shard: -1, 0 or +1. Sequence numbers compare as decimal numbers
-// (a longer one is larger), then sub-sequence numbers. The zero Position is before every other.
-func (p Position) Compare(q Position) int {
-	switch {
-	case len(p.Seq) != len(q.Seq):
-		return cmp(len(p.Seq), len(q.Seq))
-	case p.Seq != q.Seq:
-		return strings.Compare(p.Seq, q.Seq)
-	}
-	return cmp(p.Sub, q.Sub)
-}
-
-func cmp[T int | int64](a, b T) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-// User is the state of one user as one shard's owner sees it: the sessionizer, the last access time, and
-// Applied, the position on that shard of the last record applied (records at or below it are replays).
+// User is the state of one user as one shard's owner sees it: the sessionizer, the last access time,
+// Applied, the position on that shard of the last record applied (records at or below it are replays),
+// and the window of recently applied click ids (events carrying one of them are copies).
 type User struct {
 	ID string
 	Sessionizer
 	// LastAccessMs is the highest event time seen (Unix ms); 0 before any event.
 	LastAccessMs int64
-	// Applied is the position of the last applied record on the shard being processed.
+	// Applied is the position of the last record handled (applied, or dropped as a copy) on the shard
+	// being processed.
 	Applied Position
+	// Recent holds the fingerprints of the click ids of the user's latest applied events. It is per user,
+	// not per shard: it is stored with the rest of the state, so it carries over passivation, a new
+	// owner and a reshard (the children of a shard resume the same user state).
+	Recent RecentClicks
 	// Name is the user's full name as the names sync wrote it (FieldName); empty when unknown. Read from
 	// the hash when the state is loaded, never written back.
 	Name string
@@ -125,21 +80,37 @@ func (u *User) SetLocation(country, region, city string) {
 
 // Outcome says what one event changed.
 type Outcome struct {
-	// Applied is false for a replay: the record is at or below User.Applied and nothing changed.
+	// Applied is false for a replay (the record is at or below User.Applied) and for a copy (Duplicate):
+	// the user's session, last access and offers are unchanged.
 	Applied bool
+	// Duplicate is true when the record is new on the shard but its click_id is among the user's recently
+	// applied ones: another copy of an applied event (a producer's retry stored it twice). Only
+	// User.Applied moved.
+	Duplicate bool
 	// NewSession is true when the event started a session (the previous one is closed).
 	NewSession bool
 	// Offer is true when the event is a high-intent event for the offers stream.
 	Offer bool
 }
 
-// Apply applies the event at pos, unless pos is at or below u.Applied (a replay, which changes nothing).
+// Apply applies the event at pos, unless pos is at or below u.Applied (a replay, which changes nothing)
+// or the event's click_id is in u.Recent (a copy, which only moves u.Applied to pos). An applied event's
+// click_id enters u.Recent. An event without click_id is always applied and leaves u.Recent alone: the id
+// a consumer derives for it from its position differs between two copies by construction, so it could
+// never match and would only push real ids out of the window.
 // The event must be u's (ev.UserID == u.ID); Apply does not check.
 func (u *User) Apply(pos Position, ev *messages.Event, r Rules) Outcome {
 	if !u.Applied.IsZero() && pos.Compare(u.Applied) <= 0 {
 		return Outcome{}
 	}
 	u.Applied = pos
+	if ev.ClickID != "" {
+		fp := ClickFingerprint(ev.ClickID)
+		if u.Recent.Contains(fp) {
+			return Outcome{Duplicate: true}
+		}
+		u.Recent.Add(fp)
+	}
 	o := Outcome{Applied: true}
 	o.NewSession = u.Add(u.ID, ev.DeviceType, ev.EventTimeMs, r.GapMs)
 	u.LastAccessMs = max(u.LastAccessMs, ev.EventTimeMs)

@@ -1,8 +1,3 @@
-// Package streamtail reads every shard of a Kinesis stream and hands each record to a function: the
-// `clickfleet tail` debugging view of a stream, and a simple reader for tests.
-//
-// It follows resharding by listing shards again every few seconds, keeps no checkpoints and takes no
-// leases: it is not the consumer (see consumer/), and two tails each see every record.
 package streamtail
 
 import (
@@ -15,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/clickfleet/clickfleet/retry"
 )
 
 // API is the part of the Kinesis client a tail uses.
@@ -126,41 +123,32 @@ func readShard(ctx context.Context, api API, stream, shard string, latest bool, 
 		return fmt.Errorf("shard iterator for %s/%s: %w", stream, shard, err)
 	}
 	iter := it.ShardIterator
+	throttled := retry.Backoff{Initial: time.Second, Max: 10 * time.Second}
 	for iter != nil {
 		out, err := api.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			var throttled *ktypes.ProvisionedThroughputExceededException
-			if errors.As(err, &throttled) {
-				if !pause(ctx, time.Second) {
+			var limit *ktypes.ProvisionedThroughputExceededException
+			if errors.As(err, &limit) {
+				if retry.Sleep(ctx, throttled.Next()) != nil {
 					return nil
 				}
 				continue
 			}
 			return fmt.Errorf("get records from %s/%s: %w", stream, shard, err)
 		}
+		throttled.Reset()
 		for _, r := range out.Records {
 			if err := fn(Record{ShardID: shard, Record: r}); err != nil {
 				return err
 			}
 		}
 		iter = out.NextShardIterator
-		if len(out.Records) == 0 && !pause(ctx, poll) {
+		if len(out.Records) == 0 && retry.Sleep(ctx, poll) != nil {
 			return nil
 		}
 	}
 	return nil // the shard is closed and read to its end
-}
-
-func pause(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -1,10 +1,3 @@
-// Package usercount is a consumer.Processor that counts records per user in Redis, exactly once: each
-// user's hash remembers, per shard, the position of the last record it counted, and a Lua script counts
-// only records beyond it. Replays after a crash, a lease move or an overlap of two owners therefore
-// change nothing. It checkpoints only after Redis has acknowledged the counts.
-//
-// It is the fleet's simplest processor, used to prove the consumer loses and doubles nothing; the actor
-// processor (sessions, enrichment, outputs) replaces it in production.
 package usercount
 
 import (
@@ -18,6 +11,8 @@ import (
 
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/lease"
+	"github.com/clickfleet/clickfleet/position"
+	"github.com/clickfleet/clickfleet/session"
 )
 
 // Config configures the processors of one worker.
@@ -39,26 +34,16 @@ func Key(prefix, userID string) string { return prefix + "count:" + userID }
 
 // countScript: KEYS[1] the user's hash; ARGV[1] the shard id; then pairs of (sequence, sub-sequence) in
 // ascending order. Counts the records beyond the stored position and stores the last one.
-var countScript = redis.NewScript(`
-local field = 'pos:' .. ARGV[1]
+var countScript = redis.NewScript(position.LuaBeyond + `
+local field = '` + session.PositionFieldStem + `' .. ARGV[1]
 local stored = redis.call('HGET', KEYS[1], field)
-local sseq, ssub = '', -1
-if stored then
-  local i = string.find(stored, ':', 1, true)
-  sseq, ssub = string.sub(stored, 1, i - 1), tonumber(string.sub(stored, i + 1))
-end
-local function beyond(seq, sub)
-  if sseq == '' then return true end
-  if #seq ~= #sseq then return #seq > #sseq end
-  if seq ~= sseq then return seq > sseq end
-  return sub > ssub
-end
 local n, lseq, lsub = 0, nil, nil
 for i = 2, #ARGV, 2 do
   local seq, sub = ARGV[i], tonumber(ARGV[i + 1])
-  if beyond(seq, sub) then
+  if beyond(stored, seq, sub) then
     n = n + 1
     lseq, lsub = seq, sub
+    stored = seq .. ':' .. sub
   end
 end
 if n > 0 then
@@ -74,7 +59,7 @@ func Factory(cfg Config) (consumer.ProcessorFactory, error) {
 		return nil, fmt.Errorf("usercount: Redis is required")
 	}
 	if cfg.Prefix == "" {
-		cfg.Prefix = "cf:"
+		cfg.Prefix = session.DefaultPrefix
 	}
 	if cfg.CheckpointInterval == 0 {
 		cfg.CheckpointInterval = 5 * time.Second

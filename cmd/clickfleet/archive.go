@@ -15,6 +15,7 @@ import (
 
 	"github.com/clickfleet/clickfleet/archive"
 	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/lake"
 )
 
 func newArchiveCommand(g *globals) *cobra.Command {
@@ -156,7 +157,7 @@ leases. A missing bucket or denied access ends the process (exit 1) naming the s
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Stream, "stream", "clickstream", "Kinesis stream to archive")
-	f.StringVar(&cfg.Lease.Table, "lease-table", "clickfleet-archive-leases", "the archive's own DynamoDB lease table (create it with 'clickfleet setup')")
+	f.StringVar(&cfg.Lease.Table, "lease-table", lake.DefaultLeaseTable, "the archive's own DynamoDB lease table (create it with 'clickfleet setup')")
 	f.StringVar(&cfg.Lease.WorkerID, "worker-id", fmt.Sprintf("%s-%d", host, os.Getpid()), "this worker's id in the lease table; unique per process")
 	f.DurationVar(&cfg.Lease.FailoverTime, "failover-time", 10*time.Second, "a lease not renewed for this long may be taken by another worker")
 	f.DurationVar(&cfg.Lease.RenewInterval, "renew-interval", 0, "how often held leases are renewed (0: failover-time/3 - 25ms)")
@@ -170,7 +171,7 @@ leases. A missing bucket or denied access ends the process (exit 1) naming the s
 	f.DurationVar(&cfg.IdleTime, "idle-time", time.Second, "pause between GetRecords calls on a shard that returned nothing")
 	f.DurationVar(&cfg.ShardSyncInterval, "shard-sync-interval", 60*time.Second, "how often shards are listed to create and clean up leases")
 	f.DurationVar(&cfg.ParentPollInterval, "parent-poll-interval", 10*time.Second, "how often a child shard checks whether its parents are finished")
-	f.StringVar(&lakeURL, "lake-url", "s3://clickfleet-lake/", "the lake: raw/, events/ and errors/ go under it (create the bucket with 'clickfleet setup')")
+	f.StringVar(&lakeURL, "lake-url", lake.DefaultURL, "the lake: raw/, events/ and errors/ go under it (create the bucket with 'clickfleet setup')")
 	f.StringVar(&rawURL, "raw-url", "", "where raw objects go instead of <lake-url>raw/, e.g. a dedicated bucket s3://raw-bucket/")
 	f.StringVar(&eventsURL, "events-url", "", "where Parquet objects go instead of <lake-url>events/")
 	f.StringVar(&errorsURL, "errors-url", "", "where errors objects go instead of <lake-url>errors/")

@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -18,8 +18,16 @@ import (
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/enrich/geo"
 	"github.com/clickfleet/clickfleet/enrich/names"
+	"github.com/clickfleet/clickfleet/lease"
+	"github.com/clickfleet/clickfleet/messages"
+	"github.com/clickfleet/clickfleet/session"
 	"github.com/clickfleet/clickfleet/usercount"
 )
+
+// consumeTakeInterval is the one default of consume that differs from its library's: the lease table is
+// scanned every second (reads only) instead of the KCL's 2 × (failover time + 25 ms), so that a crashed
+// worker's shards move within about failover time + 2 s instead of up to four failover times.
+const consumeTakeInterval = time.Second
 
 // geoAuto is --geo-mmdb's default: look for the DB-IP Lite city database (geoDBFile) where the image
 // installs it, beside the binary, or in the local stack of the source tree the binary runs from.
@@ -216,14 +224,14 @@ released, the process exits 0).`,
 				}
 				factory, err = actors.New(act)
 				if err != nil {
-					return usageError{err}
+					return settingUsage(err, consumeFlags)
 				}
 				defer factory.Close()
 				cfg.NewProcessor = factory.NewProcessor
 			}
 			w, err := consumer.New(kinesis.NewFromConfig(awsCfg), dynamodb.NewFromConfig(awsCfg), cfg)
 			if err != nil {
-				return usageError{err}
+				return settingUsage(err, consumeFlags)
 			}
 			parts := []component{{name: "worker", run: w.Run}}
 			ready := w.Ready
@@ -253,34 +261,34 @@ released, the process exits 0).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.Stream, "stream", "clickstream", "Kinesis stream to consume")
-	f.StringVar(&cfg.Lease.Table, "lease-table", "clickfleet-leases", "DynamoDB lease table (create it with 'clickfleet setup')")
+	f.StringVar(&cfg.Stream, "stream", messages.Stream, "Kinesis stream to consume")
+	f.StringVar(&cfg.Lease.Table, "lease-table", lease.DefaultTable, "DynamoDB lease table (create it with 'clickfleet setup')")
 	f.StringVar(&cfg.Lease.WorkerID, "worker-id", fmt.Sprintf("%s-%d", host, os.Getpid()), "this worker's id in the lease table; unique per process")
-	f.DurationVar(&cfg.Lease.FailoverTime, "failover-time", 10*time.Second, "a lease not renewed for this long may be taken by another worker")
+	f.DurationVar(&cfg.Lease.FailoverTime, "failover-time", lease.DefaultFailoverTime, "a lease not renewed for this long may be taken by another worker")
 	f.DurationVar(&cfg.Lease.RenewInterval, "renew-interval", 0, "how often held leases are renewed (0: failover-time/3 - 25ms)")
-	f.DurationVar(&cfg.Lease.TakeInterval, "take-interval", time.Second, "how often the lease table is scanned to take and balance leases (reads only; the Java KCL's 2 x (failover-time + 25ms) makes failover up to 4x slower; 0: that)")
+	f.DurationVar(&cfg.Lease.TakeInterval, "take-interval", consumeTakeInterval, "how often the lease table is scanned to take and balance leases (reads only; the Java KCL's 2 x (failover-time + 25ms) makes failover up to 4x slower; 0: that)")
 	f.IntVar(&cfg.Lease.MaxLeasesPerWorker, "max-leases", 0, "most leases this worker holds (0: no limit)")
-	f.IntVar(&cfg.Lease.MaxLeasesToStealAtOneTime, "max-steals", 1, "most leases taken from other workers per take cycle, for balance")
+	f.IntVar(&cfg.Lease.MaxLeasesToStealAtOneTime, "max-steals", lease.DefaultMaxLeasesToStealAtOneTime, "most leases taken from other workers per take cycle, for balance")
 	f.DurationVar(&cfg.Lease.HandoffTimeout, "handoff-timeout", 0, "how long a balancing steal waits for the old owner's final checkpoint (0: failover-time)")
-	f.DurationVar(&cfg.Lease.ShutdownTimeout, "shutdown-timeout", 5*time.Second, "on a clean stop, how long processors get to checkpoint before leases are released anyway")
+	f.DurationVar(&cfg.Lease.ShutdownTimeout, "shutdown-timeout", lease.DefaultShutdownTimeout, "on a clean stop, how long processors get to checkpoint before leases are released anyway")
 	f.StringVar(&initialPosition, "initial-position", string(consumer.TrimHorizon), "where shards without a checkpoint start: TRIM_HORIZON, LATEST or AT_TIMESTAMP")
 	f.StringVar(&initialTimestamp, "initial-timestamp", "", "RFC 3339 time for --initial-position AT_TIMESTAMP")
-	f.Int32Var(&cfg.MaxRecords, "max-records", 10000, "records per GetRecords call (1-10000)")
-	f.DurationVar(&cfg.IdleTime, "idle-time", time.Second, "pause between GetRecords calls on a shard that returned nothing")
-	f.DurationVar(&cfg.ShardSyncInterval, "shard-sync-interval", 60*time.Second, "how often shards are listed to create and clean up leases")
-	f.DurationVar(&cfg.ParentPollInterval, "parent-poll-interval", 10*time.Second, "how often a child shard checks whether its parents are finished")
+	f.Int32Var(&cfg.MaxRecords, "max-records", consumer.DefaultMaxRecords, "records per GetRecords call (1-10000)")
+	f.DurationVar(&cfg.IdleTime, "idle-time", consumer.DefaultIdleTime, "pause between GetRecords calls on a shard that returned nothing")
+	f.DurationVar(&cfg.ShardSyncInterval, "shard-sync-interval", consumer.DefaultShardSyncInterval, "how often shards are listed to create and clean up leases")
+	f.DurationVar(&cfg.ParentPollInterval, "parent-poll-interval", consumer.DefaultParentPollInterval, "how often a child shard checks whether its parents are finished")
 	f.StringVar(&proc, "processor", "actors", `what to do with records: "actors" (sessions, last access, offers and errors through per-user actors, exactly once) or "count" (per-user counts in Redis, exactly once)`)
-	f.StringVar(&act.SessionsTable, "sessions-table", "sessions", "DynamoDB sessions table (actors; create it with 'clickfleet setup')")
-	f.StringVar(&act.OffersStream, "offers-stream", "clickstream-offers", "Kinesis stream for high-intent events (actors)")
+	f.StringVar(&act.SessionsTable, "sessions-table", actors.DefaultSessionsTable, "DynamoDB sessions table (actors; create it with 'clickfleet setup')")
+	f.StringVar(&act.OffersStream, "offers-stream", actors.DefaultOffersStream, "Kinesis stream for high-intent events (actors)")
 	f.StringVar(&act.ErrorsStream, "errors-stream", "clickstream-errors", "Kinesis stream for records that fail decoding or validation (actors)")
-	f.DurationVar(&sessionGap, "session-gap", 10*time.Second, "a gap between a user's events above this starts a new session (actors)")
-	f.StringVar(&act.Rules.OfferEvent, "offer-event", "ViewContent", "event name of high-intent events (actors)")
-	f.Float64Var(&act.Rules.OfferMinPercent, "offer-min-percent", 60, "percent_viewed a high-intent event must exceed (actors)")
-	f.DurationVar(&act.FlushInterval, "flush-interval", time.Second, "longest time a shard's effects stay unflushed; each flush ends with a checkpoint (actors)")
-	f.IntVar(&act.FlushMaxRecords, "flush-max-records", 20000, "flush a shard when this many records are unflushed; reading waits meanwhile (actors)")
-	f.DurationVar(&act.PassivateAfter, "passivate-after", 2*time.Minute, "stop a user's actor after this long without records (actors)")
+	f.DurationVar(&sessionGap, "session-gap", time.Duration(session.DefaultGapMs)*time.Millisecond, "a gap between a user's events above this starts a new session (actors)")
+	f.StringVar(&act.Rules.OfferEvent, "offer-event", session.DefaultRules().OfferEvent, "event name of high-intent events (actors)")
+	f.Float64Var(&act.Rules.OfferMinPercent, "offer-min-percent", session.DefaultRules().OfferMinPercent, "percent_viewed a high-intent event must exceed (actors)")
+	f.DurationVar(&act.FlushInterval, "flush-interval", actors.DefaultFlushInterval, "longest time a shard's effects stay unflushed; each flush ends with a checkpoint (actors)")
+	f.IntVar(&act.FlushMaxRecords, "flush-max-records", actors.DefaultFlushMaxRecords, "flush a shard when this many records are unflushed; reading waits meanwhile (actors)")
+	f.DurationVar(&act.PassivateAfter, "passivate-after", actors.DefaultPassivateAfter, "stop a user's actor after this long without records (actors)")
 	f.DurationVar(&act.SweepInterval, "sweep-interval", 0, "how often idle users are looked for (0: passivate-after/4, at least 1s) (actors)")
-	f.IntVar(&act.WriteConcurrency, "write-concurrency", 4, "concurrent PutRecords and BatchWriteItem calls per flush (actors)")
+	f.IntVar(&act.WriteConcurrency, "write-concurrency", actors.DefaultWriteConcurrency, "concurrent PutRecords and BatchWriteItem calls per flush (actors)")
 	f.StringVar(&gs.mmdb, "geo-mmdb", geoAuto, "MaxMind DB file (GeoIP2/GeoLite2 City, or DB-IP's flat layout) that locates events' user_ip (actors); "+
 		"auto: the DB-IP Lite file "+geoDBFile+" beside the binary, in its ../share/clickfleet (the image's), /usr/share/clickfleet, or the local stack of the source tree (enrichment is off, with a warning, when none is found); empty: no database")
 	f.StringVar(&gs.ipinfoURL, "geo-ipinfo-url", "", "locate addresses with an HTTP service speaking ipinfo's JSON (GET <url>/<ip>/json), e.g. https://ipinfo.io, instead of --geo-mmdb (actors)")
@@ -291,9 +299,9 @@ released, the process exits 0).`,
 	f.DurationVar(&gs.timeout, "geo-lookup-timeout", time.Second, "longest wait for a geo answer; then the event is emitted without location, marked geo_status unavailable; also bounds how long a flush waits for pending lookups (actors)")
 	f.BoolVar(&namesSync, "names-sync", false, "also run the names sync (as 'clickfleet names-sync') in this process: customers' names from --pg-dsn into Redis")
 	f.StringVar(&pgDSN, "pg-dsn", "", "PostgreSQL connection string of the database holding customers (--names-sync)")
-	f.DurationVar(&syncInterval, "sync-interval", time.Minute, "period of the names sync's full copy (--names-sync)")
+	f.DurationVar(&syncInterval, "sync-interval", names.DefaultInterval, "period of the names sync's full copy (--names-sync)")
 	f.StringVar(&redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis for the processors' state")
-	f.StringVar(&keyPrefix, "key-prefix", "cf:", "prefix of every Redis key")
+	f.StringVar(&keyPrefix, "key-prefix", session.DefaultPrefix, "prefix of every Redis key")
 	f.DurationVar(&checkpointInterval, "checkpoint-interval", 5*time.Second, "least time between two checkpoints of a shard (count)")
 	f.StringVar(&httpListen, "http-listen", "127.0.0.1:9090", "address for /metrics, /healthz and /readyz (empty: none)")
 	return cmd

@@ -112,3 +112,35 @@ func TestGeoCandidates(t *testing.T) {
 		t.Fatalf("candidates %v: want the binary's directory first, then its share/clickfleet", cands)
 	}
 }
+
+// The container image installs the binary and the geo database where --geo-mmdb auto looks: the file
+// beside ../share/clickfleet of the binary's directory, with its licence.
+func TestImageShipsTheGeoDatabaseWhereAutoLooks(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bin, db string
+	license := false
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 || f[0] != "COPY" {
+			continue
+		}
+		dst := f[len(f)-1]
+		switch {
+		case strings.HasSuffix(dst, "/clickfleet") && strings.Contains(dst, "/bin/"):
+			bin = dst
+		case strings.HasSuffix(dst, "/"+geoDBFile):
+			db = dst
+		case strings.HasSuffix(dst, "/DBIP-LICENSE"):
+			license = true
+		}
+	}
+	if bin == "" || db == "" || !license {
+		t.Fatalf("Dockerfile: binary at %q, database at %q, licence copied %v: want all three", bin, db, license)
+	}
+	if want := filepath.Join(filepath.Dir(bin), "..", "share", "clickfleet", geoDBFile); filepath.Clean(want) != db {
+		t.Fatalf("the image puts the database at %s, but auto looks at %s for a binary at %s", db, filepath.Clean(want), bin)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/clickfleet/clickfleet/clickgen"
+	"github.com/clickfleet/clickfleet/messages"
 )
 
 func newGenCommand(g *globals) *cobra.Command {
@@ -88,7 +89,7 @@ the stream takes them. The run stops after --count events or --duration, whichev
 	}
 	f := cmd.Flags()
 	f.StringVar(&profile, "profile", string(clickgen.ProfilePOC), `event profile: "poc" or "lab"`)
-	f.StringVar(&stream, "stream", "clickstream", "Kinesis stream to write to")
+	f.StringVar(&stream, "stream", messages.Stream, "Kinesis stream to write to")
 	f.StringVar(&httpTarget, "target", "", `where events go: empty for Kinesis (--stream), or the ingest's URL, e.g. http://127.0.0.1:8080`)
 	f.StringVar(&apiKey, "api-key", "", "API key sent to the ingest with --target")
 	f.StringVar(&out, "out", "", `write NDJSON to standard output ("-") instead of the stream`)

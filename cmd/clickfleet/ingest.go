@@ -51,7 +51,7 @@ they are never logged.`,
 				}
 			}
 			if err := cfg.Validate(); err != nil {
-				return configUsage(cmd, err)
+				return settingUsage(err, ingestFlags)
 			}
 			awsCfg, err := loadAWS(cmd.Context())
 			if err != nil {
@@ -106,14 +106,15 @@ they are never logged.`,
 	return cmd
 }
 
-// configUsage turns an ingest.Config error into a usage error naming the flag and its variable: Validate
-// starts each message with the setting's name as the flag spells it.
-func configUsage(cmd *cobra.Command, err error) error {
-	msg := strings.TrimPrefix(err.Error(), ingest.ErrInvalidConfig.Error()+": ")
-	name, rest, _ := strings.Cut(msg, " ")
-	name = strings.TrimSuffix(name, ":")
-	if cmd.Flags().Lookup(name) == nil {
-		return usagef("%v", err)
-	}
-	return usagef("--%s (%s): %s", name, envName(name), strings.TrimSpace(rest))
+// ingestFlags names the flag of each ingest.Config field.
+var ingestFlags = map[string]string{
+	"Listen": "listen", "Stream": "stream", "ErrorStream": "errors-stream", "InvalidToErrors": "invalid-to-errors",
+	"Keys": "api-keys", "AllowAnonymous": "allow-anonymous", "MaxEventsPerRequest": "max-events",
+	"MaxEventBytes": "max-event-bytes", "MaxRequestBytes": "max-request-bytes", "MaxClockSkew": "max-clock-skew",
+	"MaxEventAge": "max-event-age", "RateLimit": "rate-limit", "RateBurst": "rate-burst", "Linger": "linger",
+	"MaxBatchRecords": "batch-records", "MaxBatchBytes": "batch-bytes", "PutConcurrency": "put-concurrency",
+	"PutAttempts": "put-attempts", "PutBackoff": "put-backoff", "PutTimeout": "put-timeout",
+	"ReadHeaderTimeout": "read-header-timeout", "ReadTimeout": "read-timeout", "WriteTimeout": "write-timeout",
+	"IdleTimeout": "idle-timeout", "MaxHeaderBytes": "max-header-bytes", "MaxConnections": "max-connections",
+	"ShutdownTimeout": "shutdown-timeout", "CORSOrigins": "cors-origins",
 }

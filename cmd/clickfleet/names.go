@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/enrich/names"
+	"github.com/clickfleet/clickfleet/session"
 )
 
 func newNamesSyncCommand(g *globals) *cobra.Command {
@@ -57,8 +58,8 @@ again after a reconnect. Stop it with SIGTERM or SIGINT.`,
 	f := cmd.Flags()
 	f.StringVar(&pgDSN, "pg-dsn", "", "PostgreSQL connection string of the database holding customers")
 	f.StringVar(&redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis that receives the names")
-	f.StringVar(&keyPrefix, "key-prefix", "cf:", "prefix of every Redis key")
-	f.DurationVar(&interval, "sync-interval", time.Minute, "period of the full copy (changes also arrive at once through LISTEN/NOTIFY)")
+	f.StringVar(&keyPrefix, "key-prefix", session.DefaultPrefix, "prefix of every Redis key")
+	f.DurationVar(&interval, "sync-interval", names.DefaultInterval, "period of the full copy (changes also arrive at once through LISTEN/NOTIFY)")
 	f.StringVar(&httpListen, "http-listen", "127.0.0.1:9092", "address for /metrics, /healthz and /readyz (empty: none)")
 	return cmd
 }
@@ -85,7 +86,7 @@ func newNamesSyncer(ctx context.Context, pgDSN string, rdb *redis.Client, prefix
 	s, err := names.New(names.Config{Pool: pool, Redis: rdb, Prefix: prefix, Interval: interval, Logger: log, Registerer: reg})
 	if err != nil {
 		pool.Close()
-		return nil, nil, usageError{err}
+		return nil, nil, settingUsage(err, map[string]string{"Interval": "sync-interval", "Prefix": "key-prefix"})
 	}
 	return s, pool.Close, nil
 }

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/settings"
 )
 
 // component is one part of a long-running command. run blocks until ctx ends — then it drains and
@@ -21,7 +22,7 @@ type component struct {
 
 // stopGrace bounds how long the other components get to stop after one failed; a part that hangs then
 // does not keep a failed process alive.
-const stopGrace = 30 * time.Second
+var stopGrace = 30 * time.Second
 
 // runGroup runs every component until the first one returns (a run group: one run/interrupt pair per
 // component, the context being the interrupt). When ctx ends (SIGTERM or SIGINT) every component drains
@@ -106,10 +107,42 @@ func withSettingHint(err error, flags map[string]string) error {
 	return fmt.Errorf("%w\n  the %s is set by --%s (%s): %s, or point the setting at one that exists", err, re.Kind, flag, envName(flag), what)
 }
 
-// consumeFlags names the flag of each setting a consume worker's *consumer.ResourceError can carry.
+// consumeFlags names the flag of each setting of consume's libraries (consumer.Config, its lease.Config
+// as Lease.* and, where a reason compares lease settings, by their own names, actors.Config), and of
+// the settings a *consumer.ResourceError can carry.
 var consumeFlags = map[string]string{
-	"Stream": "stream", "Lease.Table": "lease-table", "SessionsTable": "sessions-table",
-	"OffersStream": "offers-stream", "ErrorsStream": "errors-stream", "Redis": "redis-url",
+	"Stream": "stream", "Lease.Table": "lease-table", "Lease.WorkerID": "worker-id",
+	"Lease.FailoverTime": "failover-time", "FailoverTime": "failover-time",
+	"Lease.RenewInterval": "renew-interval", "RenewInterval": "renew-interval",
+	"Lease.TakeInterval": "take-interval", "Lease.MaxLeasesPerWorker": "max-leases",
+	"Lease.MaxLeasesToStealAtOneTime": "max-steals", "Lease.HandoffTimeout": "handoff-timeout",
+	"Lease.ShutdownTimeout": "shutdown-timeout", "InitialPosition": "initial-position",
+	"InitialTimestamp": "initial-timestamp", "MaxRecords": "max-records", "IdleTime": "idle-time",
+	"ShardSyncInterval": "shard-sync-interval", "ParentPollInterval": "parent-poll-interval",
+	"SessionsTable": "sessions-table", "OffersStream": "offers-stream", "ErrorsStream": "errors-stream",
+	"Redis": "redis-url", "Prefix": "key-prefix", "FlushInterval": "flush-interval",
+	"FlushMaxRecords": "flush-max-records", "PassivateAfter": "passivate-after", "SweepInterval": "sweep-interval",
+	"WriteConcurrency": "write-concurrency", "Rules": "session-gap",
 }
 
 func consumeError(err error) error { return withSettingHint(err, consumeFlags) }
+
+// settingUsage returns err as a usage error (exit 2). When err holds a *settings.Error whose field flags
+// names, the message starts with that flag and its variable, and the fields the reason mentions are
+// named as flags too; otherwise the error is kept as it is.
+func settingUsage(err error, flags map[string]string) error {
+	var se *settings.Error
+	if !errors.As(err, &se) {
+		return usageError{err}
+	}
+	names := make(map[string]string, len(flags))
+	for field, flag := range flags {
+		names[field] = "--" + flag
+	}
+	field, reason, ok := se.Rename(names)
+	if !ok {
+		return usageError{err}
+	}
+	flag := strings.TrimPrefix(field, "--")
+	return usagef("--%s (%s): %s", flag, envName(flag), reason)
+}

@@ -79,7 +79,7 @@ func newSessionsCommand(*globals) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&table, "sessions-table", "sessions", "DynamoDB sessions table")
+	f.StringVar(&table, "sessions-table", messages.SessionsTable, "DynamoDB sessions table")
 	f.StringArrayVar(&users, "user", nil, "show this user's sessions (repeatable; none: scan the table)")
 	f.IntVar(&limit, "limit", 1000, "show at most this many rows")
 	return cmd

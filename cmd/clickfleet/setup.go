@@ -11,7 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/archive"
-	"github.com/clickfleet/clickfleet/enrich/names"
+	"github.com/clickfleet/clickfleet/lake"
 	"github.com/clickfleet/clickfleet/provision"
 )
 
@@ -74,7 +74,7 @@ LocalStack and AWS alike.`,
 				return err
 			}
 			if demo {
-				if err := names.LoadDemo(ctx, clients.Postgres, demoN); err != nil {
+				if err := provision.LoadDemo(ctx, clients.Postgres, demoN); err != nil {
 					return err
 				}
 				g.log.Named("setup").Info("demo customers loaded", zap.Int("customers", demoN))
@@ -91,7 +91,7 @@ LocalStack and AWS alike.`,
 	f.StringVar(&res.LeaseTable, "lease-table", res.LeaseTable, "DynamoDB lease table")
 	f.StringVar(&res.SessionsTable, "sessions-table", res.SessionsTable, "DynamoDB sessions table")
 	f.StringVar(&res.ArchiveLeaseTable, "archive-lease-table", res.ArchiveLeaseTable, "DynamoDB lease table of 'clickfleet archive'")
-	f.StringVar(&lakeURL, "lake-url", "s3://clickfleet-lake/", "the lake, whose bucket is created (empty: no bucket)")
+	f.StringVar(&lakeURL, "lake-url", lake.DefaultURL, "the lake, whose bucket is created (empty: no bucket)")
 	f.StringVar(&pathStyle, "s3-path-style", "auto", "path-style S3 addressing: auto (on when AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL is set), true or false")
 	f.StringVar(&pgDSN, "pg-dsn", "", "PostgreSQL connection string for the customers schema (empty: skip PostgreSQL)")
 	f.DurationVar(&timeout, "timeout", 2*time.Minute, "give up when set-up takes longer")

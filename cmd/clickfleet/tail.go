@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/spf13/cobra"
 
+	"github.com/clickfleet/clickfleet/messages"
 	"github.com/clickfleet/clickfleet/streamtail"
 )
 
@@ -68,7 +69,7 @@ and writes no checkpoints, so it runs beside the consumers without disturbing th
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&stream, "stream", "clickstream", "Kinesis stream to read")
+	f.StringVar(&stream, "stream", messages.Stream, "Kinesis stream to read")
 	f.BoolVar(&latest, "latest", false, "start at the newest record of each shard instead of the oldest")
 	f.Int64Var(&max, "max", 0, "stop after printing this many records (0: no limit)")
 	f.DurationVar(&timeout, "timeout", 0, "stop after this long (0: until interrupted)")

@@ -91,13 +91,19 @@ func ParsePublic(s string) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	a = a.Unmap()
+	return a, IsPublic(a)
+}
+
+// IsPublic reports whether a is a public unicast address that a geolocation database may place: not
+// loopback, private, link-local, multicast, unspecified, shared, documentation, benchmarking or reserved.
+func IsPublic(a netip.Addr) bool {
 	if !a.IsGlobalUnicast() || a.IsPrivate() {
-		return a, false
+		return false
 	}
 	for _, p := range nonPublic {
 		if p.Contains(a) {
-			return a, false
+			return false
 		}
 	}
-	return a, true
+	return true
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/clickfleet/clickfleet/session"
 )
 
 // RedisClient is the part of go-redis the Resolver uses; *redis.Client and *redis.ClusterClient have it.
@@ -59,7 +61,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: no provider (set an MMDB file or an ipinfo URL)", ErrInvalidConfig)
 	}
 	if c.Prefix == "" {
-		c.Prefix = "cf:"
+		c.Prefix = session.DefaultPrefix
 	}
 	defaults := []struct {
 		name string

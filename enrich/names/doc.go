@@ -4,7 +4,7 @@
 // `price_per_click` of the Redis hash `<prefix>user:<customer_id>` (the hash the actors share; the Syncer
 // writes only these two fields and never deletes the key; a deleted customer loses just these fields). It
 // copies everything every Interval and, in between, applies each change at once when the table's trigger
-// NOTIFYs the channel provision.CustomersChannel. It reconnects to PostgreSQL with backoff and copies
+// NOTIFYs the channel Channel. It reconnects to PostgreSQL with backoff and copies
 // everything again after each reconnect, so a change made while it was disconnected is not missed.
 //
 // # Reading names

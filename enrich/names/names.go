@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -14,18 +13,14 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
-	"github.com/clickfleet/clickfleet/provision"
 	"github.com/clickfleet/clickfleet/retry"
+	"github.com/clickfleet/clickfleet/session"
+	"github.com/clickfleet/clickfleet/settings"
 )
 
-// The fields of <prefix>user:<id> that the Syncer owns.
-const (
-	FieldName          = "name"
-	FieldPricePerClick = "price_per_click"
-)
-
-// Key returns the Redis key of a user's hash: prefix + "user:" + id.
-func Key(prefix, id string) string { return prefix + "user:" + id }
+// Channel is the PostgreSQL NOTIFY channel on which the customers table's trigger announces a changed
+// customer_id (the payload); the Syncer LISTENs on it.
+const Channel = "clickfleet_customers"
 
 // Customer is one row of the customers table. PricePerClick is the numeric's exact decimal text (e.g. "0.2500").
 type Customer struct {
@@ -51,7 +46,7 @@ type Config struct {
 	Prefix string
 	// Interval is the period of the full copy. Default: 1m.
 	Interval time.Duration
-	// Channel is the NOTIFY channel of the customers trigger. Default: provision.CustomersChannel.
+	// Channel is the NOTIFY channel of the customers trigger. Default: Channel.
 	Channel string
 	// MinBackoff and MaxBackoff bound the pause before reconnecting or retrying a failed copy; it doubles
 	// on each consecutive failure. Defaults: 100ms, 10s.
@@ -76,24 +71,34 @@ type Syncer struct {
 	ready bool
 }
 
+// DefaultInterval is the default period of the full copy (Config.Interval).
+const DefaultInterval = time.Minute
+
 // New checks cfg and returns a Syncer. It does no I/O and starts no goroutine.
 func New(cfg Config) (*Syncer, error) {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, settings.Invalid(field, format, args...))
+	}
 	switch {
 	case cfg.Pool == nil:
-		return nil, fmt.Errorf("%w: no PostgreSQL pool (--pg-dsn)", ErrInvalidConfig)
+		return nil, bad("Pool", "no PostgreSQL pool")
 	case cfg.Redis == nil:
-		return nil, fmt.Errorf("%w: no Redis client (--redis-url)", ErrInvalidConfig)
-	case cfg.Interval < 0 || cfg.MinBackoff < 0 || cfg.MaxBackoff < 0:
-		return nil, fmt.Errorf("%w: interval and backoffs must not be negative", ErrInvalidConfig)
+		return nil, bad("Redis", "no Redis client")
+	case cfg.Interval < 0:
+		return nil, bad("Interval", "must not be negative, got %s", cfg.Interval)
+	case cfg.MinBackoff < 0:
+		return nil, bad("MinBackoff", "must not be negative, got %s", cfg.MinBackoff)
+	case cfg.MaxBackoff < 0:
+		return nil, bad("MaxBackoff", "must not be negative, got %s", cfg.MaxBackoff)
 	}
 	if cfg.Prefix == "" {
-		cfg.Prefix = "cf:"
+		cfg.Prefix = session.DefaultPrefix
 	}
 	if cfg.Interval == 0 {
-		cfg.Interval = time.Minute
+		cfg.Interval = DefaultInterval
 	}
 	if cfg.Channel == "" {
-		cfg.Channel = provision.CustomersChannel
+		cfg.Channel = Channel
 	}
 	if cfg.MinBackoff == 0 {
 		cfg.MinBackoff = 100 * time.Millisecond
@@ -102,7 +107,7 @@ func New(cfg Config) (*Syncer, error) {
 		cfg.MaxBackoff = 10 * time.Second
 	}
 	if cfg.MaxBackoff < cfg.MinBackoff {
-		return nil, fmt.Errorf("%w: MaxBackoff %s is below MinBackoff %s", ErrInvalidConfig, cfg.MaxBackoff, cfg.MinBackoff)
+		return nil, bad("MaxBackoff", "%s is below MinBackoff %s", cfg.MaxBackoff, cfg.MinBackoff)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
@@ -136,13 +141,13 @@ func (s *Syncer) Ready() bool {
 // or permission refused, a Redis error reply) ends it with that error. Call it once.
 func (s *Syncer) Run(ctx context.Context) error {
 	ctx, stop := context.WithCancel(ctx)
-	defer stop()
 	notes := make(chan string, 1024)
 	resync := make(chan struct{}, 1)
 	listenErr := make(chan error, 1)
 	var wg sync.WaitGroup
 	wg.Go(func() { listenErr <- s.listen(ctx, notes, resync) })
 	defer wg.Wait()
+	defer stop() // before the wait: the listener ends with ctx
 	fatal := func(err error) error {
 		s.log.Error("names sync stops: the error repeats on every attempt", zap.Error(err))
 		return err
@@ -150,7 +155,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 
 	timer := time.NewTimer(0) // the first full copy at once
 	defer timer.Stop()
-	backoff := s.cfg.MinBackoff
+	backoff := retry.Backoff{Initial: s.cfg.MinBackoff, Max: s.cfg.MaxBackoff}
 	first := true
 	for {
 		select {
@@ -168,7 +173,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 			if err != nil && ctx.Err() == nil {
 				// The change is not in Redis: copy everything again soon.
 				s.log.Warn("applying a customer change failed; full copy scheduled", zap.String("user_id", id), zap.Error(err))
-				timer.Reset(backoff)
+				timer.Reset(backoff.Next())
 			}
 		case <-resync:
 			timer.Reset(0)
@@ -182,13 +187,14 @@ func (s *Syncer) Run(ctx context.Context) error {
 			}
 			if err != nil {
 				s.m.syncs.WithLabelValues("failed").Inc()
-				s.log.Warn("full copy of customers failed", zap.Error(err), zap.Duration("retry_in", backoff))
-				timer.Reset(backoff)
-				backoff = min(2*backoff, s.cfg.MaxBackoff)
+				pause := backoff.Next()
+				s.log.Warn("full copy of customers failed", zap.Error(err), zap.Duration("retry_in", pause))
+				timer.Reset(pause)
 				continue
 			}
 			s.m.syncs.WithLabelValues("ok").Inc()
-			first, backoff = false, s.cfg.MinBackoff
+			first = false
+			backoff.Reset()
 			timer.Reset(s.cfg.Interval)
 		}
 	}
@@ -198,10 +204,10 @@ func (s *Syncer) Run(ctx context.Context) error {
 // for a full copy, which covers whatever changed while it was not listening. It returns nil when ctx
 // ends, or a permanent error (authentication refused, say).
 func (s *Syncer) listen(ctx context.Context, notes chan<- string, resync chan<- struct{}) error {
-	backoff := s.cfg.MinBackoff
+	backoff := retry.Backoff{Initial: s.cfg.MinBackoff, Max: s.cfg.MaxBackoff}
 	connected := false
 	for ctx.Err() == nil {
-		err := s.listenOnce(ctx, notes, resync, func() { connected, backoff = true, s.cfg.MinBackoff })
+		err := s.listenOnce(ctx, notes, resync, func() { connected = true; backoff.Reset() })
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -213,15 +219,12 @@ func (s *Syncer) listen(ctx context.Context, notes chan<- string, resync chan<- 
 		if connected {
 			s.log.Warn("lost the PostgreSQL LISTEN connection; reconnecting", zap.Error(err))
 		} else {
-			s.log.Warn("cannot LISTEN on PostgreSQL; retrying", zap.Error(err), zap.Duration("retry_in", backoff))
+			s.log.Warn("cannot LISTEN on PostgreSQL; retrying", zap.Error(err))
 		}
 		connected = false
-		select {
-		case <-ctx.Done():
+		if retry.Sleep(ctx, backoff.Next()) != nil {
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, s.cfg.MaxBackoff)
 	}
 	return nil
 }
@@ -301,7 +304,7 @@ func (s *Syncer) fullSync(ctx context.Context, first bool) error {
 		part := all[i:min(i+batch, len(all))]
 		if _, err := s.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, c := range part {
-				p.HSet(ctx, Key(s.cfg.Prefix, c.ID), FieldName, c.Name, FieldPricePerClick, c.PricePerClick)
+				p.HSet(ctx, session.UserKey(s.cfg.Prefix, c.ID), session.FieldName, c.Name, session.FieldPricePerClick, c.PricePerClick)
 			}
 			return nil
 		}); err != nil {
@@ -312,7 +315,7 @@ func (s *Syncer) fullSync(ctx context.Context, first bool) error {
 		part := gone[i:min(i+batch, len(gone))]
 		if _, err := s.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, id := range part {
-				p.HDel(ctx, Key(s.cfg.Prefix, id), FieldName, FieldPricePerClick)
+				p.HDel(ctx, session.UserKey(s.cfg.Prefix, id), session.FieldName, session.FieldPricePerClick)
 			}
 			return nil
 		}); err != nil {
@@ -329,7 +332,7 @@ func (s *Syncer) fullSync(ctx context.Context, first bool) error {
 
 // scanUsers returns the ids of the users whose hash carries a name now.
 func (s *Syncer) scanUsers(ctx context.Context) ([]string, error) {
-	match := Key(s.cfg.Prefix, "*")
+	match := session.UserKey(s.cfg.Prefix, "*")
 	var keys []string
 	var cursor uint64
 	for {
@@ -345,7 +348,7 @@ func (s *Syncer) scanUsers(ctx context.Context) ([]string, error) {
 	cmds := make([]*redis.BoolCmd, len(keys))
 	if _, err := s.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range keys {
-			cmds[i] = p.HExists(ctx, k, FieldName)
+			cmds[i] = p.HExists(ctx, k, session.FieldName)
 		}
 		return nil
 	}); err != nil {
@@ -354,7 +357,7 @@ func (s *Syncer) scanUsers(ctx context.Context) ([]string, error) {
 	var ids []string
 	for i, c := range cmds {
 		if c.Val() {
-			ids = append(ids, keys[i][len(Key(s.cfg.Prefix, "")):])
+			ids = append(ids, keys[i][len(session.UserKey(s.cfg.Prefix, "")):])
 		}
 	}
 	return ids, nil
@@ -364,11 +367,11 @@ func (s *Syncer) scanUsers(ctx context.Context) ([]string, error) {
 func (s *Syncer) syncOne(ctx context.Context, id string) error {
 	var c Customer
 	err := s.cfg.Pool.QueryRow(ctx, selectAll+` WHERE customer_id = $1`, id).Scan(&c.ID, &c.Name, &c.PricePerClick)
-	key := Key(s.cfg.Prefix, id)
+	key := session.UserKey(s.cfg.Prefix, id)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		if _, err := s.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
-			p.HDel(ctx, key, FieldName, FieldPricePerClick)
+			p.HDel(ctx, key, session.FieldName, session.FieldPricePerClick)
 			return nil
 		}); err != nil {
 			return fmt.Errorf("remove customer %s's name from Redis: %w", id, err)
@@ -380,7 +383,7 @@ func (s *Syncer) syncOne(ctx context.Context, id string) error {
 		return fmt.Errorf("select customer %s: %w", id, err)
 	default:
 		if _, err := s.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
-			p.HSet(ctx, key, FieldName, c.Name, FieldPricePerClick, c.PricePerClick)
+			p.HSet(ctx, key, session.FieldName, c.Name, session.FieldPricePerClick, c.PricePerClick)
 			return nil
 		}); err != nil {
 			return fmt.Errorf("write customer %s's name to Redis: %w", id, err)
@@ -425,51 +428,4 @@ func newMetrics(reg prometheus.Registerer) (metrics, error) {
 		}
 	}
 	return m, nil
-}
-
-// Demo customers: first and last names combined deterministically from the id.
-var (
-	demoFirst = []string{"Semyon", "Ada", "Grace", "Linus", "Margaret", "Alan", "Barbara", "Dennis", "Frances", "Ken",
-		"Radia", "Edsger", "Hedy", "Donald", "Katherine", "John", "Sophie", "Tim", "Mary", "Guido", "Anita", "Bjarne", "Lynn", "Niklaus"}
-	demoLast = []string{"Ryan", "Lovelace", "Hopper", "Torvalds", "Hamilton", "Turing", "Liskov", "Ritchie", "Allen", "Thompson",
-		"Perlman", "Dijkstra", "Lamarr", "Knuth", "Johnson", "McCarthy", "Wilson", "Berners-Lee", "Kenneth", "van Rossum", "Borg",
-		"Stroustrup", "Conway", "Wirth", "Goldberg", "Kay", "Sutherland"}
-)
-
-// DemoCustomers returns n customers with ids "1".."n" (the click generator's POC user ids), names and prices
-// (0.05 to 2.04 per click), the same for the same n.
-func DemoCustomers(n int) []Customer {
-	out := make([]Customer, n)
-	for i := range out {
-		id := i + 1
-		out[i] = Customer{
-			ID:            strconv.Itoa(id),
-			Name:          demoFirst[(id*7)%len(demoFirst)] + " " + demoLast[(id*11+id/len(demoFirst))%len(demoLast)],
-			PricePerClick: fmt.Sprintf("%d.%02d", (5+(id*37)%200)/100, (5+(id*37)%200)%100),
-		}
-	}
-	return out
-}
-
-// LoadDemo inserts or updates the n DemoCustomers in the customers table (provision.EnsureCustomersSchema
-// must have run). Rows that already hold the same values are left alone, so it fires no trigger for them.
-func LoadDemo(ctx context.Context, db provision.Execer, n int) error {
-	if n < 1 {
-		return fmt.Errorf("%w: demo customers must be at least 1, got %d", ErrInvalidConfig, n)
-	}
-	cs := DemoCustomers(n)
-	ids, names, prices := make([]string, n), make([]string, n), make([]string, n)
-	for i, c := range cs {
-		ids[i], names[i], prices[i] = c.ID, c.Name, c.PricePerClick
-	}
-	_, err := db.Exec(ctx, `
-INSERT INTO customers (customer_id, name, price_per_click)
-SELECT id, name, price::numeric FROM unnest($1::text[], $2::text[], $3::text[]) AS t(id, name, price)
-ON CONFLICT (customer_id) DO UPDATE SET name = EXCLUDED.name, price_per_click = EXCLUDED.price_per_click, updated_at = now()
-WHERE customers.name IS DISTINCT FROM EXCLUDED.name OR customers.price_per_click IS DISTINCT FROM EXCLUDED.price_per_click`,
-		ids, names, prices)
-	if err != nil {
-		return fmt.Errorf("load %d demo customers: %w", n, err)
-	}
-	return nil
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/clickfleet/clickfleet/enrich/names"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/provision"
+	"github.com/clickfleet/clickfleet/retry"
+	"github.com/clickfleet/clickfleet/session"
 )
 
 // freshDatabase creates a database of its own on the stack's PostgreSQL (so the customers table is the
@@ -72,33 +74,17 @@ func runSyncer(t *testing.T, cfg names.Config) *names.Syncer {
 	return s
 }
 
-// waitFor polls cond until it holds, failing the test when it does not within d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last state: %s", what, d, state)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func userFields(rdb *redis.Client, prefix, id string) map[string]string {
-	return rdb.HGetAll(context.Background(), names.Key(prefix, id)).Val()
+	return rdb.HGetAll(context.Background(), session.UserKey(prefix, id)).Val()
 }
 
 // hasName waits until the user's hash holds the name and price (or, with name "", holds neither).
 func hasName(t *testing.T, rdb *redis.Client, prefix, id, name, price string, within time.Duration) {
 	t.Helper()
-	waitFor(t, within, fmt.Sprintf("user %s named %q, price %q in Redis", id, name, price), func() (bool, string) {
+	testenv.WaitForState(t, fmt.Sprintf("user %s named %q, price %q in Redis", id, name, price), within, func() (bool, string) {
 		h := userFields(rdb, prefix, id)
-		n, hasN := h[names.FieldName]
-		p, hasP := h[names.FieldPricePerClick]
+		n, hasN := h[session.FieldName]
+		p, hasP := h[session.FieldPricePerClick]
 		if name == "" {
 			return !hasN && !hasP, fmt.Sprint(h)
 		}
@@ -106,7 +92,7 @@ func hasName(t *testing.T, rdb *redis.Client, prefix, id, name, price string, wi
 	})
 }
 
-// Inserts, renames and deletes reach Redis within a second through NOTIFY (the periodic copy is an hour
+// Inserts, renames and deletes reach Redis through NOTIFY within 10 s (the periodic copy is an hour
 // away), touching only name and price_per_click; customers present before start arrive by the first copy;
 // a user's other fields survive a delete.
 func TestSyncerAppliesChangesAtOnce(t *testing.T) {
@@ -128,18 +114,18 @@ func TestSyncerAppliesChangesAtOnce(t *testing.T) {
 	if _, err := pool.Exec(ctx, `INSERT INTO customers (customer_id, name, price_per_click) VALUES ('old', 'Old Timer', 0.5)`); err != nil {
 		t.Fatal(err)
 	}
-	rdb.HSet(ctx, names.Key(prefix, "gone"), names.FieldName, "Ghost", names.FieldPricePerClick, "1", "last_access_ms", "42")
+	rdb.HSet(ctx, session.UserKey(prefix, "gone"), session.FieldName, "Ghost", session.FieldPricePerClick, "1", "last_access_ms", "42")
 
 	s := runSyncer(t, names.Config{Pool: pool, Redis: rdb, Prefix: prefix, Interval: time.Hour})
 	hasName(t, rdb, prefix, "old", "Old Timer", "0.5000", 5*time.Second)
-	hasName(t, rdb, prefix, "gone", "", "", time.Second)
+	hasName(t, rdb, prefix, "gone", "", "", 10*time.Second)
 	if got := userFields(rdb, prefix, "gone")["last_access_ms"]; got != "42" {
 		t.Fatalf("the actors' field last_access_ms of a deleted customer = %q, want it kept", got)
 	}
-	waitFor(t, time.Second, "Ready", func() (bool, string) { return s.Ready(), "" })
+	testenv.WaitFor(t, "Ready", 10*time.Second, s.Ready)
 
 	// An actor's fields in the same hash must survive every write.
-	rdb.HSet(ctx, names.Key(prefix, "35"), "last_access_ms", "1700000000000", "country", "US")
+	rdb.HSet(ctx, session.UserKey(prefix, "35"), "last_access_ms", "1700000000000", "country", "US")
 	steps := []struct {
 		name, sql, wantName, wantPrice string
 	}{
@@ -154,7 +140,7 @@ func TestSyncerAppliesChangesAtOnce(t *testing.T) {
 			if _, err := pool.Exec(ctx, st.sql); err != nil {
 				t.Fatal(err)
 			}
-			hasName(t, rdb, prefix, "35", st.wantName, st.wantPrice, time.Second)
+			hasName(t, rdb, prefix, "35", st.wantName, st.wantPrice, 10*time.Second)
 			h := userFields(rdb, prefix, "35")
 			if h["last_access_ms"] != "1700000000000" || h["country"] != "US" {
 				t.Fatalf("the actors' fields were touched: %v", h)
@@ -176,7 +162,7 @@ func TestLoadDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if err := names.LoadDemo(ctx, pool, 300); err != nil {
+		if err := provision.LoadDemo(ctx, pool, 300); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -194,10 +180,10 @@ func TestLoadDemo(t *testing.T) {
 			rdb.Del(context.Background(), keys...)
 		}
 	})
-	want := names.DemoCustomers(300)[299]
+	want := provision.DemoCustomers(300)[299]
 	runSyncer(t, names.Config{Pool: pool, Redis: rdb, Prefix: prefix, Interval: time.Hour})
 	hasName(t, rdb, prefix, "300", want.Name, want.PricePerClick+"00", 5*time.Second)
-	if err := names.LoadDemo(ctx, pool, 0); err == nil {
+	if err := provision.LoadDemo(ctx, pool, 0); err == nil {
 		t.Fatal("LoadDemo(0) accepted")
 	}
 }
@@ -205,5 +191,25 @@ func TestLoadDemo(t *testing.T) {
 func TestNewValidates(t *testing.T) {
 	if _, err := names.New(names.Config{}); err == nil {
 		t.Fatal("empty config accepted")
+	}
+}
+
+// A database without the customers table is a failure that repeats: Run returns it at once instead of
+// retrying forever (a PostgreSQL that restarts is retried: see restart_test.go).
+func TestSyncerStopsWhenTheTableIsMissing(t *testing.T) {
+	rdb := testenv.Redis(t)
+	pool := newPool(t, freshDatabase(t)) // no customers schema
+	s, err := names.New(names.Config{Pool: pool, Redis: rdb, Prefix: testenv.Name(t, "cf") + ":", Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = s.Run(ctx)
+	if ctx.Err() != nil {
+		t.Fatal("Run kept retrying a missing table until the test's deadline")
+	}
+	if !retry.IsPermanent(err) || !strings.Contains(err.Error(), "customers") {
+		t.Fatalf("Run returned %v, want a permanent error naming the customers table", err)
 	}
 }
