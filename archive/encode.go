@@ -232,6 +232,10 @@ func eventRow(r *consumer.Record, ev *messages.Event, loc geo.Location, located 
 	row.SetString(lake.ColCity, ev.City)
 	if located {
 		row.SetString(lake.ColGeoStatus, loc.Status.String())
+		if loc.Status == geo.StatusFound && loc.HasCoordinates {
+			row.SetDouble(lake.ColLatitude, loc.Latitude)
+			row.SetDouble(lake.ColLongitude, loc.Longitude)
+		}
 	}
 	row.SetString(lake.ColShardID, r.ShardID)
 	row.SetString(lake.ColSequenceNumber, r.SequenceNumber)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +96,17 @@ func TestEventsAreEnriched(t *testing.T) {
 			if rows[i][k] != v {
 				t.Errorf("row %d: %s = %q, want %q", i, k, rows[i][k], v)
 			}
+		}
+	}
+	// The DB-IP file places Amsterdam; the unlocated rows have no coordinates.
+	lat, err1 := strconv.ParseFloat(rows[0]["latitude"], 64)
+	lon, err2 := strconv.ParseFloat(rows[0]["longitude"], 64)
+	if err1 != nil || err2 != nil || lat < 52 || lat > 53 || lon < 4 || lon > 5.5 {
+		t.Errorf("row 0: latitude %q, longitude %q; want Amsterdam's, about 52.4 N 4.9 E", rows[0]["latitude"], rows[0]["longitude"])
+	}
+	for i := 1; i < 3; i++ {
+		if rows[i]["latitude"] != "<null>" || rows[i]["longitude"] != "<null>" {
+			t.Errorf("row %d: latitude %q, longitude %q; want null", i, rows[i]["latitude"], rows[i]["longitude"])
 		}
 	}
 }

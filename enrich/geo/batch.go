@@ -114,7 +114,7 @@ func (r *Resolver) LookupAll(ctx context.Context, ips []string) map[string]Locat
 				if a.loc.Status == StatusNotFound {
 					p.HSet(wctx, rkey, fieldNotFound, "1")
 				} else {
-					p.HSet(wctx, rkey, fieldCountry, a.loc.Country, fieldRegion, a.loc.Region, fieldCity, a.loc.City)
+					p.HSet(wctx, rkey, appendRedisFields(nil, a.loc)...)
 				}
 				p.Expire(wctx, rkey, a.ttl)
 			}

@@ -50,7 +50,10 @@ func TestDemoNetworksResolveInDBIP(t *testing.T) {
 			want := geo.Location{Country: n.Country, Region: n.Region, City: n.City, Status: geo.StatusFound}
 			covered := uint64(0)
 			err := db.Networks(p, func(sub netip.Prefix, loc geo.Location) bool {
-				if loc != want {
+				if !loc.HasCoordinates || loc.Latitude < -90 || loc.Latitude > 90 || loc.Longitude < -180 || loc.Longitude > 180 {
+					t.Errorf("%s (in %s) = %+v: the DB-IP file places every city; want coordinates", sub, n.Prefix, loc)
+				}
+				if place := (geo.Location{Country: loc.Country, Region: loc.Region, City: loc.City, Status: loc.Status}); place != want {
 					t.Errorf("%s (in %s) = %+v, want %+v", sub, n.Prefix, loc, want)
 				}
 				covered += 1 << (32 - sub.Bits())

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -118,6 +119,7 @@ type ipinfoAnswer struct {
 	Country string `json:"country"`
 	Region  string `json:"region"`
 	City    string `json:"city"`
+	Loc     string `json:"loc"` // "latitude,longitude"
 	Bogon   bool   `json:"bogon"`
 }
 
@@ -193,7 +195,15 @@ func (p *IPInfo) get(ctx context.Context, ip netip.Addr) (Location, error) {
 	if a.Bogon || a.Country == "" {
 		return Location{Status: StatusNotFound}, nil
 	}
-	return Location{Country: a.Country, Region: a.Region, City: a.City, Status: StatusFound}, nil
+	loc := Location{Country: a.Country, Region: a.Region, City: a.City, Status: StatusFound}
+	if lat, lon, ok := strings.Cut(a.Loc, ","); ok {
+		la, err1 := strconv.ParseFloat(strings.TrimSpace(lat), 64)
+		lo, err2 := strconv.ParseFloat(strings.TrimSpace(lon), 64)
+		if err1 == nil && err2 == nil {
+			loc = loc.withCoordinates(la, lo)
+		}
+	}
+	return loc, nil
 }
 
 type outcome int

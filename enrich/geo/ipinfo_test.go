@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -47,8 +48,12 @@ func (f *fakeIPInfo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	for _, n := range testNetworks {
 		if netip.MustParsePrefix(n.prefix).Contains(ip) {
-			_ = json.NewEncoder(w).Encode(map[string]any{"ip": ipStr, "hostname": "h.example", "city": n.loc.City,
-				"region": n.loc.Region, "country": n.loc.Country, "loc": "1.0,2.0", "org": "AS1 x", "timezone": "UTC"})
+			answer := map[string]any{"ip": ipStr, "hostname": "h.example", "city": n.loc.City,
+				"region": n.loc.Region, "country": n.loc.Country, "org": "AS1 x", "timezone": "UTC"}
+			if n.loc.HasCoordinates {
+				answer["loc"] = fmt.Sprintf("%g,%g", n.loc.Latitude, n.loc.Longitude)
+			}
+			_ = json.NewEncoder(w).Encode(answer)
 			return
 		}
 	}

@@ -44,7 +44,19 @@ type Location struct {
 	Country string
 	Region  string
 	City    string
-	Status  Status
+	// Latitude and Longitude place the address when HasCoordinates (the provider gave them).
+	Latitude, Longitude float64
+	HasCoordinates      bool
+	Status              Status
+}
+
+// withCoordinates returns loc placed at lat, lon, unless both are zero (what a record without coordinates
+// decodes to).
+func (loc Location) withCoordinates(lat, lon float64) Location {
+	if lat != 0 || lon != 0 {
+		loc.Latitude, loc.Longitude, loc.HasCoordinates = lat, lon, true
+	}
+	return loc
 }
 
 // Provider answers a lookup of one public address. It returns a Location with StatusFound or

@@ -91,15 +91,21 @@ type geoip2Record struct {
 	City struct {
 		Names names `maxminddb:"names"`
 	} `maxminddb:"city"`
+	Location struct {
+		Latitude  float64 `maxminddb:"latitude"`
+		Longitude float64 `maxminddb:"longitude"`
+	} `maxminddb:"location"`
 }
 
 type flatRecord struct {
-	CountryCode string `maxminddb:"country_code"`
-	State1      string `maxminddb:"state1"`
-	City        string `maxminddb:"city"`
+	CountryCode string  `maxminddb:"country_code"`
+	State1      string  `maxminddb:"state1"`
+	City        string  `maxminddb:"city"`
+	Latitude    float64 `maxminddb:"latitude"`
+	Longitude   float64 `maxminddb:"longitude"`
 }
 
-// Lookup answers StatusFound with the record's country, region and city, or StatusNotFound when the
+// Lookup answers StatusFound with the record's country, region, city and coordinates (when it has them), or StatusNotFound when the
 // database has no record (or one without a country) for ip. It fails only on a corrupt database.
 func (m *MMDB) Lookup(_ context.Context, ip netip.Addr) (Location, error) {
 	res := m.db.Lookup(ip)
@@ -121,7 +127,7 @@ func (m *MMDB) decode(res maxminddb.Result) (Location, error) {
 		if err := res.Decode(&rec); err != nil {
 			return Location{}, fmt.Errorf("%w: mmdb decode %s: %w", ErrProvider, ip, err)
 		}
-		loc = Location{Country: rec.Country.ISOCode, City: rec.City.Names.En}
+		loc = Location{Country: rec.Country.ISOCode, City: rec.City.Names.En}.withCoordinates(rec.Location.Latitude, rec.Location.Longitude)
 		if len(rec.Subdivisions) > 0 {
 			loc.Region = rec.Subdivisions[0].Names.En
 		}
@@ -130,7 +136,7 @@ func (m *MMDB) decode(res maxminddb.Result) (Location, error) {
 		if err := res.Decode(&rec); err != nil {
 			return Location{}, fmt.Errorf("%w: mmdb decode %s: %w", ErrProvider, ip, err)
 		}
-		loc = Location{Country: rec.CountryCode, Region: rec.State1, City: rec.City}
+		loc = Location{Country: rec.CountryCode, Region: rec.State1, City: rec.City}.withCoordinates(rec.Latitude, rec.Longitude)
 	}
 	if loc.Country == "" {
 		return Location{Status: StatusNotFound}, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -290,6 +291,8 @@ const (
 	fieldRegion   = "region"
 	fieldCity     = "city"
 	fieldNotFound = "not_found"
+	fieldLat      = "lat"
+	fieldLon      = "lon"
 )
 
 // readRedis returns the cached answer under rkey. A miss and an outage both return ok=false; an outage is
@@ -319,7 +322,24 @@ func (r *Resolver) fromRedis(h map[string]string) (Location, time.Duration, bool
 	if h[fieldCountry] == "" {
 		return Location{}, 0, false // not written by us: look it up again
 	}
-	return Location{Country: h[fieldCountry], Region: h[fieldRegion], City: h[fieldCity], Status: StatusFound}, r.cfg.TTL, true
+	loc := Location{Country: h[fieldCountry], Region: h[fieldRegion], City: h[fieldCity], Status: StatusFound}
+	if h[fieldLat] != "" {
+		lat, err1 := strconv.ParseFloat(h[fieldLat], 64)
+		lon, err2 := strconv.ParseFloat(h[fieldLon], 64)
+		if err1 == nil && err2 == nil {
+			loc = loc.withCoordinates(lat, lon)
+		}
+	}
+	return loc, r.cfg.TTL, true
+}
+
+// appendRedisFields appends a found answer's hash fields.
+func appendRedisFields(dst []any, loc Location) []any {
+	dst = append(dst, fieldCountry, loc.Country, fieldRegion, loc.Region, fieldCity, loc.City)
+	if loc.HasCoordinates {
+		dst = append(dst, fieldLat, strconv.FormatFloat(loc.Latitude, 'f', -1, 64), fieldLon, strconv.FormatFloat(loc.Longitude, 'f', -1, 64))
+	}
+	return dst
 }
 
 func (r *Resolver) writeRedis(ctx context.Context, rkey string, loc Location, ttl time.Duration) {
@@ -330,7 +350,7 @@ func (r *Resolver) writeRedis(ctx context.Context, rkey string, loc Location, tt
 		if loc.Status == StatusNotFound {
 			p.HSet(ctx, rkey, fieldNotFound, "1")
 		} else {
-			p.HSet(ctx, rkey, fieldCountry, loc.Country, fieldRegion, loc.Region, fieldCity, loc.City)
+			p.HSet(ctx, rkey, appendRedisFields(nil, loc)...)
 		}
 		p.Expire(ctx, rkey, ttl)
 		return nil

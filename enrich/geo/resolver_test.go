@@ -46,7 +46,7 @@ func TestResolverCachesLookups(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	r := newResolver(t, geo.Config{Provider: prov, Redis: rdb, Prefix: prefix, Registerer: reg})
 
-	london := geo.Location{Country: "GB", Region: "England", City: "London", Status: geo.StatusFound}
+	london := geo.Location{Country: "GB", Region: "England", City: "London", Latitude: 51.5, Longitude: -0.125, HasCoordinates: true, Status: geo.StatusFound}
 	if _, ok := r.Cached("81.2.69.142"); ok {
 		t.Fatal("Cached answered before any lookup")
 	}

@@ -19,8 +19,8 @@ var testNetworks = []struct {
 	prefix string
 	loc    geo.Location
 }{
-	{"81.2.69.0/24", geo.Location{Country: "GB", Region: "England", City: "London", Status: geo.StatusFound}},
-	{"8.8.8.0/24", geo.Location{Country: "US", Region: "California", City: "Mountain View", Status: geo.StatusFound}},
+	{"81.2.69.0/24", geo.Location{Country: "GB", Region: "England", City: "London", Latitude: 51.5, Longitude: -0.125, HasCoordinates: true, Status: geo.StatusFound}},
+	{"8.8.8.0/24", geo.Location{Country: "US", Region: "California", City: "Mountain View", Latitude: 37.375, Longitude: -122.0625, HasCoordinates: true, Status: geo.StatusFound}},
 	{"89.160.20.112/28", geo.Location{Country: "SE", Region: "Östergötland County", City: "Linköping", Status: geo.StatusFound}},
 	{"1.1.1.0/24", geo.Location{Country: "AU", Status: geo.StatusFound}}, // country only
 	{"2a02:ff40::/32", geo.Location{Country: "DE", Region: "Berlin", City: "Berlin", Status: geo.StatusFound}},
@@ -51,9 +51,15 @@ func buildMMDB(t testing.TB, schema geo.Schema) []byte {
 			if n.loc.City != "" {
 				rec["city"] = mmdbtype.Map{"geoname_id": mmdbtype.Uint32(1), "names": mmdbtype.Map{"en": mmdbtype.String(n.loc.City)}}
 			}
+			if n.loc.HasCoordinates {
+				rec["location"] = mmdbtype.Map{"latitude": mmdbtype.Float64(n.loc.Latitude), "longitude": mmdbtype.Float64(n.loc.Longitude)}
+			}
 		} else {
 			rec = mmdbtype.Map{"country_code": mmdbtype.String(n.loc.Country), "state1": mmdbtype.String(n.loc.Region),
-				"state2": mmdbtype.String(""), "city": mmdbtype.String(n.loc.City), "latitude": mmdbtype.Float32(1.5)}
+				"state2": mmdbtype.String(""), "city": mmdbtype.String(n.loc.City)}
+			if n.loc.HasCoordinates { // the flat layout stores them as float32
+				rec["latitude"], rec["longitude"] = mmdbtype.Float32(n.loc.Latitude), mmdbtype.Float32(n.loc.Longitude)
+			}
 		}
 		if err := tree.Insert(ipnet, rec); err != nil {
 			t.Fatalf("insert %s: %v", n.prefix, err)
