@@ -92,7 +92,9 @@ func ParseFile(data []byte) ([]Route, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		return nil, settings.Invalid(Field, "routes file: %v", strings.TrimPrefix(err.Error(), "yaml: "))
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		msg = strings.NewReplacer(" in type route.fileRoute", "", "unmarshal errors:\n  ", "", "\n  ", "; ").Replace(msg)
+		return nil, settings.Invalid(Field, "routes file: %s", msg)
 	}
 	if len(f.Routes) == 0 {
 		return nil, settings.Invalid(Field, "routes file: no routes (a top-level routes: list is required)")
