@@ -169,7 +169,7 @@ func Compile(routes []Route) (*Set, error) {
 		if !ast.OutputType().IsExactType(types.BoolType) {
 			return nil, bad("the expression is a %s, not a bool", ast.OutputType())
 		}
-		if c.prg, err = env.Program(ast); err != nil {
+		if c.prg, err = env.Program(ast, cel.EvalOptions(cel.OptOptimize)); err != nil {
 			return nil, bad("%v", err)
 		}
 		s.routes = append(s.routes, c)
