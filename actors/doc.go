@@ -75,7 +75,8 @@
 //     not public or not in the database (unknown, not_found) give no location and no mark. Without
 //     Config.Geo, outputs carry the name only, no location and no mark.
 //
-// The hot path (a cache hit, nothing pending) allocates nothing beyond the offer's encoding.
+// The hot path (a cache hit, nothing pending) allocates nothing beyond route matching (a few small CEL
+// values per route, about 0.2 µs for the default route) and the outputs' encoding.
 //
 // # Exactly-once results
 //
