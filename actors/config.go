@@ -14,6 +14,7 @@ import (
 
 	"github.com/clickfleet/clickfleet/enrich/geo"
 	"github.com/clickfleet/clickfleet/messages"
+	"github.com/clickfleet/clickfleet/route"
 	"github.com/clickfleet/clickfleet/session"
 	"github.com/clickfleet/clickfleet/settings"
 )
@@ -70,8 +71,14 @@ type Config struct {
 	Redis    RedisAPI
 	// SessionsTable is the DynamoDB sessions table. Default: "sessions".
 	SessionsTable string
-	// OffersStream receives high-intent events. Default: "clickstream-offers".
+	// OffersStream receives high-intent events: the default route's stream. Default: "clickstream-offers".
 	OffersStream string
+	// Routes are the filtered outputs: each applied event is written to the stream of every route whose
+	// predicate it matches, inside the flush barrier (at least once, with its click_id). They are
+	// compiled once, by Validate. Default: the one route route.Offers(OffersStream, Rules.OfferEvent,
+	// Rules.OfferMinPercent), today's offers byte for byte; when Routes is set, OffersStream and the
+	// offer rules are not used for outputs.
+	Routes []route.Route
 	// ErrorsStream receives records that fail decoding or validation. Default: "clickstream-errors".
 	ErrorsStream string
 	// Prefix starts every Redis key (cf:user:<id>). Default: "cf:".
@@ -110,6 +117,9 @@ type Config struct {
 	Logger *zap.Logger
 	// Registerer receives the metrics. Default: nil (none).
 	Registerer prometheus.Registerer
+
+	// routes is Routes compiled by Validate; shared read-only by every actor.
+	routes *route.Set
 }
 
 // Defaults of Config's fields.
@@ -154,6 +164,15 @@ func (c *Config) Validate() error {
 	if err := c.Rules.Validate(); err != nil {
 		return bad("Rules", "%v", err)
 	}
+	rs := c.Routes
+	if len(rs) == 0 {
+		rs = []route.Route{route.Offers(c.OffersStream, c.Rules.OfferEvent, c.Rules.OfferMinPercent)}
+	}
+	set, err := route.Compile(rs)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	c.routes = set
 	if c.SweepInterval == 0 && c.PassivateAfter >= 0 {
 		p := c.PassivateAfter
 		if p == 0 {

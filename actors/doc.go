@@ -1,6 +1,7 @@
 // Package actors is clickfleet's record processor: a consumer.Processor built on protoactor-go
-// (github.com/asynkron/protoactor-go) that sessionizes users, tracks their last access, filters
-// high-intent events and routes bad records to the error stream, with exactly-once results.
+// (github.com/asynkron/protoactor-go) that sessionizes users, tracks their last access, writes the
+// events each output route selects (by default the high-intent offers) and routes bad records to the
+// error stream, with exactly-once results.
 //
 // # Actor tree
 //
@@ -23,7 +24,8 @@
 //  1. a guard probe: one pipelined HGET of each user's pos:<shard>; a user whose stored position is at or
 //     beyond the flushed one was written by someone at least as far (a deposed owner's late flush, or a
 //     duplicate), so its effects are dropped;
-//  2. outputs: Kinesis PutRecords of offers and error records (failed entries retried);
+//  2. outputs: Kinesis PutRecords of each route's outputs, stream by stream, then of error records
+//     (failed entries retried);
 //  3. sessions: DynamoDB BatchWriteItem of absolute session rows, 25 per call (UnprocessedItems retried);
 //  4. state: one Redis pipeline of a Lua script per user that sets the user's fields and pos:<shard> only
 //     if the flushed position is beyond the stored one (compare-on-sequence);
@@ -31,6 +33,18 @@
 // and only then checkpoints S. One flush per shard is in flight at a time; records keep flowing into the
 // actors meanwhile. ProcessRecords returns once its batch is routed, but waits while FlushMaxRecords
 // records are unflushed (backpressure).
+//
+// # Routes
+//
+// Config.Routes (package route; default: the one offers route) are compiled once, by Config.Validate
+// when New is called, into a route.Set shared read-only by every actor. Each applied record — not a
+// replay, not a copy — is matched against every route in the UserActor (route.Set.Match, no I/O); a
+// record that matches at least one is an output, queued behind pending lookups like any other so the
+// user's order holds on every route's stream. Its outputs, one per matching route and in the routes'
+// order, are encoded when it completes: the whole event or the route's projection, enriched (name,
+// location, geo_status mark) only for routes that say so, each with its click_id. They travel in the
+// flush reply with the sessions and are written in stage 2 above, so routes share the offers' delivery:
+// at least once, identical bytes on a replay, before the checkpoint.
 //
 // # Enrichment
 //
@@ -61,7 +75,8 @@
 //     not public or not in the database (unknown, not_found) give no location and no mark. Without
 //     Config.Geo, outputs carry the name only, no location and no mark.
 //
-// The hot path (a cache hit, nothing pending) allocates nothing beyond the offer's encoding.
+// The hot path (a cache hit, nothing pending) allocates nothing beyond route matching (a few small CEL
+// values per route, about 0.2 µs for the default route) and the outputs' encoding.
 //
 // # Exactly-once results
 //

@@ -66,7 +66,13 @@ type userEffects struct {
 	pos      session.Position
 	fields   []any
 	sessions []messages.Session
-	offers   [][]byte
+	outputs  []output
+}
+
+// output is one encoded route output: route is its index in the factory's route set.
+type output struct {
+	route int
+	data  []byte
 }
 
 // geoResolved (resolver goroutine → UserActor) answers the geo lookup of the user's n-th applied record.

@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		flushSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "clickfleet_actors_flush_seconds",
 			Help: "Time of a flush: barrier, writes and checkpoint.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
 		effects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clickfleet_actors_effects_written_total",
-			Help: "Effects written, by kind (offer, error_record, session, state; stale: dropped as a deposed owner's)."}, []string{"kind"}),
+			Help: "Effects written, by kind (offer: a route's output, the offers' or another's; error_record, session, state; stale: dropped as a deposed owner's)."}, []string{"kind"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clickfleet_actors_errors_total",
 			Help: "Errors by kind: write and load (retried), fatal (the shard stops)."}, []string{"kind"}),
 		retrying: prometheus.NewGauge(prometheus.GaugeOpts{Name: "clickfleet_actors_writes_retrying",

@@ -20,7 +20,7 @@ type userActor struct {
 	u        session.User
 	applied  bool
 	sessions []messages.Session
-	offers   [][]byte
+	outputs  []output
 
 	// n counts the records this actor applied; it names a record in queue and in geoResolved.
 	n uint64
@@ -36,7 +36,7 @@ type userActor struct {
 type queued struct {
 	n       uint64
 	rec     record
-	offer   bool         // it is an output
+	routes  uint64       // the routes it matched (bit i: route i); 0 when it is no output
 	located bool         // its user_ip is being located (else it only keeps its place)
 	done    bool         // loc is the answer
 	loc     geo.Location //
@@ -50,7 +50,7 @@ type heldFlush struct {
 	u        session.User
 	applied  bool
 	sessions []messages.Session
-	offers   [][]byte
+	outputs  []output
 }
 
 func (a *userActor) Receive(ctx actor.Context) {
@@ -63,19 +63,20 @@ func (a *userActor) Receive(ctx actor.Context) {
 		a.onResolved(ctx, m)
 	case *flushRequest:
 		if len(a.queue) == 0 {
-			ctx.Send(ctx.Parent(), &userFlushed{id: m.id, flush: a.effects(&a.u, a.applied, a.sessions, a.offers)})
+			ctx.Send(ctx.Parent(), &userFlushed{id: m.id, flush: a.effects(&a.u, a.applied, a.sessions, a.outputs)})
 		} else {
 			// Every queued record is covered by this flush (records after it arrive later): reply once
 			// their lookups answer, which the resolver guarantees within its lookup timeout.
-			a.held = &heldFlush{id: m.id, upTo: a.n, u: a.u, applied: a.applied, sessions: a.sessions, offers: a.offers}
+			a.held = &heldFlush{id: m.id, upTo: a.n, u: a.u, applied: a.applied, sessions: a.sessions, outputs: a.outputs}
 			a.sh.f.m.heldReplies.Inc()
 		}
-		a.applied, a.sessions, a.offers = false, nil, nil
+		a.applied, a.sessions, a.outputs = false, nil, nil
 	}
 }
 
 func (a *userActor) apply(ctx actor.Context, recs []record) {
 	rules := &a.sh.f.cfg.Rules
+	routes := a.sh.f.cfg.routes
 	g := a.sh.f.cfg.Geo
 	for i := range recs {
 		r := &recs[i]
@@ -94,14 +95,15 @@ func (a *userActor) apply(ctx actor.Context, recs []record) {
 		} else {
 			a.sessions = append(a.sessions, cur)
 		}
+		match := routes.Match(r.ev)
 		locate := g != nil && r.ev.UserIP != ""
-		if !locate && (!o.Offer || len(a.queue) == 0) {
-			if o.Offer {
-				a.offers = append(a.offers, a.sh.offer(r, a.u.Name, geo.Location{}, false))
+		if !locate && (match == 0 || len(a.queue) == 0) {
+			if match != 0 {
+				a.outputs = a.sh.appendOutputs(a.outputs, r, match, a.u.Name, geo.Location{}, false)
 			}
 			continue
 		}
-		q := queued{n: a.n, rec: *r, offer: o.Offer, located: locate, done: true}
+		q := queued{n: a.n, rec: *r, routes: match, located: locate, done: true}
 		if locate {
 			q.loc, q.done = g.Cached(r.ev.UserIP)
 		}
@@ -135,7 +137,7 @@ func (a *userActor) onResolved(ctx actor.Context, m *geoResolved) {
 	}
 	if h := a.held; h != nil && (len(a.queue) == 0 || a.queue[0].n > h.upTo) {
 		a.held = nil
-		ctx.Send(ctx.Parent(), &userFlushed{id: h.id, flush: a.effects(&h.u, h.applied, h.sessions, h.offers)})
+		ctx.Send(ctx.Parent(), &userFlushed{id: h.id, flush: a.effects(&h.u, h.applied, h.sessions, h.outputs)})
 	}
 }
 
@@ -151,20 +153,19 @@ func (a *userActor) complete(q *queued, held bool) {
 			}
 		}
 	}
-	if !q.offer {
+	if q.routes == 0 {
 		return
 	}
-	b := a.sh.offer(&q.rec, a.u.Name, q.loc, q.located)
 	if held {
-		a.held.offers = append(a.held.offers, b)
+		a.held.outputs = a.sh.appendOutputs(a.held.outputs, &q.rec, q.routes, a.u.Name, q.loc, q.located)
 	} else {
-		a.offers = append(a.offers, b)
+		a.outputs = a.sh.appendOutputs(a.outputs, &q.rec, q.routes, a.u.Name, q.loc, q.located)
 	}
 }
 
 // effects returns a flush reply from u's state and the effects collected with it.
-func (a *userActor) effects(u *session.User, applied bool, sessions []messages.Session, offers [][]byte) userEffects {
-	e := userEffects{user: u.ID, sessions: sessions, offers: offers}
+func (a *userActor) effects(u *session.User, applied bool, sessions []messages.Session, outputs []output) userEffects {
+	e := userEffects{user: u.ID, sessions: sessions, outputs: outputs}
 	if applied {
 		e.pos = u.Applied
 		e.fields = u.AppendFields(make([]any, 0, 22))
@@ -175,19 +176,43 @@ func (a *userActor) effects(u *session.User, applied bool, sessions []messages.S
 // geoUnavailable ends an output whose address could not be located now (provider outage, timeout).
 const geoUnavailable = `,"geo_status":"unavailable"}`
 
-// offer encodes an offer event enriched with the user's name and the location of its address, giving it
-// a click id derived from its position when it has none. An event whose address was being located but
-// got no answer (StatusUnavailable) is marked "geo_status":"unavailable"; one whose address is not
-// public or not in the database carries no location and no mark.
-func (sh *shardShared) offer(r *record, name string, loc geo.Location, located bool) []byte {
-	ev := r.ev
-	enrich.Event(ev, sh.shard, r.pos.SequenceNumber, r.pos.SubSequence, name, loc)
-	b, err := ev.AppendJSON(make([]byte, 0, 448))
-	if err != nil {
-		// A decoded event always encodes; should one not, keep its identity rather than lose it.
-		b, _ = json.Marshal(map[string]string{"user_id": ev.UserID, "event_name": ev.EventName, "click_id": ev.ClickID, "encode_error": err.Error()})
-	} else if located && loc.Status == geo.StatusUnavailable {
-		b = append(b[:len(b)-1], geoUnavailable...)
+// appendOutputs appends to outs the outputs of the record r for the routes in match (bit i: route i), in
+// the routes' order. Every output carries a click id, derived from the record's position when the event
+// has none. An enriched route's output adds the user's name and the location of the event's address; one
+// whose address was being located but got no answer (StatusUnavailable) is marked
+// "geo_status":"unavailable"; one whose address is not public or not in the database carries no location
+// and no mark. With the default route this is, byte for byte, the offers stream's record of old.
+func (sh *shardShared) appendOutputs(outs []output, r *record, match uint64, name string, loc geo.Location, located bool) []output {
+	routes := sh.f.cfg.routes
+	var plain, enriched *messages.Event
+	for i := 0; match != 0; i, match = i+1, match>>1 {
+		if match&1 == 0 {
+			continue
+		}
+		enrichIt := routes.Route(i).Enrich
+		var ev *messages.Event
+		switch {
+		case enrichIt && enriched == nil:
+			e := *r.ev
+			enrich.Event(&e, sh.shard, r.pos.SequenceNumber, r.pos.SubSequence, name, loc)
+			enriched, ev = &e, &e
+		case enrichIt:
+			ev = enriched
+		case plain == nil:
+			e := *r.ev
+			enrich.Event(&e, sh.shard, r.pos.SequenceNumber, r.pos.SubSequence, "", geo.Location{})
+			plain, ev = &e, &e
+		default:
+			ev = plain
+		}
+		b, err := routes.Encode(make([]byte, 0, 448), i, ev)
+		if err != nil {
+			// A decoded event always encodes; should one not, keep its identity rather than lose it.
+			b, _ = json.Marshal(map[string]string{"user_id": ev.UserID, "event_name": ev.EventName, "click_id": ev.ClickID, "encode_error": err.Error()})
+		} else if enrichIt && located && loc.Status == geo.StatusUnavailable {
+			b = append(b[:len(b)-1], geoUnavailable...)
+		}
+		outs = append(outs, output{route: i, data: b})
 	}
-	return b
+	return outs
 }

@@ -106,18 +106,25 @@ func (sh *shardShared) writeFlush(ctx context.Context, fs *flushState, cp consum
 	if err != nil {
 		return resource("Redis", "Redis user state", sh.f.cfg.Prefix+"user:*", err)
 	}
-	var offers []outRecord
+	cfg := &sh.f.cfg
+	streams := cfg.routes.Streams()
+	outs := make(map[string][]outRecord, len(streams))
 	var sessions []messages.Session
 	for i := range users {
 		u := &users[i]
-		for _, o := range u.offers {
-			offers = append(offers, outRecord{key: u.user, data: o})
+		for _, o := range u.outputs {
+			stream := cfg.routes.Route(o.route).Stream
+			outs[stream] = append(outs[stream], outRecord{key: u.user, data: o.data})
 		}
 		sessions = append(sessions, u.sessions...)
 	}
-	cfg := &sh.f.cfg
-	if err := sh.putRecords(ctx, cfg.OffersStream, "offer", offers); err != nil {
-		return resource("OffersStream", "offers stream", cfg.OffersStream, err)
+	for _, stream := range streams {
+		if err := sh.putRecords(ctx, stream, "offer", outs[stream]); err != nil {
+			if len(cfg.Routes) == 0 {
+				return resource("OffersStream", "offers stream", stream, err)
+			}
+			return resource("Routes", "route output stream", stream, err)
+		}
 	}
 	if err := sh.putRecords(ctx, cfg.ErrorsStream, "error_record", fs.errs); err != nil {
 		return resource("ErrorsStream", "errors stream", cfg.ErrorsStream, err)

@@ -33,13 +33,14 @@ func TestSetupCreatesEverythingAndIsIdempotent(t *testing.T) {
 	r.Stream, r.OffersStream, r.ErrorsStream = base, base+"-offers", base+"-errors"
 	r.LeaseTable, r.SessionsTable = base+"-leases", base+"-sessions"
 	r.Shards = 3
+	r.RouteStreams = []string{r.OffersStream, base + "-purchases"} // the offers stream once, a route's own
 	clients := provision.Clients{Kinesis: kin, DynamoDB: ddb, Postgres: conn}
 	for run := 1; run <= 2; run++ {
 		if err := provision.Setup(ctx, clients, r, nil); err != nil {
 			t.Fatalf("setup run %d: %v", run, err)
 		}
 	}
-	for stream, shards := range map[string]int32{r.Stream: 3, r.OffersStream: 1, r.ErrorsStream: 1} {
+	for stream, shards := range map[string]int32{r.Stream: 3, r.OffersStream: 1, r.ErrorsStream: 1, base + "-purchases": 1} {
 		out, err := kin.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})
 		if err != nil {
 			t.Fatalf("stream %s: %v", stream, err)

@@ -24,6 +24,9 @@ type Resources struct {
 	// ArchiveLeaseTable is the archive's own lease table (a second KCL application). Default:
 	// clickfleet-archive-leases
 	ArchiveLeaseTable string
+	// RouteStreams are the output routes' streams, created with OutputShards (the offers stream may be
+	// among them). Default: none
+	RouteStreams []string
 	// Buckets are the lake's buckets, created when Clients.S3 is set. Default: clickfleet-lake
 	Buckets []string
 }
@@ -77,10 +80,17 @@ func Setup(ctx context.Context, c Clients, r Resources, log *zap.Logger) error {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	for _, s := range []struct {
+	type want struct {
 		name   string
 		shards int32
-	}{{r.Stream, r.Shards}, {r.OffersStream, r.OutputShards}, {r.ErrorsStream, r.OutputShards}} {
+	}
+	streams := []want{{r.Stream, r.Shards}, {r.OffersStream, r.OutputShards}, {r.ErrorsStream, r.OutputShards}}
+	for _, name := range r.RouteStreams {
+		if name != r.Stream && name != r.OffersStream && name != r.ErrorsStream {
+			streams = append(streams, want{name, r.OutputShards})
+		}
+	}
+	for _, s := range streams {
 		res, err := EnsureStream(ctx, c.Kinesis, s.name, s.shards)
 		if err != nil {
 			return err

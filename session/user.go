@@ -12,7 +12,8 @@ import (
 type Rules struct {
 	// GapMs is the session gap in ms: a gap above it starts a new session. Default: 10000.
 	GapMs int64
-	// OfferEvent is the event name of high-intent events. Default: "ViewContent".
+	// OfferEvent is the event name of high-intent events: the default output route's (actors.Config.Routes
+	// unset; see route.Offers). Default: "ViewContent".
 	OfferEvent string
 	// OfferMinPercent is the percent_viewed an offer must exceed. Default: 60.
 	OfferMinPercent float64
@@ -89,7 +90,8 @@ type Outcome struct {
 	Duplicate bool
 	// NewSession is true when the event started a session (the previous one is closed).
 	NewSession bool
-	// Offer is true when the event is a high-intent event for the offers stream.
+	// Offer is true when the event is a high-intent event by r.IsOffer. The actors do not use it: they
+	// evaluate their output routes (package route), whose default is this same filter.
 	Offer bool
 }
 

@@ -151,6 +151,7 @@ func newConsumeCommand(g *globals) *cobra.Command {
 		namesSync                             bool
 		pgDSN                                 string
 		syncInterval                          time.Duration
+		rf                                    routeFlags
 	)
 	host, _ := os.Hostname()
 	cmd := &cobra.Command{
@@ -164,6 +165,14 @@ released, the process exits 0).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			log := g.log.Named("consume")
+			routes, err := rf.load()
+			if err != nil {
+				return err
+			}
+			if len(routes) > 0 && (cmd.Flags().Changed("offer-event") || cmd.Flags().Changed("offer-min-percent")) {
+				return usagef("--offer-event and --offer-min-percent shape the default route only; with --route or --routes-file write the offers route's predicate instead")
+			}
+			act.Routes = routes
 			cfg.InitialPosition = consumer.InitialPosition(initialPosition)
 			if initialTimestamp != "" {
 				t, err := time.Parse(time.RFC3339, initialTimestamp)
@@ -224,7 +233,10 @@ released, the process exits 0).`,
 				}
 				factory, err = actors.New(act)
 				if err != nil {
-					return settingUsage(err, consumeFlags)
+					return settingUsage(err, rf.flags(consumeFlags))
+				}
+				for _, r := range act.Routes {
+					log.Info("route", zap.String("route", r.Name), zap.String("stream", r.Stream), zap.String("when", r.Expr), zap.Strings("fields", r.Fields), zap.Bool("enrich", r.Enrich))
 				}
 				defer factory.Close()
 				cfg.NewProcessor = factory.NewProcessor
@@ -282,8 +294,9 @@ released, the process exits 0).`,
 	f.StringVar(&act.OffersStream, "offers-stream", actors.DefaultOffersStream, "Kinesis stream for high-intent events (actors)")
 	f.StringVar(&act.ErrorsStream, "errors-stream", "clickstream-errors", "Kinesis stream for records that fail decoding or validation (actors)")
 	f.DurationVar(&sessionGap, "session-gap", time.Duration(session.DefaultGapMs)*time.Millisecond, "a gap between a user's events above this starts a new session (actors)")
-	f.StringVar(&act.Rules.OfferEvent, "offer-event", session.DefaultRules().OfferEvent, "event name of high-intent events (actors)")
-	f.Float64Var(&act.Rules.OfferMinPercent, "offer-min-percent", session.DefaultRules().OfferMinPercent, "percent_viewed a high-intent event must exceed (actors)")
+	f.StringVar(&act.Rules.OfferEvent, "offer-event", session.DefaultRules().OfferEvent, "event name of high-intent events in the default route (actors; deprecated: write the route with --route)")
+	f.Float64Var(&act.Rules.OfferMinPercent, "offer-min-percent", session.DefaultRules().OfferMinPercent, "percent_viewed a high-intent event of the default route must exceed (actors; deprecated: write the route with --route)")
+	rf.register(f)
 	f.DurationVar(&act.FlushInterval, "flush-interval", actors.DefaultFlushInterval, "longest time a shard's effects stay unflushed; each flush ends with a checkpoint (actors)")
 	f.IntVar(&act.FlushMaxRecords, "flush-max-records", actors.DefaultFlushMaxRecords, "flush a shard when this many records are unflushed; reading waits meanwhile (actors)")
 	f.DurationVar(&act.PassivateAfter, "passivate-after", actors.DefaultPassivateAfter, "stop a user's actor after this long without records (actors)")

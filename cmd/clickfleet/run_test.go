@@ -83,6 +83,13 @@ func TestSettingErrorsNameTheFlags(t *testing.T) {
 			"--renew-interval (CLICKFLEET_RENEW_INTERVAL): 8s must be positive and at most --failover-time/2 (5s)"},
 		{"actors setting", []string{"consume", "--http-listen", "", "--geo-mmdb", "", "--flush-max-records", "-1"},
 			"--flush-max-records (CLICKFLEET_FLUSH_MAX_RECORDS): must not be negative, got -1"},
+		{"route predicate", []string{"consume", "--http-listen", "", "--geo-mmdb", "", "--route", "p=s:prce > 100"},
+			`--route (CLICKFLEET_ROUTE): route "p": line 1, column 1 (offset 0): undeclared reference to 'prce' (in container '')`},
+		{"route flag syntax", []string{"setup", "--route", "p:s"}, `--route (CLICKFLEET_ROUTE): "p:s" is not NAME=STREAM:EXPR`},
+		{"route type error in setup", []string{"setup", "--route", `p=s:price == "x"`},
+			`--route (CLICKFLEET_ROUTE): route "p": line 1, column 7 (offset 6): found no matching overload for '_==_' applied to '(double, string)'`},
+		{"offer flags beside routes", []string{"consume", "--http-listen", "", "--route", "p=s:true", "--offer-event", "X"},
+			"--offer-event and --offer-min-percent shape the default route only; with --route or --routes-file write the offers route's predicate instead"},
 		{"ingest setting comparing others", []string{"ingest", "--allow-anonymous", "--write-timeout", "1s"},
 			"--write-timeout (CLICKFLEET_WRITE_TIMEOUT): 1s must be at least --put-attempts × --put-timeout (10s), or answers would be cut off"},
 	} {

@@ -13,6 +13,7 @@ import (
 	"github.com/clickfleet/clickfleet/archive"
 	"github.com/clickfleet/clickfleet/lake"
 	"github.com/clickfleet/clickfleet/provision"
+	"github.com/clickfleet/clickfleet/session"
 )
 
 func newSetupCommand(g *globals) *cobra.Command {
@@ -23,13 +24,17 @@ func newSetupCommand(g *globals) *cobra.Command {
 		demo               bool
 		demoN              int
 		lakeURL, pathStyle string
+		rf                 routeFlags
+		offerEvent         = session.DefaultRules().OfferEvent
+		offerMinPercent    = session.DefaultRules().OfferMinPercent
 	)
 	cmd := &cobra.Command{
 		Use:   "setup",
 		Short: "Create the streams, DynamoDB tables and PostgreSQL schema (idempotent)",
 		Long: `setup creates what is missing and leaves what exists: the input, offers and errors streams, the lease
 table, the sessions table (with its user_id index), the archive's lease table, the lake's bucket, and
-the customers table with its change trigger.
+the customers table with its change trigger, and the stream of every output route (--route,
+--routes-file: give setup the routes consume gets).
 It waits until streams and tables are ACTIVE. Endpoints come from the AWS SDK's environment
 (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_KINESIS, AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_S3), so it sets up the local stack,
 LocalStack and AWS alike.`,
@@ -37,6 +42,13 @@ LocalStack and AWS alike.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := res.Validate(); err != nil {
 				return usagef("%v", err)
+			}
+			routes, err := rf.load()
+			if err != nil {
+				return err
+			}
+			if res.RouteStreams, err = compileRoutes(routes, res.OffersStream, offerEvent, offerMinPercent, rf.names()); err != nil {
+				return err
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
@@ -86,6 +98,7 @@ LocalStack and AWS alike.`,
 	f.StringVar(&res.Stream, "stream", res.Stream, "input stream")
 	f.StringVar(&res.OffersStream, "offers-stream", res.OffersStream, "stream for high-intent events")
 	f.StringVar(&res.ErrorsStream, "errors-stream", res.ErrorsStream, "stream for records that cannot be decoded or validated")
+	rf.register(f)
 	f.Int32Var(&res.Shards, "shards", res.Shards, "shards of the input stream when it is created")
 	f.Int32Var(&res.OutputShards, "output-shards", res.OutputShards, "shards of the offers and errors streams when they are created")
 	f.StringVar(&res.LeaseTable, "lease-table", res.LeaseTable, "DynamoDB lease table")
