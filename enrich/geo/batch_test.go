@@ -28,7 +28,7 @@ func TestLookupAll(t *testing.T) {
 	r := newResolver(t, geo.Config{Provider: prov, Redis: rdb, Prefix: prefix})
 	ips := []string{"81.2.69.142", "9.9.9.9", "10.0.0.1", "81.2.69.142", "", "::ffff:81.2.69.142"}
 	got := r.LookupAll(ctx, ips)
-	london := geo.Location{Country: "GB", Region: "England", City: "London", Status: geo.StatusFound}
+	london := geo.Location{Country: "GB", Region: "England", City: "London", Latitude: 51.5, Longitude: -0.125, HasCoordinates: true, Status: geo.StatusFound}
 	want := map[string]geo.Location{"81.2.69.142": london, "::ffff:81.2.69.142": london, "9.9.9.9": {Status: geo.StatusNotFound},
 		"10.0.0.1": {Status: geo.StatusUnknown}, "": {Status: geo.StatusUnknown}}
 	for ip, w := range want {
