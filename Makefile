@@ -38,7 +38,10 @@ test:
 	rest=$$($(GO) list ./... | grep -vE '/($(FLEET_PKGS))$$'); \
 	(eval "$$($(FLEET_STACK) $(STACK) env)"; $(GOTEST) -p 1 $$fleet) || rc=$$?; \
 	(eval "$$($(TEST_STACK) $(STACK) env)"; $(GOTEST) $$rest) || rc=$$?; \
-	if [ -z "$$KEEP_STACK" ]; then $(FLEET_STACK) $(STACK) down; $(TEST_STACK) $(STACK) down; fi; \
+	if [ -z "$$KEEP_STACK" ]; then \
+		purge=; [ $$rc = 0 ] && purge=--purge; \
+		$(FLEET_STACK) $(STACK) down $$purge; $(TEST_STACK) $(STACK) down $$purge; \
+	fi; \
 	exit $$rc
 
 demo: build
