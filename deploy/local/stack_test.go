@@ -117,4 +117,17 @@ func TestStackLifecycle(t *testing.T) {
 	if out, err := run("up"); err != nil {
 		t.Fatalf("up after down: %v\n%s", err, out)
 	}
+	// A throwaway stack goes with its data, PostgreSQL's files elsewhere included.
+	pgHome, _ := os.Readlink(filepath.Join(dir, "stack", "pg"))
+	if out, err := run("down", "--purge"); err != nil {
+		t.Fatalf("down --purge: %v\n%s", err, out)
+	}
+	for _, p := range []string{filepath.Join(dir, "stack"), pgHome} {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s still there after down --purge (stat: %v)", p, err)
+		}
+	}
 }
