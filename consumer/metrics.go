@@ -13,14 +13,14 @@ type metrics struct {
 	throttled         prometheus.Counter
 	processErrors     prometheus.Counter
 	processSeconds    prometheus.Histogram
-	lag               prometheus.Gauge
+	lag, behind       prometheus.GaugeFunc
 	droppedAggregates prometheus.Counter
 	shardsEnded       prometheus.Counter
 	syncs             *prometheus.CounterVec
 	fatal             prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, lag func() Lag) (*metrics, error) {
 	m := &metrics{
 		readers: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "clickfleet", Subsystem: "consumer", Name: "shards_reading",
 			Help: "Shards this worker holds and reads (including those waiting for their parents)."}),
@@ -34,8 +34,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Batches a processor failed (they are delivered again)."}),
 		processSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "clickfleet", Subsystem: "consumer", Name: "process_seconds",
 			Help: "Time a processor took for one batch.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
-		lag: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "clickfleet", Subsystem: "consumer", Name: "lag_seconds",
-			Help: "Time since the arrival of the last record read (any shard)."}),
+		lag: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "clickfleet", Subsystem: "consumer", Name: "lag_seconds",
+			Help: "The longest time since the arrival of the last record read, over the shards held now (0 for a shard at the tip)."},
+			func() float64 { return lag().MaxArrival.Seconds() }),
+		behind: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "clickfleet", Subsystem: "consumer", Name: "millis_behind_latest",
+			Help: "The highest MillisBehindLatest Kinesis reported over the shards held now."},
+			func() float64 { return float64(lag().MaxMillisBehindLatest) }),
 		droppedAggregates: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "consumer", Name: "dropped_aggregates_total",
 			Help: "KPL aggregates dropped because a sub-record lies outside the shard's hash range."}),
 		shardsEnded: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "consumer", Name: "shards_ended_total",
@@ -49,7 +53,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.readers, m.records, m.calls, m.throttled, m.processErrors, m.processSeconds,
-		m.lag, m.droppedAggregates, m.shardsEnded, m.syncs, m.fatal} {
+		m.lag, m.behind, m.droppedAggregates, m.shardsEnded, m.syncs, m.fatal} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register consumer metrics: %w", err)
 		}

@@ -44,6 +44,7 @@ func (w *Worker) run(h *lease.Handle) {
 	r.cp = &trackingCheckpointer{Checkpointer: h}
 	w.metrics.readers.Inc()
 	defer w.metrics.readers.Dec()
+	defer w.lags.drop(r.shard)
 	r.runPeriod()
 }
 
@@ -180,12 +181,15 @@ func (r *shardReader) readLoop(hctx, pctx context.Context) bool {
 		}
 		r.backoff.Reset()
 		recs := r.convert(out.Records)
-		if len(recs) > 0 {
-			b := Batch{Records: recs, MillisBehindLatest: aws.ToInt64(out.MillisBehindLatest), Checkpointer: r.cp}
-			if at := out.Records[len(out.Records)-1].ApproximateArrivalTimestamp; at != nil {
-				b.Lag = time.Since(*at)
-				r.w.metrics.lag.Set(b.Lag.Seconds())
+		var arrival time.Duration
+		if n := len(out.Records); n > 0 {
+			if at := out.Records[n-1].ApproximateArrivalTimestamp; at != nil {
+				arrival = time.Since(*at)
 			}
+		}
+		r.w.lags.set(r.shard, aws.ToInt64(out.MillisBehindLatest), arrival)
+		if len(recs) > 0 {
+			b := Batch{Records: recs, MillisBehindLatest: aws.ToInt64(out.MillisBehindLatest), Checkpointer: r.cp, Lag: arrival}
 			if !r.deliver(hctx, pctx, b) {
 				return false
 			}
@@ -210,6 +214,7 @@ func (r *shardReader) deliver(hctx, pctx context.Context, b Batch) bool {
 		r.w.metrics.processSeconds.Observe(time.Since(start).Seconds())
 		if err == nil {
 			r.w.metrics.records.Add(float64(len(b.Records)))
+			r.w.processed.Add(int64(len(b.Records)))
 			r.last = b.Records[len(b.Records)-1].Position()
 			return true
 		}

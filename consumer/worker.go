@@ -27,8 +27,11 @@ type Worker struct {
 	log     *zap.Logger
 	metrics *metrics
 	syncNow chan struct{}
-	ready   atomic.Bool
-	running atomic.Bool
+	lags    lags
+	// processed counts the records the processors accepted.
+	processed atomic.Int64
+	ready     atomic.Bool
+	running   atomic.Bool
 
 	fatalMu sync.Mutex
 	fatal   error                   // the first permanent failure; Run returns it
@@ -41,11 +44,12 @@ func New(api KinesisAPI, db lease.DynamoDBAPI, cfg Config) (*Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	m, err := newMetrics(cfg.Registerer)
+	w := &Worker{cfg: cfg, api: api, syncNow: make(chan struct{}, 1)}
+	m, err := newMetrics(cfg.Registerer, w.Lag)
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{cfg: cfg, api: api, metrics: m, syncNow: make(chan struct{}, 1)}
+	w.metrics = m
 	lc := cfg.Lease
 	lc.Process = w.run
 	coord, err := lease.New(db, lc)

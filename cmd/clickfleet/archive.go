@@ -26,6 +26,7 @@ func newArchiveCommand(g *globals) *cobra.Command {
 		lakeURL, rawURL, eventsURL, errorsURL string
 		rawCompression, pathStyle, redisURL   string
 		httpListen                            string
+		emfInterval                           time.Duration
 		gs                                    geoSettings
 	)
 	host, _ := os.Hostname()
@@ -143,6 +144,9 @@ leases. A missing bucket or denied access ends the process (exit 1) naming the s
 					return nil
 				}
 			}}}
+			if c, ok := emfComponent(w, cfg.Stream, cfg.Lease.Table, emfInterval, cmd.OutOrStdout()); ok {
+				parts = append(parts, c)
+			}
 			ops, ok, err := opsServer(httpListen, reg, func() bool { return w.Ready() && arch.Healthy() }, log)
 			if err != nil {
 				return err
@@ -192,6 +196,7 @@ leases. A missing bucket or denied access ends the process (exit 1) naming the s
 	f.DurationVar(&gs.notFoundTTL, "geo-not-found-ttl", time.Hour, "how long a 'not found' answer stays cached")
 	f.DurationVar(&gs.timeout, "geo-lookup-timeout", time.Second, "longest wait for a geo answer; then the row gets geo_status unavailable")
 	f.StringVar(&httpListen, "http-listen", "127.0.0.1:9091", "address for /metrics, /healthz and /readyz (empty: none)")
+	addEMFFlag(f, &emfInterval)
 	return cmd
 }
 

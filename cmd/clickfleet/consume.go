@@ -144,6 +144,7 @@ func newConsumeCommand(g *globals) *cobra.Command {
 		cfg                                   consumer.Config
 		initialPosition, initialTimestamp     string
 		redisURL, keyPrefix, httpListen, proc string
+		emfInterval                           time.Duration
 		checkpointInterval                    time.Duration
 		act                                   actors.Config
 		sessionGap                            time.Duration
@@ -246,6 +247,9 @@ released, the process exits 0).`,
 				return settingUsage(err, consumeFlags)
 			}
 			parts := []component{{name: "worker", run: w.Run}}
+			if c, ok := emfComponent(w, cfg.Stream, cfg.Lease.Table, emfInterval, cmd.OutOrStdout()); ok {
+				parts = append(parts, c)
+			}
 			ready := w.Ready
 			if factory != nil {
 				parts = append(parts, component{name: "actors", run: func(ctx context.Context) error {
@@ -317,5 +321,6 @@ released, the process exits 0).`,
 	f.StringVar(&keyPrefix, "key-prefix", session.DefaultPrefix, "prefix of every Redis key")
 	f.DurationVar(&checkpointInterval, "checkpoint-interval", 5*time.Second, "least time between two checkpoints of a shard (count)")
 	f.StringVar(&httpListen, "http-listen", "127.0.0.1:9090", "address for /metrics, /healthz and /readyz (empty: none)")
+	addEMFFlag(f, &emfInterval)
 	return cmd
 }
