@@ -71,19 +71,7 @@ func checkpointedTo(t *testing.T, ddb *dynamodb.Client, table string, last map[s
 	return done == len(last)
 }
 
-func leaseTable(t *testing.T, ddb *dynamodb.Client) string {
-	t.Helper()
-	table := testenv.Name(t, "leases")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := lease.EnsureTable(ctx, ddb, table); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = ddb.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)})
-	})
-	return table
-}
+func leaseTable(t *testing.T, ddb *dynamodb.Client) string { return testenv.LeaseTable(t, ddb) }
 
 // labEvents is the lab's click simulator without its sleeps: users user1..3 and five event names picked at
 // random, event timestamps 2 s apart, and a 15 s pause after every 60 events.

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/redis/go-redis/v9"
@@ -40,16 +39,7 @@ type fleet struct {
 
 func newFleet(t *testing.T, stream string, redisURL string, extra ...string) *fleet {
 	t.Helper()
-	ddb := testenv.DynamoDB(t)
-	table := testenv.Name(t, "leases")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := lease.EnsureTable(ctx, ddb, table); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = ddb.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)})
-	})
+	table := testenv.LeaseTable(t, testenv.DynamoDB(t))
 	f := &fleet{t: t, stream: stream, table: table, pfx: testenv.Name(t, "cf") + ":", redisURL: redisURL, extra: extra, bin: testenv.Binary(t),
 		procs: map[string]*exec.Cmd{}, logs: map[string]*bytes.Buffer{}}
 	t.Cleanup(f.killAll)

@@ -134,14 +134,7 @@ func putUsers(t *testing.T, kin *kinesis.Client, stream string, users, perUser, 
 
 func leaseTable(t *testing.T) (*dynamodb.Client, string) {
 	ddb := testenv.DynamoDB(t)
-	table := testenv.Name(t, "leases")
-	if err := lease.EnsureTable(context.Background(), ddb, table); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = ddb.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)})
-	})
-	return ddb, table
+	return ddb, testenv.LeaseTable(t, ddb)
 }
 
 func startWorker(t *testing.T, kin *kinesis.Client, ddb *dynamodb.Client, stream, table, id string, f consumer.ProcessorFactory) (stop func()) {

@@ -13,12 +13,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/clickfleet/clickfleet/internal/testenv"
-	"github.com/clickfleet/clickfleet/lease"
 )
 
 // A consume worker writes its scaling metrics as EMF lines on standard output: the lease table as the
@@ -29,13 +27,7 @@ func TestConsumeWritesEMF(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	stream := testenv.Stream(t, kin, 2)
-	leases := testenv.Name(t, "leases")
-	if err := lease.EnsureTable(ctx, ddb, leases); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = ddb.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(leases)})
-	})
+	leases := testenv.LeaseTable(t, ddb)
 	var entries []ktypes.PutRecordsRequestEntry
 	for i := range 200 {
 		u := fmt.Sprintf("u%d", i%7)

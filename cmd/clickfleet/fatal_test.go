@@ -18,7 +18,6 @@ import (
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/clickfleet/clickfleet/internal/testenv"
-	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/provision"
 )
 
@@ -35,19 +34,14 @@ func TestConsumeExitsOnAMissingResource(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	stream := testenv.Stream(t, kin, 1)
-	leases := testenv.Name(t, "leases")
-	if err := lease.EnsureTable(ctx, ddb, leases); err != nil {
-		t.Fatal(err)
-	}
+	leases := testenv.LeaseTable(t, ddb)
 	sessions := testenv.Name(t, "sessions")
 	if _, err := provision.EnsureSessionsTable(ctx, ddb, sessions); err != nil {
 		t.Fatal(err)
 	}
 	offers, errs := testenv.Stream(t, kin, 1), testenv.Stream(t, kin, 1)
 	t.Cleanup(func() {
-		for _, tbl := range []string{leases, sessions} {
-			_, _ = ddb.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(tbl)})
-		}
+		_, _ = ddb.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(sessions)})
 	})
 	// A record, so that the actors have a session to write.
 	_, err := kin.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: []ktypes.PutRecordsRequestEntry{{

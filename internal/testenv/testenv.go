@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/provision"
 )
 
@@ -203,6 +204,24 @@ func Bucket(t testing.TB, c *s3.Client) string {
 			}
 		}
 		_, _ = c.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(name)})
+	})
+	return name
+}
+
+// LeaseTable creates a lease table with a name unique to the test, waits until it is ACTIVE, and deletes
+// it when the test ends.
+func LeaseTable(t testing.TB, ddb *dynamodb.Client) string {
+	t.Helper()
+	name := Name(t, "leases")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := lease.EnsureTable(ctx, ddb, name); err != nil {
+		t.Fatalf("create test lease table: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = ddb.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(name)})
 	})
 	return name
 }
