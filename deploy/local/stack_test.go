@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/clickfleet/clickfleet/internal/testenv"
 )
 
 // waitDead polls until process p is gone or a zombie (nobody may reap it here), for up to 5 s.
@@ -28,16 +30,6 @@ func waitDead(t *testing.T, p int) {
 	t.Fatalf("process %d still runs 5 s after SIGKILL", p)
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
-
 // The stack starts, is idempotent, tells the truth about a dead server, restarts it, and stops by PID.
 // It runs a second stack on its own ports and directory, so it needs the installed packages but no
 // running servers; under `make test` those are installed by the test stack's `up`.
@@ -47,8 +39,8 @@ func TestStackLifecycle(t *testing.T) {
 	}
 	dir := t.TempDir()
 	ports := map[string]string{
-		"CLICKFLEET_KINESIS_PORT": freePort(t), "CLICKFLEET_DYNAMODB_PORT": freePort(t),
-		"CLICKFLEET_REDIS_PORT": freePort(t), "CLICKFLEET_PG_PORT": freePort(t), "CLICKFLEET_S3_PORT": freePort(t),
+		"CLICKFLEET_KINESIS_PORT": testenv.FreePort(t), "CLICKFLEET_DYNAMODB_PORT": testenv.FreePort(t),
+		"CLICKFLEET_REDIS_PORT": testenv.FreePort(t), "CLICKFLEET_PG_PORT": testenv.FreePort(t), "CLICKFLEET_S3_PORT": testenv.FreePort(t),
 	}
 	env := append(os.Environ(), "CLICKFLEET_STACK_DIR="+filepath.Join(dir, "stack"), "CLICKFLEET_STACK_KINESIS=kinesalite")
 	for k, v := range ports {
