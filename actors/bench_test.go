@@ -141,7 +141,7 @@ func BenchmarkProcess(b *testing.B) {
 							if err := ap.final(ctx, cp); err != nil {
 								b.Fatal(err)
 							}
-						} else if err := p.(*mapProcessor).flush(ctx, cp); err != nil {
+						} else if err := p.(*mapProcessor).flush(ctx, cp, true); err != nil {
 							b.Fatal(err)
 						}
 						elapsed := time.Since(start)
@@ -185,6 +185,7 @@ type mapProcessor struct {
 	sh      *shardShared
 	users   map[string]*mapUser
 	dirty   []*mapUser
+	timed   []*mapUser
 	pending int
 	last    session.Position
 	lastAt  time.Time
@@ -192,9 +193,12 @@ type mapProcessor struct {
 }
 
 type mapUser struct {
-	u        session.User
-	dirty    bool
-	sessions []messages.Session
+	u          session.User
+	dirty      bool
+	inTimed    bool
+	rows       []messages.Session
+	lastSeenMs int64
+	due        int64
 }
 
 func newMapProcessor(f *Factory) *mapProcessor {
@@ -220,6 +224,7 @@ func (m *mapProcessor) ProcessRecords(ctx context.Context, b consumer.Batch) err
 			missing = append(missing, ev.UserID)
 		}
 	}
+	nowMs := m.sh.f.cfg.Now().UnixMilli()
 	if len(missing) > 0 {
 		hashes, err := m.sh.loadUsers(ctx, missing)
 		if err != nil {
@@ -230,21 +235,23 @@ func (m *mapProcessor) ProcessRecords(ctx context.Context, b consumer.Batch) err
 			if err != nil {
 				return err
 			}
-			m.users[id] = &mapUser{u: u}
+			m.users[id] = &mapUser{u: u, lastSeenMs: nowMs}
 		}
 	}
 	rules := m.sh.f.cfg.Rules
 	for i, r := range b.Records {
 		mu := m.users[evs[i].UserID]
+		mu.lastSeenMs = nowMs
 		pos := r.Position()
-		if !mu.u.Apply(pos, evs[i], rules).Applied {
+		o := mu.u.Apply(pos, evs[i], rules)
+		if !o.Applied {
 			continue
 		}
-		cur := mu.u.Current
-		if n := len(mu.sessions); n > 0 && mu.sessions[n-1].SessionID == cur.SessionID {
-			mu.sessions[n-1] = cur
-		} else {
-			mu.sessions = append(mu.sessions, cur)
+		if o.NewSession {
+			m.sh.f.sessionsStarted.Add(1)
+			if o.Closed.SessionID != "" {
+				mu.rows = append(mu.rows, o.Closed)
+			}
 		}
 		if !mu.dirty {
 			mu.dirty = true
@@ -254,18 +261,62 @@ func (m *mapProcessor) ProcessRecords(ctx context.Context, b consumer.Batch) err
 	}
 	m.pending += len(b.Records)
 	if m.pending >= m.sh.f.cfg.FlushMaxRecords || time.Since(m.lastAt) >= m.sh.f.cfg.FlushInterval {
-		return m.flush(ctx, b.Checkpointer)
+		return m.flush(ctx, b.Checkpointer, false)
 	}
 	return nil
 }
 
-func (m *mapProcessor) flush(ctx context.Context, cp consumer.Checkpointer) error {
+// flush is the actors' barrier in one goroutine: the dirty users and those whose row trigger is due
+// (every lagging one when final), the same row rules, the same writer.
+func (m *mapProcessor) flush(ctx context.Context, cp consumer.Checkpointer, final bool) error {
 	start := time.Now()
-	fs := &flushState{upTo: m.last, records: m.pending, nUsersAsked: len(m.dirty)}
-	for _, mu := range m.dirty {
-		fs.users = append(fs.users, userEffects{user: mu.u.ID, pos: mu.u.Applied, fields: mu.u.AppendFields(nil), sessions: mu.sessions})
-		mu.dirty, mu.sessions = false, nil
+	nowMs := m.sh.f.cfg.Now().UnixMilli()
+	policy := m.sh.f.cfg.rows
+	fs := &flushState{upTo: m.last, records: m.pending}
+	answer := func(mu *mapUser, applied bool) {
+		rows := mu.rows
+		cause, closes := mu.u.RowCheck(nowMs, mu.lastSeenMs, policy, false, final)
+		if cause != session.RowNone {
+			rows = append(rows, mu.u.Current)
+		}
+		changed := cause != session.RowNone || closes
+		if changed {
+			mu.u.RowWritten(nowMs, closes)
+		}
+		e := userEffects{user: mu.u.ID, rows: rows, lags: mu.u.RowLags(), due: mu.u.RowDue(mu.lastSeenMs, policy)}
+		if applied {
+			e.pos, e.fields = mu.u.Applied, mu.u.AppendFields(nil)
+		} else if changed {
+			e.pos, e.rowOnly, e.fields = mu.u.Applied, true, []any{session.FieldRow, mu.u.Row.Encode()}
+		}
+		mu.rows, mu.due = nil, e.due
+		if e.due != 0 && !mu.inTimed {
+			mu.inTimed = true
+			m.timed = append(m.timed, mu)
+		}
+		fs.users = append(fs.users, e)
 	}
+	kept := m.timed[:0]
+	var due []*mapUser
+	for _, mu := range m.timed {
+		if mu.due == 0 {
+			mu.inTimed = false
+			continue
+		}
+		kept = append(kept, mu)
+		if !mu.dirty && (mu.due <= nowMs || (final && mu.u.RowLags())) {
+			due = append(due, mu)
+		}
+	}
+	m.timed = kept
+	for _, mu := range m.dirty {
+		mu.dirty = false
+		answer(mu, true)
+	}
+	for _, mu := range due {
+		answer(mu, false)
+	}
+	fs.nUsersAsked = len(fs.users)
 	fs.barrier = time.Since(start)
 	m.dirty, m.pending, m.lastAt = m.dirty[:0], 0, time.Now()
 	m.n++
@@ -274,8 +325,8 @@ func (m *mapProcessor) flush(ctx context.Context, cp consumer.Checkpointer) erro
 
 func (m *mapProcessor) LeaseLost(context.Context) {}
 func (m *mapProcessor) ShardEnded(ctx context.Context, cp consumer.Checkpointer) error {
-	return m.flush(ctx, cp)
+	return m.flush(ctx, cp, true)
 }
 func (m *mapProcessor) ShutdownRequested(ctx context.Context, cp consumer.Checkpointer) error {
-	return m.flush(ctx, cp)
+	return m.flush(ctx, cp, true)
 }

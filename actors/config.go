@@ -90,6 +90,13 @@ type Config struct {
 	Geo GeoResolver
 	// Rules are the per-user rules (session gap, offer filter). Default: session.DefaultRules().
 	Rules session.Rules
+	// SessionUpdateInterval is the longest time an open session's row in the sessions table lags the
+	// session: a row is written when its session starts (at the next flush), when it closes, and while
+	// it stays open at most this often. Default: 60s.
+	SessionUpdateInterval time.Duration
+	// SessionCloseDelay is how long, beyond the session gap, the shard waits (processing time) without an
+	// event of a user before it closes the user's session and writes its final row. Default: 5s.
+	SessionCloseDelay time.Duration
 	// FlushInterval is the longest time records stay unflushed. Default: 1s.
 	FlushInterval time.Duration
 	// FlushMaxRecords starts a flush when this many records of a shard are unflushed; ProcessRecords
@@ -120,6 +127,8 @@ type Config struct {
 
 	// routes is Routes compiled by Validate; shared read-only by every actor.
 	routes *route.Set
+	// rows is the session row policy Validate derives from the session settings and the gap.
+	rows session.RowPolicy
 }
 
 // Defaults of Config's fields.
@@ -131,6 +140,9 @@ const (
 	DefaultFlushMaxRecords  = 20000
 	DefaultPassivateAfter   = 2 * time.Minute
 	DefaultWriteConcurrency = 4
+	// DefaultSessionUpdateInterval and DefaultSessionCloseDelay are the defaults of Config's fields.
+	DefaultSessionUpdateInterval = time.Minute
+	DefaultSessionCloseDelay     = 5 * time.Second
 )
 
 // Validate fills in defaults and returns an error wrapping ErrInvalidConfig and a *settings.Error naming
@@ -191,6 +203,8 @@ func (c *Config) Validate() error {
 		{"RetryBackoff", &c.RetryBackoff, 100 * time.Millisecond},
 		{"MaxBackoff", &c.MaxBackoff, 5 * time.Second},
 		{"StopTimeout", &c.StopTimeout, 10 * time.Second},
+		{"SessionUpdateInterval", &c.SessionUpdateInterval, DefaultSessionUpdateInterval},
+		{"SessionCloseDelay", &c.SessionCloseDelay, DefaultSessionCloseDelay},
 	} {
 		if *d.v == 0 {
 			*d.v = d.def
@@ -199,6 +213,11 @@ func (c *Config) Validate() error {
 			return bad(d.name, "must not be negative, got %s", *d.v)
 		}
 	}
+	if c.SessionUpdateInterval < time.Millisecond {
+		return bad("SessionUpdateInterval", "must be at least 1ms, got %s", c.SessionUpdateInterval)
+	}
+	c.rows = session.RowPolicy{UpdateIntervalMs: c.SessionUpdateInterval.Milliseconds(),
+		CloseAfterMs: c.Rules.GapMs + c.SessionCloseDelay.Milliseconds()}
 	if c.FlushMaxRecords == 0 {
 		c.FlushMaxRecords = DefaultFlushMaxRecords
 	}

@@ -62,11 +62,12 @@ func copies(evs []putEvent) []putEvent {
 	return out
 }
 
-// withoutPositions returns a user hash without the fields that name stream positions.
+// withoutPositions returns a user hash without the fields that name stream positions, and without the
+// session row's state (its write time depends on the run's timing).
 func withoutPositions(h map[string]string) map[string]string {
 	out := maps.Clone(h)
 	maps.DeleteFunc(out, func(k, _ string) bool {
-		return strings.HasPrefix(k, session.PositionFieldStem) || k == session.FieldShard || k == session.FieldSeq || k == session.FieldSub
+		return strings.HasPrefix(k, session.PositionFieldStem) || k == session.FieldShard || k == session.FieldSeq || k == session.FieldSub || k == session.FieldRow
 	})
 	return out
 }

@@ -44,14 +44,38 @@ type finalFlush struct {
 	done chan error
 }
 
+// recoverUsers (processor → ShardActor, before the first batch) names the users whose session rows the
+// shard's previous owners left lagging (session.LaggingRowsKey): they are loaded and their rows written
+// at their next trigger.
+type recoverUsers struct{ ids []string }
+
 // hydrate (ShardActor → UserActor) is a new actor's state, loaded from Redis; always its first message.
-type hydrate struct{ user session.User }
+// atMs is the processing time the user was last seen (Unix ms): its last record's arrival, or now.
+type hydrate struct {
+	user session.User
+	atMs int64
+}
 
-// userBatch (ShardActor → UserActor) holds one user's records of one batch, in shard order.
-type userBatch struct{ recs []record }
+// userBatch (ShardActor → UserActor) holds one user's records of one batch, in shard order, routed at
+// processing time atMs.
+type userBatch struct {
+	recs []record
+	atMs int64
+}
 
-// flushRequest (ShardActor → UserActor) asks for the user's effects since its last flush.
-type flushRequest struct{ id uint64 }
+// flushRequest (ShardActor → UserActor) asks for the user's effects since its last flush, at processing
+// time nowMs (the session row triggers). final asks for the row of a lagging open session (the end of
+// the shard's processing); close closes the user's session now (before passivation).
+type flushRequest struct {
+	id           uint64
+	nowMs        int64
+	final, close bool
+}
+
+// rowLost (ShardActor → UserActor) says that the user's last flushed effects were dropped as stale:
+// what its state says about the session row may not be what the table holds, so the row is written
+// again at the next flush.
+type rowLost struct{}
 
 // userFlushed (UserActor → ShardActor) answers a flushRequest.
 type userFlushed struct {
@@ -62,11 +86,19 @@ type userFlushed struct {
 // userEffects are one user's effects since its previous flush.
 type userEffects struct {
 	user string
-	// pos is the last applied record's position; zero when nothing was applied (then there is no state).
-	pos      session.Position
-	fields   []any
-	sessions []messages.Session
-	outputs  []output
+	// pos is the last applied record's position; zero when nothing was applied and no row changed (then
+	// there is no state to write).
+	pos    session.Position
+	fields []any
+	// rowOnly: nothing was applied, only what the state says about the session row changed (fields
+	// holds just session.FieldRow); written only if the stored position is still pos.
+	rowOnly bool
+	// lags: the session row lags the state written (the user belongs in the shard's lagging set).
+	lags bool
+	// due is the processing time (Unix ms) of the user's next row trigger; 0 when none is left.
+	due     int64
+	rows    []messages.Session // session rows to write, absolute values
+	outputs []output
 }
 
 // output is one encoded route output: route is its index in the factory's route set.

@@ -23,6 +23,9 @@ type metrics struct {
 	geoOffActor, heldReplies prometheus.Counter
 	// duplicates counts records dropped as copies of a recently applied click_id.
 	duplicates prometheus.Counter
+	// session rows: items written to the sessions table, sessions started, users loaded at the start of
+	// a holding period because the previous owner left their rows lagging.
+	sessionWrites, sessionsStarted, rowsRecovered prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -55,12 +58,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Users' flush replies held until their pending geo lookups answered (at most the lookup timeout)."}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "clickfleet_actors_duplicate_records_total",
 			Help: "Records dropped because their click_id is among the user's recently applied ones (a producer's retry stored the event twice)."}),
+		sessionWrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "clickfleet_actors_session_writes_total",
+			Help: "Session rows written to the sessions table (at a session's start, close, update interval, reopening, or the end of a shard's processing); divide by clickfleet_actors_sessions_started_total for writes per session."}),
+		sessionsStarted: prometheus.NewCounter(prometheus.CounterOpts{Name: "clickfleet_actors_sessions_started_total",
+			Help: "Sessions started (a user's first event, or one beyond the gap)."}),
+		rowsRecovered: prometheus.NewCounter(prometheus.CounterOpts{Name: "clickfleet_actors_lagging_rows_recovered_total",
+			Help: "Users loaded when a shard's holding period started because a previous owner left their session rows lagging (a crash or a lost lease); their rows are written at their next trigger."}),
 	}
 	for _, s := range []geo.Status{geo.StatusUnavailable, geo.StatusFound, geo.StatusNotFound, geo.StatusUnknown} {
 		m.located[s] = m.locatedVec.WithLabelValues(s.String())
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.usersLive, m.spawned, m.passivated, m.batchSeconds, m.flushSeconds, m.effects, m.errors, m.retrying, m.records, m.invalid, m.locatedVec, m.geoOffActor, m.heldReplies, m.duplicates} {
+		for _, c := range []prometheus.Collector{m.usersLive, m.spawned, m.passivated, m.batchSeconds, m.flushSeconds, m.effects, m.errors, m.retrying, m.records, m.invalid, m.locatedVec, m.geoOffActor, m.heldReplies, m.duplicates, m.sessionWrites, m.sessionsStarted, m.rowsRecovered} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -30,10 +30,12 @@ type Factory struct {
 	once   sync.Once
 	crash  func() // internal/crashpoint's after-flush point; nil outside crash-point builds
 	// retrying counts write and load loops now waiting after a transient error.
-	retrying  atomic.Int64
-	failed    chan error // the first shard's permanent failure
-	failOnce  sync.Once
-	hasFailed atomic.Bool
+	retrying atomic.Int64
+	// rowWrites and sessionsStarted count session rows written and sessions started, for SessionWrites.
+	rowWrites, sessionsStarted atomic.Int64
+	failed                     chan error // the first shard's permanent failure
+	failOnce                   sync.Once
+	hasFailed                  atomic.Bool
 }
 
 // New checks cfg, registers the metrics and creates the actor system (which logs through cfg.Logger).
@@ -76,6 +78,13 @@ func (f *Factory) reportFatal(err error) {
 		f.hasFailed.Store(true)
 		f.failed <- err
 	})
+}
+
+// SessionWrites returns the session rows this factory's processors wrote to the sessions table and the
+// sessions they started, so far (the counters behind clickfleet_actors_session_writes_total and
+// clickfleet_actors_sessions_started_total). Safe for concurrent use.
+func (f *Factory) SessionWrites() (writes, sessions int64) {
+	return f.rowWrites.Load(), f.sessionsStarted.Load()
 }
 
 // Close shuts the actor system down. Call it after the worker's Run returned; it is idempotent.
@@ -123,6 +132,16 @@ func (p *processor) Initialize(ctx context.Context, in consumer.InitInput) error
 		return fmt.Errorf("shard %s: spawn ShardActor: %w", in.ShardID, err)
 	}
 	p.pid = pid
+	// Users whose session rows a previous owner left lagging (a crash, a lost lease): loaded first, so
+	// that their rows are written at their next trigger even if they send nothing more.
+	ids, err := sh.laggingRows(p.ctx)
+	if err != nil {
+		p.shutdown()
+		return fmt.Errorf("shard %s: read the users whose session rows lag: %w", in.ShardID, err)
+	}
+	if len(ids) > 0 {
+		p.f.sys.Root.Send(pid, &recoverUsers{ids: ids})
+	}
 	p.goRun(p.timers)
 	return nil
 }

@@ -46,6 +46,12 @@ type userEntry struct {
 	dirty    bool   // received records since its last flush request
 	flushID  uint64 // the last flush it was part of
 	lastSeen int64  // Unix ns of its last record
+	// due is the processing time (Unix ms) of the user's next session row trigger, as its last flush
+	// reply said (1: at the next flush); 0 when none is left. lags: its row lags its state.
+	due      int64
+	lags     bool
+	closeNow bool // close its session at the next flush (passivation)
+	inTimed  bool // in shardActor.timed
 	buf      []record
 	batch    []record // this batch's records, while routing
 }
@@ -62,6 +68,9 @@ type flushState struct {
 	barrier       time.Duration
 	nUsersAsked   int
 	firstInPeriod bool
+	// stale lists the users whose effects the writer dropped as stale (another writer is as far or
+	// further): their row state is reset. Set by the writer, read after flushDone.
+	stale []string
 }
 
 // shardActor owns one shard's users for one holding period.
@@ -71,7 +80,10 @@ type shardActor struct {
 	stopping map[string]*userEntry // by PID id
 	dirty    []*userEntry
 	touched  []*userEntry
-	live     int
+	// timed holds the entries with a session row trigger ahead (due ≠ 0), so a flush finds the users
+	// whose rows are due without scanning every user; compacted as flushes go.
+	timed []*userEntry
+	live  int
 
 	nBuffered  int // entries holding buffered records (loading, or stopping with records)
 	loads      int
@@ -106,6 +118,8 @@ func (a *shardActor) Receive(ctx actor.Context) {
 		a.onBatch(ctx, m)
 	case *loaded:
 		a.onLoaded(ctx, m)
+	case *recoverUsers:
+		a.onRecover(ctx, m)
 	case *userFlushed:
 		a.onUserFlushed(ctx, m)
 	case *flushDone:
@@ -167,8 +181,9 @@ func (a *shardActor) onBatch(ctx actor.Context, m *processBatch) {
 		}
 		e.buf = append(e.buf, *r)
 	}
+	nowMs := now / int64(time.Millisecond)
 	for _, e := range a.touched {
-		ctx.Send(e.pid, &userBatch{recs: e.batch})
+		ctx.Send(e.pid, &userBatch{recs: e.batch, atMs: nowMs})
 		e.batch = nil
 		a.markDirty(e)
 	}
@@ -232,9 +247,10 @@ func (a *shardActor) onLoaded(ctx actor.Context, m *loaded) {
 		a.live++
 		a.sh.f.m.spawned.Inc()
 		a.sh.f.m.usersLive.Inc()
-		ctx.Send(e.pid, &hydrate{user: u})
+		atMs := e.lastSeen / int64(time.Millisecond)
+		ctx.Send(e.pid, &hydrate{user: u, atMs: atMs})
 		if len(e.buf) > 0 {
-			ctx.Send(e.pid, &userBatch{recs: e.buf})
+			ctx.Send(e.pid, &userBatch{recs: e.buf, atMs: atMs})
 			e.buf = nil
 			a.nBuffered--
 			a.markDirty(e)
@@ -245,28 +261,91 @@ func (a *shardActor) onLoaded(ctx actor.Context, m *loaded) {
 	}
 }
 
-// startFlush starts a barrier over the dirty users, unless one is in flight or records are still
-// buffered (then it starts when that ends).
+// onRecover loads the users whose rows the shard's previous owners left lagging; their rows are written
+// at their next trigger (they count as seen now, so the idle close comes gap + close delay later).
+func (a *shardActor) onRecover(ctx actor.Context, m *recoverUsers) {
+	now := a.sh.f.cfg.Now().UnixNano()
+	var fresh []*userEntry
+	for _, id := range m.ids {
+		if a.users[id] != nil {
+			continue
+		}
+		e := &userEntry{id: id, state: entryLoading, lastSeen: now}
+		a.users[id] = e
+		a.setDue(e, 1, true)
+		fresh = append(fresh, e)
+	}
+	if len(fresh) > 0 {
+		a.sh.f.m.rowsRecovered.Add(float64(len(fresh)))
+		a.sh.log.Info("loading users whose session rows the previous owner left lagging", zap.Int("users", len(fresh)))
+		a.load(ctx, fresh)
+	}
+}
+
+// setDue records an entry's next row trigger.
+func (a *shardActor) setDue(e *userEntry, due int64, lags bool) {
+	e.due, e.lags = due, lags
+	if due != 0 && !e.inTimed {
+		e.inTimed = true
+		a.timed = append(a.timed, e)
+	}
+}
+
+// startFlush starts a barrier over the dirty users and those whose session row is due (with a final
+// flush pending: every user whose row lags), unless one is in flight or records are still buffered or,
+// for a final flush, users still load (then it starts when that ends).
 func (a *shardActor) startFlush(ctx actor.Context) {
 	if a.fatal != nil {
 		return
 	}
-	if a.inFlight != nil || a.nBuffered > 0 {
+	final := len(a.finals) > 0
+	if a.inFlight != nil || a.nBuffered > 0 || (final && a.loads > 0) {
 		a.flushWanted = true
 		return
 	}
 	a.flushWanted = false
-	if len(a.dirty) == 0 && len(a.errs) == 0 && a.lastRouted.Compare(a.lastFlush) <= 0 {
+	nowMs := a.sh.f.cfg.Now().UnixMilli()
+	// Users with a row trigger due (not dirty: those are asked anyway); drop entries with none left.
+	var due []*userEntry
+	kept := a.timed[:0]
+	for _, e := range a.timed {
+		if e.due == 0 || a.users[e.id] != e {
+			e.inTimed = false
+			continue
+		}
+		kept = append(kept, e)
+		if e.state == entryLive && !e.dirty && (e.due <= nowMs || e.closeNow || (final && e.lags)) {
+			due = append(due, e)
+		}
+	}
+	clear(a.timed[len(kept):])
+	a.timed = kept
+	if len(a.dirty) == 0 && len(due) == 0 && len(a.errs) == 0 && a.lastRouted.Compare(a.lastFlush) <= 0 {
 		a.replyFinals(nil)
 		return
 	}
 	a.nextID++
-	fs := &flushState{id: a.nextID, upTo: a.lastRouted, waiting: len(a.dirty), errs: a.errs, records: a.pending,
-		started: time.Now(), nUsersAsked: len(a.dirty), users: make([]userEffects, 0, len(a.dirty))}
-	req := &flushRequest{id: fs.id}
-	for _, e := range a.dirty {
+	n := len(a.dirty) + len(due)
+	fs := &flushState{id: a.nextID, upTo: a.lastRouted, waiting: n, errs: a.errs, records: a.pending,
+		started: time.Now(), nUsersAsked: n, users: make([]userEffects, 0, n)}
+	req := &flushRequest{id: fs.id, nowMs: nowMs, final: final}
+	var closeReq *flushRequest
+	ask := func(e *userEntry) {
 		e.dirty, e.flushID = false, fs.id
+		if e.closeNow {
+			if closeReq == nil {
+				closeReq = &flushRequest{id: fs.id, nowMs: nowMs, final: final, close: true}
+			}
+			ctx.Send(e.pid, closeReq)
+			return
+		}
 		ctx.Send(e.pid, req)
+	}
+	for _, e := range a.dirty {
+		ask(e)
+	}
+	for _, e := range due {
+		ask(e)
 	}
 	clear(a.dirty)
 	a.dirty = a.dirty[:0]
@@ -287,6 +366,10 @@ func (a *shardActor) onUserFlushed(ctx actor.Context, m *userFlushed) {
 		return
 	}
 	fs.users = append(fs.users, m.flush)
+	if e := a.users[m.flush.user]; e != nil && e.flushID == m.id {
+		e.closeNow = false
+		a.setDue(e, m.flush.due, m.flush.lags)
+	}
 	if fs.waiting--; fs.waiting == 0 {
 		a.dispatch(ctx, fs)
 	}
@@ -317,6 +400,13 @@ func (a *shardActor) onFlushDone(ctx actor.Context, m *flushDone) {
 	}
 	a.doneID = m.id
 	a.sh.f.m.flushSeconds.Observe(time.Since(fs.started).Seconds())
+	for _, id := range fs.stale {
+		// What its state says of the row may not be what the table holds: write the row again.
+		if e := a.users[id]; e != nil && e.state == entryLive {
+			ctx.Send(e.pid, &rowLost{})
+			a.setDue(e, 1, true)
+		}
+	}
 	if a.flushWanted || a.pending >= a.sh.f.cfg.FlushMaxRecords || len(a.finals) > 0 {
 		a.startFlush(ctx)
 	}
@@ -329,18 +419,25 @@ func (a *shardActor) replyFinals(err error) {
 	a.finals = nil
 }
 
-// sweep passivates users idle for PassivateAfter whose effects are all written.
+// sweep passivates users idle for PassivateAfter whose effects are all written and whose session is
+// closed with its final row written; an idle user whose session is still open is closed at the next
+// flush (its row written if it lags) and passivated at a later sweep.
 func (a *shardActor) sweep(ctx actor.Context) {
 	if a.fatal != nil || a.stoppingNow {
 		return
 	}
 	cutoff := a.sh.f.cfg.Now().Add(-a.sh.f.cfg.PassivateAfter).UnixNano()
 	for _, e := range a.users {
-		if e.state == entryLive && !e.dirty && e.flushID <= a.doneID && e.lastSeen <= cutoff {
-			e.state = entryStopping
-			a.stopping[e.pid.Id] = e
-			ctx.Poison(e.pid)
+		if e.state != entryLive || e.dirty || e.flushID > a.doneID || e.lastSeen > cutoff {
+			continue
 		}
+		if e.due != 0 {
+			e.closeNow = true
+			continue
+		}
+		e.state = entryStopping
+		a.stopping[e.pid.Id] = e
+		ctx.Poison(e.pid)
 	}
 }
 

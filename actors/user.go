@@ -16,11 +16,15 @@ import (
 // its batches, and hands its effects to the ShardActor on each flush request. It does no I/O: geo lookups
 // that the in-process cache cannot answer run on the resolver's goroutines and come back as geoResolved.
 type userActor struct {
-	sh       *shardShared
-	u        session.User
-	applied  bool
-	sessions []messages.Session
-	outputs  []output
+	sh      *shardShared
+	u       session.User
+	applied bool
+	// rows are the final rows of sessions closed since the last flush by an event beyond the gap.
+	rows    []messages.Session
+	outputs []output
+	// lastSeenMs is the processing time of the user's last record (or of its hydration): the idle
+	// close's clock.
+	lastSeenMs int64
 
 	// n counts the records this actor applied; it names a record in queue and in geoResolved.
 	n uint64
@@ -45,33 +49,55 @@ type queued struct {
 // heldFlush is the reply to a flush request that came while lookups of records it covers were pending:
 // the effects as of the request, completed as those lookups answer.
 type heldFlush struct {
-	id       uint64
-	upTo     uint64 // the last record (by userActor.n) the flush covers
-	u        session.User
-	applied  bool
-	sessions []messages.Session
-	outputs  []output
+	id         uint64
+	upTo       uint64 // the last record (by userActor.n) the flush covers
+	u          session.User
+	applied    bool
+	rowChanged bool
+	rows       []messages.Session
+	outputs    []output
 }
 
 func (a *userActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *hydrate:
-		a.u = m.user
+		a.u, a.lastSeenMs = m.user, m.atMs
 	case *userBatch:
+		a.lastSeenMs = m.atMs
 		a.apply(ctx, m.recs)
 	case *geoResolved:
 		a.onResolved(ctx, m)
 	case *flushRequest:
-		if len(a.queue) == 0 {
-			ctx.Send(ctx.Parent(), &userFlushed{id: m.id, flush: a.effects(&a.u, a.applied, a.sessions, a.outputs)})
-		} else {
-			// Every queued record is covered by this flush (records after it arrive later): reply once
-			// their lookups answer, which the resolver guarantees within its lookup timeout.
-			a.held = &heldFlush{id: m.id, upTo: a.n, u: a.u, applied: a.applied, sessions: a.sessions, outputs: a.outputs}
-			a.sh.f.m.heldReplies.Inc()
-		}
-		a.applied, a.sessions, a.outputs = false, nil, nil
+		a.onFlush(ctx, m)
+	case *rowLost:
+		a.u.Row = session.Row{}
 	}
+}
+
+// onFlush answers a flush request: the state, outputs and the session rows their triggers select
+// (package session's RowCheck: start, close, update interval, reopen, final).
+func (a *userActor) onFlush(ctx actor.Context, m *flushRequest) {
+	policy := a.sh.f.cfg.rows
+	rows := a.rows
+	cause, closes := a.u.RowCheck(m.nowMs, a.lastSeenMs, policy, m.close, m.final)
+	if cause != session.RowNone {
+		rows = append(rows, a.u.Current)
+	}
+	rowChanged := cause != session.RowNone || closes
+	if rowChanged {
+		// Optimistic: the flush writes the row before the state that records it, or the shard stops
+		// (the next owner rehydrates from Redis); effects dropped as stale come back as rowLost.
+		a.u.RowWritten(m.nowMs, closes)
+	}
+	if len(a.queue) == 0 {
+		ctx.Send(ctx.Parent(), &userFlushed{id: m.id, flush: a.effects(&a.u, a.applied, rowChanged, rows, a.outputs)})
+	} else {
+		// Every queued record is covered by this flush (records after it arrive later): reply once
+		// their lookups answer, which the resolver guarantees within its lookup timeout.
+		a.held = &heldFlush{id: m.id, upTo: a.n, u: a.u, applied: a.applied, rowChanged: rowChanged, rows: rows, outputs: a.outputs}
+		a.sh.f.m.heldReplies.Inc()
+	}
+	a.applied, a.rows, a.outputs = false, nil, nil
 }
 
 func (a *userActor) apply(ctx actor.Context, recs []record) {
@@ -89,11 +115,12 @@ func (a *userActor) apply(ctx actor.Context, recs []record) {
 		}
 		a.applied = true
 		a.n++
-		cur := a.u.Current
-		if n := len(a.sessions); n > 0 && a.sessions[n-1].SessionID == cur.SessionID {
-			a.sessions[n-1] = cur
-		} else {
-			a.sessions = append(a.sessions, cur)
+		if o.NewSession {
+			a.sh.f.m.sessionsStarted.Inc()
+			a.sh.f.sessionsStarted.Add(1)
+			if o.Closed.SessionID != "" {
+				a.rows = append(a.rows, o.Closed)
+			}
 		}
 		match := routes.Match(r.ev)
 		locate := g != nil && r.ev.UserIP != ""
@@ -137,7 +164,7 @@ func (a *userActor) onResolved(ctx actor.Context, m *geoResolved) {
 	}
 	if h := a.held; h != nil && (len(a.queue) == 0 || a.queue[0].n > h.upTo) {
 		a.held = nil
-		ctx.Send(ctx.Parent(), &userFlushed{id: h.id, flush: a.effects(&h.u, h.applied, h.sessions, h.outputs)})
+		ctx.Send(ctx.Parent(), &userFlushed{id: h.id, flush: a.effects(&h.u, h.applied, h.rowChanged, h.rows, h.outputs)})
 	}
 }
 
@@ -163,12 +190,17 @@ func (a *userActor) complete(q *queued, held bool) {
 	}
 }
 
-// effects returns a flush reply from u's state and the effects collected with it.
-func (a *userActor) effects(u *session.User, applied bool, sessions []messages.Session, outputs []output) userEffects {
-	e := userEffects{user: u.ID, sessions: sessions, outputs: outputs}
-	if applied {
+// effects returns a flush reply from u's state and the effects collected with it. Without records
+// applied, a changed row state alone is written (rowOnly) at the position the stored state has.
+func (a *userActor) effects(u *session.User, applied, rowChanged bool, rows []messages.Session, outputs []output) userEffects {
+	e := userEffects{user: u.ID, rows: rows, outputs: outputs, lags: u.RowLags(), due: u.RowDue(a.lastSeenMs, a.sh.f.cfg.rows)}
+	switch {
+	case applied:
 		e.pos = u.Applied
-		e.fields = u.AppendFields(make([]any, 0, 22))
+		e.fields = u.AppendFields(make([]any, 0, 24))
+	case rowChanged && !u.Applied.IsZero():
+		e.pos, e.rowOnly = u.Applied, true
+		e.fields = []any{session.FieldRow, u.Row.Encode()}
 	}
 	return e
 }

@@ -97,12 +97,28 @@ func (sh *shardShared) loadUsers(ctx context.Context, ids []string) ([]map[strin
 	return out, err
 }
 
+// laggingRows reads the shard's set of users whose session rows lag (session.LaggingRowsKey), retrying
+// until it succeeds or ctx ends.
+func (sh *shardShared) laggingRows(ctx context.Context) ([]string, error) {
+	var ids []string
+	err := sh.retry(ctx, "read lagging rows", func() error {
+		pipe := sh.f.cfg.Redis.Pipeline()
+		c := pipe.SMembers(ctx, session.LaggingRowsKey(sh.f.cfg.Prefix, sh.shard))
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("SMEMBERS %s: %w", session.LaggingRowsKey(sh.f.cfg.Prefix, sh.shard), err)
+		}
+		ids = c.Val()
+		return nil
+	})
+	return ids, err
+}
+
 // writeFlush writes one barrier's effects — guard probe, outputs, sessions, state, in that order — then
 // checkpoints its position. It returns only when all is done, or with the reason it stopped (the holding
 // period ended, or the lease was lost): every other failure is retried.
 func (sh *shardShared) writeFlush(ctx context.Context, fs *flushState, cp consumer.Checkpointer, n int) error {
 	start := time.Now()
-	users, err := sh.probe(ctx, fs.users)
+	users, err := sh.probe(ctx, fs)
 	if err != nil {
 		return resource("Redis", "Redis user state", sh.f.cfg.Prefix+"user:*", err)
 	}
@@ -116,7 +132,7 @@ func (sh *shardShared) writeFlush(ctx context.Context, fs *flushState, cp consum
 			stream := cfg.routes.Route(o.route).Stream
 			outs[stream] = append(outs[stream], outRecord{key: u.user, data: o.data})
 		}
-		sessions = append(sessions, u.sessions...)
+		sessions = append(sessions, u.rows...)
 	}
 	for _, stream := range streams {
 		if err := sh.putRecords(ctx, stream, "offer", outs[stream]); err != nil {
@@ -132,7 +148,7 @@ func (sh *shardShared) writeFlush(ctx context.Context, fs *flushState, cp consum
 	if err := sh.writeSessions(ctx, sessions); err != nil {
 		return resource("SessionsTable", "sessions table", cfg.SessionsTable, err)
 	}
-	if err := sh.writeState(ctx, users); err != nil {
+	if err := sh.writeState(ctx, fs, users); err != nil {
 		return resource("Redis", "Redis user state", cfg.Prefix+"user:*", err)
 	}
 	if hook := sh.f.cfg.AfterFlush; hook != nil {
@@ -155,12 +171,15 @@ func (sh *shardShared) writeFlush(ctx context.Context, fs *flushState, cp consum
 
 // probe drops the users whose stored position on this shard is at or beyond the flushed one: whoever
 // stored it wrote their sessions and outputs first, so these effects are a deposed owner's or a
-// duplicate. Users with nothing applied are dropped too (they have no effects).
-func (sh *shardShared) probe(ctx context.Context, users []userEffects) ([]userEffects, error) {
+// duplicate. A row-only effect (nothing applied, the session row's state changed) is kept only while
+// the stored position is still its own. Users with nothing to write are dropped too. The stale users are
+// listed in fs.stale.
+func (sh *shardShared) probe(ctx context.Context, fs *flushState) ([]userEffects, error) {
+	users := fs.users
 	field := session.PositionField(sh.shard)
 	var keep []userEffects
 	err := sh.retry(ctx, "guard probe", func() error {
-		keep = keep[:0]
+		keep, fs.stale = keep[:0], fs.stale[:0]
 		pipe := sh.f.cfg.Redis.Pipeline()
 		cmds := make([]*redis.StringCmd, len(users))
 		for i := range users {
@@ -168,34 +187,37 @@ func (sh *shardShared) probe(ctx context.Context, users []userEffects) ([]userEf
 				cmds[i] = pipe.HGet(ctx, session.UserKey(sh.f.cfg.Prefix, users[i].user), field)
 			}
 		}
-		if pipe.Len() == 0 {
-			return nil
+		if pipe.Len() > 0 {
+			if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+				return fmt.Errorf("read %d users' positions: %w", pipe.Len(), err)
+			}
 		}
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-			return fmt.Errorf("read %d users' positions: %w", pipe.Len(), err)
-		}
-		stale := 0
 		for i, c := range cmds {
+			u := &users[i]
 			if c == nil {
+				if len(u.rows) > 0 {
+					keep = append(keep, *u) // rows without state to write (cannot happen today; keep them)
+				}
 				continue
 			}
 			v, err := c.Result()
 			if err != nil && !errors.Is(err, redis.Nil) {
-				return fmt.Errorf("read user %s's position: %w", users[i].user, err)
+				return fmt.Errorf("read user %s's position: %w", u.user, err)
 			}
 			stored, err := position.Decode(v)
 			if err != nil {
-				return retry.Permanent(fmt.Errorf("user %s: %w", users[i].user, err))
+				return retry.Permanent(fmt.Errorf("user %s: %w", u.user, err))
 			}
-			if !stored.IsZero() && stored.Compare(users[i].pos) >= 0 {
-				stale++
+			cmp := stored.Compare(u.pos)
+			if (u.rowOnly && cmp != 0) || (!u.rowOnly && !stored.IsZero() && cmp >= 0) {
+				fs.stale = append(fs.stale, u.user)
 				continue
 			}
-			keep = append(keep, users[i])
+			keep = append(keep, *u)
 		}
-		if stale > 0 {
-			sh.f.m.effects.WithLabelValues("stale").Add(float64(stale))
-			sh.log.Info("dropped effects of users already written beyond this flush (a deposed owner's late flush, or a duplicate)", zap.Int("users", stale))
+		if n := len(fs.stale); n > 0 {
+			sh.f.m.effects.WithLabelValues("stale").Add(float64(n))
+			sh.log.Info("dropped effects of users already written beyond this flush (a deposed owner's late flush, or a duplicate)", zap.Int("users", n))
 		}
 		return nil
 	})
@@ -330,6 +352,8 @@ func (sh *shardShared) writeSessions(ctx context.Context, sessions []messages.Se
 			}
 			left := out.UnprocessedItems[table]
 			sh.f.m.effects.WithLabelValues("session").Add(float64(len(reqs) - len(left)))
+			sh.f.m.sessionWrites.Add(float64(len(reqs) - len(left)))
+			sh.f.rowWrites.Add(int64(len(reqs) - len(left)))
 			if len(left) > 0 {
 				reqs = left
 				return fmt.Errorf("BatchWriteItem %s: %d items unprocessed", table, len(left))
@@ -339,20 +363,32 @@ func (sh *shardShared) writeSessions(ctx context.Context, sessions []messages.Se
 	})
 }
 
-// writeState runs the guarded state script for every user in one pipeline.
-func (sh *shardShared) writeState(ctx context.Context, users []userEffects) error {
+// writeState runs the guarded state script for every user in one pipeline; users whose write the
+// script refused (another writer got there first) are added to fs.stale.
+func (sh *shardShared) writeState(ctx context.Context, fs *flushState, users []userEffects) error {
 	if len(users) == 0 {
 		return nil
 	}
+	rowsKey := session.LaggingRowsKey(sh.f.cfg.Prefix, sh.shard)
 	run := func() ([]*redis.Cmd, error) {
 		pipe := sh.f.cfg.Redis.Pipeline()
 		cmds := make([]*redis.Cmd, len(users))
 		for i := range users {
 			u := &users[i]
-			args := make([]any, 0, 3+len(u.fields))
-			args = append(args, sh.shard, u.pos.SequenceNumber, strconv.FormatInt(u.pos.SubSequence, 10))
+			if u.pos.IsZero() {
+				continue
+			}
+			mode, lags := "s", "0"
+			if u.rowOnly {
+				mode = "r"
+			}
+			if u.lags {
+				lags = "1"
+			}
+			args := make([]any, 0, 6+len(u.fields))
+			args = append(args, sh.shard, u.pos.SequenceNumber, strconv.FormatInt(u.pos.SubSequence, 10), mode, u.user, lags)
 			args = append(args, u.fields...)
-			cmds[i] = stateScript.EvalSha(ctx, pipe, []string{session.UserKey(sh.f.cfg.Prefix, u.user)}, args...)
+			cmds[i] = stateScript.EvalSha(ctx, pipe, []string{session.UserKey(sh.f.cfg.Prefix, u.user), rowsKey}, args...)
 		}
 		_, err := pipe.Exec(ctx)
 		return cmds, err
@@ -368,14 +404,20 @@ func (sh *shardShared) writeState(ctx context.Context, users []userEffects) erro
 		if err != nil {
 			return fmt.Errorf("write %d users' state: %w", len(users), err)
 		}
-		written := 0
-		for _, c := range cmds {
+		written, stale := 0, 0
+		for i, c := range cmds {
+			if c == nil {
+				continue
+			}
 			if v, _ := c.Int(); v == 1 {
 				written++
+			} else {
+				stale++
+				fs.stale = append(fs.stale, users[i].user)
 			}
 		}
 		sh.f.m.effects.WithLabelValues("state").Add(float64(written))
-		if stale := len(cmds) - written; stale > 0 {
+		if stale > 0 {
 			sh.f.m.effects.WithLabelValues("stale").Add(float64(stale))
 		}
 		return nil

@@ -11,13 +11,15 @@ import (
 // Field names of the user hash cf:user:<id> (docs/contracts.md, "Redis"). This package owns all but FieldName and
 // FieldPricePerClick, which the names sync (package enrich/names) writes and this package only reads.
 const (
-	FieldLastAccess   = "last_access_ms"
-	FieldSessionID    = "session_id"
-	FieldDevice       = "session_device"
-	FieldStartMs      = "session_start_ms"
-	FieldLastEventMs  = "session_last_ms"
-	FieldCount        = "session_count"
-	FieldPrevMs       = "prev_event_ms"
+	FieldLastAccess  = "last_access_ms"
+	FieldSessionID   = "session_id"
+	FieldDevice      = "session_device"
+	FieldStartMs     = "session_start_ms"
+	FieldLastEventMs = "session_last_ms"
+	FieldCount       = "session_count"
+	FieldPrevMs      = "prev_event_ms"
+	// FieldRow is what the sessions table holds for the open session ([Row.Encode]).
+	FieldRow          = "session_row"
 	FieldShard        = "shard" // the shard whose record the state reflects
 	FieldSeq          = "seq"   // that record's sequence number
 	FieldSub          = "sub"   // and sub-sequence number
@@ -35,17 +37,44 @@ const (
 )
 
 // StateScript is the Lua script that writes a user's state only if it is beyond what the hash holds for
-// the shard, so that a user's state never moves backwards (a replay, or a deposed owner's late write).
-// KEYS[1] the user's hash; ARGV[1] the shard id, ARGV[2] the sequence number, ARGV[3] the sub-sequence
-// number of the last record the state reflects, then field/value pairs (AppendFields). It returns 1 when
-// written, 0 when the stored position for the shard is at or beyond. It sets PositionField(shard) to the
-// position (position.Encode's form) and FieldShard, FieldSeq and FieldSub beside it.
+// the shard, so that a user's state never moves backwards (a replay, or a deposed owner's late write),
+// and keeps the shard's set of users whose session row lags ([LaggingRowsKey]) in step with it.
+//
+// KEYS[1] the user's hash, KEYS[2] the shard's lagging-rows set. ARGV[1] the shard id, ARGV[2] the
+// sequence number, ARGV[3] the sub-sequence number of the last record the state reflects, ARGV[4] the
+// mode, ARGV[5] the user id, ARGV[6] "1" when the user's session row lags after this write, else "0",
+// then field/value pairs (AppendFields, or just FieldRow). Mode "s" (state) writes only if the position
+// is beyond the stored one for the shard and then sets PositionField(shard) to it (position.Encode's
+// form) with FieldShard, FieldSeq and FieldSub beside it; mode "r" (row) writes only if the stored
+// position is exactly the one given — the state it updates is unchanged otherwise — and sets only the
+// fields given. When it writes, it adds the user to the set (lagging) or removes it. It returns 1 when
+// written, 0 when not.
+//
+// The script touches two keys: the user's hash and the shard's set must be on one Redis node (a
+// single-node Redis, as ElastiCache's non-cluster mode).
 var StateScript = position.LuaBeyond + `
 local pf = '` + PositionFieldStem + `' .. ARGV[1]
-if not beyond(redis.call('HGET', KEYS[1], pf), ARGV[2], tonumber(ARGV[3])) then return 0 end
-redis.call('HSET', KEYS[1], pf, ARGV[2] .. ':' .. ARGV[3], '` + FieldShard + `', ARGV[1], '` + FieldSeq + `', ARGV[2], '` + FieldSub + `', ARGV[3], unpack(ARGV, 4))
+local stored = redis.call('HGET', KEYS[1], pf)
+if ARGV[4] == 'r' then
+  if stored ~= ARGV[2] .. ':' .. ARGV[3] then return 0 end
+  redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+else
+  if not beyond(stored, ARGV[2], tonumber(ARGV[3])) then return 0 end
+  redis.call('HSET', KEYS[1], pf, ARGV[2] .. ':' .. ARGV[3], '` + FieldShard + `', ARGV[1], '` + FieldSeq + `', ARGV[2], '` + FieldSub + `', ARGV[3], unpack(ARGV, 7))
+end
+if ARGV[6] == '1' then
+  redis.call('SADD', KEYS[2], ARGV[5])
+else
+  redis.call('SREM', KEYS[2], ARGV[5])
+end
 return 1
 `
+
+// LaggingRowsKey returns the Redis set of the users whose session row lags their state, as written
+// by the owners of shardID: prefix + "rows:" + shardID. A new owner of the shard reads it at the start
+// of its holding period and writes those rows at their next trigger, so no row stays behind after a
+// crash.
+func LaggingRowsKey(prefix, shardID string) string { return prefix + "rows:" + shardID }
 
 // DefaultPrefix is the default start of every Redis key of the pipeline (a setting of each component).
 const DefaultPrefix = "cf:"
@@ -80,7 +109,8 @@ func (u *User) AppendFields(dst []any) []any {
 		FieldStartMs, strconv.FormatInt(c.StartMs, 10),
 		FieldLastEventMs, strconv.FormatInt(c.LastEventMs, 10),
 		FieldCount, strconv.FormatInt(c.EventCount, 10),
-		FieldPrevMs, strconv.FormatInt(u.PrevMs, 10))
+		FieldPrevMs, strconv.FormatInt(u.PrevMs, 10),
+		FieldRow, u.Row.Encode())
 }
 
 // FromFields rebuilds user id's state on shardID from its hash (as HGETALL returns it; nil or empty for a
@@ -127,5 +157,8 @@ func FromFields(id, shardID string, h map[string]string) (User, error) {
 	}
 	s.LastEventMs, s.EventCount = last, count
 	u.Current, u.PrevMs = s, prev
+	if u.Row, err = ParseRow(h[FieldRow]); err != nil {
+		return u, fmt.Errorf("user %s: field %s: %w", id, FieldRow, err)
+	}
 	return u, nil
 }

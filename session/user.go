@@ -66,6 +66,8 @@ type User struct {
 	// Name is the user's full name as the names sync wrote it (FieldName); empty when unknown. Read from
 	// the hash when the state is loaded, never written back.
 	Name string
+	// Row is what the sessions table holds for Current (see [Row]); Apply resets it when a session starts.
+	Row Row
 	// Country, Region and City are the user's location, set by the caller (enrichment) with SetLocation;
 	// empty until known. Apply leaves them alone.
 	Country, Region, City string
@@ -90,6 +92,9 @@ type Outcome struct {
 	Duplicate bool
 	// NewSession is true when the event started a session (the previous one is closed).
 	NewSession bool
+	// Closed is set (Closed.SessionID not empty) when the event started a session and the previous one's
+	// row lags: the previous session's final values, whose row must be written.
+	Closed messages.Session
 	// Offer is true when the event is a high-intent event by r.IsOffer. The actors do not use it: they
 	// evaluate their output routes (package route), whose default is this same filter.
 	Offer bool
@@ -114,7 +119,17 @@ func (u *User) Apply(pos Position, ev *messages.Event, r Rules) Outcome {
 		u.Recent.Add(fp)
 	}
 	o := Outcome{Applied: true}
-	o.NewSession = u.Add(u.ID, ev.DeviceType, ev.EventTimeMs, r.GapMs)
+	var prev messages.Session
+	lagging := u.RowLags()
+	if lagging {
+		prev = u.Current
+	}
+	if o.NewSession = u.Add(u.ID, ev.DeviceType, ev.EventTimeMs, r.GapMs); o.NewSession {
+		if lagging {
+			o.Closed = prev
+		}
+		u.Row = Row{}
+	}
 	u.LastAccessMs = max(u.LastAccessMs, ev.EventTimeMs)
 	o.Offer = r.IsOffer(ev)
 	return o

@@ -300,6 +300,8 @@ released, the process exits 0).`,
 	f.DurationVar(&sessionGap, "session-gap", time.Duration(session.DefaultGapMs)*time.Millisecond, "a gap between a user's events above this starts a new session (actors)")
 	f.StringVar(&act.Rules.OfferEvent, "offer-event", session.DefaultRules().OfferEvent, "event name of high-intent events in the default route (actors; deprecated: write the route with --route)")
 	f.Float64Var(&act.Rules.OfferMinPercent, "offer-min-percent", session.DefaultRules().OfferMinPercent, "percent_viewed a high-intent event of the default route must exceed (actors; deprecated: write the route with --route)")
+	f.DurationVar(&act.SessionUpdateInterval, "session-update-interval", actors.DefaultSessionUpdateInterval, "an open session's row in the sessions table is rewritten at most this often; rows are also written when a session starts (at the next flush) and when it closes (actors)")
+	f.DurationVar(&act.SessionCloseDelay, "session-close-delay", actors.DefaultSessionCloseDelay, "a user's session closes, and its final row is written, after --session-gap plus this long without an event of the user (processing time) (actors)")
 	rf.register(f)
 	f.DurationVar(&act.FlushInterval, "flush-interval", actors.DefaultFlushInterval, "longest time a shard's effects stay unflushed; each flush ends with a checkpoint (actors)")
 	f.IntVar(&act.FlushMaxRecords, "flush-max-records", actors.DefaultFlushMaxRecords, "flush a shard when this many records are unflushed; reading waits meanwhile (actors)")

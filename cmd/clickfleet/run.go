@@ -123,6 +123,7 @@ var consumeFlags = map[string]string{
 	"Redis": "redis-url", "Prefix": "key-prefix", "FlushInterval": "flush-interval",
 	"FlushMaxRecords": "flush-max-records", "PassivateAfter": "passivate-after", "SweepInterval": "sweep-interval",
 	"WriteConcurrency": "write-concurrency", "Rules": "session-gap",
+	"SessionUpdateInterval": "session-update-interval", "SessionCloseDelay": "session-close-delay",
 }
 
 func consumeError(err error) error { return withSettingHint(err, consumeFlags) }
