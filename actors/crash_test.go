@@ -14,6 +14,7 @@ import (
 
 	"github.com/clickfleet/clickfleet/internal/crashpoint"
 	"github.com/clickfleet/clickfleet/internal/testenv"
+	"github.com/clickfleet/clickfleet/messages"
 )
 
 // app is one consumer application on a stream: its own lease table, sessions table, Redis prefix and
@@ -105,7 +106,7 @@ func TestCrashBetweenFlushAndCheckpoint(t *testing.T) {
 		if i%2 == 0 {
 			click = fmt.Sprintf("%032x", r.Uint64())
 		}
-		evs[i] = putEvent{user: u, ts: ts, data: pocJSON(u, names[r.IntN(len(names))], ts, float64(r.IntN(101)), click)}
+		evs[i] = putEvent{user: u, device: messages.UnknownDeviceType, ts: ts, data: pocJSON(u, names[r.IntN(len(names))], ts, float64(r.IntN(101)), click)}
 		perUser[u]++
 	}
 	last := putAll(t, base.kin, stream, evs)
@@ -125,10 +126,12 @@ func TestCrashBetweenFlushAndCheckpoint(t *testing.T) {
 	for _, a := range []*app{ref, crash} {
 		testenv.WaitFor(t, a.prefix+" checkpointed at every shard's last record", 90*time.Second, func() bool { return checkpointedTo(t, a.ddb, a.leases, last) })
 	}
+	// A clean stop writes the rows of the sessions still open before the final checkpoint.
 	ref.stopAll()
 	crash.stopAll()
 
 	sameResults(t, crash.sinks, ref.sinks)
+	equalSessions(t, scanSessions(t, crash.ddb, crash.table), sqlSessions(t, evs))
 	counts := map[string]int64{}
 	for _, s := range scanSessions(t, ref.ddb, ref.table) {
 		counts[s.UserID] += s.EventCount

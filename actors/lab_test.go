@@ -162,12 +162,21 @@ func TestLabScenarioMatchesSQL(t *testing.T) {
 
 	cfg := s.config(stream)
 	cfg.FlushInterval, cfg.FlushMaxRecords = 100*time.Millisecond, 150
+	cfg.SessionCloseDelay = 300 * time.Millisecond
 	f := newFactory(t, cfg)
 	table := leaseTable(t, s.ddb)
 	defer runWorker(t, s, stream, table, "lab", f)()
 	testenv.WaitFor(t, "every shard checkpointed at its last record", 60*time.Second, func() bool { return checkpointedTo(t, s.ddb, table, last) })
+	// The users' last sessions are written by the idle close, gap + close delay after their last
+	// record (processing time); the worker keeps running.
+	testenv.WaitFor(t, "the session rows equal the SQL's", 90*time.Second, func() bool { return maps.Equal(scanSessions(t, s.ddb, s.table), want) })
 
 	got := scanSessions(t, s.ddb, s.table)
+	if writes, started := f.SessionWrites(); writes > 2*int64(len(want)) || started != int64(len(want)) {
+		t.Errorf("%d session rows written for %d sessions (%d started); want at most 2 per session", writes, len(want), started)
+	} else {
+		t.Logf("%d session rows written for %d sessions (%.2f per session)", writes, len(want), float64(writes)/float64(len(want)))
+	}
 	if !maps.Equal(got, want) {
 		for _, id := range sortedKeys(want) {
 			if got[id] != want[id] {
