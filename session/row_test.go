@@ -63,7 +63,9 @@ func TestRowTriggers(t *testing.T) {
 // is not handed back (its row holds them already).
 func TestApplyHandsBackLaggingClosedSessions(t *testing.T) {
 	base := int64(1_626_091_318_000)
-	ev := func(ts int64) *messages.Event { return &messages.Event{UserID: "u1", DeviceType: "mobile", EventTimeMs: ts} }
+	ev := func(ts int64) *messages.Event {
+		return &messages.Event{UserID: "u1", DeviceType: "mobile", EventTimeMs: ts}
+	}
 	u := User{ID: "u1"}
 	u.Apply(position.At("1", 0), ev(base), DefaultRules())
 	u.Apply(position.At("2", 0), ev(base+1000), DefaultRules())
