@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,14 +25,21 @@ import (
 // handed to ProcessRecords directly; lab-shape events, so no offers). Each sub-benchmark runs the actor
 // processor and, in the same run, mapProcessor: the same per-user logic and the same writer in one
 // goroutine over a plain map. sinks=redis+dynalite writes sessions to dynalite; sinks=redis+nullddb
-// replaces DynamoDB with a no-op, to show the core without dynalite's ≈12k items/s ceiling.
+// replaces DynamoDB with a no-op that counts the items, to show the core without dynalite's ≈12k
+// items/s ceiling. session_writes_per_session is the session rows written per session started (rows
+// are written on triggers: start, close, update interval; each run ends with the final flush that
+// writes the rows of the sessions still open).
 //
 //	go test -run '^$' -bench Process -benchtime 1x ./actors/            (10k and 100k users, with and without click ids)
 //	CLICKFLEET_BENCH_1M=1 go test -run '^$' -bench 'Process/.*users=1M' -benchtime 1x -timeout 30m ./actors/
 
-type nullDynamo struct{}
+// nullDynamo is a DynamoDB that accepts every write and counts the items.
+type nullDynamo struct{ items atomic.Int64 }
 
-func (nullDynamo) BatchWriteItem(context.Context, *dynamodb.BatchWriteItemInput, ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error) {
+func (d *nullDynamo) BatchWriteItem(_ context.Context, in *dynamodb.BatchWriteItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error) {
+	for _, reqs := range in.RequestItems {
+		d.items.Add(int64(len(reqs)))
+	}
 	return &dynamodb.BatchWriteItemOutput{}, nil
 }
 
@@ -104,8 +112,10 @@ func BenchmarkProcess(b *testing.B) {
 					s := newSinks(b)
 					cfg := s.config("in")
 					cfg.FlushInterval, cfg.FlushMaxRecords, cfg.PassivateAfter = time.Second, 200_000, time.Hour
+					var null *nullDynamo
 					if sinksName == "redis+nullddb" {
-						cfg.DynamoDB = nullDynamo{}
+						null = &nullDynamo{}
+						cfg.DynamoDB = null
 					}
 					var ft flushTimes
 					cfg.AfterFlush = ft.add
@@ -118,6 +128,7 @@ func BenchmarkProcess(b *testing.B) {
 						f.cfg.Prefix = s.prefix
 						runtime.GC()
 						runtime.ReadMemStats(&before)
+						writes0, sessions0 := f.SessionWrites()
 						b.StartTimer()
 						start := time.Now()
 						var p consumer.Processor
@@ -153,6 +164,12 @@ func BenchmarkProcess(b *testing.B) {
 						}
 						dropKeys(s)
 						b.ReportMetric(float64(sz.events)/elapsed.Seconds(), "events/s")
+						writes, sessions := f.SessionWrites()
+						writes, sessions = writes-writes0, sessions-sessions0
+						if null != nil && null.items.Load() < writes {
+							b.Fatalf("the null sink got %d items, the writer counted %d", null.items.Load(), writes)
+						}
+						b.ReportMetric(float64(writes)/float64(max(1, sessions)), "session_writes_per_session")
 						b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(sz.users), "heap-B/user")
 						b.StartTimer()
 					}

@@ -26,13 +26,36 @@
 //     duplicate), so its effects are dropped;
 //  2. outputs: Kinesis PutRecords of each route's outputs, stream by stream, then of error records
 //     (failed entries retried);
-//  3. sessions: DynamoDB BatchWriteItem of absolute session rows, 25 per call (UnprocessedItems retried);
+//  3. sessions: DynamoDB BatchWriteItem of the session rows whose triggers fired, absolute values, 25 per
+//     call (UnprocessedItems retried);
 //  4. state: one Redis pipeline of a Lua script per user that sets the user's fields and pos:<shard> only
-//     if the flushed position is beyond the stored one (compare-on-sequence);
+//     if the flushed position is beyond the stored one (compare-on-sequence), and keeps the shard's set
+//     of users whose rows lag (cf:rows:<shard>) in step;
 //
 // and only then checkpoints S. One flush per shard is in flight at a time; records keep flowing into the
 // actors meanwhile. ProcessRecords returns once its batch is routed, but waits while FlushMaxRecords
 // records are unflushed (backpressure).
+//
+// # Session rows
+//
+// A session's row is not rewritten at every flush. The UserActor decides, when asked to flush, with
+// package session's RowCheck: the row is written at the first flush after the session starts, when it
+// closes (the next event beyond the gap — the old session's final values go into that flush — or
+// Config.Rules.GapMs + Config.SessionCloseDelay of processing time without a record of the user), while
+// open at most every Config.SessionUpdateInterval, when an event reopens a session the idle timer
+// closed, and, for open sessions whose rows lag, at the end of the holding period (a clean stop, a
+// handoff, a shard's end). The ShardActor keeps each user's next trigger time from its last reply and
+// asks the users whose trigger is due (not only those with new records) at each flush; a user idle for
+// PassivateAfter is closed at a flush before it is passivated.
+//
+// What the table holds for the open session (its count, write time, closed or not) is part of the user
+// state (session.Row, the hash field session_row), written by the guarded script with the rest, which
+// also adds the user to or removes it from the shard's lagging set. A new holding period reads that set
+// first and loads its users, so rows left lagging by a crash or a lost lease are written at their next
+// trigger even when the users send nothing more. A user with no new record whose row state changed (an
+// idle close) is written row-only: the script sets session_row only while the stored position is the
+// user's own. Effects the probe or the script drops as stale reset the user's row state, so its row is
+// written again at the next flush.
 //
 // # Routes
 //
@@ -83,8 +106,9 @@
 // A record's effects are written before any checkpoint at or beyond it, so a crash replays only records
 // whose effects may or may not be written. A user's state carries the position of the last record it
 // applied on each shard; a rehydrated user skips records at or below it, and since state is written last,
-// everything the stored state reflects has its sessions and outputs written already. Session rows are
-// absolute values keyed by ids derived from event data, so rewriting them is idempotent; offers may repeat,
+// everything the stored state reflects has its outputs and closed sessions' rows written already (the
+// open session's row as far as its session_row says; the shard's lagging set names the users whose rows
+// lag). Session rows are absolute values keyed by ids derived from event data, so rewriting them is idempotent; offers may repeat,
 // always with the same click_id (a missing one is derived from shard, sequence and sub-sequence). A
 // deposed owner's state write cannot move a user backwards (the Lua guard), and its late flush is dropped
 // by the probe. After a reshard a child shard has no stored position, so all its records are new.

@@ -36,7 +36,7 @@ func BenchmarkEnrich(b *testing.B) {
 				s := newSinks(b)
 				cfg := s.config("in")
 				cfg.FlushInterval, cfg.FlushMaxRecords, cfg.PassivateAfter = time.Second, 200_000, time.Hour
-				cfg.DynamoDB, cfg.Kinesis = nullDynamo{}, nullKinesis{}
+				cfg.DynamoDB, cfg.Kinesis = &nullDynamo{}, nullKinesis{}
 				var ft flushTimes
 				cfg.AfterFlush = ft.add
 				db := demoMMDB(b)

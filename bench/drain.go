@@ -79,6 +79,10 @@ type DrainResult struct {
 	WorkerRate     float64   `json:"workers_records_per_s"`
 	Ratio          float64   `json:"workers_vs_bare"`
 	Verified       bool      `json:"counts_verified"`
+	// The actors processor's session rows: DynamoDB items written, sessions started, and their ratio.
+	SessionWrites           int64   `json:"session_writes,omitempty"`
+	Sessions                int64   `json:"sessions,omitempty"`
+	SessionWritesPerSession float64 `json:"session_writes_per_session,omitempty"`
 	// The archive processor's objects: raw input bytes, stored bytes by kind, object count and PUTs per
 	// minute per shard during the drain.
 	Archive *ArchiveFigures `json:"archive,omitempty"`
@@ -167,6 +171,7 @@ func Drain(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg DrainConfig
 
 	prefix := id + ":"
 	var factory consumer.ProcessorFactory
+	var actorsFactory *actors.Factory
 	var processed atomic.Int64
 	reached := make(chan struct{})
 	var once sync.Once
@@ -231,6 +236,7 @@ func Drain(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg DrainConfig
 			return res, err
 		}
 		defer f.Close()
+		actorsFactory = f
 		factory = func(shard string) consumer.Processor {
 			return &countingProcessor{Processor: f.NewProcessor(shard), count: count}
 		}
@@ -256,21 +262,23 @@ func Drain(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg DrainConfig
 		wg.Wait()
 		return res, context.Cause(ctx)
 	}
+	var end time.Time // when the workers' work was done
 	if cfg.Processor == "actors" {
-		// Routed is not written: the drain ends when every user's sessions count its events.
-		for {
-			err := verifySessions(ctx, ddb, id+"-sessions", want)
-			if err == nil {
-				res.Verified = true
-				break
-			}
-			if ctx.Err() != nil {
-				stop()
-				wg.Wait()
-				return res, err
-			}
-			time.Sleep(200 * time.Millisecond)
+		// Every record is routed; stopping the workers flushes, writes the rows of the sessions still
+		// open (which would otherwise wait for their close) and checkpoints, as a fleet's clean stop
+		// does: the drain ends when they have stopped, and every user's sessions must count its events.
+		stop()
+		wg.Wait()
+		end = time.Now()
+		if err := verifySessions(ctx, ddb, id+"-sessions", want); err != nil {
+			return res, err
 		}
+		res.Verified = true
+		res.SessionWrites, res.Sessions = actorsFactory.SessionWrites()
+		if res.Sessions > 0 {
+			res.SessionWritesPerSession = float64(res.SessionWrites) / float64(res.Sessions)
+		}
+		progress(fmt.Sprintf("actors: %d session rows written for %d sessions (%.2f per session)", res.SessionWrites, res.Sessions, res.SessionWritesPerSession))
 	}
 	if cfg.Processor == "archive" {
 		// Every record is buffered; stopping the workers stores the rest and checkpoints (the clean stop
@@ -281,7 +289,10 @@ func Drain(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg DrainConfig
 		progress(fmt.Sprintf("archive: every record buffered after %.2fs, stored and the workers stopped after %.2fs", buffered.Seconds(), time.Since(start).Seconds()))
 		res.Archive.BufferedSeconds = buffered.Seconds()
 	}
-	took = time.Since(start)
+	if end.IsZero() {
+		end = time.Now()
+	}
+	took = end.Sub(start)
 	stop()
 	wg.Wait()
 	close(errc)

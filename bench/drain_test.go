@@ -25,6 +25,11 @@ func TestDrainScenario(t *testing.T) {
 			if res.BareRate <= 0 || res.WorkerRate <= 0 || res.Ratio <= 0 || (proc != "lambda" && !res.Verified) {
 				t.Fatalf("result not filled in: %+v", res)
 			}
+			// Rows on triggers: a start and a close at most (a lease moving between the two workers adds a
+			// row at the handoff), not one per flush.
+			if proc == "actors" && (res.Sessions == 0 || res.SessionWritesPerSession <= 0 || res.SessionWritesPerSession > 3) {
+				t.Fatalf("session writes: %d for %d sessions (%.2f per session)", res.SessionWrites, res.Sessions, res.SessionWritesPerSession)
+			}
 		})
 	}
 }

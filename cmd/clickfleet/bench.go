@@ -166,6 +166,9 @@ func newBenchDrainCommand(g *globals) *cobra.Command {
 			fmt.Fprintf(tw, "pre-fill (PutRecords)\t%.2f s\t%.0f records/s\t\n", res.PrefillSeconds, res.PrefillRate)
 			fmt.Fprintf(tw, "bare GetRecords loop\t%.2f s\t%.0f records/s\t(baseline)\n", res.BareSeconds, res.BareRate)
 			fmt.Fprintf(tw, "%d worker(s), %s\t%.2f s\t%.0f records/s\t%.0f%% of baseline\n", res.Workers, res.Processor, res.WorkerSeconds, res.WorkerRate, 100*res.Ratio)
+			if res.Sessions > 0 {
+				fmt.Fprintf(tw, "session rows (DynamoDB)\t%d writes\t%d sessions\t%.2f writes per session\n", res.SessionWrites, res.Sessions, res.SessionWritesPerSession)
+			}
 			if a := res.Archive; a != nil {
 				fmt.Fprintf(tw, "lake (s3://%s)\t%d objects\t%.1f PUTs/min/shard\t\n", a.Bucket, a.Objects, a.PutsPerMinShard)
 				fmt.Fprintf(tw, "raw JSON input\t%d bytes\tgzip %d bytes\t%.1f%%\n", a.InputBytes, a.RawBytes, 100*float64(a.RawBytes)/float64(a.InputBytes))
