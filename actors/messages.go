@@ -52,8 +52,9 @@ type recoverUsers struct{ ids []string }
 // hydrate (ShardActor → UserActor) is a new actor's state, loaded from Redis; always its first message.
 // atMs is the processing time the user was last seen (Unix ms): its last record's arrival, or now.
 type hydrate struct {
-	user session.User
-	atMs int64
+	user  session.User
+	atMs  int64
+	entry *userEntry // the ShardActor's entry, named in the user's flush replies (never read by the user)
 }
 
 // userBatch (ShardActor → UserActor) holds one user's records of one batch, in shard order, routed at
@@ -67,7 +68,7 @@ type userBatch struct {
 // time nowMs (the session row triggers). final asks for the row of a lagging open session (the end of
 // the shard's processing); close closes the user's session now (before passivation).
 type flushRequest struct {
-	id           uint64
+	fs           *flushState
 	nowMs        int64
 	final, close bool
 }
@@ -77,15 +78,14 @@ type flushRequest struct {
 // again at the next flush.
 type rowLost struct{}
 
-// userFlushed (UserActor → ShardActor) answers a flushRequest.
-type userFlushed struct {
-	id    uint64
-	flush userEffects
-}
+// barrierDone (the last UserActor to answer → ShardActor) says that every user asked by the flush fs
+// has added its effects to it (flushState.add): the replies travel without a message each.
+type barrierDone struct{ fs *flushState }
 
 // userEffects are one user's effects since its previous flush.
 type userEffects struct {
-	user string
+	user  string
+	entry *userEntry
 	// pos is the last applied record's position; zero when nothing was applied and no row changed (then
 	// there is no state to write).
 	pos    session.Position

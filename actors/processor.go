@@ -26,6 +26,7 @@ type Factory struct {
 	m      *metrics
 	log    *zap.Logger
 	sys    *actor.ActorSystem
+	disp   *pool // runs the user actors' mailboxes
 	serial atomic.Uint64
 	once   sync.Once
 	crash  func() // internal/crashpoint's after-flush point; nil outside crash-point builds
@@ -52,7 +53,7 @@ func New(cfg Config) (*Factory, error) {
 	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return newSlog(log.Named("protoactor"))
 	}))
-	return &Factory{cfg: cfg, m: m, log: log, sys: sys, crash: crashpoint.At(crashpoint.AfterFlush), failed: make(chan error, 1)}, nil
+	return &Factory{cfg: cfg, m: m, log: log, sys: sys, disp: newPool(300), crash: crashpoint.At(crashpoint.AfterFlush), failed: make(chan error, 1)}, nil
 }
 
 // NewProcessor returns the processor of one holding period of shardID; it is a consumer.ProcessorFactory.
@@ -88,7 +89,12 @@ func (f *Factory) SessionWrites() (writes, sessions int64) {
 }
 
 // Close shuts the actor system down. Call it after the worker's Run returned; it is idempotent.
-func (f *Factory) Close() { f.once.Do(f.sys.Shutdown) }
+func (f *Factory) Close() {
+	f.once.Do(func() {
+		f.sys.Shutdown()
+		f.disp.Close()
+	})
+}
 
 // processor is the consumer.Processor of one holding period: it hands batches to its ShardActor and waits
 // for the answer (backpressure).
@@ -120,7 +126,7 @@ func (p *processor) Initialize(ctx context.Context, in consumer.InitInput) error
 		p.sh.checkpointed = in.Start
 	}
 	sh := p.sh
-	sh.userProps = actor.PropsFromProducer(func() actor.Actor { return &userActor{sh: sh} })
+	sh.userProps = actor.PropsFromProducer(func() actor.Actor { return &userActor{sh: sh} }, actor.WithDispatcher(p.f.disp))
 	strategy := actor.NewOneForOneStrategy(0, time.Second, func(reason any) actor.Directive {
 		sh.log.Error("user actor panicked; the shard stops", zap.Any("reason", reason))
 		return actor.StopDirective

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -53,14 +55,19 @@ type userEntry struct {
 	closeNow bool // close its session at the next flush (passivation)
 	inTimed  bool // in shardActor.timed
 	buf      []record
-	batch    []record // this batch's records, while routing
+	// nBatch and offBatch place this batch's records of the user in the batch's shared array, while
+	// routing.
+	nBatch, offBatch int32
 }
 
-// flushState is one flush barrier in progress.
+// flushState is one flush barrier in progress. The users asked add their effects with add, from their
+// own goroutines; the ShardActor reads users after barrierDone (or when none was asked), and the writer
+// after that.
 type flushState struct {
 	id            uint64
 	upTo          session.Position
-	waiting       int
+	mu            sync.Mutex
+	waiting       atomic.Int64 // users asked that have not answered
 	users         []userEffects
 	errs          []outRecord
 	records       int
@@ -80,6 +87,7 @@ type shardActor struct {
 	stopping map[string]*userEntry // by PID id
 	dirty    []*userEntry
 	touched  []*userEntry
+	recUser  []*userEntry // the live user of each record of the batch being routed (nil: buffered)
 	// timed holds the entries with a session row trigger ahead (due ≠ 0), so a flush finds the users
 	// whose rows are due without scanning every user; compacted as flushes go.
 	timed []*userEntry
@@ -120,8 +128,8 @@ func (a *shardActor) Receive(ctx actor.Context) {
 		a.onLoaded(ctx, m)
 	case *recoverUsers:
 		a.onRecover(ctx, m)
-	case *userFlushed:
-		a.onUserFlushed(ctx, m)
+	case *barrierDone:
+		a.onBarrierDone(ctx, m)
 	case *flushDone:
 		a.onFlushDone(ctx, m)
 	case *flushTick:
@@ -160,6 +168,10 @@ func (a *shardActor) onBatch(ctx actor.Context, m *processBatch) {
 	}
 	now := a.sh.f.cfg.Now().UnixNano()
 	var fresh []*userEntry
+	// One array and one message array per batch, not per user: each live user gets its records as a
+	// slice of the array, in shard order.
+	recUser := a.recUser[:0]
+	live := 0
 	for i := range m.recs {
 		r := &m.recs[i]
 		e := a.users[r.ev.UserID]
@@ -170,23 +182,45 @@ func (a *shardActor) onBatch(ctx actor.Context, m *processBatch) {
 		}
 		e.lastSeen = now
 		if e.state == entryLive {
-			if len(e.batch) == 0 {
+			if e.nBatch == 0 {
 				a.touched = append(a.touched, e)
 			}
-			e.batch = append(e.batch, *r)
+			e.nBatch++
+			live++
+			recUser = append(recUser, e)
 			continue
 		}
+		recUser = append(recUser, nil)
 		if len(e.buf) == 0 {
 			a.nBuffered++
 		}
 		e.buf = append(e.buf, *r)
 	}
-	nowMs := now / int64(time.Millisecond)
-	for _, e := range a.touched {
-		ctx.Send(e.pid, &userBatch{recs: e.batch, atMs: nowMs})
-		e.batch = nil
-		a.markDirty(e)
+	if live > 0 {
+		all := make([]record, live)
+		off := int32(0)
+		for _, e := range a.touched {
+			e.offBatch, off = off, off+e.nBatch
+			e.nBatch = 0
+		}
+		for i, e := range recUser {
+			if e != nil {
+				all[e.offBatch+e.nBatch] = m.recs[i]
+				e.nBatch++
+			}
+		}
+		msgs := make([]userBatch, len(a.touched))
+		nowMs := now / int64(time.Millisecond)
+		for i, e := range a.touched {
+			lo, hi := e.offBatch, e.offBatch+e.nBatch
+			msgs[i] = userBatch{recs: all[lo:hi:hi], atMs: nowMs}
+			ctx.Send(e.pid, &msgs[i])
+			e.nBatch = 0
+			a.markDirty(e)
+		}
 	}
+	clear(recUser)
+	a.recUser = recUser[:0]
 	clear(a.touched)
 	a.touched = a.touched[:0]
 	a.errs = append(a.errs, m.errs...)
@@ -248,7 +282,7 @@ func (a *shardActor) onLoaded(ctx actor.Context, m *loaded) {
 		a.sh.f.m.spawned.Inc()
 		a.sh.f.m.usersLive.Inc()
 		atMs := e.lastSeen / int64(time.Millisecond)
-		ctx.Send(e.pid, &hydrate{user: u, atMs: atMs})
+		ctx.Send(e.pid, &hydrate{user: u, atMs: atMs, entry: e})
 		if len(e.buf) > 0 {
 			ctx.Send(e.pid, &userBatch{recs: e.buf, atMs: atMs})
 			e.buf = nil
@@ -326,15 +360,16 @@ func (a *shardActor) startFlush(ctx actor.Context) {
 	}
 	a.nextID++
 	n := len(a.dirty) + len(due)
-	fs := &flushState{id: a.nextID, upTo: a.lastRouted, waiting: n, errs: a.errs, records: a.pending,
+	fs := &flushState{id: a.nextID, upTo: a.lastRouted, errs: a.errs, records: a.pending,
 		started: time.Now(), nUsersAsked: n, users: make([]userEffects, 0, n)}
-	req := &flushRequest{id: fs.id, nowMs: nowMs, final: final}
+	fs.waiting.Store(int64(n))
+	req := &flushRequest{fs: fs, nowMs: nowMs, final: final}
 	var closeReq *flushRequest
 	ask := func(e *userEntry) {
 		e.dirty, e.flushID = false, fs.id
 		if e.closeNow {
 			if closeReq == nil {
-				closeReq = &flushRequest{id: fs.id, nowMs: nowMs, final: final, close: true}
+				closeReq = &flushRequest{fs: fs, nowMs: nowMs, final: final, close: true}
 			}
 			ctx.Send(e.pid, closeReq)
 			return
@@ -355,24 +390,32 @@ func (a *shardActor) startFlush(ctx actor.Context) {
 		d <- nil
 	}
 	a.held = nil
-	if fs.waiting == 0 {
+	if n == 0 {
 		a.dispatch(ctx, fs)
 	}
 }
 
-func (a *shardActor) onUserFlushed(ctx actor.Context, m *userFlushed) {
+// add records one asked user's effects; it reports whether they were the last awaited.
+func (fs *flushState) add(e userEffects) (last bool) {
+	fs.mu.Lock()
+	fs.users = append(fs.users, e)
+	fs.mu.Unlock()
+	return fs.waiting.Add(-1) == 0
+}
+
+func (a *shardActor) onBarrierDone(ctx actor.Context, m *barrierDone) {
 	fs := a.inFlight
-	if fs == nil || fs.id != m.id {
+	if fs == nil || fs != m.fs {
 		return
 	}
-	fs.users = append(fs.users, m.flush)
-	if e := a.users[m.flush.user]; e != nil && e.flushID == m.id {
-		e.closeNow = false
-		a.setDue(e, m.flush.due, m.flush.lags)
+	for i := range fs.users {
+		u := &fs.users[i]
+		if e := u.entry; e != nil && e.flushID == fs.id {
+			e.closeNow = false
+			a.setDue(e, u.due, u.lags)
+		}
 	}
-	if fs.waiting--; fs.waiting == 0 {
-		a.dispatch(ctx, fs)
-	}
+	a.dispatch(ctx, fs)
 }
 
 // dispatch hands a complete barrier to a writer goroutine.

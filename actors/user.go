@@ -25,6 +25,7 @@ type userActor struct {
 	// lastSeenMs is the processing time of the user's last record (or of its hydration): the idle
 	// close's clock.
 	lastSeenMs int64
+	entry      *userEntry // the ShardActor's entry of this user: passed back in replies, never read here
 
 	// n counts the records this actor applied; it names a record in queue and in geoResolved.
 	n uint64
@@ -49,7 +50,7 @@ type queued struct {
 // heldFlush is the reply to a flush request that came while lookups of records it covers were pending:
 // the effects as of the request, completed as those lookups answer.
 type heldFlush struct {
-	id         uint64
+	fs         *flushState
 	upTo       uint64 // the last record (by userActor.n) the flush covers
 	u          session.User
 	applied    bool
@@ -61,7 +62,7 @@ type heldFlush struct {
 func (a *userActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *hydrate:
-		a.u, a.lastSeenMs = m.user, m.atMs
+		a.u, a.lastSeenMs, a.entry = m.user, m.atMs, m.entry
 	case *userBatch:
 		a.lastSeenMs = m.atMs
 		a.apply(ctx, m.recs)
@@ -90,11 +91,11 @@ func (a *userActor) onFlush(ctx actor.Context, m *flushRequest) {
 		a.u.RowWritten(m.nowMs, closes)
 	}
 	if len(a.queue) == 0 {
-		ctx.Send(ctx.Parent(), &userFlushed{id: m.id, flush: a.effects(&a.u, a.applied, rowChanged, rows, a.outputs)})
+		a.reply(ctx, m.fs, a.effects(&a.u, a.applied, rowChanged, rows, a.outputs))
 	} else {
 		// Every queued record is covered by this flush (records after it arrive later): reply once
 		// their lookups answer, which the resolver guarantees within its lookup timeout.
-		a.held = &heldFlush{id: m.id, upTo: a.n, u: a.u, applied: a.applied, rowChanged: rowChanged, rows: rows, outputs: a.outputs}
+		a.held = &heldFlush{fs: m.fs, upTo: a.n, u: a.u, applied: a.applied, rowChanged: rowChanged, rows: rows, outputs: a.outputs}
 		a.sh.f.m.heldReplies.Inc()
 	}
 	a.applied, a.rows, a.outputs = false, nil, nil
@@ -164,7 +165,7 @@ func (a *userActor) onResolved(ctx actor.Context, m *geoResolved) {
 	}
 	if h := a.held; h != nil && (len(a.queue) == 0 || a.queue[0].n > h.upTo) {
 		a.held = nil
-		ctx.Send(ctx.Parent(), &userFlushed{id: h.id, flush: a.effects(&h.u, h.applied, h.rowChanged, h.rows, h.outputs)})
+		a.reply(ctx, h.fs, a.effects(&h.u, h.applied, h.rowChanged, h.rows, h.outputs))
 	}
 }
 
@@ -190,10 +191,17 @@ func (a *userActor) complete(q *queued, held bool) {
 	}
 }
 
+// reply adds the user's effects to the flush; the last user to answer tells the ShardActor.
+func (a *userActor) reply(ctx actor.Context, fs *flushState, e userEffects) {
+	if fs.add(e) {
+		ctx.Send(ctx.Parent(), &barrierDone{fs: fs})
+	}
+}
+
 // effects returns a flush reply from u's state and the effects collected with it. Without records
 // applied, a changed row state alone is written (rowOnly) at the position the stored state has.
 func (a *userActor) effects(u *session.User, applied, rowChanged bool, rows []messages.Session, outputs []output) userEffects {
-	e := userEffects{user: u.ID, rows: rows, outputs: outputs, lags: u.RowLags(), due: u.RowDue(a.lastSeenMs, a.sh.f.cfg.rows)}
+	e := userEffects{user: u.ID, entry: a.entry, rows: rows, outputs: outputs, lags: u.RowLags(), due: u.RowDue(a.lastSeenMs, a.sh.f.cfg.rows)}
 	switch {
 	case applied:
 		e.pos = u.Applied
