@@ -249,7 +249,8 @@ func Drain(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg DrainConfig
 	for i := range cfg.Workers {
 		w, err := consumer.New(kin, ddb, consumer.Config{Stream: id, NewProcessor: factory, Logger: cfg.Logger,
 			ShardSyncInterval: 10 * time.Second,
-			Lease:             lease.Config{Table: id, WorkerID: fmt.Sprintf("bench-%d", i), TakeInterval: time.Second}})
+			// The clean stop that ends an actors drain writes the open sessions' rows: give it time.
+			Lease: lease.Config{Table: id, WorkerID: fmt.Sprintf("bench-%d", i), TakeInterval: time.Second, ShutdownTimeout: time.Minute}})
 		if err != nil {
 			return res, err
 		}
