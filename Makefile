@@ -20,7 +20,7 @@ FLEET_PKGS := consumer|actors|bench|archive
 TESTFLAGS ?=
 GOTEST := CLICKFLEET_REQUIRE_STACK=1 $(GO) test -race -count=1 -timeout 15m $(TESTFLAGS)
 
-.PHONY: all build test demo stack-up stack-down stack-status vet
+.PHONY: all build test demo demo-down stack-up stack-down stack-status vet assets
 
 all: build
 
@@ -46,6 +46,15 @@ test:
 
 demo: build
 	@deploy/local/demo
+# Stops what make demo left serving (the dashboard, the workers, the generator), then the stack.
+demo-down:
+	@deploy/local/demo-down
+
+# The dashboard's embedded chart library and maps (dashboard/static/vendor/, checked in) from the npm packages
+# pinned in deploy/local/package.json; only needed after changing those pins.
+assets:
+	@$(STACK) up >/dev/null
+	$(GO) generate ./dashboard
 
 stack-up:
 	@$(STACK) up

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -32,7 +34,9 @@ type FleetConfig struct {
 	// Tables are the lease tables to read. At least one, or Workers.
 	Tables []LeaseTable
 	// Workers are the base URLs of the workers' ops servers (http://host:port); <url>/metrics is
-	// scraped. Default: none.
+	// scraped. A URL dns+http://name:port stands for every address name resolves to (a DNS registry:
+	// a compose service's replicas, an ECS service's Cloud Map name), looked up at every collection.
+	// Default: none.
 	Workers []string
 	// Interval is how often the tables are read and the workers scraped. Default: 5s.
 	Interval time.Duration
@@ -162,8 +166,18 @@ func NewFleet(db lease.DynamoDBAPI, cfg FleetConfig) (*Fleet, error) {
 		return nil, errors.New("a DynamoDB client is required to read the lease tables")
 	}
 	for _, u := range cfg.Workers {
-		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-			return nil, fmt.Errorf("Workers: %q is not an http:// or https:// URL", u)
+		ok := false
+		for _, p := range []string{"http://", "https://", "dns+http://", "dns+https://"} {
+			ok = ok || strings.HasPrefix(u, p)
+		}
+		if !ok {
+			return nil, fmt.Errorf("Workers: %q is not an http://, https://, dns+http:// or dns+https:// URL", u)
+		}
+		if strings.HasPrefix(u, "dns+") {
+			pu, err := url.Parse(strings.TrimPrefix(u, "dns+"))
+			if err != nil || pu.Hostname() == "" || pu.Port() == "" {
+				return nil, fmt.Errorf("Workers: %q: a dns+ URL needs a host name and a port", u)
+			}
 		}
 	}
 	if cfg.HTTP == nil {
@@ -216,9 +230,10 @@ func (f *Fleet) Collect(ctx context.Context) *Snapshot {
 	snap := &Snapshot{Time: now.UTC(), Totals: Totals{ArchiveObjects: map[string]float64{}}}
 
 	var wg sync.WaitGroup
-	workers := make([]Worker, len(f.cfg.Workers))
-	scrapes := make([]map[string]*dto.MetricFamily, len(f.cfg.Workers))
-	for i, u := range f.cfg.Workers {
+	targets, failed := f.targets(ctx)
+	workers := make([]Worker, len(targets))
+	scrapes := make([]map[string]*dto.MetricFamily, len(targets))
+	for i, u := range targets {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -316,10 +331,40 @@ func (f *Fleet) Collect(ctx context.Context) *Snapshot {
 		}
 		sort.Slice(a.Shards, func(x, y int) bool { return a.Shards[x].ID < a.Shards[y].ID })
 	}
-	snap.Apps, snap.Workers = apps, workers
+	snap.Apps, snap.Workers = apps, append(workers, failed...)
+	snap.Totals.WorkersDown += len(failed)
 	f.last = snap
 	f.mu.Unlock()
 	return snap
+}
+
+// targets returns the URLs to scrape: the configured ones, with each dns+ URL replaced by one URL per
+// address its name resolves to (sorted); a name that does not resolve is returned as a down worker.
+func (f *Fleet) targets(ctx context.Context) ([]string, []Worker) {
+	var out []string
+	var failed []Worker
+	for _, u := range f.cfg.Workers {
+		rest, ok := strings.CutPrefix(u, "dns+")
+		if !ok {
+			out = append(out, u)
+			continue
+		}
+		pu, _ := url.Parse(rest)
+		rctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
+		addrs, err := net.DefaultResolver.LookupHost(rctx, pu.Hostname())
+		cancel()
+		if err != nil {
+			failed = append(failed, Worker{URL: u, Error: "resolve " + pu.Hostname() + ": " + err.Error()})
+			continue
+		}
+		sort.Strings(addrs)
+		for _, a := range addrs {
+			v := *pu
+			v.Host = net.JoinHostPort(a, pu.Port())
+			out = append(out, strings.TrimRight(v.String(), "/"))
+		}
+	}
+	return out, failed
 }
 
 // ownerDown reports whether owner is a worker of table that was scraped and did not answer. A worker

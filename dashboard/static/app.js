@@ -249,7 +249,19 @@
 
   // ---- start
   async function start() {
-    window.addEventListener("resize", () => Object.values(state.charts).forEach((c) => c.resize()));
+    // Resize once per frame, and only charts whose box has a size (a map's view cannot be fitted into none).
+    let resizing = false;
+    window.addEventListener("resize", () => {
+      if (resizing) return;
+      resizing = true;
+      requestAnimationFrame(() => {
+        resizing = false;
+        for (const c of Object.values(state.charts)) {
+          const el = c.getDom();
+          if (el.clientWidth > 0 && el.clientHeight > 0) c.resize();
+        }
+      });
+    });
     initRange();
     const [cfg, us, world] = await Promise.all([
       fetch("/api/config", { credentials: "same-origin" }).then((r) => r.json()),
@@ -261,9 +273,14 @@
     state.config = cfg;
     $("#footer").innerHTML = `lake ${esc(cfg.lake || "")} · charts refresh every ${cfg.refresh_seconds} s, the fleet every ${cfg.fleet_refresh_seconds} s · ` +
       `<a href="/static/vendor/LICENSES.txt">third-party licences</a>`;
-    await Promise.all([refreshCharts(), refreshFleet()]);
     setInterval(refreshCharts, cfg.refresh_seconds * 1000);
-    setInterval(refreshFleet, cfg.fleet_refresh_seconds * 1000);
+    if (cfg.fleet_configured) {
+      setInterval(refreshFleet, cfg.fleet_refresh_seconds * 1000);
+      await Promise.all([refreshCharts(), refreshFleet()]);
+    } else {
+      setStatus("fleet", "empty", "not configured: start the dashboard with --workers and --lease-table / --archive-lease-table");
+      await refreshCharts();
+    }
     state.started = true;
   }
   start().catch((e) => {
