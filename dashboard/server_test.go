@@ -1,11 +1,15 @@
 package dashboard_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -277,6 +281,41 @@ func TestIsLoopback(t *testing.T) {
 	} {
 		if got := dashboard.IsLoopback(addr); got != want {
 			t.Errorf("IsLoopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+// The embedded vendor assets are what the generate step makes from the pinned npm packages (installed by
+// deploy/local/stack up): a change of the pins, or a hand edit, fails here until `make assets` is run.
+func TestAssetsUpToDate(t *testing.T) {
+	if _, err := os.Stat("../deploy/local/node_modules/topojson-client/package.json"); err != nil {
+		msg := "the dashboard's npm packages are not installed in deploy/local/node_modules; deploy/local/stack up installs them (npm ci)"
+		if os.Getenv("CLICKFLEET_REQUIRE_STACK") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	out := t.TempDir()
+	cmd := exec.Command("node", "generate/assets.mjs", out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("node generate/assets.mjs: %v\n%s", err, b)
+	}
+	names, err := os.ReadDir(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked, _ := os.ReadDir("static/vendor")
+	if len(names) != len(checked) || len(names) < 4 {
+		t.Fatalf("the generator makes %d files, static/vendor holds %d", len(names), len(checked))
+	}
+	for _, n := range names {
+		want, err := os.ReadFile(filepath.Join(out, n.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join("static/vendor", n.Name()))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("static/vendor/%s differs from what the generator makes (%v): run make assets", n.Name(), err)
 		}
 	}
 }
