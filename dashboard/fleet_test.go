@@ -6,11 +6,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/clickfleet/clickfleet/dashboard"
+	"github.com/clickfleet/clickfleet/internal/testenv"
+	"github.com/clickfleet/clickfleet/lease"
 )
 
 // metricsServer serves a worker's /metrics as the consumer writes it, with records_total advanced by 50
@@ -94,5 +97,76 @@ func TestFleetScrapesWorkers(t *testing.T) {
 	}
 	if _, err := dashboard.NewFleet(nil, dashboard.FleetConfig{Workers: []string{"dns+http://consume"}}); err == nil {
 		t.Fatal("a dns+ URL without a port was accepted")
+	}
+}
+
+// Each lease's state, from the lease table (real dynalite) and the workers' answers: held; moving when
+// unowned, in a handoff, its owner's /metrics is down, or its counter unchanged for the failover time by
+// the collector's own clock; ended at SHARD_END. Leases per worker count the owners; a held shard's lag
+// comes from its owner's per-shard series.
+func TestFleetShardStates(t *testing.T) {
+	ddb := testenv.DynamoDB(t)
+	table := testenv.LeaseTable(t, ddb)
+	ctx := context.Background()
+	tb := lease.NewTable(ddb, table)
+	for _, l := range []lease.Lease{
+		{Key: "shardId-000000000000", Owner: "w-a", Counter: 5, Checkpoint: lease.Checkpoint{SequenceNumber: "4960001"}},
+		{Key: "shardId-000000000001", Owner: "", Counter: 2},
+		{Key: "shardId-000000000002", Owner: "w-b", Counter: 9, CheckpointOwner: "w-a"},
+		{Key: "shardId-000000000003", Owner: "w-gone", Counter: 3},
+		{Key: "shardId-000000000004", Owner: "w-a", Counter: 7, Checkpoint: lease.ShardEnd},
+		{Key: "shardId-000000000005", Owner: "w-down", Counter: 4},
+	} {
+		if err := tb.Create(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var aDown, down atomic.Bool
+	a := metricsServer(t, "w-a", table, &aDown)
+	d := metricsServer(t, "w-down", table, &down)
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	f, err := dashboard.NewFleet(ddb, dashboard.FleetConfig{Tables: []dashboard.LeaseTable{{App: "consume", Name: table}},
+		Workers: []string{a.URL, d.URL}, FailoverTime: 10 * time.Second, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Collect(ctx)   // the workers' ids are learnt
+	down.Store(true) // w-down stops answering
+	now = now.Add(4 * time.Second)
+	s := f.Collect(ctx)
+	states := func(s *dashboard.Snapshot) map[string]string {
+		out := map[string]string{}
+		for _, sh := range s.Apps[0].Shards {
+			out[sh.ID] = sh.State
+		}
+		return out
+	}
+	want := map[string]string{"shardId-000000000000": "held", "shardId-000000000001": "moving", "shardId-000000000002": "moving",
+		"shardId-000000000003": "held", "shardId-000000000004": "ended", "shardId-000000000005": "moving"}
+	if got := states(s); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("states %v, want %v", got, want)
+	}
+	sh := s.Apps[0].Shards[0]
+	if sh.Owner != "w-a" || sh.LagSeconds == nil || *sh.LagSeconds != 1.5 || !strings.HasPrefix(sh.Checkpoint, "4960001") {
+		t.Fatalf("shard 0: %+v", sh)
+	}
+	if l := s.Apps[0].Leases; l["w-a"] != 1 || l["w-b"] != 1 || l[""] != 1 || l["w-gone"] != 1 || l["w-down"] != 1 {
+		t.Fatalf("leases per worker %v (an ended shard counts for no one)", l)
+	}
+	// Nobody renews: after the failover time every lease still owned is shown as moving (expired), w-a's
+	// too: the table, not the worker's answer, decides.
+	now = now.Add(10 * time.Second)
+	s = f.Collect(ctx)
+	want["shardId-000000000000"], want["shardId-000000000003"] = "moving", "moving"
+	if got := states(s); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after the failover time: states %v, want %v", got, want)
+	}
+	// A table that cannot be read is an error in the snapshot, not an empty table.
+	f2, err := dashboard.NewFleet(ddb, dashboard.FleetConfig{Tables: []dashboard.LeaseTable{{App: "archive", Name: "no-such-table-" + table}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := f2.Collect(ctx); s.Apps[0].Error == "" || len(s.Apps[0].Shards) != 0 {
+		t.Fatalf("a missing table: %+v", s.Apps[0])
 	}
 }
