@@ -146,7 +146,8 @@ func (s *Server) auth(next http.Handler) http.Handler {
 					s.deny(w, r, "wrong token")
 					return
 				}
-				http.SetCookie(w, &http.Cookie{Name: TokenCookie, Value: q, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+				http.SetCookie(w, &http.Cookie{Name: TokenCookie, Value: q, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
+					Secure: r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https"})
 				u := *r.URL
 				v := u.Query()
 				v.Del("token")
