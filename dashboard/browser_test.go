@@ -46,8 +46,9 @@ func chromium(t *testing.T) string {
 }
 
 // browser starts a headless Chromium and returns a tab's context. Anything the page writes to the console
-// as an error (console.error, an uncaught exception, a failed request in the browser log) fails the test.
-func browser(t *testing.T) context.Context {
+// as an error (console.error, an uncaught exception, a failed request in the browser log) fails the test,
+// unless expected says it is expected.
+func browser(t *testing.T, expected func(chromedp.ConsoleMessage) bool) context.Context {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium(t)),
@@ -72,7 +73,7 @@ func browser(t *testing.T) context.Context {
 			if err != nil {
 				return
 			}
-			if m.Type == chromedp.ConsoleError || m.IsException() {
+			if (m.Type == chromedp.ConsoleError || m.IsException()) && (expected == nil || !expected(m)) {
 				mu.Lock()
 				where := fmt.Sprintf(" at %s:%d:%d", m.URL, m.Line, m.Column)
 				if m.Stack != nil {
@@ -159,6 +160,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	bin := testenv.Binary(t)
 	t.Run("charts", func(t *testing.T) { testChartsInBrowser(t, bin) })
 	t.Run("fleet", func(t *testing.T) { testFleetInBrowser(t, bin) })
+	t.Run("sources down", func(t *testing.T) { testSourcesDownInBrowser(t, bin) })
 }
 
 func navigate(url string) chromedp.Action[chromedp.Void] { return chromedp.Navigate(url) }
@@ -173,6 +175,11 @@ type proc struct {
 // start runs the clickfleet binary bin with args and the stack's environment; it is stopped (SIGTERM,
 // then SIGKILL) when the test ends. Its output goes to a log file whose tail a failure shows.
 func start(t *testing.T, bin, name string, args ...string) *proc {
+	return startEnv(t, bin, name, nil, args...)
+}
+
+// startEnv is start with variables added to the environment.
+func startEnv(t *testing.T, bin, name string, env []string, args ...string) *proc {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	lf, err := os.Create(logPath)
@@ -180,7 +187,7 @@ func start(t *testing.T, bin, name string, args ...string) *proc {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "CLICKFLEET_LOG_FORMAT=json")
+	cmd.Env = append(append(os.Environ(), "CLICKFLEET_LOG_FORMAT=json"), env...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -123,7 +123,7 @@ func testChartsInBrowser(t *testing.T, bin string) {
 		"--lease-table", "", "--archive-lease-table", "", "--refresh-interval", "1h")
 	base := "http://" + addr
 	waitHTTP(t, "the dashboard", base+"/healthz", dash)
-	ctx := browser(t)
+	ctx := browser(t, nil)
 	reportCache := filepath.Join(t.TempDir(), "report-cache")
 
 	check := func(t *testing.T, from, to string) {

@@ -84,7 +84,7 @@ func testFleetInBrowser(t *testing.T, bin string) {
 	waitHTTP(t, "the dashboard", base+"/healthz", dash)
 	gen := start(t, bin, "gen", "gen", "--profile", "poc", "--stream", stream, "--count", "3000", "--rate", "100", "--users", "50")
 
-	ctx := browser(t)
+	ctx := browser(t, nil)
 	do(t, ctx, navigate(base+"/?range=all"))
 	consume := lease.NewTable(ddb, consumeTable)
 	archive := lease.NewTable(ddb, archiveTable)
