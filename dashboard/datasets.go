@@ -100,7 +100,9 @@ func (c *cached) Query(ctx context.Context, name string, r Range) (*Table, error
 		e = &entry{done: make(chan struct{})}
 		c.entries[key] = e
 		c.mu.Unlock()
-		e.t, e.err = c.ds.Query(ctx, name, r)
+		// The query is shared: a requester that goes away must not cancel it for the others (the
+		// datasets bound their own time).
+		e.t, e.err = c.ds.Query(context.WithoutCancel(ctx), name, r)
 		e.at = c.now()
 		close(e.done)
 		return e.t, e.err
