@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/clickfleet/clickfleet/dashboard"
+	"github.com/clickfleet/clickfleet/internal/testenv"
 )
 
 // fakeDatasets answers every chart from a fixed table, or with err; it counts the queries and records
@@ -175,10 +176,8 @@ func TestChartRowsAreReusedWithinTheRefreshInterval(t *testing.T) {
 			}
 		}()
 	}
-	for ds.calls.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond) // let the others queue behind the first
+	// Whether the others arrive while the first runs or after it, none of them queries again.
+	testenv.WaitFor(t, "the first query", 10*time.Second, func() bool { return ds.calls.Load() > 0 })
 	close(ds.block)
 	wg.Wait()
 	if n := ds.calls.Load(); n != 1 {

@@ -139,7 +139,8 @@
         u.counts[r.event_name] = (u.counts[r.event_name] || 0) + r.events;
       }
       const head = `<thead><tr><th>customer</th><th>name</th>${events.map((e) => `<th class="num">${esc(e)}</th>`).join("")}<th class="num">total</th></tr></thead>`;
-      const body = [...users.values()].map((u) => {
+      const byID = new Intl.Collator("en", { numeric: true }); // 2 before 10
+      const body = [...users.values()].sort((a, b) => byID.compare(a.user_id, b.user_id)).map((u) => {
         const cells = events.map((e) => `<td class="num" data-event="${esc(e)}">${u.counts[e] ?? ""}</td>`).join("");
         const total = Object.values(u.counts).reduce((a, b) => a + b, 0);
         return `<tr data-user="${esc(u.user_id)}"><td>${esc(u.user_id)}</td><td>${esc(u.name ?? "")}</td>${cells}<td class="num">${total}</td></tr>`;
