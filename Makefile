@@ -53,7 +53,7 @@ demo-down:
 # The dashboard's embedded chart library and maps (dashboard/static/vendor/, checked in) from the npm packages
 # pinned in deploy/local/package.json; only needed after changing those pins.
 assets:
-	@$(STACK) up >/dev/null
+	cd deploy/local && npm ci --no-audit --no-fund --loglevel=error
 	$(GO) generate ./dashboard
 
 stack-up:
