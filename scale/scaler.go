@@ -346,6 +346,7 @@ func (s *Scaler) evaluate(ctx context.Context, h *lease.Handle) error {
 	s.onDem = false
 	hist := s.hist
 	s.mu.Unlock()
+	s.metrics.calls24h.Set(float64(len(hist.callsSince(now.Add(-Day)))))
 	since := now.Add(-s.cfg.Policy.Window() - s.cfg.Interval)
 	if lr := hist.lastResize(); lr.After(since) {
 		since = lr

@@ -52,11 +52,14 @@ func (s *Stream) State(ctx context.Context) (StreamState, error) {
 	return st, nil
 }
 
-// Resize asks for target open shards with UNIFORM_SCALING. A refusal wraps ErrRefused, a stream in
-// the middle of a change ErrBusy; both wrap the API's error too.
+// Resize asks for target open shards with UNIFORM_SCALING, once: the SDK's retries are off for this
+// call (it would retry a LimitExceededException as throttling, and every attempt counts against the
+// stream's limits); the caller decides again at its next interval. A refusal wraps ErrRefused, a stream
+// in the middle of a change ErrBusy; both wrap the API's error too.
 func (s *Stream) Resize(ctx context.Context, target int) error {
 	_, err := s.API.UpdateShardCount(ctx, &kinesis.UpdateShardCountInput{StreamName: aws.String(s.Name),
-		TargetShardCount: aws.Int32(int32(target)), ScalingType: ktypes.ScalingTypeUniformScaling})
+		TargetShardCount: aws.Int32(int32(target)), ScalingType: ktypes.ScalingTypeUniformScaling},
+		func(o *kinesis.Options) { o.RetryMaxAttempts = 1 })
 	if err == nil {
 		return nil
 	}

@@ -1,0 +1,91 @@
+package scale_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/clickfleet/clickfleet/internal/testenv"
+	"github.com/clickfleet/clickfleet/lease"
+	"github.com/clickfleet/clickfleet/scale"
+)
+
+func skipOnKinesalite(t *testing.T) {
+	t.Helper()
+	if os.Getenv("CLICKFLEET_STACK_KINESIS") == "kinesalite" {
+		t.Skip("kinesalite does not support UpdateShardCount")
+	}
+}
+
+// waitOpen waits until the stream is ACTIVE with n open shards.
+func waitOpen(t *testing.T, s *scale.Stream, n int) {
+	t.Helper()
+	testenv.WaitForState(t, "the stream ACTIVE with the new shard count", 30*time.Second, func() (bool, string) {
+		st, err := s.State(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		return st.Status == "ACTIVE" && st.OpenShards == n, st.Status
+	})
+}
+
+func TestStreamStateAndResizeAgainstTheEmulator(t *testing.T) {
+	skipOnKinesalite(t)
+	kin := testenv.Kinesis(t)
+	s := &scale.Stream{API: kin, Name: testenv.Stream(t, kin, 1)}
+	ctx := context.Background()
+	st, err := s.State(ctx)
+	if err != nil || st.Status != "ACTIVE" || st.OnDemand || st.OpenShards != 1 {
+		t.Fatalf("state %+v, %v", st, err)
+	}
+	// Beyond twice the open shards: the API refuses; that is ErrRefused, not a failure to retry.
+	err = s.Resize(ctx, 4)
+	if !errors.Is(err, scale.ErrRefused) {
+		t.Fatalf("1 → 4 shards: %v, want ErrRefused", err)
+	}
+	if err := s.Resize(ctx, 2); err != nil {
+		t.Fatalf("1 → 2 shards: %v", err)
+	}
+	waitOpen(t, s, 2)
+
+	// An on-demand stream is told apart.
+	name := testenv.Name(t, "od")
+	if _, err := kin.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(name),
+		StreamModeDetails: &ktypes.StreamModeDetails{StreamMode: ktypes.StreamModeOnDemand}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = kin.DeleteStream(context.Background(), &kinesis.DeleteStreamInput{StreamName: aws.String(name)}) })
+	od := &scale.Stream{API: kin, Name: name}
+	testenv.WaitFor(t, "the on-demand stream", 30*time.Second, func() bool {
+		st, err := od.State(ctx)
+		return err == nil && st.Status == "ACTIVE" && st.OnDemand
+	})
+}
+
+func TestScalerRefusesAConsumersLeaseTable(t *testing.T) {
+	kin, ddb := testenv.Kinesis(t), testenv.DynamoDB(t)
+	table := testenv.LeaseTable(t, ddb)
+	if err := lease.NewTable(ddb, table).Create(context.Background(), lease.Lease{Key: "shardId-000000000000", Owner: "w1"}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := scale.New(scale.Config{Stream: "clickstream", Source: &scale.Workers{URLs: []string{"http://127.0.0.1:1"}},
+		Kinesis: kin, DynamoDB: ddb, Lock: lease.Config{Table: table}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Run(ctx); !errors.Is(err, scale.ErrSharedLeaseTable) {
+		t.Fatalf("Run on a table with shard leases: %v, want ErrSharedLeaseTable", err)
+	}
+	leases, err := lease.NewTable(ddb, table).List(ctx)
+	if err != nil || len(leases) != 1 {
+		t.Fatalf("the scaler must not add its row to a consumer's table: %v %v", leases, err)
+	}
+}
