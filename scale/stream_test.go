@@ -60,7 +60,9 @@ func TestStreamStateAndResizeAgainstTheEmulator(t *testing.T) {
 		StreamModeDetails: &ktypes.StreamModeDetails{StreamMode: ktypes.StreamModeOnDemand}}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = kin.DeleteStream(context.Background(), &kinesis.DeleteStreamInput{StreamName: aws.String(name)}) })
+	t.Cleanup(func() {
+		_, _ = kin.DeleteStream(context.Background(), &kinesis.DeleteStreamInput{StreamName: aws.String(name)})
+	})
 	od := &scale.Stream{API: kin, Name: name}
 	testenv.WaitFor(t, "the on-demand stream", 30*time.Second, func() bool {
 		st, err := od.State(ctx)
