@@ -320,10 +320,16 @@ func Decide(p Policy, st StreamState, samples []Sample, h History, now time.Time
 			d.Reason += fmt.Sprintf(", but %d is the minimum", p.MinShards)
 		}
 	case len(usable) == 0:
-		d.Reason = "no rate measured since the last resize yet"
+		d.Reason = "no rate measured yet (since the start or the last resize)"
+		return d
+	case d.Utilisation > p.UpThreshold:
+		d.Reason = fmt.Sprintf("above %.0f%%, not yet for %s", 100*p.UpThreshold, p.UpAfter)
+		return d
+	case d.Utilisation < p.DownThreshold:
+		d.Reason = fmt.Sprintf("below %.0f%%, not yet for %s", 100*p.DownThreshold, p.DownAfter)
 		return d
 	default:
-		d.Reason = fmt.Sprintf("within %.0f%%..%.0f%%, or not for long enough", 100*p.DownThreshold, 100*p.UpThreshold)
+		d.Reason = fmt.Sprintf("within %.0f%%..%.0f%%", 100*p.DownThreshold, 100*p.UpThreshold)
 		return d
 	}
 	if d.Wanted == n {

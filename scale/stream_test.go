@@ -1,9 +1,15 @@
 package scale_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -90,4 +96,66 @@ func TestScalerRefusesAConsumersLeaseTable(t *testing.T) {
 	if err != nil || len(leases) != 1 {
 		t.Fatalf("the scaler must not add its row to a consumer's table: %v %v", leases, err)
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for the scaler's writes and the test's reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A dry run prints a line per decision — the would-be resize, then the cool-down it would start — and
+// leaves the stream as it is.
+func TestDryRunPrintsDecisionsAndChangesNothing(t *testing.T) {
+	skipOnKinesalite(t)
+	kin := testenv.Kinesis(t)
+	stream := testenv.Stream(t, kin, 1)
+	var mu sync.Mutex
+	var records float64
+	worker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		records += 50 // a worker reading fast
+		n := records
+		mu.Unlock()
+		fmt.Fprintf(w, "%s %g\n%s %g\n", scale.MetricReadRecords, n, scale.MetricReadBytes, 200*n)
+	}))
+	defer worker.Close()
+	var out lockedBuffer
+	s, err := scale.New(scale.Config{Stream: stream, DryRun: true, Interval: 200 * time.Millisecond, Kinesis: kin,
+		Source:    &scale.Workers{URLs: []string{worker.URL}},
+		Policy:    scale.Policy{ShardRecordsPerSecond: 20, UpAfter: 600 * time.Millisecond},
+		Decisions: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	testenv.WaitFor(t, "a would-be resize and then a cool-down", 30*time.Second, func() bool {
+		return strings.Contains(out.String(), "shards=1→2 resize: above 75% for 600ms") && strings.Contains(out.String(), "cooling down")
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "(dry run: not resized)") {
+		t.Fatalf("decisions:\n%s", out.String())
+	}
+	st, err := (&scale.Stream{API: kin, Name: stream}).State(context.Background())
+	if err != nil || st.OpenShards != 1 || st.Status != "ACTIVE" {
+		t.Fatalf("a dry run changed the stream: %+v %v", st, err)
+	}
+	t.Logf("decisions:\n%s", out.String())
 }
