@@ -264,7 +264,8 @@ func (p Policy) Window() time.Duration { return max(p.UpAfter, p.DownAfter) }
 // The rules: an on-demand stream is skipped; a stream that is not ACTIVE is held. The utilisation of a
 // sample is its rate over the open shards' capacity, the higher of bytes and records. Scale up when every
 // sample of the last UpAfter is above UpThreshold (and the samples reach back that far); scale down when
-// every sample of the last DownAfter is below DownThreshold. The wanted count is what the highest rate of
+// every sample of the last DownAfter is below DownThreshold. The windows end at the newest sample (a
+// source such as CloudWatch publishes with a delay); the caller keeps only fresh samples. The wanted count is what the highest rate of
 // that window needs at Target utilisation, bounded by one call's limits (at most twice, at least half the
 // open shards, rounded up) and by MinShards and MaxShards; a count outside MinShards..MaxShards is brought
 // back within whatever the load. A resize is held during its direction's cool-down, for RefusedHold after
@@ -297,8 +298,12 @@ func Decide(p Policy, st StreamState, samples []Sample, h History, now time.Time
 
 	lo, hi := (n+1)/2, min(2*n, APIMaxShards) // one call's bounds
 	clamp := func(w int) int { return min(max(w, lo, p.MinShards), hi, p.MaxShards) }
-	up, upPeak := sustained(usable, now, p.UpAfter, func(u float64) bool { return u > p.UpThreshold*float64(n) }, p)
-	down, downPeak := sustained(usable, now, p.DownAfter, func(u float64) bool { return u < p.DownThreshold*float64(n) }, p)
+	var newest time.Time
+	if len(usable) > 0 {
+		newest = usable[len(usable)-1].End
+	}
+	up, upPeak := sustained(usable, newest, p.UpAfter, func(u float64) bool { return u > p.UpThreshold*float64(n) }, p)
+	down, downPeak := sustained(usable, newest, p.DownAfter, func(u float64) bool { return u < p.DownThreshold*float64(n) }, p)
 	switch {
 	case n < p.MinShards:
 		d.Wanted = min(p.MinShards, hi)
@@ -359,11 +364,11 @@ func Decide(p Policy, st StreamState, samples []Sample, h History, now time.Time
 	return d
 }
 
-// sustained reports whether every sample ending in the window (now-after, now] satisfies ok (applied to
+// sustained reports whether every sample ending in the window (end-after, end] satisfies ok (applied to
 // the shards' worth of capacity it fills), and whether the samples reach back to the window's start; peak
 // is the highest shards' worth in the window.
-func sustained(samples []Sample, now time.Time, after time.Duration, ok func(float64) bool, p Policy) (bool, float64) {
-	start := now.Add(-after)
+func sustained(samples []Sample, end time.Time, after time.Duration, ok func(float64) bool, p Policy) (bool, float64) {
+	start := end.Add(-after)
 	var peak float64
 	var earliest time.Time
 	var slack time.Duration

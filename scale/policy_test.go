@@ -186,3 +186,12 @@ func TestPolicyValidate(t *testing.T) {
 		t.Fatalf("defaults: %+v", p)
 	}
 }
+
+// CloudWatch's newest minute ends a few minutes before now: the windows end at the newest sample.
+func TestDecideWindowsEndAtTheNewestSample(t *testing.T) {
+	p := defaults(t, nil)
+	d := Decide(p, active(2), minutes(2, repeat(0.9, 6)...), History{}, t0.Add(3*time.Minute))
+	if d.Action != Resize || d.Wanted != 4 {
+		t.Fatalf("got %s", d)
+	}
+}

@@ -357,7 +357,11 @@ func (s *Scaler) evaluate(ctx context.Context, h *lease.Handle) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		s.log.Warn("cannot read the incoming rate; no decision this interval", zap.Error(err))
+		// Judge only what was measured without a gap: the windows start again.
+		s.mu.Lock()
+		s.samples = nil
+		s.mu.Unlock()
+		s.log.Warn("cannot read the incoming rate; no decision this interval, and the windows start again", zap.Error(err))
 		s.ready.Store(false)
 		return nil
 	}
