@@ -10,7 +10,6 @@ import (
 	"github.com/clickfleet/clickfleet/lake"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/scale"
 )
 
 // Resources names everything Setup creates.
@@ -35,12 +34,16 @@ type Resources struct {
 	Buckets []string
 }
 
+// DefaultScaleLeaseTable is the lock table of 'clickfleet scale' (package scale's DefaultLockTable; scale
+// is not imported here, so that test helpers creating resources stay below it).
+const DefaultScaleLeaseTable = "clickfleet-scale-leases"
+
 // DefaultResources returns the names and sizes documented on Resources.
 func DefaultResources() Resources {
 	return Resources{
 		Stream: messages.Stream, OffersStream: messages.OffersStream, ErrorsStream: messages.ErrorStream,
 		Shards: 4, OutputShards: 1, LeaseTable: lease.DefaultTable, SessionsTable: messages.SessionsTable,
-		ArchiveLeaseTable: lake.DefaultLeaseTable, ScaleLeaseTable: scale.DefaultLockTable, Buckets: []string{lake.DefaultBucket},
+		ArchiveLeaseTable: lake.DefaultLeaseTable, ScaleLeaseTable: DefaultScaleLeaseTable, Buckets: []string{lake.DefaultBucket},
 	}
 }
 

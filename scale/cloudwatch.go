@@ -45,6 +45,16 @@ type CloudWatch struct {
 
 const cloudWatchPeriod = time.Minute
 
+// Lag is how old the newest sample is at most: Delay plus a period (the range ends on a whole minute).
+func (c *CloudWatch) Lag() time.Duration { return c.delay() + cloudWatchPeriod }
+
+func (c *CloudWatch) delay() time.Duration {
+	if c.Delay <= 0 {
+		return DefaultCloudWatchDelay
+	}
+	return c.Delay
+}
+
 // Rates implements Source.
 func (c *CloudWatch) Rates(ctx context.Context, since, now time.Time) ([]Sample, error) {
 	in, start, end := c.request(since, now)
@@ -96,12 +106,8 @@ func (c *CloudWatch) Rates(ctx context.Context, since, now time.Time) ([]Sample,
 // request builds the GetMetricData input for whole minutes from since (rounded down) to now - Delay
 // (rounded down); nil when that range is empty.
 func (c *CloudWatch) request(since, now time.Time) (*cloudwatch.GetMetricDataInput, time.Time, time.Time) {
-	delay := c.Delay
-	if delay <= 0 {
-		delay = DefaultCloudWatchDelay
-	}
 	start := since.UTC().Truncate(cloudWatchPeriod)
-	end := now.Add(-delay).UTC().Truncate(cloudWatchPeriod)
+	end := now.Add(-c.delay()).UTC().Truncate(cloudWatchPeriod)
 	if !end.After(start) {
 		return nil, start, end
 	}

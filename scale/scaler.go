@@ -348,6 +348,9 @@ func (s *Scaler) evaluate(ctx context.Context, h *lease.Handle) error {
 	s.mu.Unlock()
 	s.metrics.calls24h.Set(float64(len(hist.callsSince(now.Add(-Day)))))
 	since := now.Add(-s.cfg.Policy.Window() - s.cfg.Interval)
+	if l, ok := s.cfg.Source.(interface{ Lag() time.Duration }); ok {
+		since = since.Add(-l.Lag()) // its newest sample is that old: the windows end there
+	}
 	if lr := hist.lastResize(); lr.After(since) {
 		since = lr
 	}

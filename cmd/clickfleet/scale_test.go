@@ -4,6 +4,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/clickfleet/clickfleet/provision"
+	"github.com/clickfleet/clickfleet/scale"
 )
 
 // Bad scale settings fail at start (exit 2) naming the flag and its variable.
@@ -34,5 +37,12 @@ func TestScaleSettingsAreChecked(t *testing.T) {
 				t.Fatalf("err = %v (usage error: %v)\nwant one containing %s", err, errors.As(err, &u), tc.want)
 			}
 		})
+	}
+}
+
+// setup creates the table scale uses by default.
+func TestSetupCreatesScalesLockTable(t *testing.T) {
+	if provision.DefaultScaleLeaseTable != scale.DefaultLockTable {
+		t.Fatalf("setup creates %s, scale uses %s", provision.DefaultScaleLeaseTable, scale.DefaultLockTable)
 	}
 }
