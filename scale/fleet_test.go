@@ -143,24 +143,24 @@ func tail(s string, n int) string {
 }
 
 // kinesisProxy stands between a scale process and the Kinesis emulator: it passes every request on, counts
-// the UpdateShardCount calls and their target counts, and answers those refuse picks (by their 1-based
-// number) with the LimitExceededException Kinesis sends for an 11th call in 24 hours, which the emulator
-// does not enforce.
+// the UpdateShardCount calls and their target counts, and answers a call with the error Kinesis would send
+// when fault names one for its 1-based number: LimitExceededException (an 11th call in 24 hours, which the
+// emulator does not enforce) or ResourceInUseException (the stream is being changed).
 type kinesisProxy struct {
-	srv    *httptest.Server
-	refuse func(n int) bool
+	srv   *httptest.Server
+	fault func(n int) string
 
 	mu      sync.Mutex
 	targets []int
 }
 
-func newKinesisProxy(t *testing.T, refuse func(n int) bool) *kinesisProxy {
+func newKinesisProxy(t *testing.T, fault func(n int) string) *kinesisProxy {
 	t.Helper()
 	target, err := url.Parse(os.Getenv("AWS_ENDPOINT_URL_KINESIS"))
 	if err != nil || target.Host == "" {
 		t.Fatalf("AWS_ENDPOINT_URL_KINESIS=%q: %v", os.Getenv("AWS_ENDPOINT_URL_KINESIS"), err)
 	}
-	kp := &kinesisProxy{refuse: refuse}
+	kp := &kinesisProxy{fault: fault}
 	rp := httputil.NewSingleHostReverseProxy(target)
 	kp.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".UpdateShardCount") {
@@ -178,11 +178,13 @@ func newKinesisProxy(t *testing.T, refuse func(n int) bool) *kinesisProxy {
 		kp.targets = append(kp.targets, in.TargetShardCount)
 		n := len(kp.targets)
 		kp.mu.Unlock()
-		if kp.refuse(n) {
+		if f := kp.fault(n); f != "" {
+			msg := map[string]string{"LimitExceededException": "Cannot run UpdateShardCount more than 10 times in a 24 hour period",
+				"ResourceInUseException": "Stream is currently being updated"}[f]
 			w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-			w.Header().Set("X-Amzn-ErrorType", "LimitExceededException")
+			w.Header().Set("X-Amzn-ErrorType", f)
 			w.WriteHeader(http.StatusBadRequest)
-			fmt.Fprint(w, `{"__type":"LimitExceededException","message":"Cannot run UpdateShardCount more than 10 times in a 24 hour period"}`)
+			fmt.Fprintf(w, `{"__type":%q,"message":%q}`, f, msg)
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -311,7 +313,12 @@ func TestScaleDoublesUnderLoadAndTheWorkersFollow(t *testing.T) {
 	redisURL := os.Getenv("CLICKFLEET_REDIS_URL")
 	w1 := start(t, "worker w1", nil, consumeArgs(stream, consumers, redisURL, prefix, "w1")...)
 	w2 := start(t, "worker w2", nil, consumeArgs(stream, consumers, redisURL, prefix, "w2")...)
-	proxy := newKinesisProxy(t, func(n int) bool { return n >= 3 })
+	proxy := newKinesisProxy(t, func(n int) string {
+		if n >= 3 {
+			return "LimitExceededException"
+		}
+		return ""
+	})
 	sc := start(t, "scale", []string{"AWS_ENDPOINT_URL_KINESIS=" + proxy.srv.URL},
 		"scale", "--stream", stream, "--lease-table", lock, "--source", "metrics", "--workers", w1.url()+","+w2.url(),
 		"--scale-interval", "500ms", "--scale-up-after", "2s", "--scale-up-cooldown", "3s", "--scale-down-after", "1h",
@@ -449,5 +456,36 @@ func TestScaleOneInstanceActsAndAnotherTakesOver(t *testing.T) {
 	}
 	if c := standby.metric(t, "clickfleet_scale_calls_24h"); c != 10 {
 		t.Fatalf("calls in 24 h after the resize: %v, want 10 (9 kept from the row, 1 new)", c)
+	}
+}
+
+// A stream being changed (ResourceInUseException) is asked again at the next interval, once: not a
+// refusal, not a loop.
+func TestScaleAsksAgainAfterResourceInUse(t *testing.T) {
+	skipOnKinesalite(t)
+	kin, ddb := testenv.Kinesis(t), testenv.DynamoDB(t)
+	stream := testenv.Stream(t, kin, 1)
+	consumers, lock := testenv.LeaseTable(t, ddb), testenv.LeaseTable(t, ddb)
+	w := start(t, "worker", nil, consumeArgs(stream, consumers, os.Getenv("CLICKFLEET_REDIS_URL"), testenv.Name(t, "cf")+":", "w1")...)
+	proxy := newKinesisProxy(t, func(n int) string {
+		if n == 1 {
+			return "ResourceInUseException"
+		}
+		return ""
+	})
+	sc := start(t, "scale", []string{"AWS_ENDPOINT_URL_KINESIS=" + proxy.srv.URL}, "scale", "--stream", stream, "--lease-table", lock,
+		"--source", "metrics", "--workers", w.url(), "--min-shards", "2", "--scale-interval", "300ms", "--take-interval", "300ms")
+	testenv.WaitForState(t, "the stream at the minimum of 2 shards", 30*time.Second, func() (bool, string) {
+		n := openShards(t, kin, stream)
+		return n == 2, fmt.Sprintf("%d open shards, calls %v", n, proxy.calls())
+	})
+	at := sc.metric(t, "clickfleet_scale_decisions_total")
+	testenv.WaitFor(t, "five more decisions", 30*time.Second, func() bool { return sc.metric(t, "clickfleet_scale_decisions_total") >= at+5 })
+	if c := proxy.calls(); len(c) != 2 || c[0] != 2 || c[1] != 2 {
+		t.Fatalf("UpdateShardCount targets %v, want [2 2]: the busy answer, then the call that resized", c)
+	}
+	if busy, ok := sc.metric(t, "clickfleet_scale_update_shard_count_calls_total", `outcome="busy"`),
+		sc.metric(t, "clickfleet_scale_update_shard_count_calls_total", `outcome="ok"`); busy != 1 || ok != 1 {
+		t.Fatalf("outcomes: busy %v, ok %v", busy, ok)
 	}
 }

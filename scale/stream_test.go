@@ -16,6 +16,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/lease"
@@ -158,4 +161,57 @@ func TestDryRunPrintsDecisionsAndChangesNothing(t *testing.T) {
 		t.Fatalf("a dry run changed the stream: %+v %v", st, err)
 	}
 	t.Logf("decisions:\n%s", out.String())
+}
+
+// An on-demand stream is left alone: one log line, no decision lines, no call, however many intervals.
+func TestOnDemandStreamIsLeftAloneWithOneLogLine(t *testing.T) {
+	skipOnKinesalite(t)
+	kin := testenv.Kinesis(t)
+	name := testenv.Name(t, "od")
+	ctx := context.Background()
+	if _, err := kin.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(name),
+		StreamModeDetails: &ktypes.StreamModeDetails{StreamMode: ktypes.StreamModeOnDemand}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = kin.DeleteStream(context.Background(), &kinesis.DeleteStreamInput{StreamName: aws.String(name)})
+	})
+	core, logs := observer.New(zap.InfoLevel)
+	reg := prometheus.NewRegistry()
+	var out lockedBuffer
+	s, err := scale.New(scale.Config{Stream: name, DryRun: true, Interval: 100 * time.Millisecond, Kinesis: kin,
+		Source: &scale.Workers{URLs: []string{"http://127.0.0.1:1"}}, Decisions: &out, Logger: zap.New(core), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(rctx) }()
+	skips := func() float64 {
+		fams, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fams {
+			if f.GetName() == "clickfleet_scale_decisions_total" {
+				for _, m := range f.GetMetric() {
+					if m.GetLabel()[0].GetValue() == "skip" {
+						return m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		return 0
+	}
+	testenv.WaitFor(t, "five evaluations of the on-demand stream", 30*time.Second, func() bool { return skips() >= 5 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := logs.FilterMessageSnippet("on-demand stream").Len(); n != 1 {
+		t.Fatalf("%d log lines about the on-demand stream, want 1", n)
+	}
+	if out.String() != "" {
+		t.Fatalf("decision lines for an on-demand stream:\n%s", out.String())
+	}
 }
