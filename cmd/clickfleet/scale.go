@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/clickfleet/clickfleet/lake"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
 	"github.com/clickfleet/clickfleet/scale"
@@ -63,6 +64,9 @@ instance takes over after --failover-time when the first dies, with the same bud
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			log := g.log.Named("scale")
+			if t := cfg.Lock.Table; t == lease.DefaultTable || t == lake.DefaultLeaseTable {
+				return usagef("--lease-table (CLICKFLEET_LEASE_TABLE) %s is a consumer's lease table, whose workers would take the lock's row for a shard: give scale a table of its own (default %s, created by 'clickfleet setup')", t, scale.DefaultLockTable)
+			}
 			awsCfg, err := loadAWS(ctx)
 			if err != nil {
 				return err

@@ -28,6 +28,8 @@ func TestScaleSettingsAreChecked(t *testing.T) {
 		{"negative cool-down", []string{"--scale-down-cooldown", "-1s"}, "--scale-down-cooldown (CLICKFLEET_SCALE_DOWN_COOLDOWN): must not be negative"},
 		{"interval", []string{"--scale-interval", "1ms"}, "--scale-interval (CLICKFLEET_SCALE_INTERVAL): must be at least 100ms"},
 		{"failover time", []string{"--failover-time", "10ms"}, "--failover-time (CLICKFLEET_FAILOVER_TIME): 10ms is below 100ms"},
+		{"the consumers' lease table", []string{"--lease-table", "clickfleet-leases"}, "--lease-table (CLICKFLEET_LEASE_TABLE) clickfleet-leases is a consumer's lease table"},
+		{"the archive's lease table", []string{"--lease-table", "clickfleet-archive-leases"}, "--lease-table (CLICKFLEET_LEASE_TABLE) clickfleet-archive-leases is a consumer's lease table"},
 		{"capacity", []string{"--shard-records-per-second", "-5"}, "--shard-records-per-second (CLICKFLEET_SHARD_RECORDS_PER_SECOND): must be positive"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
