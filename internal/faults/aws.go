@@ -254,6 +254,18 @@ func (l *AWSLayer) Counts(op string, from, to time.Time) []Second {
 	return out
 }
 
+// Operations returns the operations the layer has seen, sorted.
+func (l *AWSLayer) Operations() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]string, 0, len(l.totals))
+	for op := range l.totals {
+		out = append(out, op)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Total returns op's calls and faulted calls since the layer was made.
 func (l *AWSLayer) Total(op string) (calls, faulted int) {
 	l.mu.Lock()
@@ -264,19 +276,25 @@ func (l *AWSLayer) Total(op string) (calls, faulted int) {
 	return 0, 0
 }
 
-// Rate returns op's calls per second over [from, to): the total divided by the span.
+// Rate returns op's calls per second (op "": every operation's) over the whole seconds from from up to
+// to: the total divided by the span.
 func (l *AWSLayer) Rate(op string, from, to time.Time) (calls, faulted float64) {
-	span := to.Sub(from).Seconds()
+	span := float64(to.Unix() - from.Unix())
 	if span <= 0 {
 		return 0, 0
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var c, f int
-	for s := from.Unix(); s < to.Unix(); s++ {
-		if x := l.counts[op][s]; x != nil {
-			c += x.Calls
-			f += x.Faulted
+	for name, byOp := range l.counts {
+		if op != "" && name != op {
+			continue
+		}
+		for s := from.Unix(); s < to.Unix(); s++ {
+			if x := byOp[s]; x != nil {
+				c += x.Calls
+				f += x.Faulted
+			}
 		}
 	}
 	return float64(c) / span, float64(f) / span
