@@ -21,7 +21,7 @@ func TestFirstSessionDiff(t *testing.T) {
 		{"equal", map[string]messages.Session{"a": s("a", 2), "b": s("b", 1)}, ""},
 		{"missing", map[string]messages.Session{"a": s("a", 2)}, "session b is missing"},
 		{"extra", map[string]messages.Session{"a": s("a", 2), "b": s("b", 1), "c": s("c", 1)}, "session c is not in the oracle"},
-		{"doubled count", map[string]messages.Session{"a": s("a", 4), "b": s("b", 1)}, "session a:"},
+		{"doubled count", map[string]messages.Session{"a": s("a", 4), "b": s("b", 1)}, "session a (row written at"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := firstSessionDiff(tc.got, want)
