@@ -77,7 +77,7 @@ func TestChaosSchedule(t *testing.T) {
 // drawn from a seed (CLICKFLEET_CHAOS_SEED, default 1), then every session, per-user count, last
 // access, name and lake record checked against the oracle. Throttling bursts on Kinesis must find the
 // workers backing off: GetRecords calls per second under the burst well below the unthrottled rate
-// right after it, and every record caught up.
+// around it, and every record caught up.
 func TestChaosScenario(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a minute of load: not in -short")
@@ -118,12 +118,17 @@ func TestChaosScenario(t *testing.T) {
 			continue
 		}
 		kinesisBursts++
-		if th.After < 4 {
-			t.Logf("burst at %s: too few GetRecords calls after it (%.1f/s) to compare", th.At, th.After)
+		// The unthrottled rate: the higher of the 5 s before and after (other faults may slow either).
+		free := max(th.Before, th.After)
+		if free < 8 {
+			t.Logf("burst at %s: too few GetRecords calls around it (%.1f/s) to compare", th.At, free)
 			continue
 		}
-		if th.During > th.After/2 {
-			t.Errorf("throttling burst at %s: %.1f GetRecords calls/s under the burst, %.1f/s unthrottled after it: no backoff", th.At, th.During, th.After)
+		// Each reader's SDK call makes 3 attempts, then the reader pauses 200 ms doubling: about 1.5
+		// calls/s per reader under a full throttle, against 3–5 unthrottled. A loop without backoff
+		// would call at the unthrottled rate or faster.
+		if th.During > 0.6*free {
+			t.Errorf("throttling burst at %s: %.1f GetRecords calls/s under the burst, %.1f/s unthrottled: no backoff", th.At, th.During, free)
 		}
 	}
 	if kinesisBursts == 0 {
