@@ -76,8 +76,8 @@ func TestChaosSchedule(t *testing.T) {
 // The chaos scenario (about 60 s of load plus the drain): 3 consume and 2 archive workers under faults
 // drawn from a seed (CLICKFLEET_CHAOS_SEED, default 1), then every session, per-user count, last
 // access, name and lake record checked against the oracle. Throttling bursts on Kinesis must find the
-// workers backing off: GetRecords calls per second under the burst well below the unthrottled rate
-// around it, and every record caught up.
+// workers backing off — GetRecords calls per second under the burst below Kinesis' per-shard limit —
+// and every record caught up after it.
 func TestChaosScenario(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a minute of load: not in -short")
@@ -94,7 +94,8 @@ func TestChaosScenario(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	res, err := bench.Chaos(ctx, kin, ddb, bench.ChaosConfig{Binary: testenv.Binary(t), Seed: seed,
+	const shards = 4
+	res, err := bench.Chaos(ctx, kin, ddb, bench.ChaosConfig{Binary: testenv.Binary(t), Seed: seed, Shards: shards,
 		KinesisURL: os.Getenv("AWS_ENDPOINT_URL_KINESIS"), DynamoDBURL: os.Getenv("AWS_ENDPOINT_URL_DYNAMODB"),
 		S3URL: os.Getenv("AWS_ENDPOINT_URL_S3"), PostgresDSN: testenv.PostgresDSN(t), S3: s3c, LogDir: t.TempDir(),
 		Progress: func(s string) { t.Log(s) }})
@@ -118,17 +119,18 @@ func TestChaosScenario(t *testing.T) {
 			continue
 		}
 		kinesisBursts++
-		// The unthrottled rate: the higher of the 5 s before and after (other faults may slow either).
-		free := max(th.Before, th.After)
-		if free < 8 {
-			t.Logf("burst at %s: too few GetRecords calls around it (%.1f/s) to compare", th.At, free)
-			continue
+		// Under a full throttle each reader's SDK call makes 3 attempts with the SDK's backoff, then the
+		// reader pauses 200 ms doubling: about 1.5 calls/s per reader, 8 readers (4 shards, 2
+		// applications) ≈ 12/s. A loop without backoff makes hundreds. The bound is Kinesis' own limit of
+		// 5 GetRecords/s per shard, which the fleet must stay under while it is throttled. (The ratio to
+		// the unthrottled rate is reported, not asserted: race-built workers on 2 shared cores poll
+		// slower than production ones, so it depends on the machine.)
+		if limit := 5 * float64(shards); th.During > limit {
+			t.Errorf("throttling burst at %s: %.1f GetRecords calls/s under the burst (%.1f/s before), over Kinesis' %0.f/s for %d shards: no backoff",
+				th.At, th.During, th.Before, limit, shards)
 		}
-		// Each reader's SDK call makes 3 attempts, then the reader pauses 200 ms doubling: about 1.5
-		// calls/s per reader under a full throttle, against 3–5 unthrottled. A loop without backoff
-		// would call at the unthrottled rate or faster.
-		if th.During > 0.6*free {
-			t.Errorf("throttling burst at %s: %.1f GetRecords calls/s under the burst, %.1f/s unthrottled: no backoff", th.At, th.During, free)
+		if th.During == 0 { // every lease lost to an overlapping DynamoDB fault, say: nothing to compare
+			t.Logf("throttling burst at %s: no GetRecords call under the burst (no shard held)", th.At)
 		}
 	}
 	if kinesisBursts == 0 {
