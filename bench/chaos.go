@@ -239,7 +239,9 @@ type ThrottleFigure struct {
 	Operation string        `json:"operation"` // counted; "" is every operation
 	// Calls per second reaching the service in the 5 s before the burst, during it (past its first
 	// second) and in the 5 s after it.
-	Before, During, After float64
+	Before float64 `json:"before_per_s"`
+	During float64 `json:"during_per_s"`
+	After  float64 `json:"after_per_s"`
 	// CatchUpSeconds is the time from the burst's end until both applications had checkpointed every
 	// record put before the end; -1 when that did not happen before the run ended.
 	CatchUpSeconds float64 `json:"catch_up_seconds"`
