@@ -67,6 +67,9 @@ type ChaosConfig struct {
 	ArchiveWorkers int           // Default: 2
 	// FailoverTime is the workers' --failover-time; SIGSTOP lasts longer than it. Default: 3s.
 	FailoverTime time.Duration
+	// Schedule, when set, is run instead of the one drawn from Seed (a failed run's --out, to replay
+	// its faults); its entries' Note fields are cleared.
+	Schedule []ChaosFault
 	// ListenHost is where the proxies listen. Default: 127.0.0.1 (ports picked free).
 	ListenHost string
 	// LogDir receives the workers' logs and the run's Redis. Default: a temporary directory.
@@ -411,6 +414,15 @@ func Chaos(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg ChaosConfig
 		}
 	}
 	res.Faults = ChaosSchedule(cfg.Seed, cfg.Duration, cfg.FailoverTime, workerIDs)
+	if len(cfg.Schedule) > 0 {
+		res.Faults = slices.Clone(cfg.Schedule)
+		for i := range res.Faults {
+			res.Faults[i].Note = ""
+			if f := res.Faults[i]; f.At+f.For > cfg.Duration || (fleetOf[f.Target] == nil && !slices.Contains(chaosServers, f.Target)) {
+				return res, fmt.Errorf("chaos: schedule entry %d (%s) does not fit the run: target unknown or past --duration", i, f)
+			}
+		}
+	}
 	cfg.Progress(fmt.Sprintf("seed %d: %d consume + %d archive workers on %d shards, %.0f events/s for %s, %d faults (logs in %s)",
 		cfg.Seed, cfg.ConsumeWorkers, cfg.ArchiveWorkers, cfg.Shards, cfg.Rate, cfg.Duration, len(res.Faults), cfg.LogDir))
 

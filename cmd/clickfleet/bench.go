@@ -204,8 +204,8 @@ func newBenchDrainCommand(g *globals) *cobra.Command {
 
 func newBenchChaosCommand() *cobra.Command {
 	var (
-		cfg bench.ChaosConfig
-		out string
+		cfg           bench.ChaosConfig
+		out, schedule string
 	)
 	cmd := &cobra.Command{
 		Use:   "chaos",
@@ -248,6 +248,19 @@ AWS_ENDPOINT_URL_DYNAMODB and AWS_ENDPOINT_URL_S3 (the local stack; chaos does n
 			if cfg.ConsumeWorkers < 2 || cfg.ArchiveWorkers < 1 {
 				return usagef("--consume-workers must be at least 2 and --archive-workers at least 1")
 			}
+			if schedule != "" {
+				b, err := os.ReadFile(schedule)
+				if err != nil {
+					return usagef("--schedule (CLICKFLEET_SCHEDULE): %v", err)
+				}
+				var prev struct {
+					Faults []bench.ChaosFault `json:"faults"`
+				}
+				if err := json.Unmarshal(b, &prev); err != nil || len(prev.Faults) == 0 {
+					return usagef("--schedule (CLICKFLEET_SCHEDULE) %s: not a chaos result with faults (%v)", schedule, err)
+				}
+				cfg.Schedule = prev.Faults
+			}
 			awsCfg, err := loadAWS(ctx)
 			if err != nil {
 				return err
@@ -287,5 +300,6 @@ AWS_ENDPOINT_URL_DYNAMODB and AWS_ENDPOINT_URL_S3 (the local stack; chaos does n
 	f.StringVar(&cfg.ListenHost, "listen-host", "127.0.0.1", "address the fault proxies listen on (ports picked free)")
 	f.StringVar(&cfg.LogDir, "log-dir", "", "directory for the workers' logs and the run's Redis (default: a temporary one)")
 	f.StringVar(&out, "out", "", "also write the result (schedule, notes, throttling figures) as JSON to this file")
+	f.StringVar(&schedule, "schedule", "", "replay the faults of an earlier run's --out file instead of drawing them from --seed")
 	return cmd
 }
