@@ -213,6 +213,32 @@ func TestProxiesRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, "ping after clearing the toxics", 10*time.Second, func() bool { _, err := ping(); return err == nil })
+	// A stall: no reply, and the connection closed after the timeout.
+	names, err = p.Timeout("redis", 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := ping(); err == nil || d < 250*time.Millisecond {
+		t.Fatalf("through a stall: ping took %v and returned %v, want an error after ≥ 300ms", d, err)
+	}
+	if err := p.Remove("redis", names); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "ping after the stall", 10*time.Second, func() bool { _, err := ping(); return err == nil })
+	// A bandwidth cap: 64 KiB at 32 KB/s takes about 2 s.
+	if _, err := p.Bandwidth("redis", 32); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := rdb.Set(ctx, testenv.Name(t, "faults"), make([]byte, 64<<10), time.Minute).Err(); err != nil {
+		t.Fatalf("SET through the bandwidth cap: %v", err)
+	}
+	if d := time.Since(start); d < 1500*time.Millisecond {
+		t.Fatalf("64 KiB through a 32 KB/s cap took %v, want ≈ 2s", d)
+	}
+	if err := p.Clear("redis"); err != nil {
+		t.Fatal(err)
+	}
 	if err := p.Disable("redis"); err != nil {
 		t.Fatal(err)
 	}

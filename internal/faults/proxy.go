@@ -11,6 +11,7 @@ import (
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/rs/zerolog"
+	zlog "github.com/rs/zerolog/log"
 )
 
 // ErrNoProxy is returned for a proxy name that was never added.
@@ -26,8 +27,13 @@ type Proxies struct {
 	seq     int
 }
 
+// quietToxics silences the logger some Toxiproxy toxics (bandwidth) write to: zerolog's global one,
+// which clickfleet does not otherwise use, so the process's stderr stays the project's own.
+var quietToxics sync.Once
+
 // NewProxies returns an empty set; it does no I/O.
 func NewProxies() *Proxies {
+	quietToxics.Do(func() { zlog.Logger = zerolog.Nop() })
 	return &Proxies{srv: toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop()), proxies: map[string]*toxiproxy.Proxy{}}
 }
 
