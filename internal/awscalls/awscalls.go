@@ -86,7 +86,11 @@ func (r *Recorder) Err() error {
 }
 
 func (r *Recorder) handle(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-	service, op := awsmw.GetServiceID(ctx), awsmw.GetOperationName(ctx)
+	return r.record(ctx, awsmw.GetServiceID(ctx), awsmw.GetOperationName(ctx), in, next)
+}
+
+// record makes the call through next and appends it to the log.
+func (r *Recorder) record(ctx context.Context, service, op string, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
 	c := Call{Service: service, Operation: op, Action: Action(service, op), Resources: r.resources(service, in.Parameters)}
 	out, md, err := next.HandleInitialize(ctx, in)
 	c.Failed = err != nil
