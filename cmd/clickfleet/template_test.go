@@ -177,16 +177,18 @@ func TestTemplateStopTimeouts(t *testing.T) {
 	for _, v := range templateVariants {
 		tp := loadTemplate(t, v.params)
 		for _, c := range tp.containers(t) {
-			cmd := cliCommand(t, c.Command)
-			applySettings(t, cmd, c.Environment)
-			budget := shutdownBudget(t, cmd)
-			stop := time.Duration(c.StopTimeout) * time.Second
-			if stop > 120*time.Second {
-				t.Errorf("%s %s: StopTimeout %s is above Fargate's 120 s", v.name, c.TaskDefinition, stop)
-			}
-			if stop < budget {
-				t.Errorf("%s %s: StopTimeout %s is below --shutdown-timeout + flush + 10 s = %s", v.name, c.TaskDefinition, stop, budget)
-			}
+			t.Run(v.name+"/"+c.TaskDefinition, func(t *testing.T) {
+				cmd := cliCommand(t, c.Command)
+				applySettings(t, cmd, c.Environment)
+				budget := shutdownBudget(t, cmd)
+				stop := time.Duration(c.StopTimeout) * time.Second
+				if stop > 120*time.Second {
+					t.Errorf("StopTimeout %s is above Fargate's 120 s", stop)
+				}
+				if stop < budget {
+					t.Errorf("StopTimeout %s is below --shutdown-timeout + flush + 10 s = %s", stop, budget)
+				}
+			})
 		}
 	}
 }
