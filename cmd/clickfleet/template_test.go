@@ -443,6 +443,14 @@ func normalise(v any) any {
 	return fmt.Sprint(v)
 }
 
+func anyMap[V any](m map[string]V) map[string]any {
+	out := map[string]any{}
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
 func keys(m map[string]any) []string {
 	var out []string
 	for k := range m {
@@ -513,17 +521,18 @@ func TestTemplateTablesAreSetups(t *testing.T) {
 	ctx := context.Background()
 	_ = lease.EnsureTable(ctx, &capture, tp.params["LeaseTableName"])
 	_ = lease.EnsureTable(ctx, &capture, tp.params["ArchiveLeaseTableName"])
+	_ = lease.EnsureTable(ctx, &capture, tp.params["ScaleLeaseTableName"])
 	_, _ = provision.EnsureSessionsTable(ctx, &capture, tp.params["SessionsTableName"])
-	if len(capture.created) != 3 {
-		t.Fatalf("captured %d CreateTable calls, want 3", len(capture.created))
+	if len(capture.created) != 4 {
+		t.Fatalf("captured %d CreateTable calls, want 4", len(capture.created))
 	}
 	byName := map[string]map[string]any{}
 	for _, name := range tp.resourcesOfType("AWS::DynamoDB::Table") {
 		p := tp.props(t, name)
 		byName[fmt.Sprint(p["TableName"])] = p
 	}
-	if len(byName) != 3 {
-		t.Errorf("the template has tables %v, setup creates 3", byName)
+	if len(byName) != len(capture.created) {
+		t.Errorf("the template has tables %v, setup creates %d", keys(anyMap(byName)), len(capture.created))
 	}
 	for _, in := range capture.created {
 		name := *in.TableName
@@ -642,6 +651,26 @@ func unitFile(t *testing.T, path string) map[string]map[string][]string {
 	return out
 }
 
+// verifyUnit runs systemd-analyze verify on a copy of the unit whose binary is /bin/true (the check wants
+// an executable); any complaint, warnings included, fails the test. Without systemd-analyze it logs and
+// returns: the other checks still run.
+func verifyUnit(t *testing.T, path string, unit []byte) {
+	t.Helper()
+	bin, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Logf("systemd-analyze is not installed: %s is not verified by systemd", path)
+		return
+	}
+	copyPath := filepath.Join(t.TempDir(), filepath.Base(path))
+	if err := os.WriteFile(copyPath, bytes.ReplaceAll(unit, []byte("/usr/local/bin/clickfleet"), []byte("/bin/true")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "verify", "--man=no", copyPath).CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("systemd-analyze verify %s: %v\n%s", path, err, out)
+	}
+}
+
 // The systemd units run clickfleet commands and flags that exist, with the settings the template's
 // user-data writes to their environment files; the user-data holds the units as they are in deploy/ec2;
 // their stop timeouts cover a clean stop; the instances' role is the two workers' task policies.
@@ -660,12 +689,13 @@ func TestSystemdUnitsMatchTheCLI(t *testing.T) {
 			if !strings.Contains(userData, installed) {
 				t.Errorf("the launch template's user-data does not install %s as it is in deploy/ec2", filepath.Base(path))
 			}
+			verifyUnit(t, path, b)
 			u := unitFile(t, path)
-			exec := strings.Fields(u["Service"]["ExecStart"][0])
-			if exec[0] != "/usr/local/bin/clickfleet" {
-				t.Fatalf("ExecStart runs %s", exec[0])
+			execStart := strings.Fields(u["Service"]["ExecStart"][0])
+			if execStart[0] != "/usr/local/bin/clickfleet" {
+				t.Fatalf("ExecStart runs %s", execStart[0])
 			}
-			cmd := cliCommand(t, exec[1:])
+			cmd := cliCommand(t, execStart[1:])
 			envFile := u["Service"]["EnvironmentFile"][0]
 			m := regexp.MustCompile(`(?s)cat > ` + regexp.QuoteMeta(envFile) + ` <<'ENV'\n(.*?)\nENV\n`).FindStringSubmatch(userData)
 			if m == nil {
