@@ -60,6 +60,17 @@ func (r *iamRun) run(record string, args ...string) string {
 	return out.String()
 }
 
+// has reports whether the binary has a command.
+func (r *iamRun) has(command string) bool {
+	return exec.Command(r.bin, command, "--help").Run() == nil
+}
+
+// hasFlag reports whether a command of the binary has a flag.
+func (r *iamRun) hasFlag(command, flag string) bool {
+	out, err := exec.Command(r.bin, command, "--help").Output()
+	return err == nil && bytes.Contains(out, []byte("--"+flag+" "))
+}
+
 // proc is a long-running command.
 type proc struct {
 	cmd  *exec.Cmd
@@ -217,6 +228,11 @@ func allowed(stmts []statement, c awscalls.Call) bool {
 	return true
 }
 
+// notCalledLocally are the actions a role may allow although the local run cannot call them, and why.
+var notCalledLocally = map[string]string{
+	"cloudwatch:GetMetricData": "scale --source cloudwatch reads AWS/Kinesis IncomingBytes and IncomingRecords; no local CloudWatch speaks the SDK's protocol, so the test runs scale with --source metrics",
+}
+
 // checkPolicy fails the test for every recorded call the statements do not allow, and for every action
 // on a resource the statements allow that no recorded call used.
 func checkPolicy(t *testing.T, who string, stmts []statement, calls []awscalls.Call) {
@@ -250,8 +266,10 @@ func checkPolicy(t *testing.T, who string, stmts []statement, calls []awscalls.C
 						used = used || r == "*" || iamMatch(r, arn, false)
 					}
 				}
-				if !used {
+				if why, ok := notCalledLocally[a]; !used && !ok {
 					t.Errorf("%s: statement %s allows %s on %s, which nothing calls", who, s.Sid, a, r)
+				} else if !used {
+					t.Logf("%s: %s is not called on the local stack: %s", who, a, why)
 				}
 			}
 		}
@@ -293,7 +311,8 @@ func TestTaskRolesAreTheCallsTheCodeMakes(t *testing.T) {
 	names := map[string]string{
 		"StreamName": "s-" + base, "OffersStreamName": "o-" + base, "ErrorsStreamName": "e-" + base,
 		"LeaseTableName": "l-" + base, "ArchiveLeaseTableName": "a-" + base, "SessionsTableName": "t-" + base,
-		"LakeBucketName": "b-" + base,
+		"ScaleLeaseTableName": "c-" + base,
+		"LakeBucketName":      "b-" + base,
 	}
 	params := map[string]string{"CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/x", "DashboardDomainName": "dash.example.com"}
 	for k, v := range names {
@@ -308,7 +327,7 @@ func TestTaskRolesAreTheCallsTheCodeMakes(t *testing.T) {
 		for _, s := range []string{"StreamName", "OffersStreamName", "ErrorsStreamName"} {
 			_, _ = kin.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String(names[s]), EnforceConsumerDeletion: aws.Bool(true)})
 		}
-		for _, s := range []string{"LeaseTableName", "ArchiveLeaseTableName", "SessionsTableName"} {
+		for _, s := range []string{"LeaseTableName", "ArchiveLeaseTableName", "SessionsTableName", "ScaleLeaseTableName"} {
 			_, _ = ddb.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(names[s])})
 		}
 	})
@@ -316,6 +335,9 @@ func TestTaskRolesAreTheCallsTheCodeMakes(t *testing.T) {
 	setupArgs := []string{"setup", "--stream", stream, "--offers-stream", names["OffersStreamName"], "--errors-stream", names["ErrorsStreamName"],
 		"--lease-table", names["LeaseTableName"], "--archive-lease-table", names["ArchiveLeaseTableName"], "--sessions-table", names["SessionsTableName"],
 		"--lake-url", lakeURL, "--shards", "2", "--pg-dsn", pgDSN}
+	if r.hasFlag("setup", "scale-lease-table") {
+		setupArgs = append(setupArgs, "--scale-lease-table", names["ScaleLeaseTableName"])
+	}
 	r.run("", setupArgs...)      // what CloudFormation creates on AWS
 	r.run("setup", setupArgs...) // the one-off setup task, with the resources in place
 
@@ -352,9 +374,11 @@ func TestTaskRolesAreTheCallsTheCodeMakes(t *testing.T) {
 
 	// consume and archive: through a crash after the archive's PUTs and a reshard.
 	fast := []string{"--shard-sync-interval", "1s", "--parent-poll-interval", "1s", "--failover-time", "3s", "--emf-interval", "1s"}
+	consumeAddr := "127.0.0.1:" + testenv.FreePort(t)
+	consumeURL := "http://" + consumeAddr
 	consume := r.start("consume", nil, append([]string{"consume", "--stream", stream, "--lease-table", names["LeaseTableName"],
 		"--sessions-table", names["SessionsTableName"], "--offers-stream", names["OffersStreamName"], "--errors-stream", names["ErrorsStreamName"],
-		"--http-listen", "127.0.0.1:" + testenv.FreePort(t)}, fast...)...)
+		"--http-listen", consumeAddr}, fast...)...)
 	archiveArgs := append([]string{"archive", "--stream", stream, "--lease-table", names["ArchiveLeaseTableName"], "--lake-url", lakeURL,
 		"--buffer-interval", "1s", "--buffer-interval-unchecked", "--http-listen", ""}, fast...)
 	crashed := r.start("archive", []string{crashpoint.Env + "=" + crashpoint.AfterPut + ":1"}, archiveArgs...)
@@ -369,19 +393,50 @@ func TestTaskRolesAreTheCallsTheCodeMakes(t *testing.T) {
 			objectsUnder(t, s3c, names["LakeBucketName"], "raw/") > 0 && objectsUnder(t, s3c, names["LakeBucketName"], "events/") > 0 &&
 			objectsUnder(t, s3c, names["LakeBucketName"], "errors/") > 0
 	})
-	if _, err := kin.UpdateShardCount(ctx, &kinesis.UpdateShardCountInput{StreamName: aws.String(stream), TargetShardCount: aws.Int32(4), ScalingType: ktypes.ScalingTypeUniformScaling}); err != nil {
+	// The reshard 2 → 4: clickfleet scale makes it (its minimum is 4), reading the rate from consume.
+	hasScale, hasDashboard := r.has("scale"), r.has("dashboard")
+	var scaler *proc
+	if hasScale {
+		scaler = r.start("scale", nil, "scale", "--stream", stream, "--lease-table", names["ScaleLeaseTableName"], "--source", "metrics",
+			"--workers", consumeURL, "--min-shards", "4", "--max-shards", "4", "--scale-interval", "1s", "--http-listen", "")
+	} else if _, err := kin.UpdateShardCount(ctx, &kinesis.UpdateShardCountInput{StreamName: aws.String(stream), TargetShardCount: aws.Int32(4), ScalingType: ktypes.ScalingTypeUniformScaling}); err != nil {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, "the stream to be active with 4 open shards", 2*time.Minute, func() bool {
 		out, err := kin.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})
 		return err == nil && out.StreamDescriptionSummary.StreamStatus == ktypes.StreamStatusActive && aws.ToInt32(out.StreamDescriptionSummary.OpenShardCount) == 4
 	})
+	if scaler != nil {
+		scaler.stop(t)
+	}
 	r.run("gen", "gen", "--stream", stream, "--count", "400", "--time-scale", "0", "--users", "20", "--seed", "2")
 	for _, table := range []string{names["LeaseTableName"], names["ArchiveLeaseTableName"]} {
 		testenv.WaitFor(t, "the finished parents' leases to be deleted from "+table, 3*time.Minute, func() bool {
 			out, err := ddb.Scan(ctx, &dynamodb.ScanInput{TableName: aws.String(table)})
 			return err == nil && len(out.Items) == 4
 		})
+	}
+	if hasDashboard {
+		// The dashboard: its charts (the lake's events) and its fleet panel (both lease tables, the workers).
+		addr := "127.0.0.1:" + testenv.FreePort(t)
+		const token = "iam-test-dashboard-token"
+		dash := r.start("dashboard", nil, "dashboard", "--listen", addr, "--token", token, "--workers", consumeURL,
+			"--lease-table", names["LeaseTableName"], "--archive-lease-table", names["ArchiveLeaseTableName"], "--lake-url", lakeURL,
+			"--cache-dir", t.TempDir())
+		waitHTTP(t, "http://"+addr+"/healthz")
+		for _, path := range []string{"/api/fleet", "/api/events_by_name"} {
+			req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("dashboard %s: %s", path, resp.Status)
+			}
+		}
+		dash.stop(t)
 	}
 	consume.stop(t)
 	archive.stop(t)
@@ -428,6 +483,19 @@ func TestTaskRolesAreTheCallsTheCodeMakes(t *testing.T) {
 				t.Errorf("%s has AWS-managed policies %v", role, awsManaged)
 			}
 			checkPolicy(t, role, stmts, calls)
+		})
+	}
+	for _, command := range []string{"scale", "dashboard"} {
+		t.Run(command, func(t *testing.T) {
+			if !r.has(command) {
+				t.Fatalf("clickfleet %s is not in this build: its role in deploy/aws is unchecked", command)
+			}
+			role := roles[command]
+			if role == "" {
+				t.Fatalf("the task running clickfleet %s has no task role", command)
+			}
+			stmts, _ := tp.roleStatements(t, role)
+			checkPolicy(t, role, stmts, read(command))
 		})
 	}
 	t.Run("names-sync", func(t *testing.T) {
