@@ -424,7 +424,7 @@ func TestTaskRolesAreTheCallsTheCodeMakes(t *testing.T) {
 			"--lease-table", names["LeaseTableName"], "--archive-lease-table", names["ArchiveLeaseTableName"], "--lake-url", lakeURL,
 			"--cache-dir", t.TempDir())
 		waitHTTP(t, "http://"+addr+"/healthz")
-		for _, path := range []string{"/api/fleet", "/api/events_by_name"} {
+		for _, path := range []string{"/api/fleet", "/api/event_ratio"} {
 			req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
 			req.Header.Set("Authorization", "Bearer "+token)
 			resp, err := http.DefaultClient.Do(req)
