@@ -734,3 +734,73 @@ func TestSystemdUnitsMatchTheCLI(t *testing.T) {
 		}
 	}
 }
+
+// The managed pieces are configured as the issue asks: provisioned streams sized by the parameters, the
+// lake bucket encrypted, private, TLS-only and with a lifecycle for raw/, Redis and PostgreSQL encrypted
+// (Aurora Serverless v2), the ingest behind a WAF web ACL with a rate-based rule and its API keys from
+// Secrets Manager.
+func TestTemplateManagedPieces(t *testing.T) {
+	tp := loadTemplate(t, nil)
+	for name, shards := range map[string]string{"InputStream": "ShardCount", "OffersStream": "OutputShardCount", "ErrorsStream": "OutputShardCount"} {
+		p := tp.props(t, name)
+		if p["StreamModeDetails"].(map[string]any)["StreamMode"] != "PROVISIONED" || p["ShardCount"] != tp.params[shards] {
+			t.Errorf("%s: %v, want PROVISIONED with %s shards", name, p, shards)
+		}
+	}
+	b := tp.props(t, "LakeBucket")
+	if enc := fmt.Sprint(b["BucketEncryption"]); !strings.Contains(enc, "SSEAlgorithm:AES256") && !strings.Contains(enc, "aws:kms") {
+		t.Errorf("lake bucket encryption %s", enc)
+	}
+	for k, v := range b["PublicAccessBlockConfiguration"].(map[string]any) {
+		if v != "true" {
+			t.Errorf("lake bucket %s = %v", k, v)
+		}
+	}
+	if len(b["PublicAccessBlockConfiguration"].(map[string]any)) != 4 {
+		t.Errorf("lake bucket public access block %v, want all four settings", b["PublicAccessBlockConfiguration"])
+	}
+	rawRule := false
+	for _, r := range asSlice(b["LifecycleConfiguration"].(map[string]any)["Rules"]) {
+		m := r.(map[string]any)
+		rawRule = rawRule || (m["Prefix"] == "raw/" && m["Status"] == "Enabled" && m["ExpirationInDays"] == tp.params["RawExpirationDays"])
+	}
+	if !rawRule {
+		t.Error("no enabled lifecycle rule expiring raw/ after RawExpirationDays")
+	}
+	pol := tp.props(t, "LakeBucketPolicy")["PolicyDocument"].(map[string]any)
+	tls := false
+	for _, s := range asSlice(pol["Statement"]) {
+		m := s.(map[string]any)
+		res := asStrings(m["Resource"])
+		tls = tls || (m["Effect"] == "Deny" && fmt.Sprint(m["Condition"]) == "map[Bool:map[aws:SecureTransport:false]]" &&
+			slices.Contains(res, "arn:aws:s3:::"+fmt.Sprint(tp.ref(t, "LakeBucket"))) && slices.Contains(res, "arn:aws:s3:::"+fmt.Sprint(tp.ref(t, "LakeBucket"))+"/*"))
+	}
+	if !tls {
+		t.Errorf("the bucket policy does not deny requests without TLS on the bucket and its objects: %v", pol)
+	}
+	if r := tp.props(t, "Redis"); r["TransitEncryptionEnabled"] != "true" || r["AtRestEncryptionEnabled"] != "true" {
+		t.Errorf("Redis encryption: %v", r)
+	}
+	for _, c := range tp.containers(t) {
+		if url, ok := c.Environment["CLICKFLEET_REDIS_URL"]; ok && !strings.HasPrefix(url, "rediss://") {
+			t.Errorf("%s: CLICKFLEET_REDIS_URL %s is not TLS (rediss://)", c.TaskDefinition, url)
+		}
+		if c.Command[0] == "ingest" && c.Secrets["CLICKFLEET_API_KEYS"] != "ApiKeysSecret" {
+			t.Errorf("the ingest's API keys do not come from the ApiKeysSecret: %v", c.Secrets)
+		}
+	}
+	if d := tp.props(t, "Database"); d["Engine"] != "aurora-postgresql" || d["StorageEncrypted"] != "true" || d["ServerlessV2ScalingConfiguration"] == nil ||
+		tp.props(t, "DatabaseInstance")["DBInstanceClass"] != "db.serverless" {
+		t.Errorf("PostgreSQL: %v, want encrypted Aurora PostgreSQL Serverless v2", d)
+	}
+	rate := false
+	for _, r := range asSlice(tp.props(t, "WebAcl")["Rules"]) {
+		m := r.(map[string]any)
+		if st, ok := m["Statement"].(map[string]any)["RateBasedStatement"].(map[string]any); ok {
+			rate = st["Limit"] == tp.params["WafRateLimit"] && m["Action"].(map[string]any)["Block"] != nil
+		}
+	}
+	if a := tp.props(t, "WebAclAssociation"); !rate || a["ResourceArn"] != "LoadBalancer" {
+		t.Errorf("the ALB has no WAF web ACL blocking above WafRateLimit per IP (rate rule %v, association %v)", rate, a)
+	}
+}
