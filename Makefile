@@ -15,12 +15,12 @@ TEST_STACK := CLICKFLEET_STACK_DIR=$(CURDIR)/.stack-test CLICKFLEET_KINESIS_PORT
 FLEET_STACK := CLICKFLEET_STACK_DIR=$(CURDIR)/.stack-test-fleet CLICKFLEET_KINESIS_PORT=14578 \
 	CLICKFLEET_DYNAMODB_PORT=14579 CLICKFLEET_REDIS_PORT=16391 CLICKFLEET_PG_PORT=15440 \
 	CLICKFLEET_S3_PORT=14580
-FLEET_PKGS := consumer|actors|bench|archive
+FLEET_PKGS := consumer|actors|bench|archive|dashboard
 # Extra flags for go test, e.g. make test TESTFLAGS='-run Lease -v'.
 TESTFLAGS ?=
 GOTEST := CLICKFLEET_REQUIRE_STACK=1 $(GO) test -race -count=1 -timeout 15m $(TESTFLAGS)
 
-.PHONY: all build test demo stack-up stack-down stack-status vet
+.PHONY: all build test demo demo-down stack-up stack-down stack-status vet assets
 
 all: build
 
@@ -46,6 +46,15 @@ test:
 
 demo: build
 	@deploy/local/demo
+# Stops what make demo left serving (the dashboard, the workers, the generator), then the stack.
+demo-down:
+	@deploy/local/demo-down
+
+# The dashboard's embedded chart library and maps (dashboard/static/vendor/, checked in) from the npm packages
+# pinned in deploy/local/package.json; only needed after changing those pins.
+assets:
+	cd deploy/local && npm ci --no-audit --no-fund --loglevel=error
+	$(GO) generate ./dashboard
 
 stack-up:
 	@$(STACK) up

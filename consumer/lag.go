@@ -62,3 +62,12 @@ func (w *Worker) Lag() Lag { return w.lags.max() }
 
 // RecordsProcessed is how many records the processors have accepted since the worker started.
 func (w *Worker) RecordsProcessed() int64 { return w.processed.Load() }
+
+// each calls fn with every held shard's latest lag, under the lock.
+func (l *lags) each(fn func(shard string, s shardLag)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, s := range l.shards {
+		fn(id, s)
+	}
+}

@@ -60,3 +60,45 @@ func newMetrics(reg prometheus.Registerer, lag func() Lag) (*metrics, error) {
 	}
 	return m, nil
 }
+
+// shardCollector exposes the worker's identity and each held shard's lag, read at scrape time, so that a
+// dashboard can tell which process holds which shard and how far behind each is. Shard series exist only
+// while the shard is held (their number is bounded by the stream's shard count); the info series is one
+// per process.
+type shardCollector struct {
+	lags                    *lags
+	info, lag, behind       *prometheus.Desc
+	worker, stream, leaseTb string
+}
+
+func registerShardMetrics(reg prometheus.Registerer, worker, stream, table string, l *lags) error {
+	if reg == nil {
+		return nil
+	}
+	c := &shardCollector{lags: l, worker: worker, stream: stream, leaseTb: table,
+		info: prometheus.NewDesc("clickfleet_consumer_worker_info",
+			"This worker's id in the lease table, its stream and lease table (always 1).", []string{"worker_id", "stream", "lease_table"}, nil),
+		lag: prometheus.NewDesc("clickfleet_consumer_shard_lag_seconds",
+			"Per held shard: time since the arrival of the last record read, as of that read (0 at the tip).", []string{"shard_id"}, nil),
+		behind: prometheus.NewDesc("clickfleet_consumer_shard_millis_behind_latest",
+			"Per held shard: MillisBehindLatest of its last GetRecords answer.", []string{"shard_id"}, nil),
+	}
+	if err := reg.Register(c); err != nil {
+		return fmt.Errorf("register consumer shard metrics: %w", err)
+	}
+	return nil
+}
+
+func (c *shardCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.info
+	ch <- c.lag
+	ch <- c.behind
+}
+
+func (c *shardCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1, c.worker, c.stream, c.leaseTb)
+	c.lags.each(func(shard string, s shardLag) {
+		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, s.arrival.Seconds(), shard)
+		ch <- prometheus.MustNewConstMetric(c.behind, prometheus.GaugeValue, float64(s.millis), shard)
+	})
+}

@@ -57,6 +57,9 @@ func New(api KinesisAPI, db lease.DynamoDBAPI, cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	w.coord, w.table = coord, coord.Table()
+	if err := registerShardMetrics(cfg.Registerer, coord.WorkerID(), cfg.Stream, cfg.Lease.Table, &w.lags); err != nil {
+		return nil, err
+	}
 	w.log = cfg.Logger.Named("consumer").With(zap.String("worker_id", coord.WorkerID()))
 	initial := lease.TrimHorizon
 	switch cfg.InitialPosition {

@@ -74,6 +74,8 @@ var (
 	ErrUnknownReport = errors.New("unknown report")
 	// ErrEmptyLake: the lake holds no readable events object in the time range.
 	ErrEmptyLake = errors.New("no events in the lake")
+	// ErrSync: the lake could not be listed or fetched (S3 unreachable, a missing bucket, denied access).
+	ErrSync = errors.New("sync the lake")
 )
 
 // SourceError is a failure of a server a federated report reads besides the lake: Redis or PostgreSQL.

@@ -24,6 +24,7 @@ func TestComposeFileMatchesTheCLI(t *testing.T) {
 			Build       any               `yaml:"build"`
 			Command     []string          `yaml:"command"`
 			Environment map[string]string `yaml:"environment"`
+			Ports       []string          `yaml:"ports"`
 		} `yaml:"services"`
 	}
 	if err := yaml.Unmarshal(raw, &compose); err != nil {
@@ -32,6 +33,11 @@ func TestComposeFileMatchesTheCLI(t *testing.T) {
 	// The archive runs against LocalStack's S3, in the bucket setup creates.
 	if a := compose.Services["archive"]; len(a.Command) == 0 || a.Command[0] != "archive" || a.Environment["CLICKFLEET_LAKE_URL"] == "" {
 		t.Errorf("no archive service running 'clickfleet archive' with CLICKFLEET_LAKE_URL: %+v", a)
+	}
+	// The dashboard publishes its port, and since it listens on every interface of its container it has a token.
+	if d := compose.Services["dashboard"]; len(d.Command) == 0 || d.Command[0] != "dashboard" || !slices.Contains(d.Command, "0.0.0.0:8088") ||
+		!slices.Contains(d.Ports, "127.0.0.1:8088:8088") || len(d.Environment["CLICKFLEET_TOKEN"]) < 16 || d.Environment["CLICKFLEET_LAKE_URL"] != compose.Services["archive"].Environment["CLICKFLEET_LAKE_URL"] {
+		t.Errorf("no dashboard service running 'clickfleet dashboard' on 0.0.0.0:8088, published on 127.0.0.1:8088, with a token and the archive's lake: %+v", d)
 	}
 	if ls := compose.Services["localstack"]; !slices.Contains(strings.Split(ls.Environment["SERVICES"], ","), "s3") {
 		t.Errorf("LocalStack's SERVICES %q lack s3", ls.Environment["SERVICES"])

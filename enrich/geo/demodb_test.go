@@ -75,7 +75,7 @@ func TestDemoNetworksResolveInDBIP(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc := bufio.NewScanner(&out)
-	countries := map[string]bool{}
+	countries, states := map[string]bool{}, map[string]bool{}
 	for sc.Scan() {
 		var ev struct {
 			UserIP string `json:"user_ip"`
@@ -88,8 +88,12 @@ func TestDemoNetworksResolveInDBIP(t *testing.T) {
 			t.Fatalf("generated address %s: %+v, %v; want a city", ev.UserIP, loc, err)
 		}
 		countries[loc.Country] = true
+		if loc.Country == "US" && loc.Region != "District of Columbia" {
+			states[loc.Region] = true
+		}
 	}
-	if len(countries) < 20 {
-		t.Fatalf("300 users span only %d countries", len(countries))
+	// The dashboard's maps: the world's city bubbles and the filled map of US states.
+	if len(countries) < 20 || len(states) < 30 {
+		t.Fatalf("300 users span only %d countries and %d US states, want at least 20 and 30", len(countries), len(states))
 	}
 }
