@@ -60,6 +60,7 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newHealthcheckCommand(g))
 	root.AddCommand(newSetupCommand(g), newGenCommand(g), newTailCommand(g), newConsumeCommand(g), newIngestCommand(g), newBenchCommand(g), newNamesSyncCommand(g), newSessionsCommand(g), newArchiveCommand(g))
 	root.AddCommand(newCatalogCommand(g), newReportCommand(g), newDashboardCommand(g))
+	root.AddCommand(newScaleCommand(g))
 	documentEnv(root)
 	return root
 }
