@@ -330,6 +330,17 @@ func TestTaskRolesAreTheCallsTheCodeMakes(t *testing.T) {
 		for _, s := range []string{"LeaseTableName", "ArchiveLeaseTableName", "SessionsTableName", "ScaleLeaseTableName"} {
 			_, _ = ddb.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(names[s])})
 		}
+		bucket := aws.String(names["LakeBucketName"])
+		for p := s3.NewListObjectsV2Paginator(s3c, &s3.ListObjectsV2Input{Bucket: bucket}); p.HasMorePages(); {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				break
+			}
+			for _, o := range page.Contents {
+				_, _ = s3c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: bucket, Key: o.Key})
+			}
+		}
+		_, _ = s3c.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: bucket})
 	})
 	stream := names["StreamName"]
 	setupArgs := []string{"setup", "--stream", stream, "--offers-stream", names["OffersStreamName"], "--errors-stream", names["ErrorsStreamName"],
@@ -373,7 +384,8 @@ func TestTaskRolesAreTheCallsTheCodeMakes(t *testing.T) {
 	ingest.stop(t)
 
 	// consume and archive: through a crash after the archive's PUTs and a reshard.
-	fast := []string{"--shard-sync-interval", "1s", "--parent-poll-interval", "1s", "--failover-time", "3s", "--emf-interval", "1s"}
+	// Redis keys under a prefix of this test's own, so that other tests sharing the server never see them.
+	fast := []string{"--shard-sync-interval", "1s", "--parent-poll-interval", "1s", "--failover-time", "3s", "--emf-interval", "1s", "--key-prefix", base + ":"}
 	consumeAddr := "127.0.0.1:" + testenv.FreePort(t)
 	consumeURL := "http://" + consumeAddr
 	consume := r.start("consume", nil, append([]string{"consume", "--stream", stream, "--lease-table", names["LeaseTableName"],
@@ -442,7 +454,7 @@ func TestTaskRolesAreTheCallsTheCodeMakes(t *testing.T) {
 	archive.stop(t)
 
 	// names-sync: PostgreSQL to Redis, no AWS.
-	sync := r.start("names-sync", nil, "names-sync", "--pg-dsn", pgDSN, "--http-listen", "127.0.0.1:"+port)
+	sync := r.start("names-sync", nil, "names-sync", "--pg-dsn", pgDSN, "--http-listen", "127.0.0.1:"+port, "--key-prefix", base+":")
 	waitHTTP(t, "http://127.0.0.1:"+port+"/readyz")
 	sync.stop(t)
 
