@@ -678,6 +678,12 @@ func TestSystemdUnitsMatchTheCLI(t *testing.T) {
 	tp := loadTemplate(t, templateVariants[3].params)
 	lt := tp.props(t, "LaunchTemplate")["LaunchTemplateData"].(map[string]any)
 	userData := fmt.Sprint(lt["UserData"])
+	if !strings.HasPrefix(userData, "#!/bin/bash\n") {
+		t.Fatalf("the user-data is not a bash script:\n%s", userData)
+	}
+	if out, err := exec.Command("bash", "-n", "-c", userData).CombinedOutput(); err != nil {
+		t.Errorf("the user-data does not parse as bash: %v\n%s", err, out)
+	}
 	units, _ := filepath.Glob("../../deploy/ec2/*.service")
 	if len(units) != 2 {
 		t.Fatalf("deploy/ec2 has units %v, want consume's and archive's", units)
