@@ -15,7 +15,7 @@ TEST_STACK := CLICKFLEET_STACK_DIR=$(CURDIR)/.stack-test CLICKFLEET_KINESIS_PORT
 FLEET_STACK := CLICKFLEET_STACK_DIR=$(CURDIR)/.stack-test-fleet CLICKFLEET_KINESIS_PORT=14578 \
 	CLICKFLEET_DYNAMODB_PORT=14579 CLICKFLEET_REDIS_PORT=16391 CLICKFLEET_PG_PORT=15440 \
 	CLICKFLEET_S3_PORT=14580
-FLEET_PKGS := consumer|actors|bench|archive|dashboard
+FLEET_PKGS := consumer|actors|bench|archive|dashboard|scale
 # Extra flags for go test, e.g. make test TESTFLAGS='-run Lease -v'.
 TESTFLAGS ?=
 GOTEST := CLICKFLEET_REQUIRE_STACK=1 $(GO) test -race -count=1 -timeout 15m $(TESTFLAGS)

@@ -9,6 +9,8 @@ import (
 type metrics struct {
 	readers           prometheus.Gauge
 	records           prometheus.Counter
+	readRecords       prometheus.Counter
+	readBytes         prometheus.Counter
 	calls             *prometheus.CounterVec
 	throttled         prometheus.Counter
 	processErrors     prometheus.Counter
@@ -26,6 +28,10 @@ func newMetrics(reg prometheus.Registerer, lag func() Lag) (*metrics, error) {
 			Help: "Shards this worker holds and reads (including those waiting for their parents)."}),
 		records: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "consumer", Name: "records_total",
 			Help: "User records the processors accepted."}),
+		readRecords: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "consumer", Name: "read_records_total",
+			Help: "Kinesis records GetRecords returned, as stored (a KPL aggregate is one), replays included: the rate the stream is read at, which clickfleet scale compares with a shard's 1,000 records/s."}),
+		readBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "consumer", Name: "read_bytes_total",
+			Help: "Bytes of the Kinesis records GetRecords returned (data plus partition key, as a shard's 1 MiB/s write limit counts them), replays included."}),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "consumer", Name: "kinesis_calls_total",
 			Help: "Kinesis calls by kind and outcome."}, []string{"call", "outcome"}),
 		throttled: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "consumer", Name: "throttled_total",
@@ -52,7 +58,7 @@ func newMetrics(reg prometheus.Registerer, lag func() Lag) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.readers, m.records, m.calls, m.throttled, m.processErrors, m.processSeconds,
+	for _, c := range []prometheus.Collector{m.readers, m.records, m.readRecords, m.readBytes, m.calls, m.throttled, m.processErrors, m.processSeconds,
 		m.lag, m.behind, m.droppedAggregates, m.shardsEnded, m.syncs, m.fatal} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register consumer metrics: %w", err)

@@ -180,6 +180,7 @@ func (r *shardReader) readLoop(hctx, pctx context.Context) bool {
 			continue
 		}
 		r.backoff.Reset()
+		r.countRead(out.Records)
 		recs := r.convert(out.Records)
 		var arrival time.Duration
 		if n := len(out.Records); n > 0 {
@@ -282,6 +283,19 @@ func (r *shardReader) convert(in []ktypes.Record) []Record {
 		}
 	}
 	return out
+}
+
+// countRead adds records, as GetRecords returned them, to the read counters.
+func (r *shardReader) countRead(recs []ktypes.Record) {
+	if len(recs) == 0 {
+		return
+	}
+	var n int
+	for _, kr := range recs {
+		n += len(kr.Data) + len(aws.ToString(kr.PartitionKey))
+	}
+	r.w.metrics.readRecords.Add(float64(len(recs)))
+	r.w.metrics.readBytes.Add(float64(n))
 }
 
 // after says rec lies beyond the last delivered position (always true for sentinel positions).

@@ -24,6 +24,9 @@ type Resources struct {
 	// ArchiveLeaseTable is the archive's own lease table (a second KCL application). Default:
 	// clickfleet-archive-leases
 	ArchiveLeaseTable string
+	// ScaleLeaseTable holds the lock of 'clickfleet scale' (one row per stream; never a consumer's lease
+	// table, whose workers would take the row for a shard). Default: clickfleet-scale-leases
+	ScaleLeaseTable string
 	// RouteStreams are the output routes' streams, created with OutputShards (the offers stream may be
 	// among them). Default: none
 	RouteStreams []string
@@ -31,12 +34,16 @@ type Resources struct {
 	Buckets []string
 }
 
+// DefaultScaleLeaseTable is the lock table of 'clickfleet scale' (package scale's DefaultLockTable; scale
+// is not imported here, so that test helpers creating resources stay below it).
+const DefaultScaleLeaseTable = "clickfleet-scale-leases"
+
 // DefaultResources returns the names and sizes documented on Resources.
 func DefaultResources() Resources {
 	return Resources{
 		Stream: messages.Stream, OffersStream: messages.OffersStream, ErrorsStream: messages.ErrorStream,
 		Shards: 4, OutputShards: 1, LeaseTable: lease.DefaultTable, SessionsTable: messages.SessionsTable,
-		ArchiveLeaseTable: lake.DefaultLeaseTable, Buckets: []string{lake.DefaultBucket},
+		ArchiveLeaseTable: lake.DefaultLeaseTable, ScaleLeaseTable: DefaultScaleLeaseTable, Buckets: []string{lake.DefaultBucket},
 	}
 }
 
@@ -45,6 +52,7 @@ func (r Resources) Validate() error {
 	for _, f := range []struct{ name, v string }{
 		{"stream", r.Stream}, {"offers-stream", r.OffersStream}, {"errors-stream", r.ErrorsStream},
 		{"lease-table", r.LeaseTable}, {"sessions-table", r.SessionsTable}, {"archive-lease-table", r.ArchiveLeaseTable},
+		{"scale-lease-table", r.ScaleLeaseTable},
 	} {
 		if f.v == "" {
 			return fmt.Errorf("%s: must not be empty", f.name)
@@ -114,6 +122,10 @@ func Setup(ctx context.Context, c Clients, r Resources, log *zap.Logger) error {
 		return err
 	}
 	log.Info("table ready", zap.String("table", r.ArchiveLeaseTable), zap.String("role", "archive leases"))
+	if err := lease.EnsureTable(ctx, c.DynamoDB, r.ScaleLeaseTable); err != nil {
+		return err
+	}
+	log.Info("table ready", zap.String("table", r.ScaleLeaseTable), zap.String("role", "stream autoscaler's lock"))
 	if c.S3 != nil {
 		for _, b := range r.Buckets {
 			created, err := EnsureBucket(ctx, c.S3, b)

@@ -32,7 +32,7 @@ func newSetupCommand(g *globals) *cobra.Command {
 		Use:   "setup",
 		Short: "Create the streams, DynamoDB tables and PostgreSQL schema (idempotent)",
 		Long: `setup creates what is missing and leaves what exists: the input, offers and errors streams, the lease
-table, the sessions table (with its user_id index), the archive's lease table, the lake's bucket, and
+table, the sessions table (with its user_id index), the archive's lease table, the autoscaler's lock table, the lake's bucket, and
 the customers table with its change trigger, and the stream of every output route (--route,
 --routes-file: give setup the routes consume gets).
 It waits until streams and tables are ACTIVE. Endpoints come from the AWS SDK's environment
@@ -104,6 +104,7 @@ LocalStack and AWS alike.`,
 	f.StringVar(&res.LeaseTable, "lease-table", res.LeaseTable, "DynamoDB lease table")
 	f.StringVar(&res.SessionsTable, "sessions-table", res.SessionsTable, "DynamoDB sessions table")
 	f.StringVar(&res.ArchiveLeaseTable, "archive-lease-table", res.ArchiveLeaseTable, "DynamoDB lease table of 'clickfleet archive'")
+	f.StringVar(&res.ScaleLeaseTable, "scale-lease-table", res.ScaleLeaseTable, "DynamoDB table holding the lock of 'clickfleet scale' (its --lease-table)")
 	f.StringVar(&lakeURL, "lake-url", lake.DefaultURL, "the lake, whose bucket is created (empty: no bucket)")
 	f.StringVar(&pathStyle, "s3-path-style", "auto", "path-style S3 addressing: auto (on when AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL is set), true or false")
 	f.StringVar(&pgDSN, "pg-dsn", "", "PostgreSQL connection string for the customers schema (empty: skip PostgreSQL)")

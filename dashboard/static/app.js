@@ -90,7 +90,8 @@
         ...base,
         tooltip: { trigger: "item", formatter: "{b}: {c} ({d}%)" },
         legend: { bottom: 0 },
-        series: [{ name: "events", type: "pie", radius: ["40%", "70%"], label: { formatter: "{b}\n{d}%" },
+        series: [{ name: "events", type: "pie", radius: ["34%", "58%"], center: ["50%", "46%"],
+          label: { formatter: "{b}\n{d}%", overflow: "none" }, labelLine: { length: 8, length2: 8 },
           data: rows.map((r) => ({ name: r.event_name, value: r.events })) }],
       }, true);
     },
