@@ -126,6 +126,7 @@ func (p *processor) Initialize(ctx context.Context, in consumer.InitInput) error
 		p.sh.checkpointed = in.Start
 	}
 	sh := p.sh
+	sh.epoch, sh.validFor = in.LeaseCounter, in.ValidFor
 	sh.userProps = actor.PropsFromProducer(func() actor.Actor { return &userActor{sh: sh} }, actor.WithDispatcher(p.f.disp))
 	strategy := actor.NewOneForOneStrategy(0, time.Second, func(reason any) actor.Directive {
 		sh.log.Error("user actor panicked; the shard stops", zap.Any("reason", reason))
@@ -138,6 +139,11 @@ func (p *processor) Initialize(ctx context.Context, in consumer.InitInput) error
 		return fmt.Errorf("shard %s: spawn ShardActor: %w", in.ShardID, err)
 	}
 	p.pid = pid
+	// Before any user state is read: no earlier owner's write lands from now on.
+	if err := sh.claimFence(p.ctx); err != nil {
+		p.shutdown()
+		return fmt.Errorf("shard %s: %w", in.ShardID, err)
+	}
 	// Users whose session rows a previous owner left lagging (a crash, a lost lease): loaded first, so
 	// that their rows are written at their next trigger even if they send nothing more.
 	ids, err := sh.laggingRows(p.ctx)

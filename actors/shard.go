@@ -30,6 +30,10 @@ type shardShared struct {
 	userProps *actor.Props
 	// checkpointed is the last position checkpointed in this holding period (or the one it started at).
 	checkpointed session.Position
+	// epoch is the lease's counter when the holding period started (its fencing token in Redis), validFor
+	// the lease's validity (consumer.InitInput; nil: unbounded).
+	epoch    int64
+	validFor func() time.Duration
 }
 
 type entryState uint8

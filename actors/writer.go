@@ -24,7 +24,16 @@ import (
 	"github.com/clickfleet/clickfleet/session"
 )
 
-var stateScript = redis.NewScript(session.StateScript)
+var (
+	stateScript = redis.NewScript(session.StateScript)
+	fenceScript = redis.NewScript(session.FenceScript)
+)
+
+// errDeposed stops a write because the lease is no longer provably this worker's by its own clock.
+var errDeposed = fmt.Errorf("%w: lease validity ran out by this worker's clock", lease.ErrLeaseLost)
+
+// errFenced stops the shard because a newer owner raised the shard's fence in Redis.
+var errFenced = fmt.Errorf("%w: a newer owner raised the shard's fence", lease.ErrLeaseLost)
 
 // Kinesis and DynamoDB batch limits.
 const (
@@ -63,6 +72,69 @@ func (sh *shardShared) retry(ctx context.Context, what string, fn func() error) 
 			lvl("retrying after an error", zap.String("op", what), zap.Int("attempt", attempt), zap.Duration("backoff", pause), zap.Error(err))
 		},
 	}, func(context.Context) error { return fn() })
+}
+
+// write is retry for the writes a deposed owner must not make: every attempt starts only while the lease
+// is provably this worker's (consumer.InitInput.ValidFor) and is bounded by that validity; once it is
+// zero the write stops with an error matching lease.ErrLeaseLost. fn gets the attempt's context.
+func (sh *shardShared) write(ctx context.Context, what string, fn func(ctx context.Context) error) error {
+	return sh.retry(ctx, what, func() error {
+		if sh.validFor == nil {
+			return fn(ctx)
+		}
+		vf := sh.validFor()
+		if vf <= 0 {
+			return errDeposed
+		}
+		actx, cancel := context.WithTimeout(ctx, vf)
+		defer cancel()
+		err := fn(actx)
+		if err != nil && actx.Err() != nil && ctx.Err() == nil {
+			return fmt.Errorf("the lease's validity (%s) ran out during the attempt: %w", vf, err)
+		}
+		return err
+	})
+}
+
+// claimFence raises the shard's fence in Redis (session.FenceKey) to this holding period's epoch, before
+// any user state is read: from then on no write of an earlier owner lands (session.StateScript refuses
+// lower epochs), however late it arrives. A fence above the epoch means a newer owner, unless the lease
+// is still provably ours after the fence was read: then it was left by an earlier lease table whose
+// counters started again, and it is set back to the epoch (if unchanged meanwhile).
+func (sh *shardShared) claimFence(ctx context.Context) error {
+	key := session.FenceKey(sh.f.cfg.Prefix, sh.shard)
+	epoch := strconv.FormatInt(sh.epoch, 10)
+	seen := ""
+	for range 3 {
+		var fence int64
+		err := sh.write(ctx, "raise the shard's fence", func(ctx context.Context) error {
+			pipe := sh.f.cfg.Redis.Pipeline()
+			c := fenceScript.Eval(ctx, pipe, []string{key}, epoch, seen) // once per holding period: no EVALSHA
+			_, err := pipe.Exec(ctx)
+			if err == nil {
+				fence, err = c.Int64()
+			}
+			if err != nil {
+				return fmt.Errorf("raise %s to %s: %w", key, epoch, err)
+			}
+			return nil
+		})
+		switch {
+		case err != nil:
+			return err
+		case fence == sh.epoch:
+			return nil
+		case fence > sh.epoch && sh.validFor != nil && sh.validFor() <= 0:
+			return fmt.Errorf("%w (%s is %d, this holding period's lease counter %d)", errFenced, key, fence, sh.epoch)
+		case fence > sh.epoch:
+			sh.log.Warn("the shard's fence is above the lease's counter while the lease is ours: the lease table was created again; setting the fence back",
+				zap.String("key", key), zap.Int64("fence", fence), zap.Int64("lease_counter", sh.epoch))
+			seen = strconv.FormatInt(fence, 10)
+		default: // lowered by another holder's reset meanwhile
+			seen = ""
+		}
+	}
+	return fmt.Errorf("%w: %s keeps changing", errFenced, key)
 }
 
 // resource names the output a permanent error concerns, so that the worker's error says which setting
@@ -178,7 +250,7 @@ func (sh *shardShared) probe(ctx context.Context, fs *flushState) ([]userEffects
 	users := fs.users
 	field := session.PositionField(sh.shard)
 	var keep []userEffects
-	err := sh.retry(ctx, "guard probe", func() error {
+	err := sh.write(ctx, "guard probe", func(ctx context.Context) error {
 		keep, fs.stale = keep[:0], fs.stale[:0]
 		pipe := sh.f.cfg.Redis.Pipeline()
 		cmds := make([]*redis.StringCmd, len(users))
@@ -280,7 +352,7 @@ func (sh *shardShared) putRecords(ctx context.Context, stream, kind string, recs
 	}
 	return parallel(len(chunks), sh.f.cfg.WriteConcurrency, func(i int) error {
 		left := chunks[i]
-		return sh.retry(ctx, "PutRecords "+stream, func() error {
+		return sh.write(ctx, "PutRecords "+stream, func(ctx context.Context) error {
 			entries := make([]ktypes.PutRecordsRequestEntry, len(left))
 			for j, r := range left {
 				entries[j] = ktypes.PutRecordsRequestEntry{Data: r.data, PartitionKey: aws.String(r.key)}
@@ -345,7 +417,7 @@ func (sh *shardShared) writeSessions(ctx context.Context, sessions []messages.Se
 		for j := range part {
 			reqs[j] = dtypes.WriteRequest{PutRequest: &dtypes.PutRequest{Item: sessionItem(&part[j], updated)}}
 		}
-		return sh.retry(ctx, "BatchWriteItem "+table, func() error {
+		return sh.write(ctx, "BatchWriteItem "+table, func(ctx context.Context) error {
 			out, err := sh.f.cfg.DynamoDB.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]dtypes.WriteRequest{table: reqs}})
 			if err != nil {
 				return fmt.Errorf("BatchWriteItem %s (%d sessions): %w", table, len(reqs), err)
@@ -369,8 +441,9 @@ func (sh *shardShared) writeState(ctx context.Context, fs *flushState, users []u
 	if len(users) == 0 {
 		return nil
 	}
-	rowsKey := session.LaggingRowsKey(sh.f.cfg.Prefix, sh.shard)
-	run := func() ([]*redis.Cmd, error) {
+	rowsKey, fenceKey := session.LaggingRowsKey(sh.f.cfg.Prefix, sh.shard), session.FenceKey(sh.f.cfg.Prefix, sh.shard)
+	epoch := strconv.FormatInt(sh.epoch, 10)
+	run := func(ctx context.Context) ([]*redis.Cmd, error) {
 		pipe := sh.f.cfg.Redis.Pipeline()
 		cmds := make([]*redis.Cmd, len(users))
 		for i := range users {
@@ -385,32 +458,34 @@ func (sh *shardShared) writeState(ctx context.Context, fs *flushState, users []u
 			if u.lags {
 				lags = "1"
 			}
-			args := make([]any, 0, 6+len(u.fields))
-			args = append(args, sh.shard, u.pos.SequenceNumber, strconv.FormatInt(u.pos.SubSequence, 10), mode, u.user, lags)
+			args := make([]any, 0, 7+len(u.fields))
+			args = append(args, sh.shard, u.pos.SequenceNumber, strconv.FormatInt(u.pos.SubSequence, 10), mode, u.user, lags, epoch)
 			args = append(args, u.fields...)
-			cmds[i] = stateScript.EvalSha(ctx, pipe, []string{session.UserKey(sh.f.cfg.Prefix, u.user), rowsKey}, args...)
+			cmds[i] = stateScript.EvalSha(ctx, pipe, []string{session.UserKey(sh.f.cfg.Prefix, u.user), rowsKey, fenceKey}, args...)
 		}
 		_, err := pipe.Exec(ctx)
 		return cmds, err
 	}
-	return sh.retry(ctx, "write user state", func() error {
-		cmds, err := run()
+	return sh.write(ctx, "write user state", func(ctx context.Context) error {
+		cmds, err := run(ctx)
 		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 			// A new or restarted Redis does not know the script; the writes that ran are guarded.
 			if err = sh.f.cfg.Redis.ScriptLoad(ctx, session.StateScript).Err(); err == nil {
-				cmds, err = run()
+				cmds, err = run(ctx)
 			}
 		}
 		if err != nil {
 			return fmt.Errorf("write %d users' state: %w", len(users), err)
 		}
-		written, stale := 0, 0
+		written, stale, fenced := 0, 0, false
 		for i, c := range cmds {
 			if c == nil {
 				continue
 			}
 			if v, _ := c.Int(); v == 1 {
 				written++
+			} else if v == session.Fenced {
+				fenced = true
 			} else {
 				stale++
 				fs.stale = append(fs.stale, users[i].user)
@@ -419,6 +494,9 @@ func (sh *shardShared) writeState(ctx context.Context, fs *flushState, users []u
 		sh.f.m.effects.WithLabelValues("state").Add(float64(written))
 		if stale > 0 {
 			sh.f.m.effects.WithLabelValues("stale").Add(float64(stale))
+		}
+		if fenced {
+			return fmt.Errorf("%w (%s is above this holding period's lease counter %d)", errFenced, fenceKey, sh.epoch)
 		}
 		return nil
 	})

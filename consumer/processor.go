@@ -44,6 +44,12 @@ type InitInput struct {
 	// make (objects without a fenced store) checks it before each write and bounds the write by it.
 	// Safe for concurrent use.
 	ValidFor func() time.Duration
+	// LeaseCounter is the lease's leaseCounter when this holding period started. Every take of the lease
+	// raises it, so a later holding period of the shard always has a larger one: a processor can use it
+	// as a fencing token for a store the lease does not fence (a newer owner records it there before
+	// reading; the store refuses writes carrying a smaller one). It starts again if the lease table is
+	// created again.
+	LeaseCounter int64
 }
 
 // Batch is given to Processor.ProcessRecords: the records of one GetRecords call, in shard order.

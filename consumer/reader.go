@@ -87,7 +87,7 @@ func (r *shardReader) runPeriod() {
 	}
 	r.proc = r.w.cfg.NewProcessor(r.shard)
 	r.last = l.Checkpoint
-	if err := r.proc.Initialize(pctx, InitInput{ShardID: r.shard, Start: l.Checkpoint, ParentShardIDs: l.ParentShardIDs, ValidFor: r.h.ValidFor}); err != nil {
+	if err := r.proc.Initialize(pctx, InitInput{ShardID: r.shard, Start: l.Checkpoint, ParentShardIDs: l.ParentShardIDs, ValidFor: r.h.ValidFor, LeaseCounter: l.Counter}); err != nil {
 		if r.permanent(err) {
 			r.release()
 			return

@@ -38,29 +38,35 @@ const (
 
 // StateScript is the Lua script that writes a user's state only if it is beyond what the hash holds for
 // the shard, so that a user's state never moves backwards (a replay, or a deposed owner's late write),
-// and keeps the shard's set of users whose session row lags ([LaggingRowsKey]) in step with it.
+// and only if the caller's holding epoch is not below the shard's fence ([FenceKey], [FenceScript]), so
+// that a deposed owner's write, however late it arrives, never lands once a newer owner started; it
+// keeps the shard's set of users whose session row lags ([LaggingRowsKey]) in step with the state.
 //
-// KEYS[1] the user's hash, KEYS[2] the shard's lagging-rows set. ARGV[1] the shard id, ARGV[2] the
-// sequence number, ARGV[3] the sub-sequence number of the last record the state reflects, ARGV[4] the
-// mode, ARGV[5] the user id, ARGV[6] "1" when the user's session row lags after this write, else "0",
-// then field/value pairs (AppendFields, or just FieldRow). Mode "s" (state) writes only if the position
-// is beyond the stored one for the shard and then sets PositionField(shard) to it (position.Encode's
-// form) with FieldShard, FieldSeq and FieldSub beside it; mode "r" (row) writes only if the stored
-// position is exactly the one given — the state it updates is unchanged otherwise — and sets only the
-// fields given. When it writes, it adds the user to the set (lagging) or removes it. It returns 1 when
-// written, 0 when not.
+// KEYS[1] the user's hash, KEYS[2] the shard's lagging-rows set, KEYS[3] the shard's fence. ARGV[1] the
+// shard id, ARGV[2] the sequence number, ARGV[3] the sub-sequence number of the last record the state
+// reflects, ARGV[4] the mode, ARGV[5] the user id, ARGV[6] "1" when the user's session row lags after
+// this write, else "0", ARGV[7] the caller's holding epoch, then field/value pairs (AppendFields, or just
+// FieldRow). Mode "s" (state) writes only if the position is beyond the stored one for the shard and
+// then sets PositionField(shard) to it (position.Encode's form) with FieldShard, FieldSeq and FieldSub
+// beside it; mode "r" (row) writes only if the stored position is exactly the one given — the state it
+// updates is unchanged otherwise — and sets only the fields given. When it writes, it adds the user to
+// the set (lagging) or removes it. It returns 1 when written, 0 when not (the position), and
+// [Fenced] (-1), writing nothing, when the fence is above the caller's epoch: a newer owner holds the
+// shard.
 //
-// The script touches two keys: the user's hash and the shard's set must be on one Redis node (a
-// single-node Redis, as ElastiCache's non-cluster mode).
+// The script touches three keys: the user's hash, the shard's set and fence must be on one Redis node
+// (a single-node Redis, as ElastiCache's non-cluster mode).
 var StateScript = position.LuaBeyond + `
+local fence = tonumber(redis.call('GET', KEYS[3]) or '-1')
+if fence > tonumber(ARGV[7]) then return ` + strconv.Itoa(Fenced) + ` end
 local pf = '` + PositionFieldStem + `' .. ARGV[1]
 local stored = redis.call('HGET', KEYS[1], pf)
 if ARGV[4] == 'r' then
   if stored ~= ARGV[2] .. ':' .. ARGV[3] then return 0 end
-  redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+  redis.call('HSET', KEYS[1], unpack(ARGV, 8))
 else
   if not beyond(stored, ARGV[2], tonumber(ARGV[3])) then return 0 end
-  redis.call('HSET', KEYS[1], pf, ARGV[2] .. ':' .. ARGV[3], '` + FieldShard + `', ARGV[1], '` + FieldSeq + `', ARGV[2], '` + FieldSub + `', ARGV[3], unpack(ARGV, 7))
+  redis.call('HSET', KEYS[1], pf, ARGV[2] .. ':' .. ARGV[3], '` + FieldShard + `', ARGV[1], '` + FieldSeq + `', ARGV[2], '` + FieldSub + `', ARGV[3], unpack(ARGV, 8))
 end
 if ARGV[6] == '1' then
   redis.call('SADD', KEYS[2], ARGV[5])
@@ -68,6 +74,34 @@ else
   redis.call('SREM', KEYS[2], ARGV[5])
 end
 return 1
+`
+
+// Fenced is StateScript's reply when the shard's fence is above the caller's epoch.
+const Fenced = -1
+
+// FenceKey returns the string holding the highest holding epoch of shardID's owners (the lease's
+// leaseCounter when the holding period started): prefix + "fence:" + shardID. A new owner raises it
+// ([FenceScript]) before it reads any user state; [StateScript] refuses the writes of lower epochs.
+// Each shard has its own: the children of a split or merge start their own fences, their parents'
+// fences stay as they were.
+func FenceKey(prefix, shardID string) string { return prefix + "fence:" + shardID }
+
+// FenceScript raises a shard's fence to the caller's epoch. KEYS[1] the fence ([FenceKey]), ARGV[1] the
+// epoch, ARGV[2] empty, or the fence value the caller saw (then the fence is set to the epoch only if it
+// still holds that value, even when that lowers it: a fence left by an earlier lease table whose
+// counters started again). With ARGV[2] empty it sets the fence to the epoch unless the fence is higher.
+// It returns the fence after the call.
+const FenceScript = `
+local cur = redis.call('GET', KEYS[1])
+if ARGV[2] ~= '' then
+  if cur == ARGV[2] then redis.call('SET', KEYS[1], ARGV[1]) return tonumber(ARGV[1]) end
+  return tonumber(cur or '-1')
+end
+if cur == false or tonumber(cur) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return tonumber(ARGV[1])
+end
+return tonumber(cur)
 `
 
 // LaggingRowsKey returns the Redis set of the users whose session row lags their state, as written
