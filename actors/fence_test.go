@@ -1,0 +1,122 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/lease"
+	"github.com/clickfleet/clickfleet/session"
+)
+
+// notFailed fails the test if f reported a permanent failure: a fenced or expired owner ends its holding
+// period, it does not stop the worker.
+func notFailed(t *testing.T, f *Factory) {
+	t.Helper()
+	select {
+	case err := <-f.Failed():
+		t.Fatalf("the factory reported a permanent failure: %v", err)
+	default:
+	}
+}
+
+// A deposed owner whose lease still looks valid by its clock (its flush was already under way when the
+// new owner started) cannot land its Redis state once the new owner raised the shard's fence: its flush
+// stops as lease lost, writes no user state and checkpoints nothing, the worker does not fail, and the
+// new owner's results are those of a single owner's run.
+func TestFencedOwnerStopsAsLeaseLost(t *testing.T) {
+	ref := newSinks(t)
+	recs := workload(400, 12, 4)
+	run(t, newFactory(t, ref.config("in")), recs, 100)
+
+	s := ref.withTable(t)
+	ctx := context.Background()
+	valid := func() time.Duration { return time.Minute }
+	fa, fb := newFactory(t, s.config("in")), newFactory(t, s.config("in"))
+	a, b := fa.NewProcessor(testShard), fb.NewProcessor(testShard)
+	cpA, cpB := &fakeCheckpointer{}, &fakeCheckpointer{}
+	if err := a.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon, ValidFor: valid, LeaseCounter: 7}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ProcessRecords(ctx, batch(recs[:200], cpA)); err != nil {
+		t.Fatal(err)
+	}
+	// B takes the shard (a later take: a larger lease counter) before A's flush reaches Redis.
+	if err := b.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon, ValidFor: valid, LeaseCounter: 8}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.rdb.Get(ctx, session.FenceKey(s.prefix, testShard)).Result(); got != "8" {
+		t.Fatalf("fence after B's start: %q, want 8", got)
+	}
+	err := a.ShutdownRequested(ctx, cpA)
+	if !errors.Is(err, lease.ErrLeaseLost) {
+		t.Fatalf("the fenced owner's flush: %v, want lease lost", err)
+	}
+	if n := len(userHashes(t, s.rdb, s.prefix)); n != 0 {
+		t.Fatalf("the fenced owner wrote %d users' state", n)
+	}
+	if cpA.calls != 0 {
+		t.Fatalf("the fenced owner checkpointed %d times", cpA.calls)
+	}
+	notFailed(t, fa)
+	// An older holding period starting late (its Initialize after B's) is refused at once.
+	late := fa.NewProcessor(testShard)
+	if err := late.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon, ValidFor: func() time.Duration { return 0 }, LeaseCounter: 6}); !errors.Is(err, lease.ErrLeaseLost) {
+		t.Fatalf("an older holding period's start: %v, want lease lost", err)
+	}
+
+	for i := 0; i < len(recs); i += 100 {
+		if err := b.ProcessRecords(ctx, batch(recs[i:i+100], cpB)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.ShutdownRequested(ctx, cpB); err != nil {
+		t.Fatal(err)
+	}
+	sameResults(t, s, ref)
+	notFailed(t, fb)
+}
+
+// Once the lease's validity by this worker's clock is zero, a flush writes nothing at all — no outputs,
+// no session rows, no state, no checkpoint — and stops as lease lost, not as a failure of the worker.
+func TestExpiredLeaseWritesNothing(t *testing.T) {
+	s := newSinks(t)
+	ctx := context.Background()
+	var valid atomic.Bool
+	valid.Store(true)
+	f := newFactory(t, s.config("in"))
+	p := f.NewProcessor(testShard)
+	cp := &fakeCheckpointer{}
+	in := consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon, LeaseCounter: 3, ValidFor: func() time.Duration {
+		if valid.Load() {
+			return time.Minute
+		}
+		return 0
+	}}
+	if err := p.Initialize(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ProcessRecords(ctx, batch(workload(200, 10, 2), cp)); err != nil {
+		t.Fatal(err)
+	}
+	valid.Store(false)
+	if err := p.ShutdownRequested(ctx, cp); !errors.Is(err, lease.ErrLeaseLost) {
+		t.Fatalf("final flush with an expired lease: %v, want lease lost", err)
+	}
+	if n := len(userHashes(t, s.rdb, s.prefix)); n != 0 {
+		t.Fatalf("%d users written after the lease expired", n)
+	}
+	if n := len(scanSessions(t, s.ddb, s.table)); n != 0 {
+		t.Fatalf("%d sessions written after the lease expired", n)
+	}
+	if n := len(readStream(t, s.kin, s.offers)); n != 0 {
+		t.Fatalf("%d offers written after the lease expired", n)
+	}
+	if cp.calls != 0 {
+		t.Fatalf("%d checkpoints after the lease expired", cp.calls)
+	}
+	notFailed(t, f)
+}
