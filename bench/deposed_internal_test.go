@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,21 +20,16 @@ import (
 	"github.com/clickfleet/clickfleet/session"
 )
 
-// A deposed owner's late state write, landing while the new owner flushes, leaves a session row behind
-// the state (the interleaving inferred from chaos seed 2's failure): old owner A writes a flush's rows
-// (user X: count 3) and is stopped with that flush's Redis state write pending; new owner B takes the
-// lease from the older checkpoint and, one record per flush, writes X's row from an older view (count
-// 2); A wakes and its pending state write (position of the 3rd event) lands; B's state write for the
-// 2nd event is then refused and its next flush (the 3rd event) is judged already written. The row
-// must end at count 3.
-//
-// Opt-in (CLICKFLEET_CHAOS_REPRO=1) while the bug is open: on the code it was written against it fails in
-// about half its runs (whether A's retry or its lease-loss detection runs first after SIGCONT); run it
-// with -count=5 to check a fix.
+// A deposed owner's state write that is already on its way to Redis when the new owner starts must not
+// land (the interleaving inferred from chaos seed 2's failure, made deterministic): old owner A writes a
+// flush's rows (user X: count 3) and sends its Redis state write, which the network holds; A's
+// DynamoDB goes away, so its lease runs out and B takes the shard from the older checkpoint, one record
+// per flush; while B writes X's row from its older view (count 2), the network delivers A's held state
+// write. Without a fence it lands (position of the 3rd event, beyond B's), B's own state write is
+// refused and B finds its next flush already written ("dropped effects …"); the shard's fence, raised
+// by B before it read any state, refuses it. The row must end at count 3 and B must never find its
+// effects already written by someone else.
 func TestDeposedOwnerLateStateWrite(t *testing.T) {
-	if os.Getenv("CLICKFLEET_CHAOS_REPRO") != "1" {
-		t.Skip("reproduces an open bug in the actors' flush (a deposed owner's late state write); set CLICKFLEET_CHAOS_REPRO=1 to run it")
-	}
 	ctx := context.Background()
 	kin, ddb, rdb := testenv.Kinesis(t), testenv.DynamoDB(t), testenv.Redis(t)
 	stream := testenv.Stream(t, kin, 1)
@@ -83,11 +77,10 @@ func TestDeposedOwnerLateStateWrite(t *testing.T) {
 			Args: append([]string{"--processor", "actors", "--stream", stream, "--lease-table", leases, "--sessions-table", sessions,
 				"--offers-stream", offers, "--errors-stream", errs, "--redis-url", "redis://" + front["redis-"+w] + "/0", "--key-prefix", prefix,
 				"--geo-mmdb", "", "--failover-time", "3s", "--take-interval", "500ms", "--idle-time", "100ms", "--shard-sync-interval", "2s",
-				"--flush-interval", "200ms"}, extra...)}
+				"--flush-interval", "200ms", "--session-update-interval", "1ms"}, extra...)}
 	}
 	fa, fb := fleet("a"), fleet("b", "--max-records", "1", "--flush-max-records", "1")
 	t.Cleanup(func() {
-		_ = fa.Signal("A", syscall.SIGCONT)
 		fa.StopAll()
 		fb.StopAll()
 		if t.Failed() {
@@ -150,25 +143,24 @@ func TestDeposedOwnerLateStateWrite(t *testing.T) {
 	s1 := put(0)
 	testenv.WaitFor(t, "A to checkpoint the first event", 60*time.Second, func() bool { l, _ := owner(); return l.Checkpoint.SequenceNumber == s1[0] })
 
-	// e2 and e3 in one flush of A: its rows land (slowly), then Redis goes away before its state write.
+	// e2 and e3 in one flush of A: its rows land (slowly); the network holds its state write.
 	if _, err := px.Latency("ddb-a", 400*time.Millisecond, 0); err != nil {
 		t.Fatal(err)
 	}
 	batches, _ := layers["a"].Total("BatchWriteItem")
+	writes := sessionWrites(fa, "A")
 	s23 := put(1000, 2000)
+	// The rows' request passed the proxy; its answer takes another 0.4 s, and the state write follows it.
 	testenv.WaitFor(t, "A's BatchWriteItem to reach DynamoDB", 30*time.Second, func() bool { n, _ := layers["a"].Total("BatchWriteItem"); return n > batches })
-	if err := px.Disable("redis-a"); err != nil {
+	held, err := px.Latency("redis-a", time.Hour, 0)
+	if err != nil {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, "A's rows (count 3)", 30*time.Second, func() bool { return rowCount() == 3 })
-	testenv.WaitFor(t, "A's state write to fail and wait for its retry", 30*time.Second, func() bool {
-		b, _ := os.ReadFile(dir + "/A.log")
-		return strings.Contains(string(b), `"op":"write user state"`)
-	})
-	if err := fa.Signal("A", syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	if err := px.Clear("ddb-a"); err != nil {
+	// A counts the rows when their answer arrives, and sends the state write right after.
+	testenv.WaitFor(t, "A to have its rows' answer", 30*time.Second, func() bool { return sessionWrites(fa, "A") > writes })
+	// A loses DynamoDB: its lease runs out by its own clock and B takes over.
+	if err := px.Disable("ddb-a"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -179,11 +171,8 @@ func TestDeposedOwnerLateStateWrite(t *testing.T) {
 	bBatches, _ := layers["b"].Total("BatchWriteItem")
 	testenv.WaitFor(t, "B to take the lease", 60*time.Second, func() bool { l, _ := owner(); return l.Owner == "B" })
 	testenv.WaitFor(t, "B's first BatchWriteItem (e2 only)", 60*time.Second, func() bool { n, _ := layers["b"].Total("BatchWriteItem"); return n > bBatches })
-	// A wakes while B's first rows are on their way; its pending state write can reach Redis again.
-	if err := px.Enable("redis-a"); err != nil {
-		t.Fatal(err)
-	}
-	if err := fa.Signal("A", syscall.SIGCONT); err != nil {
+	// B's rows for e2 are written, its state write follows in 0.4 s: A's held writes arrive now.
+	if err := px.Remove("redis-a", held); err != nil {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, "B to checkpoint e3", 90*time.Second, func() bool { l, _ := owner(); return l.Owner == "B" && l.Checkpoint.SequenceNumber == s23[1] })
@@ -197,6 +186,24 @@ func TestDeposedOwnerLateStateWrite(t *testing.T) {
 	if n := rowCount(); n != 3 {
 		t.Fatalf("the session row counts %d events after the takeover, want 3 (Redis state: %v)", n, h)
 	}
+	if b, _ := os.ReadFile(dir + "/B.log"); strings.Contains(string(b), "dropped effects of users already written beyond this flush") {
+		t.Fatalf("B found its effects already written: a deposed owner's write landed after B started (Redis state: %v)", h)
+	}
+}
+
+// sessionWrites reads clickfleet_actors_session_writes_total from worker id of f (-1 when it does not answer).
+func sessionWrites(f *Fleet, id string) float64 {
+	f.mu.Lock()
+	w := f.workers[id]
+	f.mu.Unlock()
+	if w == nil {
+		return -1
+	}
+	m, err := scrape(context.Background(), w.addr, "clickfleet_actors_session_writes_total")
+	if err != nil {
+		return -1
+	}
+	return m[0]
 }
 
 func tailString(s string, n int) string {
