@@ -113,6 +113,18 @@
 // deposed owner's state write cannot move a user backwards (the Lua guard), and its late flush is dropped
 // by the probe. After a reshard a child shard has no stored position, so all its records are new.
 //
+// Deposed owners are fenced twice. Every write attempt of a flush (probe, outputs, rows, state, each
+// retry) starts only while the lease is provably this worker's by its own clock
+// (consumer.InitInput.ValidFor) and is bounded by that validity; at zero the shard stops as lease lost.
+// And a new holding period first raises the shard's fence in Redis (cf:fence:<shard>, session.FenceKey)
+// to its lease counter (InitInput.LeaseCounter, larger for every later take), before it reads any user
+// state; the state script refuses a write carrying a lower counter, so an old owner's state write that
+// was already on its way (paused, or held by the network) never lands after the new owner started, and
+// the probe's premise — whoever stored a position wrote the rows for it, and no older view overwrote
+// them — holds. A refused write stops the shard as lease lost, not the worker. An old owner's session
+// row write already sent before its validity ran out can still land late (rows are unconditional
+// absolute values); the row's next trigger rewrites it.
+//
 // Copies of an event under new positions — a producer's PutRecords call that timed out after Kinesis
 // stored it, sent again — are dropped by click_id: the user's state keeps the fingerprints of the user's
 // last session.RecentClicksSize (32) applied click ids (session.RecentClicks, stored in the hash field

@@ -120,3 +120,34 @@ func TestExpiredLeaseWritesNothing(t *testing.T) {
 	}
 	notFailed(t, f)
 }
+
+// A fence above the lease's counter while the lease is provably ours was left by an earlier lease table
+// (its counters started again): the holding period sets it back and writes as usual.
+func TestFenceFromAnEarlierLeaseTable(t *testing.T) {
+	s := newSinks(t)
+	ctx := context.Background()
+	key := session.FenceKey(s.prefix, testShard)
+	if err := s.rdb.Set(ctx, key, "100", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	f := newFactory(t, s.config("in"))
+	p := f.NewProcessor(testShard)
+	cp := &fakeCheckpointer{}
+	in := consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon, LeaseCounter: 2, ValidFor: func() time.Duration { return time.Minute }}
+	if err := p.Initialize(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.rdb.Get(ctx, key).Result(); got != "2" {
+		t.Fatalf("fence %q after the start, want 2", got)
+	}
+	if err := p.ProcessRecords(ctx, batch(workload(100, 5, 5), cp)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ShutdownRequested(ctx, cp); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(userHashes(t, s.rdb, s.prefix)); n != 5 {
+		t.Fatalf("%d users written, want 5", n)
+	}
+	notFailed(t, f)
+}
