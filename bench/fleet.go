@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,12 +18,18 @@ import (
 	"time"
 )
 
-// Fleet runs `clickfleet consume` worker processes for a scenario and reads their /metrics.
+// Fleet runs `clickfleet consume` (or Command) worker processes for a scenario and reads their /metrics.
 type Fleet struct {
 	// Binary is the clickfleet executable. Required.
 	Binary string
-	// Args are given to every worker after `consume` (stream, lease table, Redis, timings …).
+	// Command is the subcommand every worker runs. Default: consume.
+	Command string
+	// Args are given to every worker after the command (stream, lease table, Redis, timings …).
 	Args []string
+	// Env is added to the environment the workers inherit (endpoints, say).
+	Env []string
+	// WorkerArgs are given to the named worker after Args.
+	WorkerArgs map[string][]string
 	// LogDir receives one log file per worker process.
 	LogDir string
 
@@ -38,6 +45,7 @@ type workerProc struct {
 	log     *os.File
 	started time.Time
 	done    chan struct{}
+	err     error // the process's exit, once done is closed
 }
 
 // Start launches worker id and waits until its /readyz answers (up to 30 s).
@@ -46,25 +54,35 @@ func (f *Fleet) Start(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	logf, err := os.Create(filepath.Join(f.LogDir, id+".log"))
+	logf, err := os.OpenFile(filepath.Join(f.LogDir, id+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644) // a restarted worker appends
 	if err != nil {
 		return err
 	}
-	args := append([]string{"consume", "--worker-id", id, "--http-listen", addr, "--log-format", "json"}, f.Args...)
+	command := f.Command
+	if command == "" {
+		command = "consume"
+	}
+	args := append([]string{command, "--worker-id", id, "--http-listen", addr, "--log-format", "json"}, f.Args...)
+	args = append(args, f.WorkerArgs[id]...)
 	cmd := exec.Command(f.Binary, args...)
+	if len(f.Env) > 0 {
+		cmd.Env = append(os.Environ(), f.Env...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("start worker %s: %w", id, err)
 	}
 	w := &workerProc{id: id, cmd: cmd, addr: addr, log: logf, started: time.Now(), done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); logf.Close(); close(w.done) }()
+	go func() { w.err = cmd.Wait(); logf.Close(); close(w.done) }()
 	f.mu.Lock()
 	if f.workers == nil {
 		f.workers = map[string]*workerProc{}
 	}
 	f.workers[id] = w
-	f.order = append(f.order, id)
+	if !slices.Contains(f.order, id) {
+		f.order = append(f.order, id)
+	}
 	f.mu.Unlock()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -111,6 +129,56 @@ func (f *Fleet) Stop(id string) time.Duration {
 		<-w.done
 	}
 	return time.Since(start)
+}
+
+// Terminate ends worker id with SIGTERM (and SIGCONT, should it be stopped) and returns its exit: nil
+// for status 0. After timeout it is killed and an error says so.
+func (f *Fleet) Terminate(id string, timeout time.Duration) error {
+	w := f.take(id)
+	if w == nil {
+		return fmt.Errorf("worker %s is not running", id)
+	}
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	_ = w.cmd.Process.Signal(syscall.SIGCONT)
+	select {
+	case <-w.done:
+		if w.err != nil {
+			return fmt.Errorf("worker %s: %w (log: %s)", id, w.err, w.log.Name())
+		}
+		return nil
+	case <-time.After(timeout):
+		_ = w.cmd.Process.Kill()
+		<-w.done
+		return fmt.Errorf("worker %s did not stop within %s of SIGTERM; killed (log: %s)", id, timeout, w.log.Name())
+	}
+}
+
+// Signal sends sig to worker id (SIGSTOP and SIGCONT, say).
+func (f *Fleet) Signal(id string, sig syscall.Signal) error {
+	f.mu.Lock()
+	w := f.workers[id]
+	f.mu.Unlock()
+	if w == nil {
+		return fmt.Errorf("worker %s is not running", id)
+	}
+	return w.cmd.Process.Signal(sig)
+}
+
+// Exited returns the workers that ended without Kill, Stop or Terminate, with their exits, and forgets
+// them.
+func (f *Fleet) Exited() map[string]error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]error{}
+	for id, w := range f.workers {
+		select {
+		case <-w.done:
+			out[id] = fmt.Errorf("%v (log: %s)", w.err, w.log.Name())
+			delete(f.workers, id)
+		default:
+		}
+	}
+	return out
 }
 
 // StopAll stops every worker cleanly.

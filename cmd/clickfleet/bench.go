@@ -20,6 +20,7 @@ func newBenchCommand(g *globals) *cobra.Command {
 		Short: "Load tests against real shards (the local stack or AWS), each beside a baseline from the same run",
 	}
 	cmd.AddCommand(newBenchDrainCommand(g))
+	cmd.AddCommand(newBenchChaosCommand())
 	for _, sc := range []struct{ name, short string }{
 		{bench.Steady, "A fixed rate through worker processes: throughput, put → counted latency, CPU and RSS"},
 		{bench.Failover, "kill -9 one of the workers under load: the stall and the time until every shard is held again"},
@@ -201,5 +202,107 @@ func newBenchDrainCommand(g *globals) *cobra.Command {
 	f.StringVar(&geoMMDB, "geo-mmdb", geoAuto, "archive: geo database for the Parquet rows' location (auto as for consume; empty: none)")
 	f.StringVar(&redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis for the count processor")
 	f.StringVar(&out, "out", "", "also write the result as JSON to this file")
+	return cmd
+}
+
+func newBenchChaosCommand() *cobra.Command {
+	var (
+		cfg           bench.ChaosConfig
+		out, schedule string
+	)
+	cmd := &cobra.Command{
+		Use:   "chaos",
+		Short: "Consume and archive workers under load while seeded faults hit them and every server; results checked against an oracle",
+		Long: `Consume and archive workers under load while seeded faults hit them and every server; results checked against an oracle.
+
+It creates a fresh stream, lease tables, sessions table, bucket, a PostgreSQL database of customers and a
+Redis of its own, puts fault proxies (Toxiproxy, and an HTTP layer answering AWS's throttling and 5xx
+errors) in front of Kinesis, DynamoDB, S3, Redis and PostgreSQL, and runs --consume-workers
+'clickfleet consume --processor actors' (the first also syncs names from PostgreSQL) and
+--archive-workers 'clickfleet archive' processes (this binary) through them while producing --rate
+events/s for --duration. Faults drawn from --seed: kill -9, SIGTERM and SIGSTOP (past the failover time)
+of workers, a Redis restart, throttling bursts on Kinesis and DynamoDB, other errors, latency, resets
+and stalls on each server. Then every worker is stopped with SIGTERM and the results are compared: each
+session row with the sessions PostgreSQL computes from the produced events (the lab's LAG over each
+user's events, gap 10 s), per-user counts, last access and names in Redis, and each produced click_id
+exactly once in the lake's raw objects and once in its Parquet rows. Any difference fails the run,
+printing it and the fault schedule. The AWS endpoints come from AWS_ENDPOINT_URL_KINESIS,
+AWS_ENDPOINT_URL_DYNAMODB and AWS_ENDPOINT_URL_S3 (the local stack; chaos does not run against AWS).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			for _, v := range []struct {
+				env string
+				dst *string
+			}{{"AWS_ENDPOINT_URL_KINESIS", &cfg.KinesisURL}, {"AWS_ENDPOINT_URL_DYNAMODB", &cfg.DynamoDBURL}, {"AWS_ENDPOINT_URL_S3", &cfg.S3URL}} {
+				if *v.dst = os.Getenv(v.env); *v.dst == "" {
+					return usagef("bench chaos puts fault proxies in front of local servers: set %s (eval \"$(deploy/local/stack env)\")", v.env)
+				}
+			}
+			if cfg.PostgresDSN == "" {
+				return usagef("--pg-dsn (CLICKFLEET_PG_DSN) is required: the oracle runs in PostgreSQL")
+			}
+			if cfg.Duration < 20*time.Second {
+				return usagef("--duration (CLICKFLEET_DURATION) must be at least 20s, got %s", cfg.Duration)
+			}
+			if cfg.Rate <= 0 || cfg.Users <= 0 || cfg.Shards <= 0 {
+				return usagef("--rate, --users and --shards must be positive")
+			}
+			if cfg.ConsumeWorkers < 2 || cfg.ArchiveWorkers < 1 {
+				return usagef("--consume-workers must be at least 2 and --archive-workers at least 1")
+			}
+			if schedule != "" {
+				b, err := os.ReadFile(schedule)
+				if err != nil {
+					return usagef("--schedule (CLICKFLEET_SCHEDULE): %v", err)
+				}
+				var prev struct {
+					Faults []bench.ChaosFault `json:"faults"`
+				}
+				if err := json.Unmarshal(b, &prev); err != nil || len(prev.Faults) == 0 {
+					return usagef("--schedule (CLICKFLEET_SCHEDULE) %s: not a chaos result with faults (%v)", schedule, err)
+				}
+				cfg.Schedule = prev.Faults
+			}
+			awsCfg, err := loadAWS(ctx)
+			if err != nil {
+				return err
+			}
+			s3c, err := newS3(awsCfg, "true")
+			if err != nil {
+				return err
+			}
+			cfg.S3 = s3c
+			if cfg.Binary, err = os.Executable(); err != nil {
+				return err
+			}
+			cfg.Progress = func(s string) { fmt.Fprintln(os.Stderr, "chaos:", s) }
+			res, err := bench.Chaos(ctx, kinesis.NewFromConfig(awsCfg), dynamodb.NewFromConfig(awsCfg), cfg)
+			if out != "" && res.Seed != 0 {
+				if b, jerr := json.MarshalIndent(res, "", "  "); jerr == nil {
+					_ = os.WriteFile(out, append(b, '\n'), 0o644)
+				}
+			}
+			if err != nil {
+				return err
+			}
+			return bench.WriteChaos(os.Stdout, res)
+		},
+	}
+	f := cmd.Flags()
+	f.Uint64Var(&cfg.Seed, "seed", 1, "seed of the fault schedule and the load (the same seed draws the same faults)")
+	f.DurationVar(&cfg.Duration, "duration", 60*time.Second, "how long to produce (at least 20s); one round of faults per started minute")
+	f.Float64Var(&cfg.Rate, "rate", 100, "events per second to produce")
+	f.IntVar(&cfg.Users, "users", 200, "distinct users")
+	f.Int32Var(&cfg.Shards, "shards", 4, "shards of the fresh stream")
+	f.IntVar(&cfg.ConsumeWorkers, "consume-workers", 3, "consume worker processes (at least 2)")
+	f.IntVar(&cfg.ArchiveWorkers, "archive-workers", 2, "archive worker processes (at least 1)")
+	f.DurationVar(&cfg.FailoverTime, "failover-time", 3*time.Second, "the workers' --failover-time; SIGSTOP lasts longer")
+	f.StringVar(&cfg.RedisServer, "redis-server", "redis-server", "redis-server executable for the run's own Redis (restarted by the schedule)")
+	f.StringVar(&cfg.PostgresDSN, "pg-dsn", "", "PostgreSQL server (URL form) for the oracle and the run's customers database")
+	f.StringVar(&cfg.ListenHost, "listen-host", "127.0.0.1", "address the fault proxies listen on (ports picked free)")
+	f.StringVar(&cfg.LogDir, "log-dir", "", "directory for the workers' logs and the run's Redis (default: a temporary one)")
+	f.StringVar(&out, "out", "", "also write the result (schedule, notes, throttling figures) as JSON to this file")
+	f.StringVar(&schedule, "schedule", "", "replay the faults of an earlier run's --out file instead of drawing them from --seed")
 	return cmd
 }

@@ -57,6 +57,7 @@ func newRootCommand() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "auto", "log format: json, console, or auto (console on a terminal, JSON otherwise)")
+	root.AddCommand(newHealthcheckCommand(g))
 	root.AddCommand(newSetupCommand(g), newGenCommand(g), newTailCommand(g), newConsumeCommand(g), newIngestCommand(g), newBenchCommand(g), newNamesSyncCommand(g), newSessionsCommand(g), newArchiveCommand(g))
 	root.AddCommand(newCatalogCommand(g), newReportCommand(g), newDashboardCommand(g))
 	root.AddCommand(newScaleCommand(g))
@@ -143,6 +144,9 @@ func loadAWS(ctx context.Context) (aws.Config, error) {
 	}
 	if cfg.Region == "" {
 		return cfg, usagef("no AWS region: set AWS_REGION (for the local stack any region, e.g. us-east-1)")
+	}
+	if err := recordCalls(&cfg); err != nil {
+		return cfg, err
 	}
 	return cfg, nil
 }

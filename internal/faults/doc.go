@@ -1,0 +1,17 @@
+// Package faults injects faults between clickfleet's processes and the servers they talk to, for chaos
+// tests and benchmarks on the local stack.
+//
+// Two layers, used together or alone:
+//   - Proxies runs Toxiproxy (github.com/Shopify/toxiproxy/v2) in process: one TCP proxy per server
+//     (Kinesis, DynamoDB, Redis, S3, PostgreSQL), each of which can add latency, cap bandwidth, stall
+//     connections (timeout) or reset them, and be switched off and on.
+//   - AWSLayer is an HTTP reverse proxy in front of an AWS emulator that answers a configurable fraction
+//     of calls with the error AWS itself sends when it throttles or fails
+//     (ProvisionedThroughputExceededException, LimitExceededException, ThrottlingException, 500
+//     InternalFailure, 503 ServiceUnavailable, S3's 503 SlowDown), in the service's own wire shape, so
+//     the SDK's retryer and clickfleet's backoff see what they would see on AWS. It counts calls per
+//     operation and second, faulted or not, so a test can tell a backoff from a tight retry loop.
+//
+// The emulators never throttle, stall or reset a connection; these layers make the code paths that
+// handle that testable. This package is for tests and benchmarks, not for production processes.
+package faults

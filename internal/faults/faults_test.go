@@ -1,0 +1,259 @@
+package faults_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/clickfleet/clickfleet/internal/faults"
+	"github.com/clickfleet/clickfleet/internal/testenv"
+	"github.com/clickfleet/clickfleet/retry"
+)
+
+// Each error kind reaches the SDK as AWS sends it: the modeled exception type where the service models
+// it, the right code otherwise, retried by the SDK's retryer (3 attempts by default, so 3 calls arrive),
+// and transient for retry.IsPermanent.
+func TestAWSLayerErrorShapes(t *testing.T) {
+	kin := testenv.Kinesis(t)
+	ddb := testenv.DynamoDB(t)
+	stream := testenv.Stream(t, kin, 1)
+	table := testenv.LeaseTable(t, ddb)
+	kl := layer(t, os.Getenv("AWS_ENDPOINT_URL_KINESIS"))
+	dl := layer(t, os.Getenv("AWS_ENDPOINT_URL_DYNAMODB"))
+	kc := kinesis.NewFromConfig(testenv.AWSConfig(t), func(o *kinesis.Options) { o.BaseEndpoint = aws.String(kl.url) })
+	dc := dynamodb.NewFromConfig(testenv.AWSConfig(t), func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(dl.url) })
+	ctx := context.Background()
+	getRecords := func() error {
+		it, err := kin.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String(stream), ShardId: aws.String("shardId-000000000000"), ShardIteratorType: ktypes.ShardIteratorTypeTrimHorizon})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator})
+		return err
+	}
+	getItem := func() error {
+		_, err := dc.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(table), Key: map[string]dtypes.AttributeValue{"leaseKey": &dtypes.AttributeValueMemberS{Value: "x"}}})
+		return err
+	}
+	for _, tc := range []struct {
+		name   string
+		l      *testLayer
+		op     string
+		call   func() error
+		kind   faults.Kind
+		code   string
+		status int
+		check  func(error) bool
+	}{
+		{"kinesis throughput", kl, "GetRecords", getRecords, faults.ThroughputExceeded, "ProvisionedThroughputExceededException", 400,
+			func(err error) bool { var e *ktypes.ProvisionedThroughputExceededException; return errors.As(err, &e) }},
+		{"kinesis limit", kl, "GetRecords", getRecords, faults.LimitExceeded, "LimitExceededException", 400,
+			func(err error) bool { var e *ktypes.LimitExceededException; return errors.As(err, &e) }},
+		{"kinesis 500", kl, "GetRecords", getRecords, faults.InternalFailure, "InternalFailure", 500, nil},
+		{"kinesis 503", kl, "GetRecords", getRecords, faults.ServiceUnavailable, "ServiceUnavailable", 503, nil},
+		{"dynamodb throughput", dl, "GetItem", getItem, faults.ThroughputExceeded, "ProvisionedThroughputExceededException", 400,
+			func(err error) bool { var e *dtypes.ProvisionedThroughputExceededException; return errors.As(err, &e) }},
+		{"dynamodb throttling", dl, "GetItem", getItem, faults.Throttling, "ThrottlingException", 400, nil},
+		{"dynamodb 500", dl, "GetItem", getItem, faults.InternalFailure, "InternalServerError", 500,
+			func(err error) bool { var e *dtypes.InternalServerError; return errors.As(err, &e) }},
+		{"dynamodb 503", dl, "GetItem", getItem, faults.ServiceUnavailable, "ServiceUnavailable", 503, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.call(); err != nil {
+				t.Fatalf("without a fault: %v", err)
+			}
+			if err := tc.l.Set(faults.Fault{Kind: tc.kind, Fraction: 1, Operations: []string{tc.op}}); err != nil {
+				t.Fatal(err)
+			}
+			defer tc.l.Clear()
+			calls0, faulted0 := tc.l.Total(tc.op)
+			err := tc.call()
+			var api smithy.APIError
+			if !errors.As(err, &api) || api.ErrorCode() != tc.code {
+				t.Fatalf("got %v, want an API error %s", err, tc.code)
+			}
+			var re interface{ HTTPStatusCode() int }
+			if !errors.As(err, &re) || re.HTTPStatusCode() != tc.status {
+				t.Fatalf("got %v, want HTTP %d", err, tc.status)
+			}
+			if tc.check != nil && !tc.check(err) {
+				t.Fatalf("got %T-wrapped %v, not the modeled exception", err, err)
+			}
+			if retry.IsPermanent(err) {
+				t.Fatalf("retry.IsPermanent(%v) = true, want transient", err)
+			}
+			calls, faulted := tc.l.Total(tc.op)
+			if calls-calls0 != 3 || faulted-faulted0 != 3 {
+				t.Fatalf("%d calls (%d faulted) reached the layer, want the SDK's 3 attempts", calls-calls0, faulted-faulted0)
+			}
+		})
+	}
+	t.Run("fraction", func(t *testing.T) {
+		if err := dl.Set(faults.Fault{Kind: faults.Throttling, Fraction: 0.5}); err != nil {
+			t.Fatal(err)
+		}
+		defer dl.Clear()
+		calls0, faulted0 := dl.Total("GetItem")
+		from := time.Now()
+		ok := 0
+		for range 40 {
+			if getItem() == nil {
+				ok++
+			}
+		}
+		calls, faulted := dl.Total("GetItem")
+		calls, faulted = calls-calls0, faulted-faulted0
+		perSecond := 0
+		for _, s := range dl.Counts("GetItem", from, time.Now()) {
+			perSecond += s.Calls
+		}
+		if perSecond < calls {
+			t.Fatalf("the per-second counts hold %d calls, the total %d", perSecond, calls)
+		}
+		// Half the attempts fail; the SDK's retries make most calls succeed in the end.
+		if faulted < calls/4 || faulted > 3*calls/4 || ok < 20 {
+			t.Fatalf("fraction 0.5: %d of %d attempts faulted, %d of 40 calls succeeded", faulted, calls, ok)
+		}
+	})
+}
+
+// S3 calls get S3's XML errors: 503 SlowDown is retried and transient.
+func TestAWSLayerS3SlowDown(t *testing.T) {
+	c := testenv.S3(t)
+	bucket := testenv.Bucket(t, c)
+	sl := layer(t, os.Getenv("AWS_ENDPOINT_URL_S3"))
+	sc := s3.NewFromConfig(testenv.AWSConfig(t), func(o *s3.Options) { o.BaseEndpoint, o.UsePathStyle = aws.String(sl.url), true })
+	if err := sl.Set(faults.Fault{Kind: faults.ServiceUnavailable, Fraction: 1, Operations: []string{"GET"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := sc.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: aws.String(bucket)})
+	var api smithy.APIError
+	if !errors.As(err, &api) || api.ErrorCode() != "SlowDown" || retry.IsPermanent(err) {
+		t.Fatalf("got %v, want a transient SlowDown", err)
+	}
+	sl.Clear()
+	if _, err := sc.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: aws.String(bucket)}); err != nil {
+		t.Fatalf("after Clear: %v", err)
+	}
+}
+
+type testLayer struct {
+	*faults.AWSLayer
+	url string
+}
+
+func layer(t *testing.T, upstream string) *testLayer {
+	t.Helper()
+	l, err := faults.NewAWSLayer(upstream, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := l.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	return &testLayer{l, "http://" + addr}
+}
+
+// Toxiproxy in front of Redis: latency slows calls, reset_peer breaks them, disable refuses
+// connections, and clearing brings it back.
+func TestProxiesRedis(t *testing.T) {
+	testenv.Redis(t)
+	opts, err := redis.ParseURL(os.Getenv("CLICKFLEET_REDIS_URL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := faults.NewProxies()
+	defer p.Close()
+	addr, err := p.Add("redis", "127.0.0.1:0", opts.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 2 * time.Second, ReadTimeout: 5 * time.Second})
+	defer rdb.Close()
+	ctx := context.Background()
+	ping := func() (time.Duration, error) {
+		start := time.Now()
+		err := rdb.Ping(ctx).Err()
+		return time.Since(start), err
+	}
+	if _, err := ping(); err != nil {
+		t.Fatalf("through the proxy: %v", err)
+	}
+	names, err := p.Latency("redis", 300*time.Millisecond, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := ping(); err != nil || d < 500*time.Millisecond {
+		t.Fatalf("with 300ms latency each way: ping took %v (%v), want ≥ 600ms", d, err)
+	}
+	if err := p.Remove("redis", names); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.ResetPeer("redis", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ping(); err == nil {
+		t.Fatal("ping succeeded through reset_peer")
+	}
+	if err := p.Clear("redis"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "ping after clearing the toxics", 10*time.Second, func() bool { _, err := ping(); return err == nil })
+	// A stall: no reply, and the connection closed after the timeout.
+	names, err = p.Timeout("redis", 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := ping(); err == nil || d < 250*time.Millisecond {
+		t.Fatalf("through a stall: ping took %v and returned %v, want an error after ≥ 300ms", d, err)
+	}
+	if err := p.Remove("redis", names); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "ping after the stall", 10*time.Second, func() bool { _, err := ping(); return err == nil })
+	// A bandwidth cap: 64 KiB at 32 KB/s takes about 2 s.
+	if _, err := p.Bandwidth("redis", 32); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := rdb.Set(ctx, testenv.Name(t, "faults"), make([]byte, 64<<10), time.Minute).Err(); err != nil {
+		t.Fatalf("SET through the bandwidth cap: %v", err)
+	}
+	if d := time.Since(start); d < 1500*time.Millisecond {
+		t.Fatalf("64 KiB through a 32 KB/s cap took %v, want ≈ 2s", d)
+	}
+	if err := p.Clear("redis"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Disable("redis"); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Fatal("a disabled proxy accepted a connection")
+	}
+	if err := p.Enable("redis"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "ping after enabling the proxy again", 10*time.Second, func() bool { _, err := ping(); return err == nil })
+	if _, err := p.Add("redis", "127.0.0.1:0", opts.Addr); err == nil {
+		t.Fatal("a second proxy of the same name was added")
+	}
+	if _, err := p.Latency("nope", time.Second, 0); !errors.Is(err, faults.ErrNoProxy) {
+		t.Fatalf("unknown proxy: %v, want ErrNoProxy", err)
+	}
+}
