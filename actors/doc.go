@@ -9,15 +9,20 @@
 // processor whose Initialize spawns a ShardActor; the ShardActor spawns one UserActor child per user id
 // seen on the shard (state rehydrated from the Redis hash cf:user:<id>, loaded in pipelined batches off
 // the actor), and routes each batch to them: one message per user per batch, that user's records in
-// order. Idle users are passivated by one periodic sweep of the ShardActor (not per-actor
-// ReceiveTimeout, which races); a passivated user's records that arrive while its actor stops are
-// buffered and delivered to its next incarnation. The per-user logic is package session's plain code.
+// order (the batch's records share one array, each user's a slice of it). The user actors' mailboxes run
+// on the factory's pool of one goroutine per CPU rather than a new goroutine per activation (with one
+// actor per user, almost every message finds its mailbox idle). Idle users are passivated by one
+// periodic sweep of the ShardActor (not per-actor ReceiveTimeout, which races); a passivated user's
+// records that arrive while its actor stops are buffered and delivered to its next incarnation. The
+// per-user logic is package session's plain code.
 //
 // # Flush barrier and writer
 //
 // Every FlushInterval, or when FlushMaxRecords records are unflushed, the ShardActor asks the users that
-// received records since the last barrier for their effects (the barrier counts replies; records of the
-// shard up to position S were routed before the request, so the replies cover everything ≤ S). A writer
+// received records since the last barrier, and those whose session row trigger is due, for their effects
+// (records of the shard up to position S were routed before the request, so the replies cover everything
+// ≤ S). Each user adds its reply to the barrier under a mutex and counts it down; the last one sends the
+// ShardActor a single message (not one message per user). A writer
 // goroutine, off the mailboxes, then writes them in this order, each stage batched and retried with
 // backoff until it succeeds or the holding period ends:
 //

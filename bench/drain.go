@@ -268,9 +268,11 @@ func Drain(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg DrainConfig
 		// Every record is routed; stopping the workers flushes, writes the rows of the sessions still
 		// open (which would otherwise wait for their close) and checkpoints, as a fleet's clean stop
 		// does: the drain ends when they have stopped, and every user's sessions must count its events.
+		routed := time.Since(start)
 		stop()
 		wg.Wait()
 		end = time.Now()
+		progress(fmt.Sprintf("actors: every record routed after %.2fs; the workers stopped (open sessions' rows written, checkpointed) after %.2fs", routed.Seconds(), end.Sub(start).Seconds()))
 		if err := verifySessions(ctx, ddb, id+"-sessions", want); err != nil {
 			return res, err
 		}
