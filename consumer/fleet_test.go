@@ -279,7 +279,7 @@ func TestFleetProcessesEveryRecordOnceThroughCrashAndRollingRestart(t *testing.T
 		waitBalanced(t, f.table, 3, 8, 60*time.Second)
 	}
 	wait()
-	waitExact(t, rdb, f.pfx, sink.expected(), 90*time.Second)
+	waitExact(t, rdb, f.pfx, onStream(t, kin, stream, sink.expected()), 90*time.Second)
 }
 
 func TestFleetReshardsUnderLoad(t *testing.T) {
@@ -317,7 +317,7 @@ func TestFleetReshardsUnderLoad(t *testing.T) {
 	}
 	waitActive(t, kin, stream)
 	wait()
-	waitExact(t, rdb, f.pfx, sink.expected(), 120*time.Second)
+	waitExact(t, rdb, f.pfx, onStream(t, kin, stream, sink.expected()), 120*time.Second)
 
 	// Every closed shard was read to its end: its lease is at SHARD_END, or already deleted because its
 	// children are under way.

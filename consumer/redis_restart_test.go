@@ -33,5 +33,5 @@ func TestRedisRestartMidRun(t *testing.T) {
 	time.Sleep(3 * time.Second) // an outage of a fixed length: workers must keep retrying through it
 	testenv.StartRedis(t, dir, port)
 	wait()
-	waitExact(t, rdb, f.pfx, sink.expected(), 90*time.Second)
+	waitExact(t, rdb, f.pfx, onStream(t, kin, stream, sink.expected()), 90*time.Second)
 }
