@@ -13,9 +13,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/internal/oracle"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
@@ -103,49 +103,12 @@ func sqlSessions(t *testing.T, evs []putEvent) map[string]messages.Session {
 		t.Fatal(err)
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(ctx, `CREATE TEMP TABLE lab_events (user_id text, event_timestamp bigint, device_type text, shard text, seq numeric) ON COMMIT PRESERVE ROWS`); err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Exec(ctx, `DROP TABLE lab_events`) //nolint:errcheck
-	rows := make([][]any, len(evs))
+	in := make([]oracle.Event, len(evs))
 	for i, e := range evs {
-		rows[i] = []any{e.user, e.ts, e.device, e.shard, e.seq}
+		in[i] = oracle.Event{UserID: e.user, TimestampMs: e.ts, DeviceType: e.device, Shard: e.shard, Seq: e.seq}
 	}
-	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"lab_events"}, []string{"user_id", "event_timestamp", "device_type", "shard", "seq"}, pgx.CopyFromRows(rows)); err != nil {
-		t.Fatal(err)
-	}
-	const q = `
-WITH lagged AS (
-  SELECT *, event_timestamp - LAG(event_timestamp, 1) OVER (PARTITION BY user_id ORDER BY shard, seq) AS gap
-  FROM lab_events),
-numbered AS (
-  SELECT *, SUM(CASE WHEN gap > 10 * 1000 OR gap IS NULL THEN 1 ELSE 0 END)
-              OVER (PARTITION BY user_id ORDER BY shard, seq) AS session_no
-  FROM lagged),
-sessions AS (
-  SELECT user_id, (array_agg(device_type ORDER BY shard, seq))[1] AS device_type,
-         (array_agg(event_timestamp ORDER BY shard, seq))[1] AS start_ms,
-         max(event_timestamp) AS last_event_ms, count(*) AS event_count
-  FROM numbered GROUP BY user_id, session_no),
-named AS (
-  SELECT *, (to_timestamp(start_ms / 1000) + (start_ms % 1000) * interval '1 millisecond') AT TIME ZONE 'UTC' AS start_utc
-  FROM sessions)
-SELECT user_id || '_' || device_type || '_' || to_char(start_utc, 'YYYYMMDD"T"HH24MISS.MS"Z"'),
-       user_id, device_type, to_char(start_utc, 'HH24:MI:SS'), start_ms, last_event_ms, event_count
-FROM named`
-	res, err := conn.Query(ctx, q)
+	out, err := oracle.Sessions(ctx, conn.Conn(), in)
 	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]messages.Session{}
-	for res.Next() {
-		var s messages.Session
-		if err := res.Scan(&s.SessionID, &s.UserID, &s.DeviceType, &s.SessionTime, &s.StartMs, &s.LastEventMs, &s.EventCount); err != nil {
-			t.Fatal(err)
-		}
-		out[s.SessionID] = s
-	}
-	if err := res.Err(); err != nil {
 		t.Fatal(err)
 	}
 	return out

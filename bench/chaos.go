@@ -34,6 +34,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/clickfleet/clickfleet/internal/faults"
+	"github.com/clickfleet/clickfleet/internal/oracle"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
 	"github.com/clickfleet/clickfleet/provision"
@@ -880,7 +881,7 @@ func produceChaos(ctx context.Context, kin KinesisAPI, stream string, cfg ChaosC
 	return nil
 }
 
-// oracleSessions computes the sessions from the produced events in PostgreSQL, independently of the
+// oracleSessions computes the sessions from the produced events in PostgreSQL (package oracle), independently of the
 // project's Go code: the lab's LAG over each user's events in stream order, a new session where the gap
 // to the previous event exceeds 10 s or there is none, named and measured as docs/contracts.md says.
 func oracleSessions(ctx context.Context, dsn string, evs []chaosEvent) (map[string]messages.Session, error) {
@@ -889,49 +890,11 @@ func oracleSessions(ctx context.Context, dsn string, evs []chaosEvent) (map[stri
 		return nil, fmt.Errorf("oracle: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, `CREATE TEMP TABLE chaos_events (user_id text, event_timestamp bigint, device_type text, shard text, seq numeric)`); err != nil {
-		return nil, fmt.Errorf("oracle: %w", err)
-	}
-	rows := make([][]any, len(evs))
+	in := make([]oracle.Event, len(evs))
 	for i, e := range evs {
-		rows[i] = []any{e.user, e.ts, "unknown", e.shard, e.seq}
+		in[i] = oracle.Event{UserID: e.user, TimestampMs: e.ts, DeviceType: "unknown", Shard: e.shard, Seq: e.seq}
 	}
-	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"chaos_events"}, []string{"user_id", "event_timestamp", "device_type", "shard", "seq"}, pgx.CopyFromRows(rows)); err != nil {
-		return nil, fmt.Errorf("oracle: %w", err)
-	}
-	const q = `
-WITH lagged AS (
-  SELECT *, event_timestamp - LAG(event_timestamp, 1) OVER (PARTITION BY user_id ORDER BY shard, seq) AS gap
-  FROM chaos_events),
-numbered AS (
-  SELECT *, SUM(CASE WHEN gap > 10 * 1000 OR gap IS NULL THEN 1 ELSE 0 END)
-              OVER (PARTITION BY user_id ORDER BY shard, seq) AS session_no
-  FROM lagged),
-sessions AS (
-  SELECT user_id, (array_agg(device_type ORDER BY shard, seq))[1] AS device_type,
-         (array_agg(event_timestamp ORDER BY shard, seq))[1] AS start_ms,
-         max(event_timestamp) AS last_event_ms, count(*) AS event_count
-  FROM numbered GROUP BY user_id, session_no),
-named AS (
-  SELECT *, (to_timestamp(start_ms / 1000) + (start_ms % 1000) * interval '1 millisecond') AT TIME ZONE 'UTC' AS start_utc
-  FROM sessions)
-SELECT user_id || '_' || device_type || '_' || to_char(start_utc, 'YYYYMMDD"T"HH24MISS.MS"Z"'),
-       user_id, device_type, to_char(start_utc, 'HH24:MI:SS'), start_ms, last_event_ms, event_count
-FROM named`
-	res, err := conn.Query(ctx, q)
-	if err != nil {
-		return nil, fmt.Errorf("oracle: %w", err)
-	}
-	defer res.Close()
-	out := map[string]messages.Session{}
-	for res.Next() {
-		var s messages.Session
-		if err := res.Scan(&s.SessionID, &s.UserID, &s.DeviceType, &s.SessionTime, &s.StartMs, &s.LastEventMs, &s.EventCount); err != nil {
-			return nil, fmt.Errorf("oracle: %w", err)
-		}
-		out[s.SessionID] = s
-	}
-	return out, res.Err()
+	return oracle.Sessions(ctx, conn, in)
 }
 
 // scanChaosSessions reads every session row (consistent scan).
