@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -14,12 +13,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
-	"github.com/redis/go-redis/v9"
 
-	"github.com/clickfleet/clickfleet/clickgen"
+	"github.com/clickfleet/clickfleet/internal/countcheck"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/lease"
-	"github.com/clickfleet/clickfleet/usercount"
 )
 
 // These tests run real `clickfleet consume` processes against the local stack and check, through the
@@ -110,106 +107,6 @@ func tailOf(s string, n int) string {
 	return "…" + s[len(s)-n:]
 }
 
-// countingSink puts events on the stream and tallies what was stored, per user.
-type countingSink struct {
-	inner clickgen.Sink
-	mu    sync.Mutex
-	want  map[string]int64
-}
-
-func (c *countingSink) Put(ctx context.Context, batch []clickgen.Event) ([]clickgen.Event, error) {
-	failed, err := c.inner.Put(ctx, batch)
-	if err != nil {
-		return failed, err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	stored := map[string]int64{}
-	for _, ev := range batch {
-		stored[ev.UserID]++
-	}
-	for _, ev := range failed {
-		stored[ev.UserID]--
-	}
-	for u, n := range stored {
-		c.want[u] += n
-	}
-	return failed, nil
-}
-
-func (c *countingSink) expected() map[string]int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make(map[string]int64, len(c.want))
-	for k, v := range c.want {
-		out[k] = v
-	}
-	return out
-}
-
-// produce generates count poc events for users at rate events/s (0: as fast as possible) in the
-// background; wait returns once they are all stored.
-func produce(t *testing.T, kin *kinesis.Client, stream string, count int64, users int, rate float64, seed int64) (sink *countingSink, wait func()) {
-	t.Helper()
-	cfg := clickgen.DefaultConfig(clickgen.ProfilePOC)
-	cfg.Count, cfg.Users, cfg.Rate, cfg.Seed, cfg.TimeScale = count, users, rate, seed, 1
-	if rate == 0 {
-		cfg.TimeScale = 0
-	}
-	sink = &countingSink{inner: &clickgen.StreamSink{API: kin, Stream: stream}, want: map[string]int64{}}
-	done := make(chan error, 1)
-	go func() {
-		_, err := clickgen.Run(context.Background(), cfg, sink, nil)
-		done <- err
-	}()
-	return sink, func() {
-		t.Helper()
-		if err := <-done; err != nil {
-			t.Fatalf("producer: %v", err)
-		}
-	}
-}
-
-// waitExact polls the per-user counts until they equal want; any count above want fails at once.
-func waitExact(t *testing.T, rdb *redis.Client, prefix string, want map[string]int64, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var total, wantTotal int64
-	for _, n := range want {
-		wantTotal += n
-	}
-	for {
-		ctx := context.Background()
-		pipe := rdb.Pipeline()
-		cmds := map[string]*redis.StringCmd{}
-		for u := range want {
-			cmds[u] = pipe.HGet(ctx, usercount.Key(prefix, u), "count")
-		}
-		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
-			t.Fatalf("read counts: %v", err)
-		}
-		total = 0
-		missing := 0
-		for u, c := range cmds {
-			n, _ := strconv.ParseInt(c.Val(), 10, 64)
-			if n > want[u] {
-				t.Fatalf("user %s counted %d times, but only %d records were put: a record was processed twice", u, n, want[u])
-			}
-			if n < want[u] {
-				missing++
-			}
-			total += n
-		}
-		if missing == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %d of %d records counted; %d users short", timeout, total, wantTotal, missing)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 // owners returns how many leases each worker owns.
 func owners(t *testing.T, table string) map[string]int {
 	t.Helper()
@@ -257,7 +154,7 @@ func TestFleetProcessesEveryRecordOnceThroughCrashAndRollingRestart(t *testing.T
 		f.start(id)
 	}
 	// Phase 1: 3 workers, 8 shards, records flowing.
-	sink, wait := produce(t, kin, stream, 20000, 300, 2500, 1)
+	sink, wait := countcheck.Produce(t, kin, stream, 20000, 300, 2500, 1)
 	balance := waitBalanced(t, f.table, 3, 8, 60*time.Second)
 	t.Logf("balanced: %v", balance)
 
@@ -279,7 +176,7 @@ func TestFleetProcessesEveryRecordOnceThroughCrashAndRollingRestart(t *testing.T
 		waitBalanced(t, f.table, 3, 8, 60*time.Second)
 	}
 	wait()
-	waitExact(t, rdb, f.pfx, onStream(t, kin, stream, sink.expected()), 90*time.Second)
+	countcheck.WaitExact(t, rdb, f.pfx, countcheck.OnStream(t, kin, stream, sink.Stored()), 90*time.Second)
 }
 
 func TestFleetReshardsUnderLoad(t *testing.T) {
@@ -291,7 +188,7 @@ func TestFleetReshardsUnderLoad(t *testing.T) {
 	f := newFleet(t, stream, os.Getenv("CLICKFLEET_REDIS_URL"))
 	f.start("w1")
 	f.start("w2")
-	sink, wait := produce(t, kin, stream, 12000, 200, 2000, 2)
+	sink, wait := countcheck.Produce(t, kin, stream, 12000, 200, 2000, 2)
 	waitBalanced(t, f.table, 2, 4, 60*time.Second)
 	ctx := context.Background()
 
@@ -317,7 +214,7 @@ func TestFleetReshardsUnderLoad(t *testing.T) {
 	}
 	waitActive(t, kin, stream)
 	wait()
-	waitExact(t, rdb, f.pfx, onStream(t, kin, stream, sink.expected()), 120*time.Second)
+	countcheck.WaitExact(t, rdb, f.pfx, countcheck.OnStream(t, kin, stream, sink.Stored()), 120*time.Second)
 
 	// Every closed shard was read to its end: its lease is at SHARD_END, or already deleted because its
 	// children are under way.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clickfleet/clickfleet/internal/countcheck"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 )
 
@@ -21,7 +22,7 @@ func TestRedisRestartMidRun(t *testing.T) {
 	f := newFleet(t, stream, fmt.Sprintf("redis://127.0.0.1:%s/0", port))
 	f.start("w1")
 	f.start("w2")
-	sink, wait := produce(t, kin, stream, 8000, 100, 2000, 3)
+	sink, wait := countcheck.Produce(t, kin, stream, 8000, 100, 2000, 3)
 	waitBalanced(t, f.table, 2, 4, 60*time.Second)
 	testenv.WaitFor(t, "some records counted", 30*time.Second, func() bool {
 		n, _ := rdb.DBSize(context.Background()).Result()
@@ -33,5 +34,5 @@ func TestRedisRestartMidRun(t *testing.T) {
 	time.Sleep(3 * time.Second) // an outage of a fixed length: workers must keep retrying through it
 	testenv.StartRedis(t, dir, port)
 	wait()
-	waitExact(t, rdb, f.pfx, onStream(t, kin, stream, sink.expected()), 90*time.Second)
+	countcheck.WaitExact(t, rdb, f.pfx, countcheck.OnStream(t, kin, stream, sink.Stored()), 90*time.Second)
 }

@@ -23,13 +23,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-	"github.com/redis/go-redis/v9"
 
-	"github.com/clickfleet/clickfleet/clickgen"
+	"github.com/clickfleet/clickfleet/internal/countcheck"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/scale"
-	"github.com/clickfleet/clickfleet/usercount"
 )
 
 // These tests run real `clickfleet scale` and `clickfleet consume` processes against the local stack.
@@ -201,89 +199,6 @@ func (kp *kinesisProxy) calls() []int {
 	return append([]int(nil), kp.targets...)
 }
 
-// countingSink puts events on the stream and tallies what was stored, per user.
-type countingSink struct {
-	inner clickgen.Sink
-	mu    sync.Mutex
-	want  map[string]int64
-}
-
-func (c *countingSink) Put(ctx context.Context, batch []clickgen.Event) ([]clickgen.Event, error) {
-	failed, err := c.inner.Put(ctx, batch)
-	if err != nil {
-		return failed, err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, ev := range batch {
-		c.want[ev.UserID]++
-	}
-	for _, ev := range failed {
-		c.want[ev.UserID]--
-	}
-	return failed, nil
-}
-
-func (c *countingSink) expected() map[string]int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make(map[string]int64, len(c.want))
-	for k, v := range c.want {
-		out[k] = v
-	}
-	return out
-}
-
-// produce puts count POC events of users at rate events/s in the background; wait returns once all are
-// stored.
-func produce(t *testing.T, kin *kinesis.Client, stream string, count int64, users int, rate float64) (*countingSink, func()) {
-	t.Helper()
-	cfg := clickgen.DefaultConfig(clickgen.ProfilePOC)
-	cfg.Count, cfg.Users, cfg.Rate, cfg.Seed, cfg.TimeScale = count, users, rate, 7, 1
-	sink := &countingSink{inner: &clickgen.StreamSink{API: kin, Stream: stream}, want: map[string]int64{}}
-	done := make(chan error, 1)
-	go func() {
-		_, err := clickgen.Run(context.Background(), cfg, sink, nil)
-		done <- err
-	}()
-	return sink, func() {
-		t.Helper()
-		if err := <-done; err != nil {
-			t.Fatalf("producer: %v", err)
-		}
-	}
-}
-
-// waitExact polls the per-user counts until they equal want; a count above want fails at once.
-func waitExact(t *testing.T, rdb *redis.Client, prefix string, want map[string]int64, timeout time.Duration) {
-	t.Helper()
-	testenv.WaitForState(t, "every record counted exactly once", timeout, func() (bool, string) {
-		ctx := context.Background()
-		pipe := rdb.Pipeline()
-		cmds := map[string]*redis.StringCmd{}
-		for u := range want {
-			cmds[u] = pipe.HGet(ctx, usercount.Key(prefix, u), "count")
-		}
-		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
-			t.Fatalf("read counts: %v", err)
-		}
-		var total, wantTotal int64
-		short := 0
-		for u, c := range cmds {
-			n, _ := strconv.ParseInt(c.Val(), 10, 64)
-			if n > want[u] {
-				t.Fatalf("user %s counted %d times, but only %d records were put: a record was processed twice", u, n, want[u])
-			}
-			if n < want[u] {
-				short++
-			}
-			total += n
-			wantTotal += want[u]
-		}
-		return short == 0, fmt.Sprintf("%d of %d records counted, %d users short", total, wantTotal, short)
-	})
-}
-
 func consumeArgs(stream, table, redisURL, prefix, id string) []string {
 	return []string{"consume", "--processor", "count", "--stream", stream, "--lease-table", table, "--worker-id", id,
 		"--redis-url", redisURL, "--key-prefix", prefix, "--failover-time", "2s", "--take-interval", "1s",
@@ -324,7 +239,7 @@ func TestScaleDoublesUnderLoadAndTheWorkersFollow(t *testing.T) {
 		"--scale-interval", "500ms", "--scale-up-after", "2s", "--scale-up-cooldown", "3s", "--scale-down-after", "1h",
 		"--shard-records-per-second", "20", "--refused-hold", "1h", "--failover-time", "2s", "--take-interval", "500ms")
 
-	sink, wait := produce(t, kin, stream, 3000, 100, 150)
+	sink, wait := countcheck.Produce(t, kin, stream, 3000, 100, 150, 7)
 	testenv.WaitForState(t, "1 → 2 → 4 shards and the third doubling refused", 60*time.Second, func() (bool, string) {
 		c := proxy.calls()
 		return len(c) >= 3 && sc.metric(t, "clickfleet_scale_update_shard_count_calls_total", `outcome="refused"`) == 1,
@@ -351,7 +266,7 @@ func TestScaleDoublesUnderLoadAndTheWorkersFollow(t *testing.T) {
 		t.Fatal("the refusal must be recorded in a decision line")
 	}
 	wait()
-	waitExact(t, rdb, prefix, sink.expected(), 120*time.Second)
+	countcheck.WaitExact(t, rdb, prefix, countcheck.OnStream(t, kin, stream, sink.Stored()), 120*time.Second)
 	// The workers read the children: the parents of both reshards are finished.
 	leases, err := lease.NewTable(ddb, consumers).List(context.Background())
 	if err != nil {

@@ -1,0 +1,176 @@
+// Package countcheck checks that a fleet running `--processor count` counted every record exactly once:
+// a producer that tallies what the stream stored per user, the stream's own contents read back (the
+// truth when the SDK retried a PutRecords call that had been stored), and a wait until Redis's per-user
+// counts equal them, failing at once on a count above.
+package countcheck
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/clickfleet/clickfleet/clickgen"
+	"github.com/clickfleet/clickfleet/internal/testenv"
+	"github.com/clickfleet/clickfleet/usercount"
+)
+
+// Sink puts events on the stream and tallies what was stored, per user.
+type Sink struct {
+	inner clickgen.Sink
+	mu    sync.Mutex
+	want  map[string]int64
+}
+
+// Put implements clickgen.Sink.
+func (c *Sink) Put(ctx context.Context, batch []clickgen.Event) ([]clickgen.Event, error) {
+	failed, err := c.inner.Put(ctx, batch)
+	if err != nil {
+		return failed, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ev := range batch {
+		c.want[ev.UserID]++
+	}
+	for _, ev := range failed {
+		c.want[ev.UserID]--
+	}
+	return failed, nil
+}
+
+// Stored returns how many of each user's events the stream acknowledged.
+func (c *Sink) Stored() map[string]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int64, len(c.want))
+	for k, v := range c.want {
+		out[k] = v
+	}
+	return out
+}
+
+// Produce puts count POC events of users at rate events/s (0: as fast as possible) on stream in the
+// background; wait returns once they are all stored.
+func Produce(t testing.TB, kin *kinesis.Client, stream string, count int64, users int, rate float64, seed int64) (sink *Sink, wait func()) {
+	t.Helper()
+	cfg := clickgen.DefaultConfig(clickgen.ProfilePOC)
+	cfg.Count, cfg.Users, cfg.Rate, cfg.Seed, cfg.TimeScale = count, users, rate, seed, 1
+	if rate == 0 {
+		cfg.TimeScale = 0
+	}
+	sink = &Sink{inner: &clickgen.StreamSink{API: kin, Stream: stream}, want: map[string]int64{}}
+	done := make(chan error, 1)
+	go func() {
+		_, err := clickgen.Run(context.Background(), cfg, sink, nil)
+		done <- err
+	}()
+	return sink, func() {
+		t.Helper()
+		if err := <-done; err != nil {
+			t.Fatalf("producer: %v", err)
+		}
+	}
+}
+
+// OnStream returns the per-user count of the records the stream holds, read back from every shard (open
+// and closed) from TRIM_HORIZON: what exactly-once counting must end at. It is the producer's tally,
+// except that a PutRecords call the SDK retried after the emulator had stored it leaves a second copy on
+// the stream (a producer retry, which --processor count does not recognise); such copies are logged.
+func OnStream(t testing.TB, kin *kinesis.Client, stream string, produced map[string]int64) map[string]int64 {
+	t.Helper()
+	ctx := context.Background()
+	var shards []ktypes.Shard
+	in := &kinesis.ListShardsInput{StreamName: aws.String(stream)}
+	for {
+		out, err := kin.ListShards(ctx, in)
+		if err != nil {
+			t.Fatalf("list shards of %s: %v", stream, err)
+		}
+		shards = append(shards, out.Shards...)
+		if out.NextToken == nil {
+			break
+		}
+		in = &kinesis.ListShardsInput{NextToken: out.NextToken}
+	}
+	counts := map[string]int64{}
+	copies := map[string]int{}
+	for _, sh := range shards {
+		it, err := kin.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String(stream),
+			ShardId: sh.ShardId, ShardIteratorType: ktypes.ShardIteratorTypeTrimHorizon})
+		if err != nil {
+			t.Fatalf("iterator of %s: %v", aws.ToString(sh.ShardId), err)
+		}
+		next := it.ShardIterator
+		for next != nil {
+			out, err := kin.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: next, Limit: aws.Int32(10000)})
+			if err != nil {
+				t.Fatalf("read %s: %v", aws.ToString(sh.ShardId), err)
+			}
+			for _, r := range out.Records {
+				var ev struct {
+					UserID  string `json:"user_id"`
+					ClickID string `json:"click_id"`
+				}
+				if err := json.Unmarshal(r.Data, &ev); err != nil || ev.UserID == "" {
+					t.Fatalf("record %s of %s is not a generated event: %q", aws.ToString(r.SequenceNumber), aws.ToString(sh.ShardId), r.Data)
+				}
+				counts[ev.UserID]++
+				copies[ev.ClickID]++
+			}
+			if len(out.Records) == 0 && aws.ToInt64(out.MillisBehindLatest) == 0 {
+				break
+			}
+			next = out.NextShardIterator
+		}
+	}
+	for id, n := range copies {
+		if n > 1 {
+			t.Logf("click %s is on the stream %d times (a producer retry): counted %d times", id, n, n)
+		}
+	}
+	for u, n := range produced {
+		if counts[u] < n {
+			t.Fatalf("user %s: %d records on the stream, but the producer had %d stored", u, counts[u], n)
+		}
+	}
+	return counts
+}
+
+// WaitExact polls the per-user counts under prefix until they equal want; a count above want fails at once.
+func WaitExact(t testing.TB, rdb *redis.Client, prefix string, want map[string]int64, timeout time.Duration) {
+	t.Helper()
+	testenv.WaitForState(t, "every record counted exactly once", timeout, func() (bool, string) {
+		ctx := context.Background()
+		pipe := rdb.Pipeline()
+		cmds := map[string]*redis.StringCmd{}
+		for u := range want {
+			cmds[u] = pipe.HGet(ctx, usercount.Key(prefix, u), "count")
+		}
+		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+			t.Fatalf("read counts: %v", err)
+		}
+		var total, wantTotal int64
+		short := 0
+		for u, c := range cmds {
+			n, _ := strconv.ParseInt(c.Val(), 10, 64)
+			if n > want[u] {
+				t.Fatalf("user %s counted %d times, but the stream holds %d of its records: a record was processed twice", u, n, want[u])
+			}
+			if n < want[u] {
+				short++
+			}
+			total += n
+			wantTotal += want[u]
+		}
+		return short == 0, fmt.Sprintf("%d of %d records counted, %d users short", total, wantTotal, short)
+	})
+}
