@@ -38,9 +38,10 @@ func TestStackLifecycle(t *testing.T) {
 		t.Skip("redis-server is not installed; run deploy/local/stack up once (make test does)")
 	}
 	dir := t.TempDir()
+	free := testenv.FreePorts(t, 5) // distinct: the stack refuses one port given to two servers
 	ports := map[string]string{
-		"CLICKFLEET_KINESIS_PORT": testenv.FreePort(t), "CLICKFLEET_DYNAMODB_PORT": testenv.FreePort(t),
-		"CLICKFLEET_REDIS_PORT": testenv.FreePort(t), "CLICKFLEET_PG_PORT": testenv.FreePort(t), "CLICKFLEET_S3_PORT": testenv.FreePort(t),
+		"CLICKFLEET_KINESIS_PORT": free[0], "CLICKFLEET_DYNAMODB_PORT": free[1],
+		"CLICKFLEET_REDIS_PORT": free[2], "CLICKFLEET_PG_PORT": free[3], "CLICKFLEET_S3_PORT": free[4],
 	}
 	env := append(os.Environ(), "CLICKFLEET_STACK_DIR="+filepath.Join(dir, "stack"), "CLICKFLEET_STACK_KINESIS=kinesalite")
 	for k, v := range ports {

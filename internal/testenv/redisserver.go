@@ -27,6 +27,23 @@ func FreePort(t testing.TB) string {
 	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
 }
 
+// FreePorts returns n distinct free TCP ports on 127.0.0.1. It holds every listener open until all are
+// chosen: calling FreePort n times can give one port twice, since the kernel may hand a just-closed
+// port out again.
+func FreePorts(t testing.TB, n int) []string {
+	t.Helper()
+	ports := make([]string, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports = append(ports, fmt.Sprint(l.Addr().(*net.TCPAddr).Port))
+	}
+	return ports
+}
+
 // StartRedis runs a redis-server of the test's own on 127.0.0.1:port (the stack's redis-server binary),
 // keeping its data in an append-only file under dir, so that starting it again on the same dir and port
 // after a shutdown brings the data back. It returns a client, closed when the test ends, and stops the
