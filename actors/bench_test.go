@@ -30,7 +30,7 @@ import (
 // are written on triggers: start, close, update interval; each run ends with the final flush that
 // writes the rows of the sessions still open).
 //
-//	go test -run '^$' -bench Process -benchtime 1x ./actors/            (10k and 100k users, with and without click ids)
+//	go test -run '^$' -bench Process -benchtime 1x ./actors/            (10k and 100k users, with and without click ids; +sessions: a session per event)
 //	CLICKFLEET_BENCH_1M=1 go test -run '^$' -bench 'Process/.*users=1M' -benchtime 1x -timeout 30m ./actors/
 
 // nullDynamo is a DynamoDB that accepts every write and counts the items.
@@ -43,20 +43,23 @@ func (d *nullDynamo) BatchWriteItem(_ context.Context, in *dynamodb.BatchWriteIt
 	return &dynamodb.BatchWriteItemOutput{}, nil
 }
 
-// benchBatches returns events for users in batches of 1000 (lab shape, 1.5 s apart per user on average
-// so sessions grow and sometimes end), each with a click_id when ids is set (as the ingest puts them).
-func benchBatches(users, events int, ids bool, seed uint64) [][]consumer.Record {
+// benchBatches returns events for users in batches of 1000 (lab shape), each with a click_id when ids is
+// set (as the ingest puts them). A user's events are perUserMs apart on average in event time: 1500
+// (the default sizes) gives sessions that grow over the run (the gap is 10 s), 1_500_000 starts a new
+// session at nearly every event (the +sessions sizes: a session row per event, the writer's worst case).
+// Event time is kept in nanoseconds, so a fleet's many users can share a millisecond.
+func benchBatches(users, events int, ids bool, perUserMs int64, seed uint64) [][]consumer.Record {
 	r := rand.New(rand.NewPCG(seed, 3))
 	names := []string{"checkout", "search", "category", "detail", "navigate"}
-	ts := int64(1_626_091_318_000)
-	step := max(1, 1500/int64(max(1, users/1000)))
+	tsNs := int64(1_626_091_318_000) * int64(time.Millisecond)
+	step := max(1, perUserMs*int64(time.Millisecond)/int64(users))
 	var out [][]consumer.Record
 	for i := 0; i < events; i += 1000 {
 		b := make([]consumer.Record, 0, 1000)
 		for j := i; j < min(i+1000, events); j++ {
-			ts += r.Int64N(2 * step)
+			tsNs += r.Int64N(2 * step)
 			u := fmt.Sprintf("u%07d", r.IntN(users))
-			data := labJSON(u, names[r.IntN(len(names))], ts, "desktop")
+			data := labJSON(u, names[r.IntN(len(names))], tsNs/int64(time.Millisecond), "desktop")
 			if ids {
 				data = fmt.Appendf(data[:len(data)-1:len(data)-1], `,"click_id":"%016x%016x"}`, r.Uint64(), r.Uint64())
 			}
@@ -98,14 +101,16 @@ func BenchmarkProcess(b *testing.B) {
 	sizes := []struct {
 		name          string
 		users, events int
-		ids           bool // events carry click ids, so the users' windows fill (+ids: 40 events per user at 10k)
-	}{{"users=10k", 10_000, 200_000, false}, {"users=100k", 100_000, 1_000_000, false}, {"users=1M", 1_000_000, 2_000_000, false},
-		{"users=10k+ids", 10_000, 400_000, true}, {"users=100k+ids", 100_000, 1_000_000, true}}
+		ids           bool  // events carry click ids, so the users' windows fill (+ids: 40 events per user at 10k)
+		perUserMs     int64 // mean time between a user's events (benchBatches)
+	}{{"users=10k", 10_000, 200_000, false, 1500}, {"users=100k", 100_000, 1_000_000, false, 1500}, {"users=1M", 1_000_000, 2_000_000, false, 1500},
+		{"users=10k+ids", 10_000, 400_000, true, 1500}, {"users=100k+ids", 100_000, 1_000_000, true, 1500},
+		{"users=100k+sessions", 100_000, 1_000_000, false, 1_500_000}}
 	for _, sz := range sizes {
 		if sz.users >= 1_000_000 && os.Getenv("CLICKFLEET_BENCH_1M") != "1" {
 			continue
 		}
-		batches := benchBatches(sz.users, sz.events, sz.ids, 1)
+		batches := benchBatches(sz.users, sz.events, sz.ids, sz.perUserMs, 1)
 		for _, sinksName := range []string{"redis+dynalite", "redis+nullddb"} {
 			for _, kind := range []string{"actors", "map"} {
 				b.Run(fmt.Sprintf("%s/sinks=%s/%s", sz.name, sinksName, kind), func(b *testing.B) {
@@ -170,6 +175,7 @@ func BenchmarkProcess(b *testing.B) {
 							b.Fatalf("the null sink got %d items, the writer counted %d", null.items.Load(), writes)
 						}
 						b.ReportMetric(float64(writes)/float64(max(1, sessions)), "session_writes_per_session")
+						b.ReportMetric(float64(sessions), "sessions")
 						b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(sz.users), "heap-B/user")
 						b.StartTimer()
 					}

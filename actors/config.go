@@ -32,11 +32,12 @@ type DynamoDBAPI interface {
 	BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error)
 }
 
-// RedisAPI is the part of the Redis client the processor uses: pipelines (HGETALL, HGET, EVALSHA) and
-// script loading.
+// RedisAPI is the part of the Redis client the processor uses: pipelines (HGETALL, EVALSHA), script
+// loading, and transactions watching the shard's fence (the state writes).
 type RedisAPI interface {
 	Pipeline() redis.Pipeliner
 	ScriptLoad(ctx context.Context, script string) *redis.StringCmd
+	Watch(ctx context.Context, fn func(*redis.Tx) error, keys ...string) error
 }
 
 // GeoResolver is the part of *geo.Resolver the UserActor uses: Cached answers from memory without I/O;

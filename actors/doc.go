@@ -26,16 +26,16 @@
 // goroutine, off the mailboxes, then writes them in this order, each stage batched and retried with
 // backoff until it succeeds or the holding period ends:
 //
-//  1. a guard probe: one pipelined HGET of each user's pos:<shard>; a user whose stored position is at or
-//     beyond the flushed one was written by someone at least as far (a deposed owner's late flush, or a
-//     duplicate), so its effects are dropped;
+//  1. a guard probe: each user's pos:<shard>, read by a small script 128 users a call in one pipeline; a
+//     user whose stored position is at or beyond the flushed one was written by someone at least as far
+//     (a deposed owner's late flush, or a duplicate), so its effects are dropped;
 //  2. outputs: Kinesis PutRecords of each route's outputs, stream by stream, then of error records
 //     (failed entries retried);
 //  3. sessions: DynamoDB BatchWriteItem of the session rows whose triggers fired, absolute values, 25 per
 //     call (UnprocessedItems retried);
-//  4. state: one Redis pipeline of a Lua script per user that sets the user's fields and pos:<shard> only
-//     if the flushed position is beyond the stored one (compare-on-sequence), and keeps the shard's set
-//     of users whose rows lag (cf:rows:<shard>) in step;
+//  4. state: Redis transactions of 256 users (MULTI/EXEC, WriteConcurrency at a time), each watching the
+//     shard's fence, that set each user's fields and pos:<shard> and keep the shard's set of users whose
+//     rows lag (cf:rows:<shard>) in step;
 //
 // and only then checkpoints S. One flush per shard is in flight at a time; records keep flowing into the
 // actors meanwhile. ProcessRecords returns once its batch is routed, but waits while FlushMaxRecords
@@ -91,7 +91,7 @@
 //     the user's order, and the user's location is always that of its latest located record. Sessions,
 //     last access and the replay guard are not held back.
 //   - The user's location (country, region, city of the latest record whose address was found) is part of
-//     the user state: session.User carries it, and the guarded Lua write stores it with last_access_ms.
+//     the user state: session.User carries it, and the state write stores it with last_access_ms.
 //   - Barrier: a user asked to flush while lookups of its records are pending (all of them are covered by
 //     the request) holds its reply — the effects as of the request, with records arriving meanwhile going
 //     to the next flush — and sends it once those lookups answered. The resolver answers every Resolve
@@ -115,16 +115,19 @@
 // open session's row as far as its session_row says; the shard's lagging set names the users whose rows
 // lag). Session rows are absolute values keyed by ids derived from event data, so rewriting them is idempotent; offers may repeat,
 // always with the same click_id (a missing one is derived from shard, sequence and sub-sequence). A
-// deposed owner's state write cannot move a user backwards (the Lua guard), and its late flush is dropped
-// by the probe. After a reshard a child shard has no stored position, so all its records are new.
+// deposed owner's late flush is dropped by the probe, and its state write cannot land once a newer
+// owner started (the fence, below). After a reshard a child shard has no stored position, so all its records are new.
 //
 // Deposed owners are fenced twice. Every write attempt of a flush (probe, outputs, rows, state, each
 // retry) starts only while the lease is provably this worker's by its own clock
 // (consumer.InitInput.ValidFor) and is bounded by that validity; at zero the shard stops as lease lost.
 // And a new holding period first raises the shard's fence in Redis (cf:fence:<shard>, session.FenceKey)
 // to its lease counter (InitInput.LeaseCounter, larger for every later take), before it reads any user
-// state; the state script refuses a write carrying a lower counter, so an old owner's state write that
-// was already on its way (paused, or held by the network) never lands after the new owner started, and
+// state; a state write is a transaction that WATCHes the fence and runs only if it is not above the
+// writer's counter (Redis refuses the EXEC if the fence changed after that check), so an old owner's
+// state write that was already on its way (paused, or held by the network) never lands after the new
+// owner started, within a holding period only its owner writes the shard's users (in flush order, so a
+// user's state never moves backwards), and
 // the probe's premise — whoever stored a position wrote the rows for it, and no older view overwrote
 // them — holds. A refused write stops the shard as lease lost, not the worker. An old owner's session
 // row write already sent before its validity ran out can still land late (rows are unconditional
@@ -133,7 +136,7 @@
 // Copies of an event under new positions — a producer's PutRecords call that timed out after Kinesis
 // stored it, sent again — are dropped by click_id: the user's state keeps the fingerprints of the user's
 // last session.RecentClicksSize (32) applied click ids (session.RecentClicks, stored in the hash field
-// recent_clicks with the other fields by the guarded script, so it survives passivation, crashes, lease
+// recent_clicks with the other fields by the state write, so it survives passivation, crashes, lease
 // moves and reshards), and a record whose click_id is among them changes nothing but is counted in
 // clickfleet_actors_duplicate_records_total. Records without click_id are never dropped this way: the id
 // derived from their position differs between copies. The ingest gives every event a click_id.

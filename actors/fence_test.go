@@ -3,9 +3,13 @@ package actors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/lease"
@@ -150,4 +154,75 @@ func TestFenceFromAnEarlierLeaseTable(t *testing.T) {
 		t.Fatalf("%d users written, want 5", n)
 	}
 	notFailed(t, f)
+}
+
+// fenceToucher is a Redis whose transactions meet another owner: touch runs (on another connection)
+// after WATCH and before the transaction's commands, once per Watch call.
+type fenceToucher struct {
+	*redis.Client
+	touch func(call int)
+	calls int
+}
+
+func (r *fenceToucher) Watch(ctx context.Context, fn func(*redis.Tx) error, keys ...string) error {
+	return r.Client.Watch(ctx, func(tx *redis.Tx) error {
+		r.calls++
+		r.touch(r.calls)
+		return fn(tx)
+	}, keys...)
+}
+
+// The state write is a transaction watching the shard's fence: when the fence is written between its
+// check and its EXEC (here: set again to this owner's own epoch, which the check passes), Redis refuses
+// the whole transaction and nothing of it lands; the retry then finds a newer owner's fence and stops as
+// lease lost, so no user's state was written at all.
+func TestStateWriteWatchesTheFence(t *testing.T) {
+	s := newSinks(t)
+	ctx := context.Background()
+	fence := session.FenceKey(s.prefix, testShard)
+	other := s.rdb // the other owner's connection
+	r := &fenceToucher{Client: s.rdb, touch: func(call int) {
+		v := map[int]string{1: "5", 2: "9"}[call]
+		if v != "" {
+			if err := other.Set(ctx, fence, v, 0).Err(); err != nil {
+				t.Error(err)
+			}
+		}
+	}}
+	cfg := s.config("in")
+	cfg.Redis, cfg.WriteConcurrency = r, 1 // the transactions one after another: the first meets the touch
+	f := newFactory(t, cfg)
+	sh := &shardShared{f: f, shard: testShard, log: zap.NewNop(), epoch: 5}
+	var users []userEffects
+	for i := range 300 { // two transactions
+		u := fmt.Sprintf("w%03d", i)
+		users = append(users, userEffects{user: u, pos: session.Position{SequenceNumber: seqNo(i + 1)},
+			fields: []any{session.FieldLastAccess, "7"}})
+	}
+	err := sh.writeState(ctx, &flushState{}, users)
+	if !errors.Is(err, lease.ErrLeaseLost) {
+		t.Fatalf("state write after a newer owner's fence: %v, want lease lost", err)
+	}
+	if n := len(userHashes(t, s.rdb, s.prefix)); n != 0 {
+		t.Fatalf("%d users' state landed although the fence changed before the EXEC", n)
+	}
+	if r.calls < 2 {
+		t.Fatalf("%d transactions tried, want the refused one retried", r.calls)
+	}
+
+	// With the fence left alone the same write lands, every user with its position.
+	if err := other.Set(ctx, fence, "5", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r.touch = func(int) {}
+	if err := sh.writeState(ctx, &flushState{}, users); err != nil {
+		t.Fatal(err)
+	}
+	got := userHashes(t, s.rdb, s.prefix)
+	if len(got) != len(users) {
+		t.Fatalf("%d users written, want %d", len(got), len(users))
+	}
+	if h := got["w007"]; h[session.PositionField(testShard)] != seqNo(8)+":0" || h[session.FieldLastAccess] != "7" {
+		t.Fatalf("user w007: %v", h)
+	}
 }

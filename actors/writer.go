@@ -25,8 +25,8 @@ import (
 )
 
 var (
-	stateScript = redis.NewScript(session.StateScript)
-	fenceScript = redis.NewScript(session.FenceScript)
+	positionsScript = redis.NewScript(session.PositionsScript)
+	fenceScript     = redis.NewScript(session.FenceScript)
 )
 
 // errDeposed stops a write because the lease is no longer provably this worker's by its own clock.
@@ -97,7 +97,7 @@ func (sh *shardShared) write(ctx context.Context, what string, fn func(ctx conte
 }
 
 // claimFence raises the shard's fence in Redis (session.FenceKey) to this holding period's epoch, before
-// any user state is read: from then on no write of an earlier owner lands (session.StateScript refuses
+// any user state is read: from then on no write of an earlier owner lands (writeState's transactions refuse
 // lower epochs), however late it arrives. A fence above the epoch means a newer owner, unless the lease
 // is still provably ours after the fence was read: then it was left by an earlier lease table whose
 // counters started again, and it is set back to the epoch (if unchanged meanwhile).
@@ -245,55 +245,107 @@ func (sh *shardShared) writeFlush(ctx context.Context, fs *flushState, cp consum
 // stored it wrote their sessions and outputs first, so these effects are a deposed owner's or a
 // duplicate. A row-only effect (nothing applied, the session row's state changed) is kept only while
 // the stored position is still its own. Users with nothing to write are dropped too. The stale users are
-// listed in fs.stale.
+// listed in fs.stale. The positions are read with session.PositionsScript, PositionsUsers users a
+// call, in one pipeline.
 func (sh *shardShared) probe(ctx context.Context, fs *flushState) ([]userEffects, error) {
 	users := fs.users
 	field := session.PositionField(sh.shard)
-	var keep []userEffects
+	stored := make([]position.Position, len(users))
+	var calls []scriptCall
+	var at [][]int // the users of each call
+	for i := range users {
+		if users[i].pos.IsZero() {
+			continue
+		}
+		if len(calls) == 0 || len(at[len(at)-1]) == session.PositionsUsers {
+			calls = append(calls, scriptCall{args: []any{field}})
+			at = append(at, make([]int, 0, session.PositionsUsers))
+		}
+		c := &calls[len(calls)-1]
+		c.keys = append(c.keys, session.UserKey(sh.f.cfg.Prefix, users[i].user))
+		at[len(at)-1] = append(at[len(at)-1], i)
+	}
 	err := sh.write(ctx, "guard probe", func(ctx context.Context) error {
-		keep, fs.stale = keep[:0], fs.stale[:0]
-		pipe := sh.f.cfg.Redis.Pipeline()
-		cmds := make([]*redis.StringCmd, len(users))
-		for i := range users {
-			if !users[i].pos.IsZero() {
-				cmds[i] = pipe.HGet(ctx, session.UserKey(sh.f.cfg.Prefix, users[i].user), field)
-			}
+		cmds, err := sh.runScripts(ctx, positionsScript, session.PositionsScript, calls)
+		if err != nil {
+			return fmt.Errorf("read %d users' positions: %w", len(users), err)
 		}
-		if pipe.Len() > 0 {
-			if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-				return fmt.Errorf("read %d users' positions: %w", pipe.Len(), err)
+		for k, c := range cmds {
+			vals, err := c.Slice()
+			if err == nil && len(vals) != len(at[k]) {
+				err = fmt.Errorf("%d positions for %d users", len(vals), len(at[k]))
 			}
-		}
-		for i, c := range cmds {
-			u := &users[i]
-			if c == nil {
-				if len(u.rows) > 0 {
-					keep = append(keep, *u) // rows without state to write (cannot happen today; keep them)
-				}
-				continue
-			}
-			v, err := c.Result()
-			if err != nil && !errors.Is(err, redis.Nil) {
-				return fmt.Errorf("read user %s's position: %w", u.user, err)
-			}
-			stored, err := position.Decode(v)
 			if err != nil {
-				return retry.Permanent(fmt.Errorf("user %s: %w", u.user, err))
+				return fmt.Errorf("read users' positions: %w", err)
 			}
-			cmp := stored.Compare(u.pos)
-			if (u.rowOnly && cmp != 0) || (!u.rowOnly && !stored.IsZero() && cmp >= 0) {
-				fs.stale = append(fs.stale, u.user)
-				continue
+			for j, v := range vals {
+				i := at[k][j]
+				s, _ := v.(string)
+				if stored[i], err = position.Decode(s); err != nil {
+					return retry.Permanent(fmt.Errorf("user %s: %w", users[i].user, err))
+				}
 			}
-			keep = append(keep, *u)
-		}
-		if n := len(fs.stale); n > 0 {
-			sh.f.m.effects.WithLabelValues("stale").Add(float64(n))
-			sh.log.Info("dropped effects of users already written beyond this flush (a deposed owner's late flush, or a duplicate)", zap.Int("users", n))
 		}
 		return nil
 	})
-	return keep, err
+	if err != nil {
+		return nil, err
+	}
+	fs.stale = fs.stale[:0]
+	keep := users[:0]
+	for i := range users {
+		u := &users[i]
+		if u.pos.IsZero() {
+			if len(u.rows) > 0 {
+				keep = append(keep, *u) // rows without state to write (cannot happen today; keep them)
+			}
+			continue
+		}
+		cmp := stored[i].Compare(u.pos)
+		if (u.rowOnly && cmp != 0) || (!u.rowOnly && !stored[i].IsZero() && cmp >= 0) {
+			fs.stale = append(fs.stale, u.user)
+			continue
+		}
+		keep = append(keep, *u)
+	}
+	clear(users[len(keep):])
+	fs.users = keep
+	if n := len(fs.stale); n > 0 {
+		sh.f.m.effects.WithLabelValues("stale").Add(float64(n))
+		sh.log.Info("dropped effects of users already written beyond this flush (a deposed owner's late flush, or a duplicate)", zap.Int("users", n))
+	}
+	return keep, nil
+}
+
+// scriptCall is one call of a script: its keys and arguments.
+type scriptCall struct {
+	keys []string
+	args []any
+}
+
+// runScripts runs calls of script (whose source is src) with EVALSHA in one pipeline; when Redis does not
+// know the script (a new or restarted server) it loads it and runs the calls again — the scripts are
+// read-only or guarded by position, so a call that ran twice wrote once.
+func (sh *shardShared) runScripts(ctx context.Context, script *redis.Script, src string, calls []scriptCall) ([]*redis.Cmd, error) {
+	if len(calls) == 0 {
+		return nil, nil
+	}
+	run := func() ([]*redis.Cmd, error) {
+		pipe := sh.f.cfg.Redis.Pipeline()
+		cmds := make([]*redis.Cmd, len(calls))
+		for i, c := range calls {
+			cmds[i] = script.EvalSha(ctx, pipe, c.keys, c.args...)
+		}
+		_, err := pipe.Exec(ctx)
+		return cmds, err
+	}
+	cmds, err := run()
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		if err = sh.f.cfg.Redis.ScriptLoad(ctx, src).Err(); err == nil {
+			cmds, err = run()
+		}
+	}
+	return cmds, err
 }
 
 // parallel runs fn(i) for i in [0, n) on at most limit goroutines and returns the first error.
@@ -435,69 +487,74 @@ func (sh *shardShared) writeSessions(ctx context.Context, sessions []messages.Se
 	})
 }
 
-// writeState runs the guarded state script for every user in one pipeline; users whose write the
-// script refused (another writer got there first) are added to fs.stale.
+// stateTxUsers is how many users' state one transaction writes: enough that its two round trips are
+// small beside the writes, few enough that one EXEC holds Redis for about a millisecond.
+const stateTxUsers = 256
+
+// writeState writes the users' state (session.StateFields) and their place in the shard's lagging-rows
+// set in transactions of stateTxUsers users, WriteConcurrency at a time. Each transaction watches the
+// shard's fence and runs only if the fence is not above this holding period's epoch: no newer owner has
+// started (it raises the fence before it reads any state), and none can until the EXEC, which Redis
+// refuses if the fence changed meanwhile. So within a holding period only this writer writes the
+// shard's users, in flush order, and the probe has already dropped every user whose stored position
+// is at or beyond the flushed one: the state never moves backwards, and a deposed owner's write,
+// however late it arrives, never lands once a newer owner started.
 func (sh *shardShared) writeState(ctx context.Context, fs *flushState, users []userEffects) error {
-	if len(users) == 0 {
-		return nil
-	}
 	rowsKey, fenceKey := session.LaggingRowsKey(sh.f.cfg.Prefix, sh.shard), session.FenceKey(sh.f.cfg.Prefix, sh.shard)
-	epoch := strconv.FormatInt(sh.epoch, 10)
-	run := func(ctx context.Context) ([]*redis.Cmd, error) {
-		pipe := sh.f.cfg.Redis.Pipeline()
-		cmds := make([]*redis.Cmd, len(users))
-		for i := range users {
-			u := &users[i]
-			if u.pos.IsZero() {
-				continue
-			}
-			mode, lags := "s", "0"
-			if u.rowOnly {
-				mode = "r"
-			}
-			if u.lags {
-				lags = "1"
-			}
-			args := make([]any, 0, 7+len(u.fields))
-			args = append(args, sh.shard, u.pos.SequenceNumber, strconv.FormatInt(u.pos.SubSequence, 10), mode, u.user, lags, epoch)
-			args = append(args, u.fields...)
-			cmds[i] = stateScript.EvalSha(ctx, pipe, []string{session.UserKey(sh.f.cfg.Prefix, u.user), rowsKey, fenceKey}, args...)
+	var idx []int
+	for i := range users {
+		if !users[i].pos.IsZero() {
+			idx = append(idx, i)
 		}
-		_, err := pipe.Exec(ctx)
-		return cmds, err
 	}
-	return sh.write(ctx, "write user state", func(ctx context.Context) error {
-		cmds, err := run(ctx)
-		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			// A new or restarted Redis does not know the script; the writes that ran are guarded.
-			if err = sh.f.cfg.Redis.ScriptLoad(ctx, session.StateScript).Err(); err == nil {
-				cmds, err = run(ctx)
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("write %d users' state: %w", len(users), err)
-		}
-		written, stale, fenced := 0, 0, false
-		for i, c := range cmds {
-			if c == nil {
-				continue
-			}
-			if v, _ := c.Int(); v == 1 {
-				written++
-			} else if v == session.Fenced {
-				fenced = true
-			} else {
-				stale++
-				fs.stale = append(fs.stale, users[i].user)
-			}
-		}
-		sh.f.m.effects.WithLabelValues("state").Add(float64(written))
-		if stale > 0 {
-			sh.f.m.effects.WithLabelValues("stale").Add(float64(stale))
-		}
-		if fenced {
-			return fmt.Errorf("%w (%s is above this holding period's lease counter %d)", errFenced, fenceKey, sh.epoch)
-		}
+	if len(idx) == 0 {
 		return nil
+	}
+	field := session.PositionField(sh.shard)
+	n := (len(idx) + stateTxUsers - 1) / stateTxUsers
+	err := parallel(n, sh.f.cfg.WriteConcurrency, func(k int) error {
+		part := idx[k*stateTxUsers : min(len(idx), (k+1)*stateTxUsers)]
+		return sh.write(ctx, "write user state", func(ctx context.Context) error {
+			err := sh.f.cfg.Redis.Watch(ctx, func(tx *redis.Tx) error {
+				v, err := tx.Get(ctx, fenceKey).Result()
+				if err != nil && !errors.Is(err, redis.Nil) {
+					return err
+				}
+				if fence, _ := strconv.ParseInt(v, 10, 64); err == nil && fence > sh.epoch {
+					return fmt.Errorf("%w (%s is %d, above this holding period's lease counter %d)", errFenced, fenceKey, fence, sh.epoch)
+				}
+				_, err = tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+					for _, i := range part {
+						u := &users[i]
+						key := session.UserKey(sh.f.cfg.Prefix, u.user)
+						args := make([]any, 0, 9+len(u.fields))
+						args = append(args, "HSET", key)
+						if !u.rowOnly {
+							args = append(args, field, u.pos.Encode(), session.FieldShard, sh.shard,
+								session.FieldSeq, u.pos.SequenceNumber, session.FieldSub, strconv.FormatInt(u.pos.SubSequence, 10))
+						}
+						pipe.Do(ctx, append(args, u.fields...)...)
+						if u.lags {
+							pipe.SAdd(ctx, rowsKey, u.user)
+						} else {
+							pipe.SRem(ctx, rowsKey, u.user)
+						}
+					}
+					return nil
+				})
+				return err
+			}, fenceKey)
+			if errors.Is(err, redis.TxFailedErr) {
+				return fmt.Errorf("write %d users' state: the shard's fence %s changed during the transaction", len(part), fenceKey)
+			}
+			if err != nil && !errors.Is(err, lease.ErrLeaseLost) {
+				return fmt.Errorf("write %d users' state: %w", len(part), err)
+			}
+			return err
+		})
 	})
+	if err == nil {
+		sh.f.m.effects.WithLabelValues("state").Add(float64(len(idx)))
+	}
+	return err
 }

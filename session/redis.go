@@ -36,52 +36,25 @@ const (
 	FieldPricePerClick = "price_per_click"
 )
 
-// StateScript is the Lua script that writes a user's state only if it is beyond what the hash holds for
-// the shard, so that a user's state never moves backwards (a replay, or a deposed owner's late write),
-// and only if the caller's holding epoch is not below the shard's fence ([FenceKey], [FenceScript]), so
-// that a deposed owner's write, however late it arrives, never lands once a newer owner started; it
-// keeps the shard's set of users whose session row lags ([LaggingRowsKey]) in step with the state.
-//
-// KEYS[1] the user's hash, KEYS[2] the shard's lagging-rows set, KEYS[3] the shard's fence. ARGV[1] the
-// shard id, ARGV[2] the sequence number, ARGV[3] the sub-sequence number of the last record the state
-// reflects, ARGV[4] the mode, ARGV[5] the user id, ARGV[6] "1" when the user's session row lags after
-// this write, else "0", ARGV[7] the caller's holding epoch, then field/value pairs (AppendFields, or just
-// FieldRow). Mode "s" (state) writes only if the position is beyond the stored one for the shard and
-// then sets PositionField(shard) to it (position.Encode's form) with FieldShard, FieldSeq and FieldSub
-// beside it; mode "r" (row) writes only if the stored position is exactly the one given — the state it
-// updates is unchanged otherwise — and sets only the fields given. When it writes, it adds the user to
-// the set (lagging) or removes it. It returns 1 when written, 0 when not (the position), and
-// [Fenced] (-1), writing nothing, when the fence is above the caller's epoch: a newer owner holds the
-// shard.
-//
-// The script touches three keys: the user's hash, the shard's set and fence must be on one Redis node
-// (a single-node Redis, as ElastiCache's non-cluster mode).
-var StateScript = position.LuaBeyond + `
-local fence = tonumber(redis.call('GET', KEYS[3]) or '-1')
-if fence > tonumber(ARGV[7]) then return ` + strconv.Itoa(Fenced) + ` end
-local pf = '` + PositionFieldStem + `' .. ARGV[1]
-local stored = redis.call('HGET', KEYS[1], pf)
-if ARGV[4] == 'r' then
-  if stored ~= ARGV[2] .. ':' .. ARGV[3] then return 0 end
-  redis.call('HSET', KEYS[1], unpack(ARGV, 8))
-else
-  if not beyond(stored, ARGV[2], tonumber(ARGV[3])) then return 0 end
-  redis.call('HSET', KEYS[1], pf, ARGV[2] .. ':' .. ARGV[3], '` + FieldShard + `', ARGV[1], '` + FieldSeq + `', ARGV[2], '` + FieldSub + `', ARGV[3], unpack(ARGV, 8))
-end
-if ARGV[6] == '1' then
-  redis.call('SADD', KEYS[2], ARGV[5])
-else
-  redis.call('SREM', KEYS[2], ARGV[5])
-end
-return 1
-`
+// PositionsUsers is how many users a writer puts in one [PositionsScript] call.
+const PositionsUsers = 128
 
-// Fenced is StateScript's reply when the shard's fence is above the caller's epoch.
-const Fenced = -1
+// PositionsScript reads many users' positions on one shard in one call (a flush's guard probe): KEYS the
+// users' hashes, ARGV[1] the field (PositionField(shard)); it returns one value per key, nil where the
+// field is missing.
+const PositionsScript = `
+local out = {}
+for k = 1, #KEYS do
+  out[k] = redis.call('HGET', KEYS[k], ARGV[1])
+end
+return out
+`
 
 // FenceKey returns the string holding the highest holding epoch of shardID's owners (the lease's
 // leaseCounter when the holding period started): prefix + "fence:" + shardID. A new owner raises it
-// ([FenceScript]) before it reads any user state; [StateScript] refuses the writes of lower epochs.
+// ([FenceScript]) before it reads any user state; an owner writes its users' state only in a
+// transaction that watches the fence and finds it not above its own epoch (so no write of an earlier
+// owner lands once a newer one started).
 // Each shard has its own: the children of a split or merge start their own fences, their parents'
 // fences stay as they were.
 func FenceKey(prefix, shardID string) string { return prefix + "fence:" + shardID }
