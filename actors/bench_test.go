@@ -222,6 +222,8 @@ type mapUser struct {
 	rows       []messages.Session
 	lastSeenMs int64
 	due        int64
+	// lagsKnown, lagsStored: as userActor's.
+	lagsKnown, lagsStored bool
 }
 
 func newMapProcessor(f *Factory) *mapProcessor {
@@ -308,9 +310,13 @@ func (m *mapProcessor) flush(ctx context.Context, cp consumer.Checkpointer, fina
 		}
 		e := userEffects{user: mu.u.ID, rows: rows, lags: mu.u.RowLags(), due: mu.u.RowDue(mu.lastSeenMs, policy)}
 		if applied {
-			e.pos, e.fields = mu.u.Applied, mu.u.AppendFields(nil)
+			e.pos, e.fields = mu.u.Applied, mu.u.AppendFields(make([]any, 0, 24))
 		} else if changed {
 			e.pos, e.rowOnly, e.fields = mu.u.Applied, true, []any{session.FieldRow, mu.u.Row.Encode()}
+		}
+		if !e.pos.IsZero() {
+			e.setLags = !mu.lagsKnown || mu.lagsStored != e.lags
+			mu.lagsKnown, mu.lagsStored = true, e.lags
 		}
 		mu.rows, mu.due = nil, e.due
 		if e.due != 0 && !mu.inTimed {

@@ -95,6 +95,9 @@ type userEffects struct {
 	rowOnly bool
 	// lags: the session row lags the state written (the user belongs in the shard's lagging set).
 	lags bool
+	// setLags: the shard's lagging set may not say lags of the user yet (it changed, or this owner has
+	// not written it), so the state write updates the set; otherwise the set already says it.
+	setLags bool
 	// due is the processing time (Unix ms) of the user's next row trigger; 0 when none is left.
 	due     int64
 	rows    []messages.Session // session rows to write, absolute values

@@ -26,6 +26,9 @@ type userActor struct {
 	// close's clock.
 	lastSeenMs int64
 	entry      *userEntry // the ShardActor's entry of this user: passed back in replies, never read here
+	// lagsKnown: the shard's lagging set holds lagsStored for this user, as this actor's last state
+	// write put it (false after hydration and after a dropped write: unknown).
+	lagsKnown, lagsStored bool
 
 	// n counts the records this actor applied; it names a record in queue and in geoResolved.
 	n uint64
@@ -72,6 +75,7 @@ func (a *userActor) Receive(ctx actor.Context) {
 		a.onFlush(ctx, m)
 	case *rowLost:
 		a.u.Row = session.Row{}
+		a.lagsKnown = false
 	}
 }
 
@@ -209,6 +213,11 @@ func (a *userActor) effects(u *session.User, applied, rowChanged bool, rows []me
 	case rowChanged && !u.Applied.IsZero():
 		e.pos, e.rowOnly = u.Applied, true
 		e.fields = []any{session.FieldRow, u.Row.Encode()}
+	}
+	if !e.pos.IsZero() {
+		// Optimistic, as the row: a write dropped as stale comes back as rowLost.
+		e.setLags = !a.lagsKnown || a.lagsStored != e.lags
+		a.lagsKnown, a.lagsStored = true, e.lags
 	}
 	return e
 }

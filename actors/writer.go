@@ -197,7 +197,11 @@ func (sh *shardShared) writeFlush(ctx context.Context, fs *flushState, cp consum
 	cfg := &sh.f.cfg
 	streams := cfg.routes.Streams()
 	outs := make(map[string][]outRecord, len(streams))
-	var sessions []messages.Session
+	nRows := 0
+	for i := range users {
+		nRows += len(users[i].rows)
+	}
+	sessions := make([]messages.Session, 0, nRows)
 	for i := range users {
 		u := &users[i]
 		for _, o := range u.outputs {
@@ -491,8 +495,8 @@ func (sh *shardShared) writeSessions(ctx context.Context, sessions []messages.Se
 // small beside the writes, few enough that one EXEC holds Redis for about a millisecond.
 const stateTxUsers = 256
 
-// writeState writes the users' state (session.StateFields) and their place in the shard's lagging-rows
-// set in transactions of stateTxUsers users, WriteConcurrency at a time. Each transaction watches the
+// writeState writes the users' state and their place in the shard's lagging-rows set (where it may have
+// changed: userEffects.setLags) in transactions of stateTxUsers users, WriteConcurrency at a time. Each transaction watches the
 // shard's fence and runs only if the fence is not above this holding period's epoch: no newer owner has
 // started (it raises the fence before it reads any state), and none can until the EXEC, which Redis
 // refuses if the fence changed meanwhile. So within a holding period only this writer writes the
@@ -510,7 +514,7 @@ func (sh *shardShared) writeState(ctx context.Context, fs *flushState, users []u
 	if len(idx) == 0 {
 		return nil
 	}
-	field := session.PositionField(sh.shard)
+	fieldArg, shardArg := any(session.PositionField(sh.shard)), any(sh.shard)
 	n := (len(idx) + stateTxUsers - 1) / stateTxUsers
 	err := parallel(n, sh.f.cfg.WriteConcurrency, func(k int) error {
 		part := idx[k*stateTxUsers : min(len(idx), (k+1)*stateTxUsers)]
@@ -524,19 +528,27 @@ func (sh *shardShared) writeState(ctx context.Context, fs *flushState, users []u
 					return fmt.Errorf("%w (%s is %d, above this holding period's lease counter %d)", errFenced, fenceKey, fence, sh.epoch)
 				}
 				_, err = tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+					// One argument array for the transaction's HSETs, boxed once where it can be.
+					n := 0
+					for _, i := range part {
+						n += 10 + len(users[i].fields)
+					}
+					args := make([]any, 0, n)
 					for _, i := range part {
 						u := &users[i]
-						key := session.UserKey(sh.f.cfg.Prefix, u.user)
-						args := make([]any, 0, 9+len(u.fields))
-						args = append(args, "HSET", key)
+						start := len(args)
+						args = append(args, "HSET", session.UserKey(sh.f.cfg.Prefix, u.user))
 						if !u.rowOnly {
-							args = append(args, field, u.pos.Encode(), session.FieldShard, sh.shard,
+							args = append(args, fieldArg, u.pos.Encode(), session.FieldShard, shardArg,
 								session.FieldSeq, u.pos.SequenceNumber, session.FieldSub, strconv.FormatInt(u.pos.SubSequence, 10))
 						}
-						pipe.Do(ctx, append(args, u.fields...)...)
-						if u.lags {
+						args = append(args, u.fields...)
+						pipe.Do(ctx, args[start:len(args):len(args)]...)
+						switch {
+						case !u.setLags:
+						case u.lags:
 							pipe.SAdd(ctx, rowsKey, u.user)
-						} else {
+						default:
 							pipe.SRem(ctx, rowsKey, u.user)
 						}
 					}
