@@ -4,15 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/lease"
+	"github.com/clickfleet/clickfleet/messages"
 	"github.com/clickfleet/clickfleet/session"
 )
 
@@ -224,5 +228,59 @@ func TestStateWriteWatchesTheFence(t *testing.T) {
 	}
 	if h := got["w007"]; h[session.PositionField(testShard)] != seqNo(8)+":0" || h[session.FieldLastAccess] != "7" {
 		t.Fatalf("user w007: %v", h)
+	}
+}
+
+// recordingDynamo keeps the items of every BatchWriteItem.
+type recordingDynamo struct {
+	mu    sync.Mutex
+	items []map[string]dtypes.AttributeValue
+}
+
+func (d *recordingDynamo) BatchWriteItem(_ context.Context, in *dynamodb.BatchWriteItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, reqs := range in.RequestItems {
+		seen := map[string]bool{}
+		for _, r := range reqs {
+			id := r.PutRequest.Item["session_id"].(*dtypes.AttributeValueMemberS).Value
+			if seen[id] {
+				return nil, fmt.Errorf("ValidationException: Provided list of item keys contains duplicates (%s)", id)
+			}
+			seen[id] = true
+			d.items = append(d.items, r.PutRequest.Item)
+		}
+	}
+	return &dynamodb.BatchWriteItemOutput{}, nil
+}
+
+// A flush's rows naming one session twice write it once, with the values listed last; without repeats
+// every row is written as listed.
+func TestWriteSessionsKeepsTheLastOfARepeat(t *testing.T) {
+	s := newSinks(t)
+	cfg := s.config("in")
+	ddb := &recordingDynamo{}
+	cfg.DynamoDB = ddb
+	sh := &shardShared{f: newFactory(t, cfg), shard: testShard, log: zap.NewNop()}
+	a := messages.NewSession("ua", "desktop", 1000)
+	b := messages.NewSession("ub", "mobile", 2000)
+	a2 := a
+	a2.EventCount, a2.LastEventMs = 7, 9000
+	if err := sh.writeSessions(context.Background(), []messages.Session{a, b, a2}); err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]string{}
+	for _, it := range ddb.items {
+		count[it["session_id"].(*dtypes.AttributeValueMemberS).Value] = it["event_count"].(*dtypes.AttributeValueMemberN).Value
+	}
+	if len(ddb.items) != 2 || count[a.SessionID] != "7" || count[b.SessionID] != "1" {
+		t.Fatalf("items %d, counts %v; want 2 items, %s at 7", len(ddb.items), count, a.SessionID)
+	}
+	ddb.items = nil
+	if err := sh.writeSessions(context.Background(), []messages.Session{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	if len(ddb.items) != 2 {
+		t.Fatalf("%d items for two distinct sessions", len(ddb.items))
 	}
 }

@@ -454,15 +454,26 @@ func (sh *shardShared) writeSessions(ctx context.Context, sessions []messages.Se
 	if len(sessions) == 0 {
 		return nil
 	}
+	uniq := sessions
 	at := make(map[string]int, len(sessions))
-	uniq := sessions[:0:0]
-	for _, s := range sessions {
-		if i, ok := at[s.SessionID]; ok {
-			uniq[i] = s
-			continue
+	for i := range sessions {
+		if _, ok := at[sessions[i].SessionID]; ok {
+			uniq = nil // a repeat: build the list of last values below
+			break
 		}
-		at[s.SessionID] = len(uniq)
-		uniq = append(uniq, s)
+		at[sessions[i].SessionID] = i
+	}
+	if uniq == nil {
+		clear(at)
+		uniq = make([]messages.Session, 0, len(sessions))
+		for _, s := range sessions {
+			if i, ok := at[s.SessionID]; ok {
+				uniq[i] = s
+				continue
+			}
+			at[s.SessionID] = len(uniq)
+			uniq = append(uniq, s)
+		}
 	}
 	updated := sh.f.cfg.Now().UnixMilli()
 	table := sh.f.cfg.SessionsTable
