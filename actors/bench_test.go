@@ -222,8 +222,7 @@ type mapUser struct {
 	rows       []messages.Session
 	lastSeenMs int64
 	due        int64
-	// lagsKnown, lagsStored: as userActor's.
-	lagsKnown, lagsStored bool
+	stored     storedLags
 }
 
 func newMapProcessor(f *Factory) *mapProcessor {
@@ -315,8 +314,7 @@ func (m *mapProcessor) flush(ctx context.Context, cp consumer.Checkpointer, fina
 			e.pos, e.rowOnly, e.fields = mu.u.Applied, true, []any{session.FieldRow, mu.u.Row.Encode()}
 		}
 		if !e.pos.IsZero() {
-			e.setLags = !mu.lagsKnown || mu.lagsStored != e.lags
-			mu.lagsKnown, mu.lagsStored = true, e.lags
+			e.setLags = mu.stored.write(e.lags)
 		}
 		mu.rows, mu.due = nil, e.due
 		if e.due != 0 && !mu.inTimed {

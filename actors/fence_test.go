@@ -203,7 +203,7 @@ func TestStateWriteWatchesTheFence(t *testing.T) {
 		users = append(users, userEffects{user: u, pos: session.Position{SequenceNumber: seqNo(i + 1)},
 			fields: []any{session.FieldLastAccess, "7"}})
 	}
-	err := sh.writeState(ctx, &flushState{}, users)
+	err := sh.writeState(ctx, users)
 	if !errors.Is(err, lease.ErrLeaseLost) {
 		t.Fatalf("state write after a newer owner's fence: %v, want lease lost", err)
 	}
@@ -219,7 +219,7 @@ func TestStateWriteWatchesTheFence(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.touch = func(int) {}
-	if err := sh.writeState(ctx, &flushState{}, users); err != nil {
+	if err := sh.writeState(ctx, users); err != nil {
 		t.Fatal(err)
 	}
 	got := userHashes(t, s.rdb, s.prefix)

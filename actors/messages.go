@@ -104,6 +104,19 @@ type userEffects struct {
 	outputs []output
 }
 
+// storedLags is what the shard's lagging-rows set holds for one user, as the user's last state write in
+// this holding period put it; the zero value is unknown (after hydration, or after a write dropped as
+// stale).
+type storedLags struct{ known, lags bool }
+
+// write reports whether a state write saying lags must update the set, and records it as written
+// (optimistic, as the row: a write dropped as stale comes back as rowLost, which forgets it).
+func (s *storedLags) write(lags bool) bool {
+	update := !s.known || s.lags != lags
+	*s = storedLags{known: true, lags: lags}
+	return update
+}
+
 // output is one encoded route output: route is its index in the factory's route set.
 type output struct {
 	route int

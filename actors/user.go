@@ -26,9 +26,7 @@ type userActor struct {
 	// close's clock.
 	lastSeenMs int64
 	entry      *userEntry // the ShardActor's entry of this user: passed back in replies, never read here
-	// lagsKnown: the shard's lagging set holds lagsStored for this user, as this actor's last state
-	// write put it (false after hydration and after a dropped write: unknown).
-	lagsKnown, lagsStored bool
+	stored     storedLags // what the shard's lagging set holds for the user
 
 	// n counts the records this actor applied; it names a record in queue and in geoResolved.
 	n uint64
@@ -75,7 +73,7 @@ func (a *userActor) Receive(ctx actor.Context) {
 		a.onFlush(ctx, m)
 	case *rowLost:
 		a.u.Row = session.Row{}
-		a.lagsKnown = false
+		a.stored = storedLags{}
 	}
 }
 
@@ -215,9 +213,7 @@ func (a *userActor) effects(u *session.User, applied, rowChanged bool, rows []me
 		e.fields = []any{session.FieldRow, u.Row.Encode()}
 	}
 	if !e.pos.IsZero() {
-		// Optimistic, as the row: a write dropped as stale comes back as rowLost.
-		e.setLags = !a.lagsKnown || a.lagsStored != e.lags
-		a.lagsKnown, a.lagsStored = true, e.lags
+		e.setLags = a.stored.write(e.lags)
 	}
 	return e
 }

@@ -224,7 +224,7 @@ func (sh *shardShared) writeFlush(ctx context.Context, fs *flushState, cp consum
 	if err := sh.writeSessions(ctx, sessions); err != nil {
 		return resource("SessionsTable", "sessions table", cfg.SessionsTable, err)
 	}
-	if err := sh.writeState(ctx, fs, users); err != nil {
+	if err := sh.writeState(ctx, users); err != nil {
 		return resource("Redis", "Redis user state", cfg.Prefix+"user:*", err)
 	}
 	if hook := sh.f.cfg.AfterFlush; hook != nil {
@@ -328,8 +328,8 @@ type scriptCall struct {
 }
 
 // runScripts runs calls of script (whose source is src) with EVALSHA in one pipeline; when Redis does not
-// know the script (a new or restarted server) it loads it and runs the calls again — the scripts are
-// read-only or guarded by position, so a call that ran twice wrote once.
+// know the script (a new or restarted server) it loads it and runs the calls again (for read-only
+// scripts, such as the probe's).
 func (sh *shardShared) runScripts(ctx context.Context, script *redis.Script, src string, calls []scriptCall) ([]*redis.Cmd, error) {
 	if len(calls) == 0 {
 		return nil, nil
@@ -507,14 +507,14 @@ func (sh *shardShared) writeSessions(ctx context.Context, sessions []messages.Se
 const stateTxUsers = 256
 
 // writeState writes the users' state and their place in the shard's lagging-rows set (where it may have
-// changed: userEffects.setLags) in transactions of stateTxUsers users, WriteConcurrency at a time. Each transaction watches the
-// shard's fence and runs only if the fence is not above this holding period's epoch: no newer owner has
+// changed: userEffects.setLags) in transactions of stateTxUsers users, WriteConcurrency at a time. Each
+// transaction watches the shard's fence and runs only if the fence is not above this holding period's epoch: no newer owner has
 // started (it raises the fence before it reads any state), and none can until the EXEC, which Redis
 // refuses if the fence changed meanwhile. So within a holding period only this writer writes the
 // shard's users, in flush order, and the probe has already dropped every user whose stored position
 // is at or beyond the flushed one: the state never moves backwards, and a deposed owner's write,
 // however late it arrives, never lands once a newer owner started.
-func (sh *shardShared) writeState(ctx context.Context, fs *flushState, users []userEffects) error {
+func (sh *shardShared) writeState(ctx context.Context, users []userEffects) error {
 	rowsKey, fenceKey := session.LaggingRowsKey(sh.f.cfg.Prefix, sh.shard), session.FenceKey(sh.f.cfg.Prefix, sh.shard)
 	var idx []int
 	for i := range users {
@@ -540,11 +540,11 @@ func (sh *shardShared) writeState(ctx context.Context, fs *flushState, users []u
 				}
 				_, err = tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
 					// One argument array for the transaction's HSETs, boxed once where it can be.
-					n := 0
+					size := 0
 					for _, i := range part {
-						n += 10 + len(users[i].fields)
+						size += 10 + len(users[i].fields)
 					}
-					args := make([]any, 0, n)
+					args := make([]any, 0, size)
 					for _, i := range part {
 						u := &users[i]
 						start := len(args)

@@ -11,6 +11,16 @@ import (
 	"github.com/clickfleet/clickfleet/session"
 )
 
+// dropAtCleanup deletes the test's keys (under prefix) when it ends.
+func dropAtCleanup(t *testing.T, rdb *redis.Client, prefix string) {
+	t.Cleanup(func() {
+		ctx := context.Background()
+		if keys, _ := rdb.Keys(ctx, prefix+"*").Result(); len(keys) > 0 {
+			rdb.Del(ctx, keys...)
+		}
+	})
+}
+
 // The fence script against a real Redis: a raise sets the fence to the epoch unless it is higher; each
 // shard's fence is its own (a split's children do not inherit the parent's); the reset form sets it,
 // even lower, only if it still holds the value the caller saw.
@@ -18,12 +28,7 @@ func TestFenceScript(t *testing.T) {
 	ctx := context.Background()
 	rdb := testenv.Redis(t)
 	prefix := testenv.Name(t, "f") + ":"
-	t.Cleanup(func() {
-		keys, _ := rdb.Keys(ctx, prefix+"*").Result()
-		if len(keys) > 0 {
-			rdb.Del(ctx, keys...)
-		}
-	})
+	dropAtCleanup(t, rdb, prefix)
 	fence := redis.NewScript(session.FenceScript)
 	const parent, child = "shardId-000000000000", "shardId-000000000001"
 	raise := func(shard string, epoch int64, seen string) int64 {
@@ -67,12 +72,7 @@ func TestPositionsScript(t *testing.T) {
 	ctx := context.Background()
 	rdb := testenv.Redis(t)
 	prefix := testenv.Name(t, "p") + ":"
-	t.Cleanup(func() {
-		keys, _ := rdb.Keys(ctx, prefix+"*").Result()
-		if len(keys) > 0 {
-			rdb.Del(ctx, keys...)
-		}
-	})
+	dropAtCleanup(t, rdb, prefix)
 	const shard = "shardId-000000000004"
 	pf := session.PositionField(shard)
 	rdb.HSet(ctx, session.UserKey(prefix, "a"), pf, "17:0")
