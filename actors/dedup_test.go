@@ -67,7 +67,7 @@ func copies(evs []putEvent) []putEvent {
 func withoutPositions(h map[string]string) map[string]string {
 	out := maps.Clone(h)
 	maps.DeleteFunc(out, func(k, _ string) bool {
-		return strings.HasPrefix(k, session.PositionFieldStem) || k == session.FieldShard || k == session.FieldSeq || k == session.FieldSub || k == session.FieldRow
+		return strings.HasPrefix(k, session.PositionFieldStem) || k == session.FieldShard || k == session.FieldRow
 	})
 	return out
 }

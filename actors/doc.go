@@ -8,8 +8,11 @@
 // One [Factory] per worker process owns one *actor.ActorSystem. Each holding period of a shard gets a
 // processor whose Initialize spawns a ShardActor; the ShardActor spawns one UserActor child per user id
 // seen on the shard (state rehydrated from the Redis hash cf:user:<id>, loaded in pipelined batches off
-// the actor), and routes each batch to them: one message per user per batch, that user's records in
-// order (the batch's records share one array, each user's a slice of it). The user actors' mailboxes run
+// the actor), and routes the records to them: a live user's records wait in the ShardActor, in shard
+// order, and travel with the user's next flush request — one message per user per flush, however many
+// batches its records came in (the flush's records share one array, each user's a slice of it; with
+// 100k users a batch of 1000 records touches ~1000 users, so a message per user per batch was a
+// message per record). The user actors' mailboxes run
 // on the factory's pool of one goroutine per CPU rather than a new goroutine per activation (with one
 // actor per user, almost every message finds its mailbox idle). Idle users are passivated by one
 // periodic sweep of the ShardActor (not per-actor ReceiveTimeout, which races); a passivated user's
@@ -37,9 +40,9 @@
 //     shard's fence, that set each user's fields and pos:<shard> and keep the shard's set of users whose
 //     rows lag (cf:rows:<shard>) in step;
 //
-// and only then checkpoints S. One flush per shard is in flight at a time; records keep flowing into the
-// actors meanwhile. ProcessRecords returns once its batch is routed, but waits while FlushMaxRecords
-// records are unflushed (backpressure).
+// and only then checkpoints S. One flush per shard is in flight at a time; records keep being routed
+// meanwhile and go to their users with the next barrier's requests. ProcessRecords returns once its
+// batch is routed, but waits while FlushMaxRecords records are unflushed (backpressure).
 //
 // # Session rows
 //

@@ -57,8 +57,8 @@ type hydrate struct {
 	entry *userEntry // the ShardActor's entry, named in the user's flush replies (never read by the user)
 }
 
-// userBatch (ShardActor → UserActor) holds one user's records of one batch, in shard order, routed at
-// processing time atMs.
+// userBatch (ShardActor → UserActor) holds records of one user, in shard order, routed at processing
+// time atMs: those buffered while the user's state loaded (live users get theirs with flushRequest).
 type userBatch struct {
 	recs []record
 	atMs int64
@@ -71,6 +71,10 @@ type flushRequest struct {
 	fs           *flushState
 	nowMs        int64
 	final, close bool
+	// recs are the user's records routed since its last flush (applied before the effects are taken),
+	// atMs the processing time of the last of them.
+	recs []record
+	atMs int64
 }
 
 // rowLost (ShardActor → UserActor) says that the user's last flushed effects were dropped as stale:
@@ -85,6 +89,7 @@ type barrierDone struct{ fs *flushState }
 // userEffects are one user's effects since its previous flush.
 type userEffects struct {
 	user  string
+	key   string // the user's hash (session.UserKey), set by the probe for the state write
 	entry *userEntry
 	// pos is the last applied record's position; zero when nothing was applied and no row changed (then
 	// there is no state to write).

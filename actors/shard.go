@@ -59,9 +59,9 @@ type userEntry struct {
 	closeNow bool // close its session at the next flush (passivation)
 	inTimed  bool // in shardActor.timed
 	buf      []record
-	// nBatch and offBatch place this batch's records of the user in the batch's shared array, while
-	// routing.
-	nBatch, offBatch int32
+	// nPend counts the user's records waiting in shardActor.pend; off places them in the flush's
+	// array.
+	nPend, off int32
 }
 
 // flushState is one flush barrier in progress. The users asked add their effects with add, from their
@@ -90,8 +90,10 @@ type shardActor struct {
 	users    map[string]*userEntry
 	stopping map[string]*userEntry // by PID id
 	dirty    []*userEntry
-	touched  []*userEntry
-	recUser  []*userEntry // the live user of each record of the batch being routed (nil: buffered)
+	// pend holds the records routed to live users since the last barrier, in shard order, and pendUser
+	// their users: they travel to each user with its flush request (one message per user and flush).
+	pend     []record
+	pendUser []*userEntry
 	// timed holds the entries with a session row trigger ahead (due ≠ 0), so a flush finds the users
 	// whose rows are due without scanning every user; compacted as flushes go.
 	timed []*userEntry
@@ -172,10 +174,6 @@ func (a *shardActor) onBatch(ctx actor.Context, m *processBatch) {
 	}
 	now := a.sh.f.cfg.Now().UnixNano()
 	var fresh []*userEntry
-	// One array and one message array per batch, not per user: each live user gets its records as a
-	// slice of the array, in shard order.
-	recUser := a.recUser[:0]
-	live := 0
 	for i := range m.recs {
 		r := &m.recs[i]
 		e := a.users[r.ev.UserID]
@@ -186,47 +184,17 @@ func (a *shardActor) onBatch(ctx actor.Context, m *processBatch) {
 		}
 		e.lastSeen = now
 		if e.state == entryLive {
-			if e.nBatch == 0 {
-				a.touched = append(a.touched, e)
-			}
-			e.nBatch++
-			live++
-			recUser = append(recUser, e)
+			a.pend = append(a.pend, *r)
+			a.pendUser = append(a.pendUser, e)
+			e.nPend++
+			a.markDirty(e)
 			continue
 		}
-		recUser = append(recUser, nil)
 		if len(e.buf) == 0 {
 			a.nBuffered++
 		}
 		e.buf = append(e.buf, *r)
 	}
-	if live > 0 {
-		all := make([]record, live)
-		off := int32(0)
-		for _, e := range a.touched {
-			e.offBatch, off = off, off+e.nBatch
-			e.nBatch = 0
-		}
-		for i, e := range recUser {
-			if e != nil {
-				all[e.offBatch+e.nBatch] = m.recs[i]
-				e.nBatch++
-			}
-		}
-		msgs := make([]userBatch, len(a.touched))
-		nowMs := now / int64(time.Millisecond)
-		for i, e := range a.touched {
-			lo, hi := e.offBatch, e.offBatch+e.nBatch
-			msgs[i] = userBatch{recs: all[lo:hi:hi], atMs: nowMs}
-			ctx.Send(e.pid, &msgs[i])
-			e.nBatch = 0
-			a.markDirty(e)
-		}
-	}
-	clear(recUser)
-	a.recUser = recUser[:0]
-	clear(a.touched)
-	a.touched = a.touched[:0]
 	a.errs = append(a.errs, m.errs...)
 	a.pending += m.n
 	if !m.last.IsZero() {
@@ -369,16 +337,40 @@ func (a *shardActor) startFlush(ctx actor.Context) {
 	fs.waiting.Store(int64(n))
 	req := &flushRequest{fs: fs, nowMs: nowMs, final: final}
 	var closeReq *flushRequest
+	// The routed records, grouped by user in shard order into one array; each user with records gets
+	// them in its own request (one array of requests per flush).
+	recs := make([]record, len(a.pend))
+	withRecs := 0
+	off := int32(0)
+	for _, e := range a.dirty {
+		if e.nPend > 0 {
+			e.off, off = off, off+e.nPend
+			e.nPend = 0
+			withRecs++
+		}
+	}
+	for i, e := range a.pendUser {
+		recs[e.off+e.nPend] = a.pend[i]
+		e.nPend++
+	}
+	reqs := make([]flushRequest, 0, withRecs)
+	atMs := func(e *userEntry) int64 { return e.lastSeen / int64(time.Millisecond) }
 	ask := func(e *userEntry) {
 		e.dirty, e.flushID = false, fs.id
-		if e.closeNow {
+		switch {
+		case e.nPend > 0:
+			reqs = append(reqs, flushRequest{fs: fs, nowMs: nowMs, final: final, close: e.closeNow,
+				recs: recs[e.off : e.off+e.nPend : e.off+e.nPend], atMs: atMs(e)})
+			e.nPend = 0
+			ctx.Send(e.pid, &reqs[len(reqs)-1])
+		case e.closeNow:
 			if closeReq == nil {
 				closeReq = &flushRequest{fs: fs, nowMs: nowMs, final: final, close: true}
 			}
 			ctx.Send(e.pid, closeReq)
-			return
+		default:
+			ctx.Send(e.pid, req)
 		}
-		ctx.Send(e.pid, req)
 	}
 	for _, e := range a.dirty {
 		ask(e)
@@ -388,6 +380,10 @@ func (a *shardActor) startFlush(ctx actor.Context) {
 	}
 	clear(a.dirty)
 	a.dirty = a.dirty[:0]
+	clear(a.pend)
+	a.pend = a.pend[:0]
+	clear(a.pendUser)
+	a.pendUser = a.pendUser[:0]
 	a.errs, a.pending, a.lastFlush = nil, 0, a.lastRouted
 	a.inFlight = fs
 	for _, d := range a.held {

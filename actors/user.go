@@ -13,7 +13,7 @@ import (
 )
 
 // userActor runs the per-user logic of one user on one shard. It starts with a hydrate message, applies
-// its batches, and hands its effects to the ShardActor on each flush request. It does no I/O: geo lookups
+// the records each flush request brings, and hands its effects to the ShardActor in reply. It does no I/O: geo lookups
 // that the in-process cache cannot answer run on the resolver's goroutines and come back as geoResolved.
 type userActor struct {
 	sh      *shardShared
@@ -70,9 +70,14 @@ func (a *userActor) Receive(ctx actor.Context) {
 	case *geoResolved:
 		a.onResolved(ctx, m)
 	case *flushRequest:
+		if len(m.recs) > 0 {
+			a.lastSeenMs = m.atMs
+			a.apply(ctx, m.recs)
+		}
 		a.onFlush(ctx, m)
 	case *rowLost:
 		a.u.Row = session.Row{}
+		a.u.ForgetStored()
 		a.stored = storedLags{}
 	}
 }
@@ -207,7 +212,7 @@ func (a *userActor) effects(u *session.User, applied, rowChanged bool, rows []me
 	switch {
 	case applied:
 		e.pos = u.Applied
-		e.fields = u.AppendFields(make([]any, 0, 24))
+		e.fields = u.AppendFields(make([]any, 0, 16), a.sh.shard)
 	case rowChanged && !u.Applied.IsZero():
 		e.pos, e.rowOnly = u.Applied, true
 		e.fields = []any{session.FieldRow, u.Row.Encode()}

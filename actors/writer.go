@@ -266,7 +266,8 @@ func (sh *shardShared) probe(ctx context.Context, fs *flushState) ([]userEffects
 			at = append(at, make([]int, 0, session.PositionsUsers))
 		}
 		c := &calls[len(calls)-1]
-		c.keys = append(c.keys, session.UserKey(sh.f.cfg.Prefix, users[i].user))
+		users[i].key = session.UserKey(sh.f.cfg.Prefix, users[i].user) // the state write's too
+		c.keys = append(c.keys, users[i].key)
 		at[len(at)-1] = append(at[len(at)-1], i)
 	}
 	err := sh.write(ctx, "guard probe", func(ctx context.Context) error {
@@ -525,7 +526,7 @@ func (sh *shardShared) writeState(ctx context.Context, users []userEffects) erro
 	if len(idx) == 0 {
 		return nil
 	}
-	fieldArg, shardArg := any(session.PositionField(sh.shard)), any(sh.shard)
+	fieldArg := any(session.PositionField(sh.shard))
 	n := (len(idx) + stateTxUsers - 1) / stateTxUsers
 	err := parallel(n, sh.f.cfg.WriteConcurrency, func(k int) error {
 		part := idx[k*stateTxUsers : min(len(idx), (k+1)*stateTxUsers)]
@@ -542,16 +543,19 @@ func (sh *shardShared) writeState(ctx context.Context, users []userEffects) erro
 					// One argument array for the transaction's HSETs, boxed once where it can be.
 					size := 0
 					for _, i := range part {
-						size += 10 + len(users[i].fields)
+						size += 4 + len(users[i].fields)
 					}
 					args := make([]any, 0, size)
 					for _, i := range part {
 						u := &users[i]
 						start := len(args)
-						args = append(args, "HSET", session.UserKey(sh.f.cfg.Prefix, u.user))
+						key := u.key
+						if key == "" { // not probed
+							key = session.UserKey(sh.f.cfg.Prefix, u.user)
+						}
+						args = append(args, "HSET", key)
 						if !u.rowOnly {
-							args = append(args, fieldArg, u.pos.Encode(), session.FieldShard, shardArg,
-								session.FieldSeq, u.pos.SequenceNumber, session.FieldSub, strconv.FormatInt(u.pos.SubSequence, 10))
+							args = append(args, fieldArg, u.pos.Encode())
 						}
 						args = append(args, u.fields...)
 						pipe.Do(ctx, args[start:len(args):len(args)]...)

@@ -243,7 +243,7 @@ func TestRecentClicksInFields(t *testing.T) {
 			EventTimeMs: 1_626_091_318_000 + int64(i), ClickID: fmt.Sprint("click-", i)}, r)
 	}
 	h := map[string]string{PositionField("shard-1"): u.Applied.Encode()}
-	kv := u.AppendFields(nil)
+	kv := u.AppendFields(nil, "shard-1")
 	for i := 0; i < len(kv); i += 2 {
 		h[kv[i].(string)] = kv[i+1].(string)
 	}
@@ -267,7 +267,7 @@ func TestRecentClicksInFields(t *testing.T) {
 		t.Fatalf("corrupt window: %v", err)
 	}
 	fresh := User{ID: "u2"}
-	for _, f := range fresh.AppendFields(nil) {
+	for _, f := range fresh.AppendFields(nil, "shard-1") {
 		if f == FieldRecentClicks {
 			t.Fatal("an empty window is written")
 		}

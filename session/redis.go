@@ -20,9 +20,7 @@ const (
 	FieldPrevMs      = "prev_event_ms"
 	// FieldRow is what the sessions table holds for the open session ([Row.Encode]).
 	FieldRow          = "session_row"
-	FieldShard        = "shard" // the shard whose record the state reflects
-	FieldSeq          = "seq"   // that record's sequence number
-	FieldSub          = "sub"   // and sub-sequence number
+	FieldShard        = "shard" // the shard whose record the state reflects (its position: PositionField)
 	PositionFieldStem = "pos:"  // + shard id: the last applied position on that shard ("seq:sub")
 	// FieldRecentClicks is the user's window of recently applied click ids ([RecentClicks.Encode]).
 	FieldRecentClicks = "recent_clicks"
@@ -95,35 +93,51 @@ func UserKey(prefix, userID string) string { return prefix + "user:" + userID }
 func PositionField(shardID string) string { return PositionFieldStem + shardID }
 
 // AppendFields appends u's state as alternating field names and values for HSET, without the position
-// fields (the writer's guarded script sets those) and without the name (the names sync's). The location
-// (country, region and city, the last two possibly empty) is written once known, all three together;
-// the window of recent click ids once it holds one.
-func (u *User) AppendFields(dst []any) []any {
+// field (the writer sets pos:<shard> itself) and without the name (the names sync's), and marks what it
+// appended as stored: the caller writes it, or discards u (a failed flush ends the holding period) or
+// calls ForgetStored (effects dropped as stale). Only what the hash may not hold yet is appended: the
+// last access and the open session's moving fields (last event, count, previous event) always; the
+// session's identity (id, device, start) when the session started since; the row state, the location
+// (country, region and city, the last two possibly empty; once known, all three together), the window
+// of recent click ids (once it holds one) and shard (shardID, the shard whose record the state
+// reflects) when they changed.
+func (u *User) AppendFields(dst []any, shardID string) []any {
 	dst = append(dst, FieldLastAccess, strconv.FormatInt(u.LastAccessMs, 10))
-	if u.Country != "" {
+	if u.stored&groupShard == 0 {
+		dst = append(dst, FieldShard, shardID)
+	}
+	if u.Country != "" && u.stored&groupLocation == 0 {
 		dst = append(dst, FieldCountry, u.Country, FieldRegion, u.Region, FieldCity, u.City)
 	}
-	if u.Recent.Len() > 0 {
+	if u.Recent.Len() > 0 && u.stored&groupRecent == 0 {
 		dst = append(dst, FieldRecentClicks, u.Recent.Encode())
 	}
+	u.stored |= groupShard | groupLocation | groupRecent
 	if !u.Started() {
 		return dst
 	}
 	c := &u.Current
-	return append(dst,
-		FieldSessionID, c.SessionID,
-		FieldDevice, c.DeviceType,
-		FieldStartMs, strconv.FormatInt(c.StartMs, 10),
+	if u.stored&groupSession == 0 {
+		dst = append(dst, FieldSessionID, c.SessionID, FieldDevice, c.DeviceType, FieldStartMs, strconv.FormatInt(c.StartMs, 10))
+	}
+	dst = append(dst,
 		FieldLastEventMs, strconv.FormatInt(c.LastEventMs, 10),
 		FieldCount, strconv.FormatInt(c.EventCount, 10),
-		FieldPrevMs, strconv.FormatInt(u.PrevMs, 10),
-		FieldRow, u.Row.Encode())
+		FieldPrevMs, strconv.FormatInt(u.PrevMs, 10))
+	if u.stored&groupRow == 0 {
+		dst = append(dst, FieldRow, u.Row.Encode())
+	}
+	u.stored |= groupSession | groupRow
+	return dst
 }
 
 // FromFields rebuilds user id's state on shardID from its hash (as HGETALL returns it; nil or empty for a
 // new user). A malformed field is an error naming it.
 func FromFields(id, shardID string, h map[string]string) (User, error) {
-	u := User{ID: id, Name: h[FieldName], Country: h[FieldCountry], Region: h[FieldRegion], City: h[FieldCity]}
+	u := User{ID: id, Name: h[FieldName], Country: h[FieldCountry], Region: h[FieldRegion], City: h[FieldCity], stored: allGroups}
+	if h[FieldShard] != shardID {
+		u.stored &^= groupShard
+	}
 	num := func(f string) (int64, error) {
 		v, ok := h[f]
 		if !ok {

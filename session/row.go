@@ -91,6 +91,7 @@ func (u *User) RowCheck(nowMs, lastSeenMs int64, p RowPolicy, closeNow, final bo
 // session closed) at processing time nowMs.
 func (u *User) RowWritten(nowMs int64, closes bool) {
 	u.Row = Row{Count: u.Current.EventCount, AtMs: nowMs, Closed: closes}
+	u.stored &^= groupRow
 }
 
 // RowDue returns the processing time (Unix ms) at which RowCheck may next write or close Current, or 0

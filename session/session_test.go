@@ -1,6 +1,9 @@
 package session
 
 import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/clickfleet/clickfleet/messages"
@@ -119,7 +122,7 @@ func TestFieldsRoundTrip(t *testing.T) {
 	u.SetLocation("US", "California", "Riverside")
 	u.SetLocation("", "", "") // an unresolved address keeps the location
 	h := map[string]string{PositionField("shard-1"): u.Applied.Encode(), PositionField("shard-0"): "3:0", FieldName: "Ann"}
-	kv := u.AppendFields(nil)
+	kv := u.AppendFields(nil, "shard-1")
 	for i := 0; i < len(kv); i += 2 {
 		if kv[i] == FieldName {
 			t.Fatal("AppendFields writes the name, which belongs to the names sync")
@@ -151,4 +154,92 @@ func TestFieldsRoundTrip(t *testing.T) {
 	if _, err := FromFields("u1", "shard-1", h); err == nil {
 		t.Fatal("inconsistent session fields accepted")
 	}
+}
+
+// A state write sets only the fields that changed: a hash kept by nothing but those partial writes
+// always reads back as the user's state (random events, sessions, locations, row writes, click ids, a
+// rehydration, a move to another shard, a forgotten write), and a write after an event that neither
+// started a session nor changed anything else carries only the moving fields.
+func TestAppendFieldsWritesOnlyChanges(t *testing.T) {
+	r := DefaultRules()
+	rnd := rand.New(rand.NewPCG(7, 7))
+	base := int64(1_626_091_318_000)
+	h := map[string]string{}
+	write := func(u *User, shard string) []string {
+		kv := u.AppendFields(nil, shard)
+		h[PositionField(shard)] = u.Applied.Encode()
+		var names []string
+		for i := 0; i < len(kv); i += 2 {
+			h[kv[i].(string)] = kv[i+1].(string)
+			names = append(names, kv[i].(string))
+		}
+		return names
+	}
+	same := func(step int, u User, shard string) {
+		t.Helper()
+		got, err := FromFields(u.ID, shard, h)
+		if err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		if !slices.Equal(got.Recent.Fingerprints(), u.Recent.Fingerprints()) {
+			t.Fatalf("step %d: the window reads back as %v, want %v", step, got.Recent.Fingerprints(), u.Recent.Fingerprints())
+		}
+		got.stored, u.stored = 0, 0
+		got.Recent, u.Recent = RecentClicks{}, RecentClicks{}
+		if got != u {
+			t.Fatalf("step %d: the hash reads back as\n %+v\nwant %+v", step, got, u)
+		}
+	}
+	shard := "shard-1"
+	u := User{ID: "u1"}
+	ts, seq := base, 10
+	for step := range 400 {
+		switch k := rnd.IntN(10); {
+		case k < 6: // events, within the gap or not
+			for range 1 + rnd.IntN(3) {
+				seq++
+				ts += []int64{1000, 4000, 11_000, 60_000}[rnd.IntN(4)]
+				ev := &messages.Event{UserID: "u1", EventName: "x", DeviceType: []string{"desktop", "mobile"}[rnd.IntN(2)], EventTimeMs: ts}
+				if rnd.IntN(3) == 0 {
+					ev.ClickID = fmt.Sprint("click-", seq)
+				}
+				u.Apply(position.At(fmt.Sprint(seq), 0), ev, r)
+			}
+		case k == 6:
+			u.SetLocation([]string{"US", "DE", ""}[rnd.IntN(3)], "R", []string{"A", "B"}[rnd.IntN(2)])
+		case k == 7 && u.Started():
+			u.RowWritten(ts, rnd.IntN(2) == 0)
+		case k == 8: // a new holding period, maybe on a child shard
+			if rnd.IntN(2) == 0 {
+				shard = fmt.Sprint("shard-", 2+rnd.IntN(3))
+			}
+			var err error
+			if u, err = FromFields("u1", shard, h); err != nil {
+				t.Fatalf("step %d: %v", step, err)
+			}
+			continue
+		default:
+			u.ForgetStored()
+		}
+		write(&u, shard)
+		same(step, u, shard)
+	}
+
+	// An event within the session, nothing else changed: only the moving fields.
+	seq++
+	ts += 1000
+	u.Apply(position.At(fmt.Sprint(seq), 0), &messages.Event{UserID: "u1", EventName: "x", DeviceType: u.Current.DeviceType, EventTimeMs: ts}, r)
+	write(&u, shard)
+	seq++
+	ts += 1000
+	u.Apply(position.At(fmt.Sprint(seq), 0), &messages.Event{UserID: "u1", EventName: "x", DeviceType: u.Current.DeviceType, EventTimeMs: ts}, r)
+	want := []string{FieldLastAccess, FieldLastEventMs, FieldCount, FieldPrevMs}
+	if got := write(&u, shard); !slices.Equal(got, want) {
+		t.Fatalf("fields written after an event in the open session: %v, want %v", got, want)
+	}
+	u.ForgetStored()
+	if got := write(&u, shard); len(got) < 11 {
+		t.Fatalf("after ForgetStored only %v are written", got)
+	}
+	same(-1, u, shard)
 }

@@ -71,13 +71,34 @@ type User struct {
 	// Country, Region and City are the user's location, set by the caller (enrichment) with SetLocation;
 	// empty until known. Apply leaves them alone.
 	Country, Region, City string
+	// stored marks the groups of fields the user's hash is known to hold with their current values
+	// (FromFields sets what it loaded, AppendFields what it wrote, a change clears its group), so a
+	// state write sets only what changed. The zero value knows nothing: every field is written.
+	stored fieldGroups
 }
+
+// fieldGroups is a set of groups of hash fields that change together.
+type fieldGroups uint8
+
+const (
+	groupSession  fieldGroups = 1 << iota // session_id, session_device, session_start_ms (set when a session starts)
+	groupRow                              // session_row
+	groupRecent                           // recent_clicks
+	groupLocation                         // country, region, city
+	groupShard                            // shard
+	allGroups     = groupSession | groupRow | groupRecent | groupLocation | groupShard
+)
+
+// ForgetStored makes the next AppendFields write every field, as for a user whose stored hash is
+// unknown (its last effects were dropped as stale, say).
+func (u *User) ForgetStored() { u.stored = 0 }
 
 // SetLocation records the user's location (the caller's latest resolved address). An empty country
 // leaves the location as it was.
 func (u *User) SetLocation(country, region, city string) {
-	if country != "" {
+	if country != "" && (country != u.Country || region != u.Region || city != u.City) {
 		u.Country, u.Region, u.City = country, region, city
+		u.stored &^= groupLocation
 	}
 }
 
@@ -117,6 +138,7 @@ func (u *User) Apply(pos Position, ev *messages.Event, r Rules) Outcome {
 			return Outcome{Duplicate: true}
 		}
 		u.Recent.Add(fp)
+		u.stored &^= groupRecent
 	}
 	o := Outcome{Applied: true}
 	var prev messages.Session
@@ -129,6 +151,7 @@ func (u *User) Apply(pos Position, ev *messages.Event, r Rules) Outcome {
 			o.Closed = prev
 		}
 		u.Row = Row{}
+		u.stored &^= groupSession | groupRow
 	}
 	u.LastAccessMs = max(u.LastAccessMs, ev.EventTimeMs)
 	o.Offer = r.IsOffer(ev)
