@@ -148,7 +148,9 @@ func BenchmarkProcess(b *testing.B) {
 						}
 						ctx := context.Background()
 						cp := &fakeCheckpointer{}
-						if err := p.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon}); err != nil {
+						// A lease counter, as a worker's holding period has: the flush's probe then reads the
+						// shard's fence, not every user's position.
+						if err := p.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon, LeaseCounter: 1}); err != nil {
 							b.Fatal(err)
 						}
 						for _, batch := range batches {
@@ -266,9 +268,10 @@ func newMapProcessor(f *Factory) *mapProcessor {
 	return &mapProcessor{sh: &shardShared{f: f, shard: testShard, log: zap.NewNop()}, users: map[string]*mapUser{}}
 }
 
-func (m *mapProcessor) Initialize(context.Context, consumer.InitInput) error {
+func (m *mapProcessor) Initialize(ctx context.Context, in consumer.InitInput) error {
 	m.lastAt = time.Now()
-	return nil
+	m.sh.epoch = in.LeaseCounter
+	return m.sh.claimFence(ctx)
 }
 
 func (m *mapProcessor) ProcessRecords(ctx context.Context, b consumer.Batch) error {

@@ -32,7 +32,7 @@ type DynamoDBAPI interface {
 	BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error)
 }
 
-// RedisAPI is the part of the Redis client the processor uses: pipelines (HGETALL, EVALSHA), script
+// RedisAPI is the part of the Redis client the processor uses: pipelines (HGETALL, GET, EVALSHA), script
 // loading, and transactions watching the shard's fence (the state writes).
 type RedisAPI interface {
 	Pipeline() redis.Pipeliner

@@ -29,9 +29,12 @@
 // goroutine, off the mailboxes, then writes them in this order, each stage batched and retried with
 // backoff until it succeeds or the holding period ends:
 //
-//  1. a guard probe: each user's pos:<shard>, read by a small script 128 users a call in one pipeline; a
-//     user whose stored position is at or beyond the flushed one was written by someone at least as far
-//     (a deposed owner's late flush, or a duplicate), so its effects are dropped;
+//  1. a guard probe: the shard's fence (below). Above the holding period's lease counter, a newer owner
+//     started and the flush stops as lease lost; equal to it, no one else can have written the shard's
+//     users since they were loaded, so nothing more is read. Otherwise (no lease counter, or a fence lost
+//     with a Redis restart) each user's pos:<shard> is read by a small script 128 users a call in one
+//     pipeline, and a user whose stored position is at or beyond the flushed one was written by someone
+//     at least as far (a deposed owner's late flush, or a duplicate), so its effects are dropped;
 //  2. outputs: Kinesis PutRecords of each route's outputs, stream by stream, then of error records
 //     (failed entries retried);
 //  3. sessions: DynamoDB BatchWriteItem of the session rows whose triggers fired, absolute values, 25 per

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,10 +12,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
 	"github.com/clickfleet/clickfleet/session"
@@ -283,4 +286,58 @@ func TestWriteSessionsKeepsTheLastOfARepeat(t *testing.T) {
 	if len(ddb.items) != 2 {
 		t.Fatalf("%d items for two distinct sessions", len(ddb.items))
 	}
+}
+
+// While the shard's fence is its holding period's own lease counter, no one else can have written the
+// shard's users since they were loaded, so a flush reads no user positions: replayed records are skipped
+// by the users themselves. Once the fence is gone (a Redis restart that lost it), flushes read every user's
+// position again. Either way the sessions, the user state and the offers are a single clean run's.
+func TestFlushReadsPositionsOnlyWithoutItsFence(t *testing.T) {
+	ref := newSinks(t)
+	recs := workload(400, 12, 5)
+	run(t, newFactory(t, ref.config("in")), recs, 100)
+
+	s := newSinks(t)
+	ctx := context.Background()
+	cfg := s.config("in")
+	cfg.FlushMaxRecords = 100 // flushes as it goes
+	f := newFactory(t, cfg)
+	p := f.NewProcessor(testShard)
+	cp := &fakeCheckpointer{}
+	in := consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon, LeaseCounter: 4, ValidFor: func() time.Duration { return time.Minute }}
+	if err := p.Initialize(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	// Records 101–200 come twice (a re-read after a GetRecords retry, say).
+	for _, part := range [][]consumer.Record{recs[:100], recs[100:200], recs[100:300]} {
+		if err := p.ProcessRecords(ctx, batch(part, cp)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.WaitFor(t, "a flush's user state", time.Minute, func() bool { return testutil.ToFloat64(f.m.effects.WithLabelValues("state")) > 0 })
+	if n := testutil.ToFloat64(f.m.positionsRead); n != 0 {
+		t.Fatalf("%v user positions read while the fence was the holding period's own", n)
+	}
+	if err := s.rdb.Del(ctx, session.FenceKey(s.prefix, testShard)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, part := range [][]consumer.Record{recs[250:300], recs[300:400]} {
+		if err := p.ProcessRecords(ctx, batch(part, cp)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.ShutdownRequested(ctx, cp); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.ToFloat64(f.m.positionsRead); n == 0 {
+		t.Fatal("no user positions read after the fence was lost")
+	}
+	if cp.position() != seqNo(len(recs))+":0" {
+		t.Fatalf("checkpointed %q", cp.position())
+	}
+	sameResults(t, s, ref)
+	if got, want := offerClicks(t, s.kin, s.offers), offerClicks(t, ref.kin, ref.offers); !maps.Equal(got, want) {
+		t.Fatalf("offers by click id:\n got %v\nwant %v", got, want)
+	}
+	notFailed(t, f)
 }

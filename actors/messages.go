@@ -89,7 +89,7 @@ type barrierDone struct{ fs *flushState }
 // userEffects are one user's effects since its previous flush.
 type userEffects struct {
 	user  string
-	key   string // the user's hash (session.UserKey), set by the probe for the state write
+	key   string // the user's hash (session.UserKey), set by the probe when it reads positions
 	entry *userEntry
 	// pos is the last applied record's position; zero when nothing was applied and no row changed (then
 	// there is no state to write).

@@ -26,6 +26,9 @@ type metrics struct {
 	// session rows: items written to the sessions table, sessions started, users loaded at the start of
 	// a holding period because the previous owner left their rows lagging.
 	sessionWrites, sessionsStarted, rowsRecovered prometheus.Counter
+	// positionsRead counts users whose stored position a flush's probe read (only when the shard's fence
+	// is not the holding period's own).
+	positionsRead prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -64,12 +67,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Sessions started (a user's first event, or one beyond the gap)."}),
 		rowsRecovered: prometheus.NewCounter(prometheus.CounterOpts{Name: "clickfleet_actors_lagging_rows_recovered_total",
 			Help: "Users loaded when a shard's holding period started because a previous owner left their session rows lagging (a crash or a lost lease); their rows are written at their next trigger."}),
+		positionsRead: prometheus.NewCounter(prometheus.CounterOpts{Name: "clickfleet_actors_positions_read_total",
+			Help: "Users whose stored position a flush read before writing, to drop a deposed owner's or a duplicate's effects; 0 while every shard's fence in Redis is its holding period's own lease counter (then no one else can have written them)."}),
 	}
 	for _, s := range []geo.Status{geo.StatusUnavailable, geo.StatusFound, geo.StatusNotFound, geo.StatusUnknown} {
 		m.located[s] = m.locatedVec.WithLabelValues(s.String())
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.usersLive, m.spawned, m.passivated, m.batchSeconds, m.flushSeconds, m.effects, m.errors, m.retrying, m.records, m.invalid, m.locatedVec, m.geoOffActor, m.heldReplies, m.duplicates, m.sessionWrites, m.sessionsStarted, m.rowsRecovered} {
+		for _, c := range []prometheus.Collector{m.usersLive, m.spawned, m.passivated, m.batchSeconds, m.flushSeconds, m.effects, m.errors, m.retrying, m.records, m.invalid, m.locatedVec, m.geoOffActor, m.heldReplies, m.duplicates, m.sessionWrites, m.sessionsStarted, m.rowsRecovered, m.positionsRead} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -249,10 +249,39 @@ func (sh *shardShared) writeFlush(ctx context.Context, fs *flushState, cp consum
 // stored it wrote their sessions and outputs first, so these effects are a deposed owner's or a
 // duplicate. A row-only effect (nothing applied, the session row's state changed) is kept only while
 // the stored position is still its own. Users with nothing to write are dropped too. The stale users are
-// listed in fs.stale. The positions are read with session.PositionsScript, PositionsUsers users a
-// call, in one pipeline.
+// listed in fs.stale.
+//
+// It first reads the shard's fence. Above this holding period's epoch, a newer owner started: the flush
+// stops as lease lost before it writes anything. Equal to a non-zero epoch, no one else can have stored
+// a position for this shard's users since this holding period raised the fence (before it read any
+// state; an older owner's transactions are refused since, a newer one would have raised it), so every
+// stored position is one this holding period read or wrote, which its users already skip past: nothing is
+// stale and the users' positions are not read. Otherwise (no lease counter, or a fence lost with a Redis
+// restart) the positions are read with session.PositionsScript, PositionsUsers users a call, in one
+// pipeline.
 func (sh *shardShared) probe(ctx context.Context, fs *flushState) ([]userEffects, error) {
 	users := fs.users
+	fs.stale = fs.stale[:0]
+	if sh.epoch > 0 {
+		fence, err := sh.readFence(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if fence > sh.epoch {
+			return nil, fmt.Errorf("%w (%s is %d, above this holding period's lease counter %d)", errFenced, session.FenceKey(sh.f.cfg.Prefix, sh.shard), fence, sh.epoch)
+		}
+		if fence == sh.epoch {
+			keep := users[:0]
+			for i := range users {
+				if u := &users[i]; !u.pos.IsZero() || len(u.rows) > 0 {
+					keep = append(keep, *u)
+				}
+			}
+			clear(users[len(keep):])
+			fs.users = keep
+			return keep, nil
+		}
+	}
 	field := session.PositionField(sh.shard)
 	stored := make([]position.Position, len(users))
 	var calls []scriptCall
@@ -270,6 +299,11 @@ func (sh *shardShared) probe(ctx context.Context, fs *flushState) ([]userEffects
 		c.keys = append(c.keys, users[i].key)
 		at[len(at)-1] = append(at[len(at)-1], i)
 	}
+	nRead := 0
+	for _, c := range calls {
+		nRead += len(c.keys)
+	}
+	sh.f.m.positionsRead.Add(float64(nRead))
 	err := sh.write(ctx, "guard probe", func(ctx context.Context) error {
 		cmds, err := sh.runScripts(ctx, positionsScript, session.PositionsScript, calls)
 		if err != nil {
@@ -296,7 +330,6 @@ func (sh *shardShared) probe(ctx context.Context, fs *flushState) ([]userEffects
 	if err != nil {
 		return nil, err
 	}
-	fs.stale = fs.stale[:0]
 	keep := users[:0]
 	for i := range users {
 		u := &users[i]
@@ -320,6 +353,30 @@ func (sh *shardShared) probe(ctx context.Context, fs *flushState) ([]userEffects
 		sh.log.Info("dropped effects of users already written beyond this flush (a deposed owner's late flush, or a duplicate)", zap.Int("users", n))
 	}
 	return keep, nil
+}
+
+// readFence reads the shard's fence (session.FenceKey; 0 when it is not set).
+func (sh *shardShared) readFence(ctx context.Context) (int64, error) {
+	key := session.FenceKey(sh.f.cfg.Prefix, sh.shard)
+	var fence int64
+	err := sh.write(ctx, "read the shard's fence", func(ctx context.Context) error {
+		pipe := sh.f.cfg.Redis.Pipeline()
+		c := pipe.Get(ctx, key)
+		_, _ = pipe.Exec(ctx)
+		v, err := c.Result()
+		if errors.Is(err, redis.Nil) {
+			fence = 0
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("GET %s: %w", key, err)
+		}
+		if fence, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return retry.Permanent(fmt.Errorf("%s holds %q, not a lease counter", key, v))
+		}
+		return nil
+	})
+	return fence, err
 }
 
 // scriptCall is one call of a script: its keys and arguments.
@@ -550,7 +607,7 @@ func (sh *shardShared) writeState(ctx context.Context, users []userEffects) erro
 						u := &users[i]
 						start := len(args)
 						key := u.key
-						if key == "" { // not probed
+						if key == "" { // positions not read
 							key = session.UserKey(sh.f.cfg.Prefix, u.user)
 						}
 						args = append(args, "HSET", key)
