@@ -50,7 +50,7 @@ demo: build
 demo-down:
 	@deploy/local/demo-down
 
-# The dashboard's embedded chart library and maps (dashboard/static/vendor/, checked in) from the npm packages
+# The dashboard's embedded chart library and maps (lake/dashboard/static/vendor/, checked in) from the npm packages
 # pinned in deploy/local/package.json; only needed after changing those pins.
 assets:
 	cd deploy/local && npm ci --no-audit --no-fund --loglevel=error

@@ -14,9 +14,9 @@ import (
 
 	"github.com/clickfleet/clickfleet/enrich/geo"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/route"
-	"github.com/clickfleet/clickfleet/session"
-	"github.com/clickfleet/clickfleet/settings"
+	"github.com/clickfleet/clickfleet/actors/route"
+	"github.com/clickfleet/clickfleet/actors/session"
+	"github.com/clickfleet/clickfleet/internal/settings"
 )
 
 // ErrInvalidConfig is wrapped by every error Config.Validate returns.

@@ -17,7 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/clickfleet/clickfleet/internal/testenv"
-	"github.com/clickfleet/clickfleet/session"
+	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 // retryEvents returns n events of users u1..u4, as the ingest puts them: each with a UUIDv7 click_id,

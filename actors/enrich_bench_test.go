@@ -15,7 +15,7 @@ import (
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/enrich/geo"
 	"github.com/clickfleet/clickfleet/lease"
-	"github.com/clickfleet/clickfleet/session"
+	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 // BenchmarkEnrich measures what geo and name enrichment cost the actor path: the same POC events (one

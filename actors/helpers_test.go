@@ -20,7 +20,7 @@ import (
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/provision"
+	"github.com/clickfleet/clickfleet/internal/provision"
 )
 
 // sinks are the real servers a test writes to, with names unique to the test.

@@ -6,7 +6,7 @@ import (
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/enrich/geo"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/session"
+	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 // The messages the actors of this package exchange. They hold this package's own types (records with

@@ -12,8 +12,8 @@ import (
 	"github.com/clickfleet/clickfleet/enrich/geo"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/route"
-	"github.com/clickfleet/clickfleet/session"
+	"github.com/clickfleet/clickfleet/actors/route"
+	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 // Two routes beside the default one, through a real worker: purchases over 100 projected to three fields

@@ -13,8 +13,8 @@ import (
 
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/lease"
-	"github.com/clickfleet/clickfleet/retry"
-	"github.com/clickfleet/clickfleet/session"
+	"github.com/clickfleet/clickfleet/internal/retry"
+	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 // ErrStopped is returned to calls that reach a shard's processor after its actors stopped.

@@ -9,7 +9,7 @@ import (
 	"github.com/clickfleet/clickfleet/enrich"
 	"github.com/clickfleet/clickfleet/enrich/geo"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/session"
+	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 // userActor runs the per-user logic of one user on one shard. It starts with a hydrate message, applies

@@ -19,9 +19,9 @@ import (
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/position"
-	"github.com/clickfleet/clickfleet/retry"
-	"github.com/clickfleet/clickfleet/session"
+	"github.com/clickfleet/clickfleet/lease/position"
+	"github.com/clickfleet/clickfleet/internal/retry"
+	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 var (

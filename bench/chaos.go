@@ -37,8 +37,8 @@ import (
 	"github.com/clickfleet/clickfleet/internal/oracle"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/provision"
-	"github.com/clickfleet/clickfleet/session"
+	"github.com/clickfleet/clickfleet/internal/provision"
+	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 // ChaosConfig describes a chaos run: consume and archive workers under a steady load while a seeded

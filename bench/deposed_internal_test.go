@@ -16,8 +16,8 @@ import (
 	"github.com/clickfleet/clickfleet/internal/faults"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/lease"
-	"github.com/clickfleet/clickfleet/provision"
-	"github.com/clickfleet/clickfleet/session"
+	"github.com/clickfleet/clickfleet/internal/provision"
+	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 // A deposed owner's state write that is already on its way to Redis when the new owner starts must not

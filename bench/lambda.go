@@ -12,7 +12,7 @@ import (
 
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/session"
+	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 // lambdaProcessor is the seeds' design as a baseline: what their Lambdas do per record — one Redis write

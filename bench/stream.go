@@ -11,8 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
-	"github.com/clickfleet/clickfleet/clickgen"
-	"github.com/clickfleet/clickfleet/provision"
+	"github.com/clickfleet/clickfleet/ingest/clickgen"
+	"github.com/clickfleet/clickfleet/internal/provision"
 )
 
 // KinesisAPI is the part of the Kinesis client the benchmarks use.

@@ -13,7 +13,7 @@ import (
 
 	"github.com/clickfleet/clickfleet/consumer/kpl"
 	"github.com/clickfleet/clickfleet/lease"
-	"github.com/clickfleet/clickfleet/retry"
+	"github.com/clickfleet/clickfleet/internal/retry"
 )
 
 // errPlannedEndTimedOut cancels a processor that did not finish within the shutdown timeout.

@@ -13,7 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/lease"
-	"github.com/clickfleet/clickfleet/retry"
+	"github.com/clickfleet/clickfleet/internal/retry"
 )
 
 // Worker is one process of the consumer fleet: a lease coordinator, a shard syncer, and one reader per

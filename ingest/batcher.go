@@ -12,7 +12,7 @@ import (
 	"github.com/aws/smithy-go"
 	"go.uber.org/zap"
 
-	"github.com/clickfleet/clickfleet/retry"
+	"github.com/clickfleet/clickfleet/internal/retry"
 )
 
 // record is one record on its way to a stream, and where its outcome goes.

@@ -20,7 +20,7 @@ import (
 	"github.com/clickfleet/clickfleet/ingest"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/streamtail"
+	"github.com/clickfleet/clickfleet/consumer/streamtail"
 )
 
 // readRecords reads stream from its start until n records have arrived (or 30 s pass) and returns their

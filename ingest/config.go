@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/settings"
+	"github.com/clickfleet/clickfleet/internal/settings"
 )
 
 // ErrInvalidConfig is wrapped by every error [Config.Validate] returns.

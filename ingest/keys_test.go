@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickfleet/clickfleet/settings"
+	"github.com/clickfleet/clickfleet/internal/settings"
 )
 
 func TestKeys(t *testing.T) {

@@ -21,8 +21,8 @@ import (
 	"github.com/clickfleet/clickfleet/ingest"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/provision"
-	"github.com/clickfleet/clickfleet/streamtail"
+	"github.com/clickfleet/clickfleet/internal/provision"
+	"github.com/clickfleet/clickfleet/consumer/streamtail"
 )
 
 // kinesalite is a kinesalite process of this test's own, keeping its data on disk under dir so that

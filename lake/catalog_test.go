@@ -11,7 +11,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/clickfleet/clickfleet/archive"
+	"github.com/clickfleet/clickfleet/lake/archive"
 	"github.com/clickfleet/clickfleet/internal/lakegen"
 	"github.com/clickfleet/clickfleet/lake"
 )

@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/clickfleet/clickfleet/settings"
+	"github.com/clickfleet/clickfleet/internal/settings"
 )
 
 // maxTakeRounds bounds the immediate re-plans after a lost take race.

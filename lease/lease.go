@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/clickfleet/clickfleet/position"
+	"github.com/clickfleet/clickfleet/lease/position"
 )
 
 // Sentinel errors. Match them with errors.Is; the package wraps them with the

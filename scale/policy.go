@@ -7,7 +7,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/clickfleet/clickfleet/settings"
+	"github.com/clickfleet/clickfleet/internal/settings"
 )
 
 // ErrInvalidPolicy is wrapped by every error Policy.Validate returns.

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickfleet/clickfleet/settings"
+	"github.com/clickfleet/clickfleet/internal/settings"
 )
 
 var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)

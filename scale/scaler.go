@@ -18,8 +18,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/lease"
-	"github.com/clickfleet/clickfleet/retry"
-	"github.com/clickfleet/clickfleet/settings"
+	"github.com/clickfleet/clickfleet/internal/retry"
+	"github.com/clickfleet/clickfleet/internal/settings"
 )
 
 // ErrInvalidConfig is wrapped by every error Config.Validate returns.

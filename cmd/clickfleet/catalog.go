@@ -7,9 +7,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/clickfleet/clickfleet/archive"
+	"github.com/clickfleet/clickfleet/lake/archive"
 	"github.com/clickfleet/clickfleet/lake"
-	"github.com/clickfleet/clickfleet/lakecache"
+	"github.com/clickfleet/clickfleet/lake/lakecache"
 )
 
 func newCatalogCommand(_ *globals) *cobra.Command {

@@ -20,8 +20,8 @@ import (
 	"github.com/clickfleet/clickfleet/enrich/names"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/session"
-	"github.com/clickfleet/clickfleet/usercount"
+	"github.com/clickfleet/clickfleet/actors/session"
+	"github.com/clickfleet/clickfleet/consumer/usercount"
 )
 
 // consumeTakeInterval is the one default of consume that differs from its library's: the lease table is

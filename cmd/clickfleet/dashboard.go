@@ -12,10 +12,10 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/clickfleet/clickfleet/archive"
-	"github.com/clickfleet/clickfleet/dashboard"
+	"github.com/clickfleet/clickfleet/lake/archive"
+	"github.com/clickfleet/clickfleet/lake/dashboard"
 	"github.com/clickfleet/clickfleet/lake"
-	"github.com/clickfleet/clickfleet/lakecache"
+	"github.com/clickfleet/clickfleet/lake/lakecache"
 	"github.com/clickfleet/clickfleet/lease"
 )
 

@@ -9,7 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"go.uber.org/zap"
 
-	"github.com/clickfleet/clickfleet/dashboard"
+	"github.com/clickfleet/clickfleet/lake/dashboard"
 )
 
 // newLakeDatasets, in a build without cgo, has no DuckDB to compute the charts with: every chart answers

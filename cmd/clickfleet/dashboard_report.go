@@ -10,9 +10,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"go.uber.org/zap"
 
-	"github.com/clickfleet/clickfleet/archive"
-	"github.com/clickfleet/clickfleet/dashboard"
-	"github.com/clickfleet/clickfleet/report"
+	"github.com/clickfleet/clickfleet/lake/archive"
+	"github.com/clickfleet/clickfleet/lake/dashboard"
+	"github.com/clickfleet/clickfleet/lake/report"
 )
 
 // reportDatasets computes the dashboard's charts with the report package (DuckDB over the local copy of

@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/clickfleet/clickfleet/consumer"
-	"github.com/clickfleet/clickfleet/emf"
+	"github.com/clickfleet/clickfleet/internal/emf"
 )
 
 // The CloudWatch names of the workers' scaling metrics; deploy/aws's alarms and scaling policies use them.

@@ -12,7 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/enrich/names"
-	"github.com/clickfleet/clickfleet/session"
+	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 func newNamesSyncCommand(g *globals) *cobra.Command {

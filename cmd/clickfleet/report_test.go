@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/clickfleet/clickfleet/report"
-	"github.com/clickfleet/clickfleet/settings"
+	"github.com/clickfleet/clickfleet/lake/report"
+	"github.com/clickfleet/clickfleet/internal/settings"
 )
 
 // runReportCLI runs the root command with args and returns its output and error.

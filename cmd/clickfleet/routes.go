@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/clickfleet/clickfleet/route"
-	"github.com/clickfleet/clickfleet/settings"
+	"github.com/clickfleet/clickfleet/actors/route"
+	"github.com/clickfleet/clickfleet/internal/settings"
 )
 
 // routeFlags are the route settings consume and setup share: repeated --route NAME=STREAM:EXPR, or a

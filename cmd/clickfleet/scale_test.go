@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/clickfleet/clickfleet/provision"
+	"github.com/clickfleet/clickfleet/internal/provision"
 	"github.com/clickfleet/clickfleet/scale"
 )
 

@@ -16,7 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/provision"
+	"github.com/clickfleet/clickfleet/internal/provision"
 )
 
 func newSessionsCommand(*globals) *cobra.Command {

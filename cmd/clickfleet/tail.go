@@ -14,7 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/streamtail"
+	"github.com/clickfleet/clickfleet/consumer/streamtail"
 )
 
 var errEnoughRecords = errors.New("enough records read")

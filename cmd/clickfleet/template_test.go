@@ -26,7 +26,7 @@ import (
 
 	"github.com/clickfleet/clickfleet/lake"
 	"github.com/clickfleet/clickfleet/lease"
-	"github.com/clickfleet/clickfleet/provision"
+	"github.com/clickfleet/clickfleet/internal/provision"
 )
 
 // The template's variants: each Compute, with and without the dashboard (it needs a certificate).
@@ -460,10 +460,10 @@ func keys(m map[string]any) []string {
 	return out
 }
 
-// The Athena named queries are report/sql's files, every one of them, unchanged.
+// The Athena named queries are lake/report/sql's files, every one of them, unchanged.
 func TestTemplateNamedQueriesAreTheReportSQL(t *testing.T) {
 	tp := loadTemplate(t, nil)
-	files, err := filepath.Glob("../../report/sql/*.sql")
+	files, err := filepath.Glob("../../lake/report/sql/*.sql")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no report SQL: %v", err)
 	}
@@ -492,7 +492,7 @@ func TestTemplateNamedQueriesAreTheReportSQL(t *testing.T) {
 		delete(queries, name)
 	}
 	for name := range queries {
-		t.Errorf("named query %s has no file in report/sql", name)
+		t.Errorf("named query %s has no file in lake/report/sql", name)
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
-	"github.com/clickfleet/clickfleet/session"
+	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 // RedisClient is the part of go-redis the Resolver uses; *redis.Client and *redis.ClusterClient have it.

@@ -14,9 +14,9 @@ import (
 
 	"github.com/clickfleet/clickfleet/enrich/names"
 	"github.com/clickfleet/clickfleet/internal/testenv"
-	"github.com/clickfleet/clickfleet/provision"
-	"github.com/clickfleet/clickfleet/retry"
-	"github.com/clickfleet/clickfleet/session"
+	"github.com/clickfleet/clickfleet/internal/provision"
+	"github.com/clickfleet/clickfleet/internal/retry"
+	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 // freshDatabase creates a database of its own on the stack's PostgreSQL (so the customers table is the

@@ -15,7 +15,7 @@ import (
 
 	"github.com/clickfleet/clickfleet/enrich/names"
 	"github.com/clickfleet/clickfleet/internal/testenv"
-	"github.com/clickfleet/clickfleet/provision"
+	"github.com/clickfleet/clickfleet/internal/provision"
 )
 
 // privatePostgres is a PostgreSQL server of the test's own, so that it can be restarted.

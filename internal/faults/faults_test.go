@@ -19,7 +19,7 @@ import (
 
 	"github.com/clickfleet/clickfleet/internal/faults"
 	"github.com/clickfleet/clickfleet/internal/testenv"
-	"github.com/clickfleet/clickfleet/retry"
+	"github.com/clickfleet/clickfleet/internal/retry"
 )
 
 // Each error kind reaches the SDK as AWS sends it: the modeled exception type where the service models

@@ -19,7 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/clickfleet/clickfleet/lease"
-	"github.com/clickfleet/clickfleet/provision"
+	"github.com/clickfleet/clickfleet/internal/provision"
 )
 
 const startHint = `start the local stack and export its settings: deploy/local/stack up && eval "$(deploy/local/stack env)"`
