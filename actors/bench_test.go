@@ -18,10 +18,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"go.uber.org/zap"
 
+	"github.com/clickfleet/clickfleet/actors/session"
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 // Benchmarks of the processing core against real Redis and dynalite (no Kinesis input: batches are

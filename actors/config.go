@@ -12,11 +12,11 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
-	"github.com/clickfleet/clickfleet/enrich/geo"
-	"github.com/clickfleet/clickfleet/messages"
 	"github.com/clickfleet/clickfleet/actors/route"
 	"github.com/clickfleet/clickfleet/actors/session"
+	"github.com/clickfleet/clickfleet/enrich/geo"
 	"github.com/clickfleet/clickfleet/internal/settings"
+	"github.com/clickfleet/clickfleet/messages"
 )
 
 // ErrInvalidConfig is wrapped by every error Config.Validate returns.

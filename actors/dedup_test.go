@@ -16,8 +16,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/actors/session"
+	"github.com/clickfleet/clickfleet/internal/testenv"
 )
 
 // retryEvents returns n events of users u1..u4, as the ingest puts them: each with a UUIDv7 click_id,

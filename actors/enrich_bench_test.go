@@ -12,10 +12,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/clickfleet/clickfleet/actors/session"
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/enrich/geo"
 	"github.com/clickfleet/clickfleet/lease"
-	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 // BenchmarkEnrich measures what geo and name enrichment cost the actor path: the same POC events (one

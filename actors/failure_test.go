@@ -9,9 +9,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/internal/retry"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/lease"
-	"github.com/clickfleet/clickfleet/internal/retry"
 )
 
 // A write the server refuses for good (here: the sessions table does not exist) stops the shard and is

@@ -3,10 +3,10 @@ package actors
 import (
 	"time"
 
+	"github.com/clickfleet/clickfleet/actors/session"
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/enrich/geo"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 // The messages the actors of this package exchange. They hold this package's own types (records with

@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clickfleet/clickfleet/actors/route"
+	"github.com/clickfleet/clickfleet/actors/session"
 	"github.com/clickfleet/clickfleet/enrich/geo"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/actors/route"
-	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 // Two routes beside the default one, through a real worker: purchases over 100 projected to three fields

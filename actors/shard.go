@@ -11,10 +11,10 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
 
-	"github.com/clickfleet/clickfleet/consumer"
-	"github.com/clickfleet/clickfleet/lease"
-	"github.com/clickfleet/clickfleet/internal/retry"
 	"github.com/clickfleet/clickfleet/actors/session"
+	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/internal/retry"
+	"github.com/clickfleet/clickfleet/lease"
 )
 
 // ErrStopped is returned to calls that reach a shard's processor after its actors stopped.

@@ -6,10 +6,10 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/clickfleet/clickfleet/actors/session"
 	"github.com/clickfleet/clickfleet/enrich"
 	"github.com/clickfleet/clickfleet/enrich/geo"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 // userActor runs the per-user logic of one user on one shard. It starts with a hydrate message, applies

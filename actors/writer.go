@@ -4,42 +4,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
-	"github.com/clickfleet/clickfleet/consumer"
-	"github.com/clickfleet/clickfleet/lease"
-	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/lease/position"
-	"github.com/clickfleet/clickfleet/internal/retry"
 	"github.com/clickfleet/clickfleet/actors/session"
+	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/internal/retry"
+	"github.com/clickfleet/clickfleet/lease"
+	"github.com/clickfleet/clickfleet/lease/position"
+	"github.com/clickfleet/clickfleet/messages"
 )
 
 var (
 	positionsScript = redis.NewScript(session.PositionsScript)
 	fenceScript     = redis.NewScript(session.FenceScript)
-)
-
-// errDeposed stops a write because the lease is no longer provably this worker's by its own clock.
-var errDeposed = fmt.Errorf("%w: lease validity ran out by this worker's clock", lease.ErrLeaseLost)
-
-// errFenced stops the shard because a newer owner raised the shard's fence in Redis.
-var errFenced = fmt.Errorf("%w: a newer owner raised the shard's fence", lease.ErrLeaseLost)
-
-// Kinesis and DynamoDB batch limits.
-const (
-	maxPutRecords      = 500
-	maxPutRecordsBytes = 5 << 20
-	maxBatchWrite      = 25
 )
 
 // retry runs fn until it succeeds, the context ends, fn returns an error matching lease.ErrLeaseLost or a
@@ -94,47 +75,6 @@ func (sh *shardShared) write(ctx context.Context, what string, fn func(ctx conte
 		}
 		return err
 	})
-}
-
-// claimFence raises the shard's fence in Redis (session.FenceKey) to this holding period's epoch, before
-// any user state is read: from then on no write of an earlier owner lands (writeState's transactions refuse
-// lower epochs), however late it arrives. A fence above the epoch means a newer owner, unless the lease
-// is still provably ours after the fence was read: then it was left by an earlier lease table whose
-// counters started again, and it is set back to the epoch (if unchanged meanwhile).
-func (sh *shardShared) claimFence(ctx context.Context) error {
-	key := session.FenceKey(sh.f.cfg.Prefix, sh.shard)
-	epoch := strconv.FormatInt(sh.epoch, 10)
-	seen := ""
-	for range 3 {
-		var fence int64
-		err := sh.write(ctx, "raise the shard's fence", func(ctx context.Context) error {
-			pipe := sh.f.cfg.Redis.Pipeline()
-			c := fenceScript.Eval(ctx, pipe, []string{key}, epoch, seen) // once per holding period: no EVALSHA
-			_, err := pipe.Exec(ctx)
-			if err == nil {
-				fence, err = c.Int64()
-			}
-			if err != nil {
-				return fmt.Errorf("raise %s to %s: %w", key, epoch, err)
-			}
-			return nil
-		})
-		switch {
-		case err != nil:
-			return err
-		case fence == sh.epoch:
-			return nil
-		case fence > sh.epoch && sh.validFor != nil && sh.validFor() <= 0:
-			return fmt.Errorf("%w (%s is %d, this holding period's lease counter %d)", errFenced, key, fence, sh.epoch)
-		case fence > sh.epoch:
-			sh.log.Warn("the shard's fence is above the lease's counter while the lease is ours: the lease table was created again; setting the fence back",
-				zap.String("key", key), zap.Int64("fence", fence), zap.Int64("lease_counter", sh.epoch))
-			seen = strconv.FormatInt(fence, 10)
-		default: // lowered by another holder's reset meanwhile
-			seen = ""
-		}
-	}
-	return fmt.Errorf("%w: %s keeps changing", errFenced, key)
 }
 
 // resource names the output a permanent error concerns, so that the worker's error says which setting
@@ -355,30 +295,6 @@ func (sh *shardShared) probe(ctx context.Context, fs *flushState) ([]userEffects
 	return keep, nil
 }
 
-// readFence reads the shard's fence (session.FenceKey; 0 when it is not set).
-func (sh *shardShared) readFence(ctx context.Context) (int64, error) {
-	key := session.FenceKey(sh.f.cfg.Prefix, sh.shard)
-	var fence int64
-	err := sh.write(ctx, "read the shard's fence", func(ctx context.Context) error {
-		pipe := sh.f.cfg.Redis.Pipeline()
-		c := pipe.Get(ctx, key)
-		_, _ = pipe.Exec(ctx)
-		v, err := c.Result()
-		if errors.Is(err, redis.Nil) {
-			fence = 0
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("GET %s: %w", key, err)
-		}
-		if fence, err = strconv.ParseInt(v, 10, 64); err != nil {
-			return retry.Permanent(fmt.Errorf("%s holds %q, not a lease counter", key, v))
-		}
-		return nil
-	})
-	return fence, err
-}
-
 // scriptCall is one call of a script: its keys and arguments.
 type scriptCall struct {
 	keys []string
@@ -447,198 +363,4 @@ func parallel(n, limit int, fn func(i int) error) error {
 	close(next)
 	wg.Wait()
 	return first
-}
-
-// putRecords puts recs on stream in calls of at most 500 records and 5 MiB, retrying failed entries.
-func (sh *shardShared) putRecords(ctx context.Context, stream, kind string, recs []outRecord) error {
-	if len(recs) == 0 {
-		return nil
-	}
-	var chunks [][]outRecord
-	for start := 0; start < len(recs); {
-		end, size := start, 0
-		for end < len(recs) && end-start < maxPutRecords && (end == start || size+len(recs[end].data)+len(recs[end].key) <= maxPutRecordsBytes) {
-			size += len(recs[end].data) + len(recs[end].key)
-			end++
-		}
-		chunks = append(chunks, recs[start:end])
-		start = end
-	}
-	return parallel(len(chunks), sh.f.cfg.WriteConcurrency, func(i int) error {
-		left := chunks[i]
-		return sh.write(ctx, "PutRecords "+stream, func(ctx context.Context) error {
-			entries := make([]ktypes.PutRecordsRequestEntry, len(left))
-			for j, r := range left {
-				entries[j] = ktypes.PutRecordsRequestEntry{Data: r.data, PartitionKey: aws.String(r.key)}
-			}
-			out, err := sh.f.cfg.Kinesis.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: entries})
-			if err != nil {
-				return fmt.Errorf("PutRecords %s (%d records): %w", stream, len(entries), err)
-			}
-			var failed []outRecord
-			var code string
-			for j, res := range out.Records {
-				if res.ErrorCode != nil {
-					failed = append(failed, left[j])
-					code = aws.ToString(res.ErrorCode) + ": " + aws.ToString(res.ErrorMessage)
-				}
-			}
-			sh.f.m.effects.WithLabelValues(kind).Add(float64(len(left) - len(failed)))
-			left = failed
-			if len(failed) > 0 {
-				return fmt.Errorf("PutRecords %s: %d of %d records failed (%s)", stream, len(failed), len(entries), code)
-			}
-			return nil
-		})
-	})
-}
-
-// sessionItem is a session row with absolute values (PutItem semantics).
-func sessionItem(s *messages.Session, updatedMs int64) map[string]dtypes.AttributeValue {
-	num := func(v int64) dtypes.AttributeValue {
-		return &dtypes.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}
-	}
-	str := func(v string) dtypes.AttributeValue { return &dtypes.AttributeValueMemberS{Value: v} }
-	return map[string]dtypes.AttributeValue{
-		"session_id": str(s.SessionID), "user_id": str(s.UserID), "device_type": str(s.DeviceType),
-		"session_time": str(s.SessionTime), "start_ms": num(s.StartMs), "last_event_ms": num(s.LastEventMs),
-		"event_count": num(s.EventCount), "updated_ms": num(updatedMs),
-	}
-}
-
-// writeSessions writes the session rows with BatchWriteItem, 25 per call, retrying UnprocessedItems.
-// A session id appearing twice keeps its last values (a request must not repeat a key).
-func (sh *shardShared) writeSessions(ctx context.Context, sessions []messages.Session) error {
-	if len(sessions) == 0 {
-		return nil
-	}
-	uniq := sessions
-	at := make(map[string]int, len(sessions))
-	for i := range sessions {
-		if _, ok := at[sessions[i].SessionID]; ok {
-			uniq = nil // a repeat: build the list of last values below
-			break
-		}
-		at[sessions[i].SessionID] = i
-	}
-	if uniq == nil {
-		clear(at)
-		uniq = make([]messages.Session, 0, len(sessions))
-		for _, s := range sessions {
-			if i, ok := at[s.SessionID]; ok {
-				uniq[i] = s
-				continue
-			}
-			at[s.SessionID] = len(uniq)
-			uniq = append(uniq, s)
-		}
-	}
-	updated := sh.f.cfg.Now().UnixMilli()
-	table := sh.f.cfg.SessionsTable
-	n := (len(uniq) + maxBatchWrite - 1) / maxBatchWrite
-	return parallel(n, sh.f.cfg.WriteConcurrency, func(i int) error {
-		part := uniq[i*maxBatchWrite : min(len(uniq), (i+1)*maxBatchWrite)]
-		reqs := make([]dtypes.WriteRequest, len(part))
-		for j := range part {
-			reqs[j] = dtypes.WriteRequest{PutRequest: &dtypes.PutRequest{Item: sessionItem(&part[j], updated)}}
-		}
-		return sh.write(ctx, "BatchWriteItem "+table, func(ctx context.Context) error {
-			out, err := sh.f.cfg.DynamoDB.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]dtypes.WriteRequest{table: reqs}})
-			if err != nil {
-				return fmt.Errorf("BatchWriteItem %s (%d sessions): %w", table, len(reqs), err)
-			}
-			left := out.UnprocessedItems[table]
-			sh.f.m.effects.WithLabelValues("session").Add(float64(len(reqs) - len(left)))
-			sh.f.m.sessionWrites.Add(float64(len(reqs) - len(left)))
-			sh.f.rowWrites.Add(int64(len(reqs) - len(left)))
-			if len(left) > 0 {
-				reqs = left
-				return fmt.Errorf("BatchWriteItem %s: %d items unprocessed", table, len(left))
-			}
-			return nil
-		})
-	})
-}
-
-// stateTxUsers is how many users' state one transaction writes: enough that its two round trips are
-// small beside the writes, few enough that one EXEC holds Redis for about a millisecond.
-const stateTxUsers = 256
-
-// writeState writes the users' state and their place in the shard's lagging-rows set (where it may have
-// changed: userEffects.setLags) in transactions of stateTxUsers users, WriteConcurrency at a time. Each
-// transaction watches the shard's fence and runs only if the fence is not above this holding period's epoch: no newer owner has
-// started (it raises the fence before it reads any state), and none can until the EXEC, which Redis
-// refuses if the fence changed meanwhile. So within a holding period only this writer writes the
-// shard's users, in flush order, and the probe has already dropped every user whose stored position
-// is at or beyond the flushed one: the state never moves backwards, and a deposed owner's write,
-// however late it arrives, never lands once a newer owner started.
-func (sh *shardShared) writeState(ctx context.Context, users []userEffects) error {
-	rowsKey, fenceKey := session.LaggingRowsKey(sh.f.cfg.Prefix, sh.shard), session.FenceKey(sh.f.cfg.Prefix, sh.shard)
-	var idx []int
-	for i := range users {
-		if !users[i].pos.IsZero() {
-			idx = append(idx, i)
-		}
-	}
-	if len(idx) == 0 {
-		return nil
-	}
-	fieldArg := any(session.PositionField(sh.shard))
-	n := (len(idx) + stateTxUsers - 1) / stateTxUsers
-	err := parallel(n, sh.f.cfg.WriteConcurrency, func(k int) error {
-		part := idx[k*stateTxUsers : min(len(idx), (k+1)*stateTxUsers)]
-		return sh.write(ctx, "write user state", func(ctx context.Context) error {
-			err := sh.f.cfg.Redis.Watch(ctx, func(tx *redis.Tx) error {
-				v, err := tx.Get(ctx, fenceKey).Result()
-				if err != nil && !errors.Is(err, redis.Nil) {
-					return err
-				}
-				if fence, _ := strconv.ParseInt(v, 10, 64); err == nil && fence > sh.epoch {
-					return fmt.Errorf("%w (%s is %d, above this holding period's lease counter %d)", errFenced, fenceKey, fence, sh.epoch)
-				}
-				_, err = tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-					// One argument array for the transaction's HSETs, boxed once where it can be.
-					size := 0
-					for _, i := range part {
-						size += 4 + len(users[i].fields)
-					}
-					args := make([]any, 0, size)
-					for _, i := range part {
-						u := &users[i]
-						start := len(args)
-						key := u.key
-						if key == "" { // positions not read
-							key = session.UserKey(sh.f.cfg.Prefix, u.user)
-						}
-						args = append(args, "HSET", key)
-						if !u.rowOnly {
-							args = append(args, fieldArg, u.pos.Encode())
-						}
-						args = append(args, u.fields...)
-						pipe.Do(ctx, args[start:len(args):len(args)]...)
-						switch {
-						case !u.setLags:
-						case u.lags:
-							pipe.SAdd(ctx, rowsKey, u.user)
-						default:
-							pipe.SRem(ctx, rowsKey, u.user)
-						}
-					}
-					return nil
-				})
-				return err
-			}, fenceKey)
-			if errors.Is(err, redis.TxFailedErr) {
-				return fmt.Errorf("write %d users' state: the shard's fence %s changed during the transaction", len(part), fenceKey)
-			}
-			if err != nil && !errors.Is(err, lease.ErrLeaseLost) {
-				return fmt.Errorf("write %d users' state: %w", len(part), err)
-			}
-			return err
-		})
-	})
-	if err == nil {
-		sh.f.m.effects.WithLabelValues("state").Add(float64(len(idx)))
-	}
-	return err
 }

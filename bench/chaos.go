@@ -33,12 +33,12 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/clickfleet/clickfleet/actors/session"
 	"github.com/clickfleet/clickfleet/internal/faults"
 	"github.com/clickfleet/clickfleet/internal/oracle"
+	"github.com/clickfleet/clickfleet/internal/provision"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/internal/provision"
-	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 // ChaosConfig describes a chaos run: consume and archive workers under a steady load while a seeded

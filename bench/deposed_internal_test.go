@@ -13,11 +13,11 @@ import (
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/clickfleet/clickfleet/actors/session"
 	"github.com/clickfleet/clickfleet/internal/faults"
+	"github.com/clickfleet/clickfleet/internal/provision"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/lease"
-	"github.com/clickfleet/clickfleet/internal/provision"
-	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 // A deposed owner's state write that is already on its way to Redis when the new owner starts must not

@@ -19,11 +19,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/actors"
-	"github.com/clickfleet/clickfleet/lake/archive"
 	"github.com/clickfleet/clickfleet/consumer"
-	"github.com/clickfleet/clickfleet/lease"
-	"github.com/clickfleet/clickfleet/internal/provision"
 	"github.com/clickfleet/clickfleet/consumer/usercount"
+	"github.com/clickfleet/clickfleet/internal/provision"
+	"github.com/clickfleet/clickfleet/lake/archive"
+	"github.com/clickfleet/clickfleet/lease"
 )
 
 // DynamoDBAPI is the part of the DynamoDB client the benchmarks use.

@@ -13,8 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/clickfleet/clickfleet/lake/archive"
 	"github.com/clickfleet/clickfleet/internal/provision"
+	"github.com/clickfleet/clickfleet/lake/archive"
 )
 
 // S3API is the part of the S3 client the archive drain uses.

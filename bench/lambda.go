@@ -10,9 +10,9 @@ import (
 	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/clickfleet/clickfleet/actors/session"
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 // lambdaProcessor is the seeds' design as a baseline: what their Lambdas do per record — one Redis write

@@ -19,11 +19,11 @@ import (
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/clickfleet/clickfleet/ingest/clickgen"
-	"github.com/clickfleet/clickfleet/lease"
-	"github.com/clickfleet/clickfleet/internal/provision"
 	"github.com/clickfleet/clickfleet/actors/session"
 	"github.com/clickfleet/clickfleet/consumer/usercount"
+	"github.com/clickfleet/clickfleet/ingest/clickgen"
+	"github.com/clickfleet/clickfleet/internal/provision"
+	"github.com/clickfleet/clickfleet/lease"
 )
 
 // Scenarios run by Load.

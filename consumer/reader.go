@@ -12,8 +12,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/consumer/kpl"
-	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/internal/retry"
+	"github.com/clickfleet/clickfleet/lease"
 )
 
 // errPlannedEndTimedOut cancels a processor that did not finish within the shutdown timeout.

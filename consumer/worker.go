@@ -12,8 +12,8 @@ import (
 	"github.com/aws/smithy-go"
 	"go.uber.org/zap"
 
-	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/internal/retry"
+	"github.com/clickfleet/clickfleet/lease"
 )
 
 // Worker is one process of the consumer fleet: a lease coordinator, a shard syncer, and one reader per

@@ -17,10 +17,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/google/uuid"
 
+	"github.com/clickfleet/clickfleet/consumer/streamtail"
 	"github.com/clickfleet/clickfleet/ingest"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/consumer/streamtail"
 )
 
 // readRecords reads stream from its start until n records have arrived (or 30 s pass) and returns their

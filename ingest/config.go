@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/clickfleet/clickfleet/messages"
 	"github.com/clickfleet/clickfleet/internal/settings"
+	"github.com/clickfleet/clickfleet/messages"
 )
 
 // ErrInvalidConfig is wrapped by every error [Config.Validate] returns.

@@ -18,11 +18,11 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
+	"github.com/clickfleet/clickfleet/consumer/streamtail"
 	"github.com/clickfleet/clickfleet/ingest"
+	"github.com/clickfleet/clickfleet/internal/provision"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/internal/provision"
-	"github.com/clickfleet/clickfleet/consumer/streamtail"
 )
 
 // kinesalite is a kinesalite process of this test's own, keeping its data on disk under dir so that

@@ -19,11 +19,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/clickfleet/clickfleet/ingest/clickgen"
+	"github.com/clickfleet/clickfleet/consumer/streamtail"
 	"github.com/clickfleet/clickfleet/ingest"
+	"github.com/clickfleet/clickfleet/ingest/clickgen"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/consumer/streamtail"
 )
 
 const testKey = "test-key-0001"

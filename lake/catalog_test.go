@@ -11,9 +11,9 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/clickfleet/clickfleet/lake/archive"
 	"github.com/clickfleet/clickfleet/internal/lakegen"
 	"github.com/clickfleet/clickfleet/lake"
+	"github.com/clickfleet/clickfleet/lake/archive"
 )
 
 var catalog = lake.Catalog{Location: "s3://clickfleet-lake/", Database: "clickfleet"}

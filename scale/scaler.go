@@ -17,9 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/internal/retry"
 	"github.com/clickfleet/clickfleet/internal/settings"
+	"github.com/clickfleet/clickfleet/lease"
 )
 
 // ErrInvalidConfig is wrapped by every error Config.Validate returns.

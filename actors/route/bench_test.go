@@ -3,9 +3,9 @@ package route_test
 import (
 	"testing"
 
-	"github.com/clickfleet/clickfleet/messages"
 	"github.com/clickfleet/clickfleet/actors/route"
 	"github.com/clickfleet/clickfleet/actors/session"
+	"github.com/clickfleet/clickfleet/messages"
 )
 
 // benchEvents are both seed shapes, offers and not, with and without percent_viewed.

@@ -3,8 +3,8 @@ package route_test
 import (
 	"fmt"
 
-	"github.com/clickfleet/clickfleet/messages"
 	"github.com/clickfleet/clickfleet/actors/route"
+	"github.com/clickfleet/clickfleet/messages"
 )
 
 func ExampleCompile() {

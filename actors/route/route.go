@@ -13,8 +13,8 @@ import (
 	"github.com/google/cel-go/interpreter"
 	"gopkg.in/yaml.v3"
 
-	"github.com/clickfleet/clickfleet/messages"
 	"github.com/clickfleet/clickfleet/internal/settings"
+	"github.com/clickfleet/clickfleet/messages"
 )
 
 // Field is the setting every error of this package names (as a *settings.Error): a program maps it to

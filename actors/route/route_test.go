@@ -5,9 +5,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/clickfleet/clickfleet/messages"
 	"github.com/clickfleet/clickfleet/actors/route"
 	"github.com/clickfleet/clickfleet/internal/settings"
+	"github.com/clickfleet/clickfleet/messages"
 )
 
 func decode(t testing.TB, s string) *messages.Event {

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/clickfleet/clickfleet/messages"
 	"github.com/clickfleet/clickfleet/lease/position"
+	"github.com/clickfleet/clickfleet/messages"
 )
 
 // window returns a window after adding fps in order.

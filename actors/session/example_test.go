@@ -3,9 +3,9 @@ package session_test
 import (
 	"fmt"
 
-	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/lease/position"
 	"github.com/clickfleet/clickfleet/actors/session"
+	"github.com/clickfleet/clickfleet/lease/position"
+	"github.com/clickfleet/clickfleet/messages"
 )
 
 // A user's window of recent click ids, as the UserActor keeps it and the user's hash stores it.

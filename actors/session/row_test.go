@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/clickfleet/clickfleet/messages"
 	"github.com/clickfleet/clickfleet/lease/position"
+	"github.com/clickfleet/clickfleet/messages"
 )
 
 // The row triggers as a user's session goes: start, lag, update interval, idle close, reopening by a

@@ -6,8 +6,8 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/clickfleet/clickfleet/messages"
 	"github.com/clickfleet/clickfleet/lease/position"
+	"github.com/clickfleet/clickfleet/messages"
 )
 
 type ev struct {

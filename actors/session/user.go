@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/clickfleet/clickfleet/messages"
 	"github.com/clickfleet/clickfleet/lease/position"
+	"github.com/clickfleet/clickfleet/messages"
 )
 
 // Rules are the per-user settings. The zero value is not usable: start from [DefaultRules].

@@ -13,9 +13,9 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/clickfleet/clickfleet/lake/archive"
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/lake"
+	"github.com/clickfleet/clickfleet/lake/archive"
 )
 
 func newArchiveCommand(g *globals) *cobra.Command {

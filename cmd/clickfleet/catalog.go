@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/clickfleet/clickfleet/lake/archive"
 	"github.com/clickfleet/clickfleet/lake"
+	"github.com/clickfleet/clickfleet/lake/archive"
 	"github.com/clickfleet/clickfleet/lake/lakecache"
 )
 

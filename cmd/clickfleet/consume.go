@@ -15,13 +15,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/actors"
+	"github.com/clickfleet/clickfleet/actors/session"
 	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/consumer/usercount"
 	"github.com/clickfleet/clickfleet/enrich/geo"
 	"github.com/clickfleet/clickfleet/enrich/names"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/actors/session"
-	"github.com/clickfleet/clickfleet/consumer/usercount"
 )
 
 // consumeTakeInterval is the one default of consume that differs from its library's: the lease table is

@@ -12,9 +12,9 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/clickfleet/clickfleet/lake"
 	"github.com/clickfleet/clickfleet/lake/archive"
 	"github.com/clickfleet/clickfleet/lake/dashboard"
-	"github.com/clickfleet/clickfleet/lake"
 	"github.com/clickfleet/clickfleet/lake/lakecache"
 	"github.com/clickfleet/clickfleet/lease"
 )

@@ -17,8 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
-	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/internal/provision"
+	"github.com/clickfleet/clickfleet/internal/testenv"
 )
 
 // consume exits 1 within 15 s when what it needs does not exist — with the default --http-listen, whose

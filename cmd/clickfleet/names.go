@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/clickfleet/clickfleet/enrich/names"
 	"github.com/clickfleet/clickfleet/actors/session"
+	"github.com/clickfleet/clickfleet/enrich/names"
 )
 
 func newNamesSyncCommand(g *globals) *cobra.Command {

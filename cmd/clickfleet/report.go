@@ -13,11 +13,11 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/clickfleet/clickfleet/actors/session"
+	"github.com/clickfleet/clickfleet/internal/settings"
 	"github.com/clickfleet/clickfleet/lake/archive"
 	"github.com/clickfleet/clickfleet/lake/lakecache"
 	"github.com/clickfleet/clickfleet/lake/report"
-	"github.com/clickfleet/clickfleet/actors/session"
-	"github.com/clickfleet/clickfleet/internal/settings"
 )
 
 func newReportCommand(g *globals) *cobra.Command {

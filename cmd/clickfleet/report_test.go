@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/clickfleet/clickfleet/lake/report"
 	"github.com/clickfleet/clickfleet/internal/settings"
+	"github.com/clickfleet/clickfleet/lake/report"
 )
 
 // runReportCLI runs the root command with args and returns its output and error.

@@ -10,10 +10,10 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/clickfleet/clickfleet/lake/archive"
-	"github.com/clickfleet/clickfleet/lake"
-	"github.com/clickfleet/clickfleet/internal/provision"
 	"github.com/clickfleet/clickfleet/actors/session"
+	"github.com/clickfleet/clickfleet/internal/provision"
+	"github.com/clickfleet/clickfleet/lake"
+	"github.com/clickfleet/clickfleet/lake/archive"
 )
 
 func newSetupCommand(g *globals) *cobra.Command {

@@ -13,8 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/spf13/cobra"
 
-	"github.com/clickfleet/clickfleet/messages"
 	"github.com/clickfleet/clickfleet/consumer/streamtail"
+	"github.com/clickfleet/clickfleet/messages"
 )
 
 var errEnoughRecords = errors.New("enough records read")

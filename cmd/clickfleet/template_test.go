@@ -24,9 +24,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/clickfleet/clickfleet/internal/provision"
 	"github.com/clickfleet/clickfleet/lake"
 	"github.com/clickfleet/clickfleet/lease"
-	"github.com/clickfleet/clickfleet/internal/provision"
 )
 
 // The template's variants: each Compute, with and without the dashboard (it needs a certificate).

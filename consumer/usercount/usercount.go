@@ -9,10 +9,10 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/clickfleet/clickfleet/actors/session"
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/lease/position"
-	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 // Config configures the processors of one worker.

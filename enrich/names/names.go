@@ -13,8 +13,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
-	"github.com/clickfleet/clickfleet/internal/retry"
 	"github.com/clickfleet/clickfleet/actors/session"
+	"github.com/clickfleet/clickfleet/internal/retry"
 	"github.com/clickfleet/clickfleet/internal/settings"
 )
 

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/clickfleet/clickfleet/enrich/names"
-	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/internal/provision"
+	"github.com/clickfleet/clickfleet/internal/testenv"
 )
 
 // privatePostgres is a PostgreSQL server of the test's own, so that it can be restarted.

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clickfleet/clickfleet/consumer/streamtail"
 	"github.com/clickfleet/clickfleet/ingest/clickgen"
 	"github.com/clickfleet/clickfleet/internal/testenv"
-	"github.com/clickfleet/clickfleet/consumer/streamtail"
 )
 
 // Generated events land on a real stream once each, keyed by user, and a tail reads them all back.

@@ -18,9 +18,9 @@ import (
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/clickfleet/clickfleet/consumer/usercount"
 	"github.com/clickfleet/clickfleet/ingest/clickgen"
 	"github.com/clickfleet/clickfleet/internal/testenv"
-	"github.com/clickfleet/clickfleet/consumer/usercount"
 )
 
 // Sink puts events on the stream and tallies what was stored, per user.

@@ -18,8 +18,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/clickfleet/clickfleet/internal/faults"
-	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/internal/retry"
+	"github.com/clickfleet/clickfleet/internal/testenv"
 )
 
 // Each error kind reaches the SDK as AWS sends it: the modeled exception type where the service models

@@ -7,9 +7,9 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/clickfleet/clickfleet/lake/archive"
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/enrich/geo"
+	"github.com/clickfleet/clickfleet/lake/archive"
 	"github.com/clickfleet/clickfleet/lease"
 )
 

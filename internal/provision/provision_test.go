@@ -13,8 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/clickfleet/clickfleet/enrich/names"
-	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/internal/provision"
+	"github.com/clickfleet/clickfleet/internal/testenv"
 )
 
 func TestSetupCreatesEverythingAndIsIdempotent(t *testing.T) {

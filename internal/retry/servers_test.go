@@ -12,8 +12,8 @@ import (
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/internal/retry"
+	"github.com/clickfleet/clickfleet/internal/testenv"
 )
 
 // The classifier against the real servers' answers: what repeats is permanent, an unreachable server is not.

@@ -18,8 +18,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/internal/provision"
+	"github.com/clickfleet/clickfleet/lease"
 )
 
 const startHint = `start the local stack and export its settings: deploy/local/stack up && eval "$(deploy/local/stack env)"`

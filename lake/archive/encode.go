@@ -11,12 +11,12 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/clickfleet/clickfleet/actors/session"
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/enrich"
 	"github.com/clickfleet/clickfleet/enrich/geo"
 	"github.com/clickfleet/clickfleet/lake"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 // objectSet is the encoded objects of one run of a shard's records.

@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clickfleet/clickfleet/actors/session"
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/enrich/geo"
 	"github.com/clickfleet/clickfleet/internal/testenv"
-	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 // stackGeoDB opens the local stack's DB-IP Lite database (deploy/local stack up installs it).

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/clickfleet/clickfleet/lake/archive"
 	"github.com/clickfleet/clickfleet/lake"
+	"github.com/clickfleet/clickfleet/lake/archive"
 )
 
 // A lake URL names a bucket and a prefix; objects go under the prefix, in hourly partitions, named after

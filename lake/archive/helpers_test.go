@@ -19,9 +19,9 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/internal/retry"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
-	"github.com/clickfleet/clickfleet/internal/retry"
 )
 
 // object is one stored object of a test bucket.

@@ -18,9 +18,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/internal/retry"
 	"github.com/clickfleet/clickfleet/lake"
 	"github.com/clickfleet/clickfleet/lease"
-	"github.com/clickfleet/clickfleet/internal/retry"
 )
 
 // Object metadata (x-amz-meta-*) naming the records an object set holds.

@@ -14,10 +14,10 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/clickfleet/clickfleet/lake/archive"
 	"github.com/clickfleet/clickfleet/enrich/geo"
 	"github.com/clickfleet/clickfleet/internal/lakegen"
 	"github.com/clickfleet/clickfleet/internal/testenv"
+	"github.com/clickfleet/clickfleet/lake/archive"
 )
 
 // coordinates places the cities of lakegen.Addresses (the trace's locator gives none).

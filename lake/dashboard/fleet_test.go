@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickfleet/clickfleet/lake/dashboard"
 	"github.com/clickfleet/clickfleet/internal/testenv"
+	"github.com/clickfleet/clickfleet/lake/dashboard"
 	"github.com/clickfleet/clickfleet/lease"
 )
 

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickfleet/clickfleet/lake/dashboard"
 	"github.com/clickfleet/clickfleet/internal/testenv"
+	"github.com/clickfleet/clickfleet/lake/dashboard"
 )
 
 // fakeDatasets answers every chart from a fixed table, or with err; it counts the queries and records

@@ -19,9 +19,9 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/clickfleet/clickfleet/lake"
 	"github.com/clickfleet/clickfleet/internal/retry"
 	"github.com/clickfleet/clickfleet/internal/settings"
+	"github.com/clickfleet/clickfleet/lake"
 )
 
 // S3API is the part of the S3 client Sync uses; *s3.Client has it.

@@ -14,9 +14,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/clickfleet/clickfleet/internal/retry"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/lake/lakecache"
-	"github.com/clickfleet/clickfleet/internal/retry"
 )
 
 func put(t *testing.T, c *s3.Client, bucket, key, body string) {

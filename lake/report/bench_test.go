@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickfleet/clickfleet/lake/archive"
 	"github.com/clickfleet/clickfleet/internal/lakegen"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/lake"
+	"github.com/clickfleet/clickfleet/lake/archive"
 	"github.com/clickfleet/clickfleet/lake/lakecache"
 	"github.com/clickfleet/clickfleet/lake/report"
 )

@@ -25,13 +25,13 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/clickfleet/clickfleet/lake/archive"
+	"github.com/clickfleet/clickfleet/actors/session"
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/internal/lakegen"
-	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/internal/provision"
+	"github.com/clickfleet/clickfleet/internal/testenv"
+	"github.com/clickfleet/clickfleet/lake/archive"
 	"github.com/clickfleet/clickfleet/lake/report"
-	"github.com/clickfleet/clickfleet/actors/session"
 )
 
 // event is an input record's event as the test reads it: plain encoding/json, no code of the pipeline.

@@ -24,10 +24,10 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
-	"github.com/clickfleet/clickfleet/lake"
-	"github.com/clickfleet/clickfleet/lake/lakecache"
 	"github.com/clickfleet/clickfleet/actors/session"
 	"github.com/clickfleet/clickfleet/internal/settings"
+	"github.com/clickfleet/clickfleet/lake"
+	"github.com/clickfleet/clickfleet/lake/lakecache"
 )
 
 // S3API is the part of the S3 client a Runner uses: listing and fetching for the cache, PutObject for

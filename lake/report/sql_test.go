@@ -15,11 +15,11 @@ import (
 
 	_ "github.com/duckdb/duckdb-go/v2"
 
-	"github.com/clickfleet/clickfleet/lake/archive"
 	"github.com/clickfleet/clickfleet/internal/lakegen"
-	"github.com/clickfleet/clickfleet/lake"
-	"github.com/clickfleet/clickfleet/lake/report"
 	"github.com/clickfleet/clickfleet/internal/settings"
+	"github.com/clickfleet/clickfleet/lake"
+	"github.com/clickfleet/clickfleet/lake/archive"
+	"github.com/clickfleet/clickfleet/lake/report"
 )
 
 // localLake archives a small trace into a directory (no S3 server) and returns its events files.
