@@ -136,6 +136,7 @@ type Config struct {
 const (
 	DefaultSessionsTable    = messages.SessionsTable
 	DefaultOffersStream     = messages.OffersStream
+	DefaultErrorsStream     = messages.ErrorStream
 	DefaultPrefix           = session.DefaultPrefix
 	DefaultFlushInterval    = time.Second
 	DefaultFlushMaxRecords  = 20000
@@ -169,7 +170,7 @@ func (c *Config) Validate() error {
 	}
 	def(&c.SessionsTable, DefaultSessionsTable)
 	def(&c.OffersStream, DefaultOffersStream)
-	def(&c.ErrorsStream, messages.ErrorStream)
+	def(&c.ErrorsStream, DefaultErrorsStream)
 	def(&c.Prefix, DefaultPrefix)
 	if c.Rules == (session.Rules{}) {
 		c.Rules = session.DefaultRules()

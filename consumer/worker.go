@@ -72,12 +72,16 @@ func New(api KinesisAPI, db lease.DynamoDBAPI, cfg Config) (*Worker, error) {
 	return w, nil
 }
 
+// ShutdownBound is the longest Run takes to return once its context ended: the lease coordinator's
+// (lease.Config.ShutdownBound; the shard sync in flight ends with the context).
+func (w *Worker) ShutdownBound() time.Duration { return w.coord.Config().ShutdownBound() }
+
 // WorkerID is the id this worker writes as lease owner.
 func (w *Worker) WorkerID() string { return w.coord.WorkerID() }
 
 // Ready reports whether the worker has synced the stream's shards once and is taking leases; false again
-// once it is stopping, from the moment a permanent failure is seen.
-func (w *Worker) Ready() bool { return w.ready.Load() }
+// once it is stopping, from the moment a permanent failure is seen (its own, or the lease coordinator's).
+func (w *Worker) Ready() bool { return w.ready.Load() && w.coord.Err() == nil }
 
 // fail stops the worker for good on a permanent failure: Ready turns false at once, every holding period
 // ends as in a clean shutdown, and Run returns err (the first one, if several shards fail).
@@ -145,6 +149,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { w.syncLoop(ctx) })
 	err := w.coord.Run(ctx)
+	stop(err) // Run returns when ctx ended or the coordinator failed: either way the sync loop ends too
 	wg.Wait()
 	w.log.Info("worker stopped")
 	if fatal := w.fatalErr(); fatal != nil {

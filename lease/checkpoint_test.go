@@ -58,6 +58,8 @@ func TestConfigValidate(t *testing.T) {
 		{"renew too slow", Config{Table: "t", Process: proc, FailoverTime: time.Second, RenewInterval: 600 * time.Millisecond}, "RenewInterval"},
 		{"failover too short", Config{Table: "t", Process: proc, FailoverTime: time.Millisecond}, "FailoverTime"},
 		{"negative max leases", Config{Table: "t", Process: proc, MaxLeasesPerWorker: -1}, "MaxLeasesPerWorker"},
+		{"handoff shorter than failover", Config{Table: "t", Process: proc, FailoverTime: 10 * time.Second, HandoffTimeout: time.Second}, "HandoffTimeout"},
+		{"negative handoff", Config{Table: "t", Process: proc, HandoffTimeout: -time.Second}, "HandoffTimeout"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/clickfleet/clickfleet/internal/retry"
 	"github.com/clickfleet/clickfleet/internal/settings"
 )
 
@@ -55,14 +57,16 @@ type Config struct {
 	MaxLeasesToStealAtOneTime int
 	// HandoffTimeout is how long a worker that claimed a lease waits for the
 	// previous owner's final checkpoint before it proceeds as if it had taken
-	// the lease. Default: FailoverTime.
+	// the lease; at least FailoverTime (Handle.ValidFor's guarantee needs it).
+	// Default: FailoverTime.
 	HandoffTimeout time.Duration
 	// HandoffPollInterval is how often a worker waiting for a handoff re-reads
 	// the lease (a read, not a write). Default: min(250ms, RenewInterval).
 	HandoffPollInterval time.Duration
 	// ShutdownTimeout bounds how long Run waits, once its context ends, for
 	// holders to checkpoint and release before it releases their leases
-	// itself. Default: 5s.
+	// itself, and then again for their Process calls to return (see Run and
+	// ShutdownBound). Default: 5s.
 	ShutdownTimeout time.Duration
 	// RenewConcurrency is how many renewals run at once. Default: 16.
 	RenewConcurrency int
@@ -140,8 +144,10 @@ func (c *Config) Check() error {
 	if c.HandoffTimeout == 0 {
 		c.HandoffTimeout = c.FailoverTime
 	}
-	if c.HandoffTimeout < 0 {
-		return bad("HandoffTimeout", "must not be negative")
+	if c.HandoffTimeout < c.FailoverTime {
+		// Handle.ValidFor bounds a draining holder's writes by the failover time since its last renewal;
+		// that holds only while the new owner waits at least as long before it proceeds without them.
+		return bad("HandoffTimeout", fmt.Sprintf("%v is below FailoverTime (%v): a deposed owner's final writes could then land after the new owner started", c.HandoffTimeout, c.FailoverTime))
 	}
 	if c.HandoffPollInterval == 0 {
 		c.HandoffPollInterval = min(250*time.Millisecond, c.RenewInterval)
@@ -170,6 +176,18 @@ func (c *Config) Check() error {
 	return nil
 }
 
+// ShutdownBound is the longest Run takes to return once its context ended (see Run): a take call in
+// flight (bounded like every lease-table call by max(2 × FailoverTime, 10s)), ShutdownTimeout for holders to
+// finish, the final releases (all of the shutdown's calls share a deadline of ShutdownTimeout +
+// FailoverTime), and ShutdownTimeout for Process calls to return. Call it on a validated Config; a process
+// that stops its parts gives the coordinator this long before it exits anyway.
+func (c Config) ShutdownBound() time.Duration {
+	return ioBound(c.FailoverTime) + 2*c.ShutdownTimeout + c.FailoverTime
+}
+
+// ioBound bounds one round of lease-table calls: max(2 × failover time, 10s).
+func ioBound(failover time.Duration) time.Duration { return max(2*failover, 10*time.Second) }
+
 // Coordinator keeps one worker's leases: it renews what it holds, takes and
 // steals leases to balance the fleet, hands leases over gracefully, and tells
 // the consumer about each lease it starts holding through Config.Process.
@@ -182,10 +200,13 @@ type Coordinator struct {
 
 	running atomic.Bool
 	holders sync.WaitGroup
+	stop    context.CancelCauseFunc // ends Run's context; set before Run starts its loops
+	fatal   atomic.Pointer[error]   // the permanent lease-table error that stops Run
 
 	mu           sync.Mutex
 	held         map[string]*entry // we are leaseOwner: pending or active
 	draining     map[*entry]struct{}
+	processing   map[*entry]struct{} // entries whose Process call runs
 	shuttingDown bool
 	obs          map[string]Observation // take loop only
 }
@@ -210,7 +231,8 @@ func New(db DynamoDBAPI, cfg Config) (*Coordinator, error) {
 		metrics:  m,
 		rng:      mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())),
 		held:     map[string]*entry{},
-		draining: map[*entry]struct{}{},
+		draining:   map[*entry]struct{}{},
+		processing: map[*entry]struct{}{},
 	}, nil
 }
 
@@ -238,21 +260,31 @@ func (c *Coordinator) Holding() []string {
 	return keys
 }
 
-// Run renews, takes and balances leases until ctx ends, then shuts down
-// cleanly: it stops taking, cancels every holder's context with
-// ErrShutdownRequested, waits up to ShutdownTimeout for holders to checkpoint
-// and Release, releases what is left, and waits for every Process call and
-// goroutine it started to return. It returns nil after a clean shutdown; it
-// may be called once.
+// Run renews, takes and balances leases until ctx ends, or until a permanent lease-table error
+// (retry.IsPermanent: the table missing, a call denied) stops it. Then it shuts down in one order, every
+// step bounded:
+//  1. stop taking: the take loop ends (a call in flight completes), no holder starts any more;
+//  2. drain processors: every holder's context is cancelled with ErrShutdownRequested, and holders get
+//     ShutdownTimeout to write their final checkpoints and Release (leases waiting for a handoff into this
+//     worker are released at once); renewals go on meanwhile;
+//  3. release leases: whatever is still held is released by the coordinator;
+//  4. wait for Process calls to return, at most ShutdownTimeout more.
+//
+// Run returns within Config.ShutdownBound of ctx's end. It returns nil after a clean shutdown, the
+// permanent error that stopped it, or an error naming the shards whose Process did not return (their
+// goroutines are left behind: the caller should exit). It may be called once.
 func (c *Coordinator) Run(ctx context.Context) error {
 	if !c.running.CompareAndSwap(false, true) {
 		return errors.New("lease: Coordinator.Run called twice")
 	}
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	c.stop = stop
 	c.log.Info("lease coordinator starting",
 		zap.String("table", c.cfg.Table), zap.Duration("failover", c.cfg.FailoverTime),
 		zap.Duration("renew_interval", c.cfg.RenewInterval), zap.Duration("take_interval", c.cfg.TakeInterval))
 
-	// Renewals go on during the shutdown grace period, so they get their own context.
+	// Renewals go on while holders drain, so they get their own context.
 	upkeepCtx, stopUpkeep := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopUpkeep()
 	var upkeep, taker sync.WaitGroup
@@ -261,39 +293,106 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	taker.Go(func() { c.takeLoop(ctx) })
 
 	<-ctx.Done()
-	taker.Wait()
+	taker.Wait() // 1
 	c.log.Info("lease coordinator shutting down")
+	finalCtx, cancelFinal := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.ShutdownTimeout+c.cfg.FailoverTime)
+	defer cancelFinal()
+	holdersDone := c.holdersDone()
+	c.drainHolders(finalCtx, holdersDone) // 2
+	stopUpkeep()
+	upkeep.Wait()
+	c.releaseRemaining(finalCtx) // 3
+	err := c.awaitProcesses(holdersDone) // 4
+	c.log.Info("lease coordinator stopped")
+	if fatal := c.Err(); fatal != nil {
+		return fatal
+	}
+	return err
+}
 
-	// Ask holders to finish; release leases still waiting for a handoff.
+// holdersDone returns a channel closed once every Process call has returned.
+func (c *Coordinator) holdersDone() <-chan struct{} {
+	done := make(chan struct{})
+	go func() { c.holders.Wait(); close(done) }()
+	return done
+}
+
+// drainHolders asks every holder to finish (ErrShutdownRequested), releases leases still waiting for a
+// handoff into this worker, and waits up to ShutdownTimeout for the holders to return.
+func (c *Coordinator) drainHolders(ctx context.Context, holdersDone <-chan struct{}) {
 	c.mu.Lock()
 	c.shuttingDown = true
 	entries := c.entriesLocked()
 	c.mu.Unlock()
-	finalCtx, cancelFinal := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.ShutdownTimeout+c.cfg.FailoverTime)
-	defer cancelFinal()
 	for _, e := range entries {
-		e.shutdown(finalCtx)
+		e.shutdown(ctx)
 	}
-	holdersDone := make(chan struct{})
-	upkeep.Go(func() { c.holders.Wait(); close(holdersDone) })
 	select {
 	case <-holdersDone:
 	case <-c.cfg.Clock.After(c.cfg.ShutdownTimeout):
 		c.log.Warn("holders did not release within the shutdown timeout; releasing their leases", zap.Duration("timeout", c.cfg.ShutdownTimeout))
 	}
-	stopUpkeep()
-	// Release whatever is left (holders that did not finish in time).
+}
+
+// releaseRemaining releases every lease still in this worker's hands (holders that did not finish in time).
+func (c *Coordinator) releaseRemaining(ctx context.Context) {
 	c.mu.Lock()
-	entries = c.entriesLocked()
+	entries := c.entriesLocked()
 	c.mu.Unlock()
 	for _, e := range entries {
-		if err := e.release(finalCtx, nil); err != nil && !errors.Is(err, ErrLeaseLost) {
+		if err := e.release(ctx, nil); err != nil && !errors.Is(err, ErrLeaseLost) {
 			c.log.Warn("release at shutdown failed", zap.String("shard_id", e.key), zap.Error(err))
 		}
 	}
-	upkeep.Wait() // includes every holder
-	c.log.Info("lease coordinator stopped")
+}
+
+// awaitProcesses waits up to ShutdownTimeout for the Process calls still running (their leases are
+// released, their contexts cancelled) and returns an error naming the shards of those that did not return.
+func (c *Coordinator) awaitProcesses(holdersDone <-chan struct{}) error {
+	select {
+	case <-holdersDone:
+		return nil
+	case <-c.cfg.Clock.After(c.cfg.ShutdownTimeout):
+	}
+	c.mu.Lock()
+	stuck := make([]string, 0, len(c.processing))
+	for e := range c.processing {
+		stuck = append(stuck, e.key)
+	}
+	c.mu.Unlock()
+	slices.Sort(stuck)
+	c.log.Error("Process did not return after its lease was released", zap.Strings("shard_ids", stuck), zap.Duration("waited", c.cfg.ShutdownTimeout))
+	return fmt.Errorf("lease: Process of shards %v did not return within %v of their release", stuck, c.cfg.ShutdownTimeout)
+}
+
+// fail stops the coordinator for good on a permanent lease-table error: Run shuts down as when its context
+// ends, and returns err (the first one).
+func (c *Coordinator) fail(err error) {
+	if !c.fatal.CompareAndSwap(nil, &err) {
+		return
+	}
+	c.log.Error("permanent lease table error: the coordinator stops", zap.Error(err))
+	c.stop(err)
+}
+
+// Err returns the permanent lease-table error that stopped (or is stopping) Run, or nil. Safe for
+// concurrent use.
+func (c *Coordinator) Err() error {
+	if p := c.fatal.Load(); p != nil {
+		return *p
+	}
 	return nil
+}
+
+// retryLater handles a failed lease-table call that the next round repeats: a transient error is logged;
+// a permanent one (retry.IsPermanent) stops the coordinator, since repeating it cannot help and a worker
+// that cannot write its leases must not look healthy.
+func (c *Coordinator) retryLater(log *zap.Logger, what string, err error) {
+	if retry.IsPermanent(err) {
+		c.fail(fmt.Errorf("lease: %s in table %s: %w", what, c.cfg.Table, err))
+		return
+	}
+	log.Warn(what+" failed; will retry", zap.Error(err))
 }
 
 func (c *Coordinator) entriesLocked() []*entry {
@@ -375,7 +474,7 @@ func (c *Coordinator) takeLoop(ctx context.Context) {
 		for round := 0; round < maxTakeRounds && ctx.Err() == nil; round++ {
 			raced, err := c.takeOnce(ctx)
 			if err != nil && ctx.Err() == nil {
-				c.log.Warn("take cycle failed", zap.Error(err))
+				c.retryLater(c.log, "take cycle", err)
 			}
 			if !raced {
 				break
@@ -485,7 +584,7 @@ func (c *Coordinator) acquire(ctx context.Context, l Lease, steal bool) (raced b
 // loss signal: that comes from the lease's own deadline timer. Loops check ctx
 // between calls.
 func (c *Coordinator) ioContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), max(2*c.cfg.FailoverTime, 10*time.Second))
+	return context.WithTimeout(context.WithoutCancel(ctx), ioBound(c.cfg.FailoverTime))
 }
 
 // forEach runs fn on every item, at most n at a time, and waits.

@@ -243,11 +243,11 @@ func TestHandoffTimeout(t *testing.T) {
 		}
 	})
 	f.waitFor("a holds all", 30*time.Second, func(_ []Lease, hold map[string][]string) bool { return len(hold[a.id]) == 2 })
-	b := f.start("worker-b", func(c *Config) { c.HandoffTimeout = time.Second })
+	b := f.start("worker-b", func(c *Config) { c.HandoffTimeout = testFailover })
 	took := f.waitFor("b starts after the handoff timeout", 30*time.Second, func(_ []Lease, hold map[string][]string) bool {
 		return len(hold[b.id]) == 1
 	})
-	t.Logf("b started %v after it was started (handoff timeout 1s)", took.Round(time.Millisecond))
+	t.Logf("b started %v after it was started (handoff timeout %v)", took.Round(time.Millisecond), testFailover)
 	if n := b.counter(t, "clickfleet_lease_handoffs_total"); n != 1 {
 		t.Errorf("handoffs %v, want 1 (timed out)", n)
 	}

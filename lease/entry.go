@@ -174,6 +174,7 @@ func (e *entry) activateLocked(l Lease) {
 	stopping := c.shuttingDown
 	if !stopping {
 		c.holders.Add(1)
+		c.processing[e] = struct{}{}
 	}
 	c.mu.Unlock()
 	if stopping {
@@ -191,6 +192,11 @@ func (e *entry) activateLocked(l Lease) {
 	e.log.Info("lease held; starting processing", zap.Stringer("checkpoint", l.Checkpoint))
 	go func() {
 		defer c.holders.Done()
+		defer func() {
+			c.mu.Lock()
+			delete(c.processing, e)
+			c.mu.Unlock()
+		}()
 		defer cancel(ErrLeaseReleased)
 		c.cfg.Process(h)
 		e.afterProcess()
@@ -213,7 +219,7 @@ func (e *entry) afterProcess() {
 // with a bounded context; a failure is logged (the lease then expires or the
 // new owner's handoff times out, as after a crash).
 func (e *entry) releaseQuietlyLocked(what string) {
-	ctx, cancel := context.WithTimeout(context.Background(), max(2*e.cfg().FailoverTime, 10*time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), ioBound(e.cfg().FailoverTime))
 	defer cancel()
 	if err := e.releaseLocked(ctx); err != nil {
 		e.log.Warn(what+" failed", zap.Error(err))
@@ -249,7 +255,7 @@ func (e *entry) renew(ctx context.Context) {
 	}
 	e.c.metrics.renewFailures.Inc()
 	if !errors.Is(err, errConditionFailed) {
-		e.log.Warn("renew failed; will retry", zap.Error(err))
+		e.c.retryLater(e.log, "renew", err)
 		return
 	}
 	// The fence failed: re-read before calling the lease lost.
@@ -258,7 +264,7 @@ func (e *entry) renew(ctx context.Context) {
 	case errors.Is(gerr, ErrLeaseNotFound):
 		e.loseLocked("lease deleted")
 	case gerr != nil:
-		e.log.Warn("re-read after failed renew failed; will retry", zap.Error(gerr))
+		e.c.retryLater(e.log, "re-read after failed renew", gerr)
 	case cur.Owner == e.me() && cur.Counter == e.counter+1:
 		e.bumpedLocked(cur, now) // an earlier attempt of this renew landed
 		if e.state == statePending {
@@ -283,7 +289,7 @@ func (e *entry) pollHandoff(ctx context.Context) {
 	case errors.Is(err, ErrLeaseNotFound):
 		e.loseLocked("lease deleted")
 	case err != nil:
-		e.log.Warn("handoff poll failed", zap.Error(err))
+		e.c.retryLater(e.log, "handoff poll", err)
 	case cur.Owner != e.me() || cur.Counter != e.counter:
 		e.loseLocked(fmt.Sprintf("while waiting for handoff, now owned by %q at counter %d (we had %d)", cur.Owner, cur.Counter, e.counter))
 	default:
@@ -316,13 +322,13 @@ func (e *entry) checkPendingLocked(ctx context.Context, cur Lease) {
 		return
 	}
 	if !errors.Is(err, errConditionFailed) {
-		e.log.Warn("ending timed-out handoff failed; will retry", zap.Error(err))
+		e.c.retryLater(e.log, "ending a timed-out handoff", err)
 		return
 	}
 	re, gerr := e.c.table.Get(ctx, e.key)
 	switch {
 	case gerr != nil && !errors.Is(gerr, ErrLeaseNotFound):
-		e.log.Warn("re-read after failed handoff end failed; will retry", zap.Error(gerr))
+		e.c.retryLater(e.log, "re-read after failed handoff end", gerr)
 	case gerr == nil && re.Owner == e.me() && re.Counter == e.counter && re.CheckpointOwner == "":
 		e.checkPendingLocked(ctx, re) // passed on meanwhile
 	case gerr == nil && re.Owner == e.me() && re.Counter == e.counter+1 && re.CheckpointOwner == "":

@@ -2,16 +2,17 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/actors"
@@ -23,11 +24,6 @@ import (
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
 )
-
-// consumeTakeInterval is the one default of consume that differs from its library's: the lease table is
-// scanned every second (reads only) instead of the KCL's 2 × (failover time + 25 ms), so that a crashed
-// worker's shards move within about failover time + 2 s instead of up to four failover times.
-const consumeTakeInterval = time.Second
 
 // geoAuto is --geo-mmdb's default: look for the DB-IP Lite city database (geoDBFile) where the image
 // installs it, beside the binary, or in the local stack of the source tree the binary runs from.
@@ -139,22 +135,23 @@ func newGeoResolver(gs geoSettings, rdb *redis.Client, prefix string, reg promet
 	return r, func() { _ = r.Close(); closeDB() }, nil
 }
 
+// consumeOptions are consume's flags.
+type consumeOptions struct {
+	cfg                                   consumer.Config
+	initialPosition, initialTimestamp     string
+	redisURL, keyPrefix, httpListen, proc string
+	emfInterval, checkpointInterval       time.Duration
+	act                                   actors.Config
+	sessionGap                            time.Duration
+	gs                                    geoSettings
+	namesSync                             bool
+	pgDSN                                 string
+	syncInterval                          time.Duration
+	rf                                    routeFlags
+}
+
 func newConsumeCommand(g *globals) *cobra.Command {
-	var (
-		cfg                                   consumer.Config
-		initialPosition, initialTimestamp     string
-		redisURL, keyPrefix, httpListen, proc string
-		emfInterval                           time.Duration
-		checkpointInterval                    time.Duration
-		act                                   actors.Config
-		sessionGap                            time.Duration
-		gs                                    geoSettings
-		namesSync                             bool
-		pgDSN                                 string
-		syncInterval                          time.Duration
-		rf                                    routeFlags
-	)
-	host, _ := os.Hostname()
+	var o consumeOptions
 	cmd := &cobra.Command{
 		Use:   "consume",
 		Short: "Run one worker of the consumer fleet: take shard leases and process the stream",
@@ -164,165 +161,196 @@ and hand shards over without replay on a clean stop (SIGTERM or SIGINT: processo
 released, the process exits 0).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			log := g.log.Named("consume")
-			routes, err := rf.load()
-			if err != nil {
-				return err
-			}
-			if len(routes) > 0 && (cmd.Flags().Changed("offer-event") || cmd.Flags().Changed("offer-min-percent")) {
-				return usagef("--offer-event and --offer-min-percent shape the default route only; with --route or --routes-file write the offers route's predicate instead")
-			}
-			act.Routes = routes
-			cfg.InitialPosition = consumer.InitialPosition(initialPosition)
-			if initialTimestamp != "" {
-				t, err := time.Parse(time.RFC3339, initialTimestamp)
-				if err != nil {
-					return usagef("--initial-timestamp (CLICKFLEET_INITIAL_TIMESTAMP): %v", err)
-				}
-				cfg.InitialTimestamp = t
-			}
-			if proc != "count" && proc != "actors" {
-				return usagef("--processor (CLICKFLEET_PROCESSOR) must be \"actors\" or \"count\", not %q", proc)
-			}
-			rdb, err := newRedis(redisURL)
-			if err != nil {
-				return err
-			}
-			defer rdb.Close()
-			reg := newRegistry()
-			cfg.Registerer = reg
-			var syncer *names.Syncer
-			var factory *actors.Factory
-			if namesSync {
-				if pgDSN == "" {
-					return usagef("--names-sync needs --pg-dsn (CLICKFLEET_PG_DSN)")
-				}
-				s, closePool, err := newNamesSyncer(ctx, pgDSN, rdb, keyPrefix, syncInterval, log.Named("names-sync"), reg)
-				if err != nil {
-					return err
-				}
-				defer closePool()
-				syncer = s
-			}
-			cfg.Logger = log
-			awsCfg, err := loadAWS(ctx)
-			if err != nil {
-				return err
-			}
-			switch proc {
-			case "count":
-				factory, err := usercount.Factory(usercount.Config{Redis: rdb, Prefix: keyPrefix, CheckpointInterval: checkpointInterval, Logger: log})
-				if err != nil {
-					return usageError{err}
-				}
-				cfg.NewProcessor = factory
-			case "actors":
-				act.Stream, act.Prefix, act.Logger, act.Registerer = cfg.Stream, keyPrefix, log, reg
-				act.Kinesis, act.DynamoDB, act.Redis = kinesis.NewFromConfig(awsCfg), dynamodb.NewFromConfig(awsCfg), rdb
-				act.Rules.GapMs = sessionGap.Milliseconds()
-				resolver, closeGeo, err := newGeoResolver(gs, rdb, keyPrefix, reg, log)
-				if err != nil {
-					return err
-				}
-				defer closeGeo() // after factory.Close (deferred later, so run earlier)
-				if resolver != nil {
-					act.Geo = resolver
-				}
-				if sessionGap <= 0 || sessionGap%time.Millisecond != 0 {
-					return usagef("--session-gap (CLICKFLEET_SESSION_GAP) must be a positive whole number of milliseconds, not %s", sessionGap)
-				}
-				factory, err = actors.New(act)
-				if err != nil {
-					return settingUsage(err, rf.flags(consumeFlags))
-				}
-				for _, r := range act.Routes {
-					log.Info("route", zap.String("route", r.Name), zap.String("stream", r.Stream), zap.String("when", r.Expr), zap.Strings("fields", r.Fields), zap.Bool("enrich", r.Enrich))
-				}
-				defer factory.Close()
-				cfg.NewProcessor = factory.NewProcessor
-			}
-			w, err := consumer.New(kinesis.NewFromConfig(awsCfg), dynamodb.NewFromConfig(awsCfg), cfg)
-			if err != nil {
-				return settingUsage(err, consumeFlags)
-			}
-			parts := []component{{name: "worker", run: w.Run}}
-			if c, ok := emfComponent(w, cfg.Stream, cfg.Lease.Table, emfInterval, cmd.OutOrStdout()); ok {
-				parts = append(parts, c)
-			}
-			ready := w.Ready
-			if factory != nil {
-				parts = append(parts, component{name: "actors", run: func(ctx context.Context) error {
-					select {
-					case err := <-factory.Failed():
-						return err
-					case <-ctx.Done():
-						return nil
-					}
-				}})
-				ready = func() bool { return w.Ready() && factory.Ready() }
-			}
-			if syncer != nil {
-				parts = append(parts, component{name: "names sync", run: syncer.Run})
-			}
-			ops, ok, err := opsServer(httpListen, reg, ready, log)
-			if err != nil {
-				return err
-			}
-			if ok {
-				parts = append(parts, ops)
-			}
-			log.Info("worker", zap.String("worker_id", w.WorkerID()), zap.String("stream", cfg.Stream), zap.String("lease_table", cfg.Lease.Table))
-			return consumeError(runGroup(ctx, log, parts...))
+			return o.run(cmd, g.log.Named("consume"))
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&cfg.Stream, "stream", messages.Stream, "Kinesis stream to consume")
-	f.StringVar(&cfg.Lease.Table, "lease-table", lease.DefaultTable, "DynamoDB lease table (create it with 'clickfleet setup')")
-	f.StringVar(&cfg.Lease.WorkerID, "worker-id", fmt.Sprintf("%s-%d", host, os.Getpid()), "this worker's id in the lease table; unique per process")
-	f.DurationVar(&cfg.Lease.FailoverTime, "failover-time", lease.DefaultFailoverTime, "a lease not renewed for this long may be taken by another worker")
-	f.DurationVar(&cfg.Lease.RenewInterval, "renew-interval", 0, "how often held leases are renewed (0: failover-time/3 - 25ms)")
-	f.DurationVar(&cfg.Lease.TakeInterval, "take-interval", consumeTakeInterval, "how often the lease table is scanned to take and balance leases (reads only; the Java KCL's 2 x (failover-time + 25ms) makes failover up to 4x slower; 0: that)")
-	f.IntVar(&cfg.Lease.MaxLeasesPerWorker, "max-leases", 0, "most leases this worker holds (0: no limit)")
-	f.IntVar(&cfg.Lease.MaxLeasesToStealAtOneTime, "max-steals", lease.DefaultMaxLeasesToStealAtOneTime, "most leases taken from other workers per take cycle, for balance")
-	f.DurationVar(&cfg.Lease.HandoffTimeout, "handoff-timeout", 0, "how long a balancing steal waits for the old owner's final checkpoint (0: failover-time)")
-	f.DurationVar(&cfg.Lease.ShutdownTimeout, "shutdown-timeout", lease.DefaultShutdownTimeout, "on a clean stop, how long processors get to checkpoint before leases are released anyway")
-	f.StringVar(&initialPosition, "initial-position", string(consumer.TrimHorizon), "where shards without a checkpoint start: TRIM_HORIZON, LATEST or AT_TIMESTAMP")
-	f.StringVar(&initialTimestamp, "initial-timestamp", "", "RFC 3339 time for --initial-position AT_TIMESTAMP")
-	f.Int32Var(&cfg.MaxRecords, "max-records", consumer.DefaultMaxRecords, "records per GetRecords call (1-10000)")
-	f.DurationVar(&cfg.IdleTime, "idle-time", consumer.DefaultIdleTime, "pause between GetRecords calls on a shard that returned nothing")
-	f.DurationVar(&cfg.ShardSyncInterval, "shard-sync-interval", consumer.DefaultShardSyncInterval, "how often shards are listed to create and clean up leases")
-	f.DurationVar(&cfg.ParentPollInterval, "parent-poll-interval", consumer.DefaultParentPollInterval, "how often a child shard checks whether its parents are finished")
-	f.StringVar(&proc, "processor", "actors", `what to do with records: "actors" (sessions, last access, offers and errors through per-user actors, exactly once) or "count" (per-user counts in Redis, exactly once)`)
+	o.register(cmd.Flags())
+	return cmd
+}
+
+// run checks the flags, builds the processor and the worker, and runs them with the ops server until a
+// signal or a failure; then the clients close in teardown's order.
+func (o *consumeOptions) run(cmd *cobra.Command, log *zap.Logger) error {
+	ctx := cmd.Context()
+	if err := o.check(cmd.Flags()); err != nil {
+		return err
+	}
+	td := teardown{log: log}
+	defer td.close()
+	rdb, err := newRedis(o.redisURL)
+	if err != nil {
+		return err
+	}
+	td.add(stageClients, "redis", func() { _ = rdb.Close() })
+	reg := newRegistry()
+	o.cfg.Registerer, o.cfg.Logger = reg, log
+	awsCfg, err := loadAWS(ctx)
+	if err != nil {
+		return err
+	}
+	factory, err := o.processor(rdb, awsCfg, reg, log, &td)
+	if err != nil {
+		return err
+	}
+	w, err := consumer.New(kinesis.NewFromConfig(awsCfg), dynamodb.NewFromConfig(awsCfg), o.cfg)
+	if err != nil {
+		return settingUsage(err, consumeFlags)
+	}
+	parts, err := o.components(ctx, cmd, w, factory, rdb, reg, log, &td)
+	if err != nil {
+		return err
+	}
+	log.Info("worker", zap.String("worker_id", w.WorkerID()), zap.String("stream", o.cfg.Stream), zap.String("lease_table", o.cfg.Lease.Table))
+	return consumeError(runGroup(ctx, log, parts...))
+}
+
+// check validates every flag that needs no client, before any client is made: a bad setting exits 2
+// naming its flag.
+func (o *consumeOptions) check(flags *pflag.FlagSet) error {
+	routes, err := o.rf.load()
+	if err != nil {
+		return err
+	}
+	if len(routes) > 0 && (flags.Changed("offer-event") || flags.Changed("offer-min-percent")) {
+		return usagef("--offer-event and --offer-min-percent shape the default route only; with --route or --routes-file write the offers route's predicate instead")
+	}
+	o.act.Routes = routes
+	o.cfg.InitialPosition = consumer.InitialPosition(o.initialPosition)
+	if o.initialTimestamp != "" {
+		t, err := time.Parse(time.RFC3339, o.initialTimestamp)
+		if err != nil {
+			return usagef("--initial-timestamp (CLICKFLEET_INITIAL_TIMESTAMP): %v", err)
+		}
+		o.cfg.InitialTimestamp = t
+	}
+	if o.proc != "count" && o.proc != "actors" {
+		return usagef("--processor (CLICKFLEET_PROCESSOR) must be \"actors\" or \"count\", not %q", o.proc)
+	}
+	if o.proc == "actors" && (o.sessionGap <= 0 || o.sessionGap%time.Millisecond != 0) {
+		return usagef("--session-gap (CLICKFLEET_SESSION_GAP) must be a positive whole number of milliseconds, not %s", o.sessionGap)
+	}
+	if o.namesSync && o.pgDSN == "" {
+		return usagef("--names-sync needs --pg-dsn (CLICKFLEET_PG_DSN)")
+	}
+	check := o.cfg
+	if err := check.Check(); err != nil {
+		return settingUsage(err, consumeFlags)
+	}
+	return nil
+}
+
+// processor sets the worker's processor factory: the count processor, or the actors (returned, with the
+// geo resolver they use); what it opens is added to td.
+func (o *consumeOptions) processor(rdb *redis.Client, awsCfg aws.Config, reg *prometheus.Registry, log *zap.Logger, td *teardown) (*actors.Factory, error) {
+	if o.proc == "count" {
+		factory, err := usercount.Factory(usercount.Config{Redis: rdb, Prefix: o.keyPrefix, CheckpointInterval: o.checkpointInterval, Logger: log})
+		if err != nil {
+			return nil, usageError{err}
+		}
+		o.cfg.NewProcessor = factory
+		return nil, nil
+	}
+	act := o.act
+	act.Stream, act.Prefix, act.Logger, act.Registerer = o.cfg.Stream, o.keyPrefix, log, reg
+	act.Kinesis, act.DynamoDB, act.Redis = kinesis.NewFromConfig(awsCfg), dynamodb.NewFromConfig(awsCfg), rdb
+	act.Rules.GapMs = o.sessionGap.Milliseconds()
+	resolver, closeGeo, err := newGeoResolver(o.gs, rdb, o.keyPrefix, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	td.add(stageLookups, "geo resolver", closeGeo)
+	if resolver != nil {
+		act.Geo = resolver
+	}
+	factory, err := actors.New(act)
+	if err != nil {
+		return nil, settingUsage(err, o.rf.flags(consumeFlags))
+	}
+	for _, r := range act.Routes {
+		log.Info("route", zap.String("route", r.Name), zap.String("stream", r.Stream), zap.String("when", r.Expr), zap.Strings("fields", r.Fields), zap.Bool("enrich", r.Enrich))
+	}
+	td.add(stageProcessors, "actors", factory.Close)
+	o.cfg.NewProcessor = factory.NewProcessor
+	return factory, nil
+}
+
+// components returns the run group: the worker, the actors' failure watch, the names sync, the EMF
+// reporter and the ops server (whose /readyz is the worker's and the actors' readiness).
+func (o *consumeOptions) components(ctx context.Context, cmd *cobra.Command, w *consumer.Worker, factory *actors.Factory,
+	rdb *redis.Client, reg *prometheus.Registry, log *zap.Logger, td *teardown) ([]component, error) {
+	parts := []component{{name: "worker", run: w.Run, stop: w.ShutdownBound()}}
+	if c, ok := emfComponent(w, o.cfg.Stream, o.cfg.Lease.Table, o.emfInterval, cmd.OutOrStdout()); ok {
+		parts = append(parts, c)
+	}
+	ready := w.Ready
+	if factory != nil {
+		parts = append(parts, component{name: "actors", run: func(ctx context.Context) error {
+			select {
+			case err := <-factory.Failed():
+				return err
+			case <-ctx.Done():
+				return nil
+			}
+		}})
+		ready = func() bool { return w.Ready() && factory.Ready() }
+	}
+	if o.namesSync {
+		syncer, closePool, err := newNamesSyncer(ctx, o.pgDSN, rdb, o.keyPrefix, o.syncInterval, log.Named("names-sync"), reg)
+		if err != nil {
+			return nil, err
+		}
+		td.add(stageClients, "postgres", closePool)
+		parts = append(parts, component{name: "names sync", run: syncer.Run})
+	}
+	ops, ok, err := opsServer(o.httpListen, reg, ready, log)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		parts = append(parts, ops)
+	}
+	return parts, nil
+}
+
+// register declares consume's flags.
+func (o *consumeOptions) register(f *pflag.FlagSet) {
+	addWorkerFlags(f, &o.cfg, &o.initialPosition, workerFlagDefaults{
+		stream: messages.Stream, table: lease.DefaultTable, shutdown: lease.DefaultShutdownTimeout,
+		handoffWaits: "the old owner's final checkpoint", shutdownWork: "processors get to checkpoint",
+		positions: "TRIM_HORIZON, LATEST or AT_TIMESTAMP",
+	})
+	f.StringVar(&o.initialTimestamp, "initial-timestamp", "", "RFC 3339 time for --initial-position AT_TIMESTAMP")
+	f.StringVar(&o.proc, "processor", "actors", `what to do with records: "actors" (sessions, last access, offers and errors through per-user actors, exactly once) or "count" (per-user counts in Redis, exactly once)`)
+	o.registerActors(f)
+	addGeoFlags(f, &o.gs, " (actors)")
+	f.BoolVar(&o.namesSync, "names-sync", false, "also run the names sync (as 'clickfleet names-sync') in this process: customers' names from --pg-dsn into Redis")
+	f.StringVar(&o.pgDSN, "pg-dsn", "", "PostgreSQL connection string of the database holding customers (--names-sync)")
+	f.DurationVar(&o.syncInterval, "sync-interval", names.DefaultInterval, "period of the names sync's full copy (--names-sync)")
+	f.StringVar(&o.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis for the processors' state")
+	f.StringVar(&o.keyPrefix, "key-prefix", session.DefaultPrefix, "prefix of every Redis key")
+	f.DurationVar(&o.checkpointInterval, "checkpoint-interval", usercount.DefaultCheckpointInterval, "least time between two checkpoints of a shard (count)")
+	f.StringVar(&o.httpListen, "http-listen", "127.0.0.1:9090", "address for /metrics, /healthz and /readyz (empty: none)")
+	addEMFFlag(f, &o.emfInterval)
+}
+
+// registerActors declares the actors processor's flags.
+func (o *consumeOptions) registerActors(f *pflag.FlagSet) {
+	act := &o.act
 	f.StringVar(&act.SessionsTable, "sessions-table", actors.DefaultSessionsTable, "DynamoDB sessions table (actors; create it with 'clickfleet setup')")
 	f.StringVar(&act.OffersStream, "offers-stream", actors.DefaultOffersStream, "Kinesis stream for high-intent events (actors)")
-	f.StringVar(&act.ErrorsStream, "errors-stream", "clickstream-errors", "Kinesis stream for records that fail decoding or validation (actors)")
-	f.DurationVar(&sessionGap, "session-gap", time.Duration(session.DefaultGapMs)*time.Millisecond, "a gap between a user's events above this starts a new session (actors)")
-	f.StringVar(&act.Rules.OfferEvent, "offer-event", session.DefaultRules().OfferEvent, "event name of high-intent events in the default route (actors; deprecated: write the route with --route)")
-	f.Float64Var(&act.Rules.OfferMinPercent, "offer-min-percent", session.DefaultRules().OfferMinPercent, "percent_viewed a high-intent event of the default route must exceed (actors; deprecated: write the route with --route)")
+	f.StringVar(&act.ErrorsStream, "errors-stream", actors.DefaultErrorsStream, "Kinesis stream for records that fail decoding or validation (actors)")
+	f.DurationVar(&o.sessionGap, "session-gap", time.Duration(session.DefaultGapMs)*time.Millisecond, "a gap between a user's events above this starts a new session (actors)")
+	f.StringVar(&act.Rules.OfferEvent, "offer-event", session.DefaultRules().OfferEvent, "event name of high-intent events in the default route (actors)")
+	f.Float64Var(&act.Rules.OfferMinPercent, "offer-min-percent", session.DefaultRules().OfferMinPercent, "percent_viewed a high-intent event of the default route must exceed (actors)")
+	const routeInstead = "write the offers route with --route (it replaces the default route)"
+	_ = f.MarkDeprecated("offer-event", routeInstead)
+	_ = f.MarkDeprecated("offer-min-percent", routeInstead)
 	f.DurationVar(&act.SessionUpdateInterval, "session-update-interval", actors.DefaultSessionUpdateInterval, "an open session's row in the sessions table is rewritten at most this often; rows are also written when a session starts (at the next flush) and when it closes (actors)")
 	f.DurationVar(&act.SessionCloseDelay, "session-close-delay", actors.DefaultSessionCloseDelay, "a user's session closes, and its final row is written, after --session-gap plus this long without an event of the user (processing time) (actors)")
-	rf.register(f)
+	o.rf.register(f)
 	f.DurationVar(&act.FlushInterval, "flush-interval", actors.DefaultFlushInterval, "longest time a shard's effects stay unflushed; each flush ends with a checkpoint (actors)")
 	f.IntVar(&act.FlushMaxRecords, "flush-max-records", actors.DefaultFlushMaxRecords, "flush a shard when this many records are unflushed; reading waits meanwhile (actors)")
 	f.DurationVar(&act.PassivateAfter, "passivate-after", actors.DefaultPassivateAfter, "stop a user's actor after this long without records (actors)")
 	f.DurationVar(&act.SweepInterval, "sweep-interval", 0, "how often idle users are looked for (0: passivate-after/4, at least 1s) (actors)")
 	f.IntVar(&act.WriteConcurrency, "write-concurrency", actors.DefaultWriteConcurrency, "concurrent PutRecords and BatchWriteItem calls per flush (actors)")
-	f.StringVar(&gs.mmdb, "geo-mmdb", geoAuto, "MaxMind DB file (GeoIP2/GeoLite2 City, or DB-IP's flat layout) that locates events' user_ip (actors); "+
-		"auto: the DB-IP Lite file "+geoDBFile+" beside the binary, in its ../share/clickfleet (the image's), /usr/share/clickfleet, or the local stack of the source tree (enrichment is off, with a warning, when none is found); empty: no database")
-	f.StringVar(&gs.ipinfoURL, "geo-ipinfo-url", "", "locate addresses with an HTTP service speaking ipinfo's JSON (GET <url>/<ip>/json), e.g. https://ipinfo.io, instead of --geo-mmdb (actors)")
-	f.StringVar(&gs.ipinfoToken, "geo-ipinfo-token", "", "ipinfo access token, sent as a bearer token (actors)")
-	f.IntVar(&gs.cacheSize, "geo-cache-size", 100000, "addresses kept in the in-process geo cache (actors)")
-	f.DurationVar(&gs.ttl, "geo-ttl", 7*24*time.Hour, "how long a located address stays cached, in process and in Redis <key-prefix>geo:<ip> (actors)")
-	f.DurationVar(&gs.notFoundTTL, "geo-not-found-ttl", time.Hour, "how long a 'not found' answer stays cached (actors)")
-	f.DurationVar(&gs.timeout, "geo-lookup-timeout", time.Second, "longest wait for a geo answer; then the event is emitted without location, marked geo_status unavailable; also bounds how long a flush waits for pending lookups (actors)")
-	f.BoolVar(&namesSync, "names-sync", false, "also run the names sync (as 'clickfleet names-sync') in this process: customers' names from --pg-dsn into Redis")
-	f.StringVar(&pgDSN, "pg-dsn", "", "PostgreSQL connection string of the database holding customers (--names-sync)")
-	f.DurationVar(&syncInterval, "sync-interval", names.DefaultInterval, "period of the names sync's full copy (--names-sync)")
-	f.StringVar(&redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis for the processors' state")
-	f.StringVar(&keyPrefix, "key-prefix", session.DefaultPrefix, "prefix of every Redis key")
-	f.DurationVar(&checkpointInterval, "checkpoint-interval", 5*time.Second, "least time between two checkpoints of a shard (count)")
-	f.StringVar(&httpListen, "http-listen", "127.0.0.1:9090", "address for /metrics, /healthz and /readyz (empty: none)")
-	addEMFFlag(f, &emfInterval)
-	return cmd
 }

@@ -17,11 +17,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/clickfleet/clickfleet/internal/faults"
 	"github.com/clickfleet/clickfleet/internal/provision"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 )
 
-// consume exits 1 within 15 s when what it needs does not exist — with the default --http-listen, whose
+// consume exits 1 within 15 s when what it needs does not exist or may not be used — with the default --http-listen, whose
 // server used to keep a failed process alive — and the message names the resource and its setting.
 func TestConsumeExitsOnAMissingResource(t *testing.T) {
 	kin, ddb := testenv.Kinesis(t), testenv.DynamoDB(t)
@@ -50,14 +51,30 @@ func TestConsumeExitsOnAMissingResource(t *testing.T) {
 		t.Fatal(err)
 	}
 	missing := testenv.Name(t, "missing")
+	// A DynamoDB endpoint that denies UpdateItem: a task role without dynamodb:UpdateItem on the lease table.
+	layer, err := faults.NewAWSLayer(os.Getenv("AWS_ENDPOINT_URL_DYNAMODB"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := layer.Set(faults.Fault{Kind: faults.AccessDenied, Fraction: 1, Operations: []string{"UpdateItem"}}); err != nil {
+		t.Fatal(err)
+	}
+	deniedAddr, err := layer.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = layer.Close() })
 	for _, tc := range []struct {
 		name        string
 		args        []string
+		env         []string
 		wantInError []string
 	}{
-		{"stream", []string{"--stream", missing}, []string{"stream " + missing, "--stream (CLICKFLEET_STREAM)", "clickfleet setup"}},
-		{"lease table", []string{"--lease-table", missing}, []string{"lease table " + missing, "--lease-table (CLICKFLEET_LEASE_TABLE)", "clickfleet setup"}},
-		{"sessions table", []string{"--sessions-table", missing}, []string{"sessions table " + missing, "--sessions-table (CLICKFLEET_SESSIONS_TABLE)", "clickfleet setup"}},
+		{"stream", []string{"--stream", missing}, nil, []string{"stream " + missing, "--stream (CLICKFLEET_STREAM)", "clickfleet setup"}},
+		{"lease table", []string{"--lease-table", missing}, nil, []string{"lease table " + missing, "--lease-table (CLICKFLEET_LEASE_TABLE)", "clickfleet setup"}},
+		{"sessions table", []string{"--sessions-table", missing}, nil, []string{"sessions table " + missing, "--sessions-table (CLICKFLEET_SESSIONS_TABLE)", "clickfleet setup"}},
+		{"lease table denied", nil, []string{"AWS_ENDPOINT_URL_DYNAMODB=http://" + deniedAddr},
+			[]string{"lease table " + leases, "AccessDeniedException", "--lease-table (CLICKFLEET_LEASE_TABLE)", "may use it"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"consume", "--stream", stream, "--lease-table", leases, "--sessions-table", sessions,
@@ -65,6 +82,7 @@ func TestConsumeExitsOnAMissingResource(t *testing.T) {
 				"--key-prefix", testenv.Name(t, "cf") + ":", "--worker-id", "w1", "--flush-interval", "200ms", "--log-format", "json",
 				"--geo-mmdb", ""}, tc.args...)
 			cmd := exec.Command(testenv.Binary(t), args...)
+			cmd.Env = append(os.Environ(), tc.env...)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			if err := cmd.Start(); err != nil {

@@ -19,7 +19,7 @@ type routeFlags struct {
 }
 
 func (r *routeFlags) register(f *pflag.FlagSet) {
-	f.StringArrayVar(&r.routes, "route", nil, `an output route, NAME=STREAM:EXPR: events matching the CEL predicate EXPR go, whole and enriched, to STREAM (repeatable; replaces the default route, offers=<offers-stream>:event_name == "<offer-event>" && percent_viewed > <offer-min-percent>)`)
+	f.StringArrayVar(&r.routes, "route", nil, `an output route, NAME=STREAM:EXPR: events matching the CEL predicate EXPR go, whole and enriched, to STREAM (repeatable; replaces the default route, offers=<offers-stream>:event_name == "ViewContent" && percent_viewed > 60)`)
 	f.StringVar(&r.file, "routes-file", "", "YAML file of output routes (name, stream, when, fields, enrich); instead of --route")
 }
 

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,22 +17,38 @@ import (
 )
 
 // component is one part of a long-running command. run blocks until ctx ends — then it drains and
-// returns nil — or until the part fails, and returns why.
+// returns nil — or until the part fails, and returns why. stop is the longest the part takes to return
+// once ctx ended, from its own configured timeouts (0: defaultStop).
 type component struct {
 	name string
 	run  func(ctx context.Context) error
+	stop time.Duration
 }
 
-// stopGrace bounds how long the other components get to stop after one failed; a part that hangs then
-// does not keep a failed process alive.
-var stopGrace = 30 * time.Second
+// defaultStop is the stop bound of a component that names none: one that only has to close a listener or
+// leave a loop.
+const defaultStop = 5 * time.Second
+
+// stopMargin is added to the slowest component's stop bound: time for logs and the last returns.
+var stopMargin = 5 * time.Second
+
+// grace is how long runGroup waits for the components to return once they were asked to stop: the slowest
+// one's bound plus stopMargin.
+func grace(parts []component) time.Duration {
+	longest := time.Duration(0)
+	for _, p := range parts {
+		longest = max(longest, cmp.Or(p.stop, defaultStop))
+	}
+	return longest + stopMargin
+}
 
 // runGroup runs every component until the first one returns (a run group: one run/interrupt pair per
 // component, the context being the interrupt). When ctx ends (SIGTERM or SIGINT) every component drains
 // and runGroup returns nil, or the first error one returned while draining. When a component returns
-// first — with an error, or with nil although nothing asked it to stop — the others are stopped, given
-// stopGrace to return, and runGroup returns that error naming the component, so the process exits
-// non-zero instead of running on half broken.
+// first — with an error, or with nil although nothing asked it to stop — the others are stopped and
+// runGroup returns that error naming the component, so the process exits non-zero instead of running on
+// half broken. Either way the components get grace(parts) to return; one that hangs past it is named in
+// the error and left behind (the process exits).
 func runGroup(ctx context.Context, log *zap.Logger, parts ...component) error {
 	gctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -57,8 +76,9 @@ func runGroup(ctx context.Context, log *zap.Logger, parts ...component) error {
 		}()
 	}
 	var first error
-	var grace <-chan time.Time
+	var deadline <-chan time.Time
 	stopping := gctx.Done()
+	wait := grace(parts)
 	for len(running) > 0 {
 		select {
 		case r := <-results:
@@ -71,20 +91,61 @@ func runGroup(ctx context.Context, log *zap.Logger, parts ...component) error {
 			}
 			cancel(first)
 		case <-stopping:
-			stopping, grace = nil, time.After(stopGrace)
-		case <-grace:
-			names := make([]string, 0, len(running))
-			for n := range running {
-				names = append(names, n)
-			}
-			log.Error("components did not stop in time; exiting anyway", zap.Strings("components", names), zap.Duration("grace", stopGrace))
+			stopping, deadline = nil, time.After(wait)
+		case <-deadline:
+			names := slices.Sorted(maps.Keys(running))
+			log.Error("components did not stop in time; exiting anyway", zap.Strings("components", names), zap.Duration("grace", wait))
 			if first == nil {
-				first = fmt.Errorf("%s did not stop within %s", strings.Join(names, ", "), stopGrace)
+				first = fmt.Errorf("%s did not stop within %s", strings.Join(names, ", "), wait)
 			}
 			return first
 		}
 	}
 	return first
+}
+
+// teardown closes a command's clients after its run group returned, in the one documented order of
+// every long-running command:
+//
+//  1. stop taking work, 2. drain processors, 3. final checkpoints, 4. release leases — all inside the
+//     run group: the worker component's lease coordinator does them when its context ends, bounded by
+//     --shutdown-timeout (see lease.Coordinator.Run);
+//  5. close what the processors used, in stages: the processors' own machinery (stageProcessors: the
+//     actor system), then what they looked things up in (stageLookups: the geo resolver, its database),
+//     then the clients (stageClients: Redis, PostgreSQL).
+//
+// Steps of one stage close in the order they were added.
+type teardown struct {
+	log   *zap.Logger
+	steps [stageCount][]teardownStep
+}
+
+type teardownStep struct {
+	name  string
+	close func()
+}
+
+// The stages of teardown, in the order they close.
+const (
+	stageProcessors = iota
+	stageLookups
+	stageClients
+	stageCount
+)
+
+// add registers close to run at stage.
+func (t *teardown) add(stage int, name string, close func()) {
+	t.steps[stage] = append(t.steps[stage], teardownStep{name, close})
+}
+
+// close runs every step, stage by stage.
+func (t *teardown) close() {
+	for _, stage := range t.steps {
+		for _, s := range stage {
+			t.log.Debug("closing", zap.String("part", s.name))
+			s.close()
+		}
+	}
 }
 
 // withSettingHint adds to an error that wraps a *consumer.ResourceError the flag and variable that name
@@ -107,23 +168,37 @@ func withSettingHint(err error, flags map[string]string) error {
 	return fmt.Errorf("%w\n  the %s is set by --%s (%s): %s, or point the setting at one that exists", err, re.Kind, flag, envName(flag), what)
 }
 
-// consumeFlags names the flag of each setting of consume's libraries (consumer.Config, its lease.Config
-// as Lease.* and, where a reason compares lease settings, by their own names, actors.Config), and of
-// the settings a *consumer.ResourceError can carry.
-var consumeFlags = map[string]string{
+// workerFlags names the flag of each setting of consumer.Config (its lease.Config as Lease.* and, where a
+// reason compares lease settings, by their own names) that addWorkerFlags declares, and of the settings a
+// *consumer.ResourceError can carry: consume and archive share them.
+var workerFlags = map[string]string{
 	"Stream": "stream", "Lease.Table": "lease-table", "Lease.WorkerID": "worker-id",
 	"Lease.FailoverTime": "failover-time", "FailoverTime": "failover-time",
 	"Lease.RenewInterval": "renew-interval", "RenewInterval": "renew-interval",
 	"Lease.TakeInterval": "take-interval", "Lease.MaxLeasesPerWorker": "max-leases",
 	"Lease.MaxLeasesToStealAtOneTime": "max-steals", "Lease.HandoffTimeout": "handoff-timeout",
-	"Lease.ShutdownTimeout": "shutdown-timeout", "InitialPosition": "initial-position",
-	"InitialTimestamp": "initial-timestamp", "MaxRecords": "max-records", "IdleTime": "idle-time",
-	"ShardSyncInterval": "shard-sync-interval", "ParentPollInterval": "parent-poll-interval",
+	"HandoffTimeout": "handoff-timeout", "Lease.ShutdownTimeout": "shutdown-timeout",
+	"InitialPosition": "initial-position", "InitialTimestamp": "initial-timestamp", "MaxRecords": "max-records",
+	"IdleTime": "idle-time", "ShardSyncInterval": "shard-sync-interval", "ParentPollInterval": "parent-poll-interval",
+}
+
+// consumeFlags are workerFlags and the flags of actors.Config's settings.
+var consumeFlags = withFlags(workerFlags, map[string]string{
 	"SessionsTable": "sessions-table", "OffersStream": "offers-stream", "ErrorsStream": "errors-stream",
 	"Redis": "redis-url", "Prefix": "key-prefix", "FlushInterval": "flush-interval",
 	"FlushMaxRecords": "flush-max-records", "PassivateAfter": "passivate-after", "SweepInterval": "sweep-interval",
 	"WriteConcurrency": "write-concurrency", "Rules": "session-gap",
 	"SessionUpdateInterval": "session-update-interval", "SessionCloseDelay": "session-close-delay",
+})
+
+// archiveFlags are the archive worker's: workerFlags.
+var archiveFlags = workerFlags
+
+// withFlags returns a copy of base with more added.
+func withFlags(base, more map[string]string) map[string]string {
+	out := maps.Clone(base)
+	maps.Copy(out, more)
+	return out
 }
 
 func consumeError(err error) error { return withSettingHint(err, consumeFlags) }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 )
 
@@ -57,15 +58,28 @@ func TestRunGroup(t *testing.T) {
 		}
 	})
 	t.Run("a component that does not stop is left after the grace", func(t *testing.T) {
-		old := stopGrace
-		stopGrace = 50 * time.Millisecond
-		defer func() { stopGrace = old }()
+		old := stopMargin
+		stopMargin = 0
+		defer func() { stopMargin = old }()
 		hang := make(chan struct{})
 		defer close(hang)
-		err := runGroup(context.Background(), zap.NewNop(), component{name: "w", run: func(context.Context) error { return boom }},
-			component{name: "stuck", run: func(context.Context) error { <-hang; return nil }})
+		start := time.Now()
+		err := runGroup(context.Background(), zap.NewNop(), component{name: "w", run: func(context.Context) error { return boom }, stop: time.Millisecond},
+			component{name: "stuck", run: func(context.Context) error { <-hang; return nil }, stop: 50 * time.Millisecond})
 		if !errors.Is(err, boom) {
 			t.Fatalf("err = %v, want boom", err)
+		}
+		if took := time.Since(start); took < 50*time.Millisecond {
+			t.Fatalf("runGroup returned after %v, before the slowest component's stop bound (50ms)", took)
+		}
+	})
+	t.Run("the grace is the slowest component's stop bound", func(t *testing.T) {
+		parts := []component{{name: "a"}, {name: "worker", stop: 40 * time.Second}, {name: "b", stop: time.Second}}
+		if g := grace(parts); g != 40*time.Second+stopMargin {
+			t.Fatalf("grace = %v, want 40s + %v", g, stopMargin)
+		}
+		if g := grace([]component{{name: "a"}}); g != defaultStop+stopMargin {
+			t.Fatalf("grace of a component without a bound = %v, want %v + %v", g, defaultStop, stopMargin)
 		}
 	})
 }
@@ -94,6 +108,10 @@ func TestSettingErrorsNameTheFlags(t *testing.T) {
 			`--route (CLICKFLEET_ROUTE): route "p": line 1, column 7 (offset 6): found no matching overload for '_==_' applied to '(double, string)'`},
 		{"offer flags beside routes", []string{"consume", "--http-listen", "", "--route", "p=s:true", "--offer-event", "X"},
 			"--offer-event and --offer-min-percent shape the default route only; with --route or --routes-file write the offers route's predicate instead"},
+		{"handoff shorter than failover", []string{"consume", "--http-listen", "", "--handoff-timeout", "1s", "--failover-time", "10s"},
+			"--handoff-timeout (CLICKFLEET_HANDOFF_TIMEOUT): 1s is below --failover-time (10s): a deposed owner's final writes could then land after the new owner started"},
+		{"archive's handoff shorter than failover", []string{"archive", "--http-listen", "", "--handoff-timeout", "1s", "--failover-time", "10s"},
+			"--handoff-timeout (CLICKFLEET_HANDOFF_TIMEOUT): 1s is below --failover-time (10s): a deposed owner's final writes could then land after the new owner started"},
 		{"ingest setting comparing others", []string{"ingest", "--allow-anonymous", "--write-timeout", "1s"},
 			"--write-timeout (CLICKFLEET_WRITE_TIMEOUT): 1s must be at least --put-attempts × --put-timeout (10s), or answers would be cut off"},
 	} {
@@ -109,5 +127,48 @@ func TestSettingErrorsNameTheFlags(t *testing.T) {
 				t.Fatalf("err = %v (usage error: %v)\nwant %s", err, errors.As(err, &u), tc.want)
 			}
 		})
+	}
+}
+
+func TestTeardownClosesStageByStage(t *testing.T) {
+	var order []string
+	td := teardown{log: zap.NewNop()}
+	step := func(name string) func() { return func() { order = append(order, name) } }
+	td.add(stageClients, "redis", step("redis"))
+	td.add(stageLookups, "geo", step("geo"))
+	td.add(stageClients, "postgres", step("postgres"))
+	td.add(stageProcessors, "actors", step("actors"))
+	td.close()
+	if got, want := strings.Join(order, ","), "actors,geo,redis,postgres"; got != want {
+		t.Fatalf("closed %s, want %s", got, want)
+	}
+}
+
+// Deprecated flags still work but are not listed: --help shows only what a new user should set.
+func TestHelpListsNoDeprecatedFlag(t *testing.T) {
+	root := newRootCommand()
+	for _, c := range root.Commands() {
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			if f.Deprecated == "" {
+				return
+			}
+			var out strings.Builder
+			c.SetOut(&out)
+			if err := c.Help(); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(out.String(), "--"+f.Name) {
+				t.Errorf("%s --help lists the deprecated --%s", c.Name(), f.Name)
+			}
+		})
+	}
+	consume, _, err := root.Find([]string{"consume"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"offer-event", "offer-min-percent"} {
+		if f := consume.Flags().Lookup(name); f == nil || f.Deprecated == "" {
+			t.Errorf("consume --%s is not marked deprecated", name)
+		}
 	}
 }

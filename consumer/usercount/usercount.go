@@ -15,6 +15,9 @@ import (
 	"github.com/clickfleet/clickfleet/lease/position"
 )
 
+// DefaultCheckpointInterval is Config.CheckpointInterval's default.
+const DefaultCheckpointInterval = 5 * time.Second
+
 // Config configures the processors of one worker.
 type Config struct {
 	// Redis stores the counts. Required.
@@ -62,7 +65,7 @@ func Factory(cfg Config) (consumer.ProcessorFactory, error) {
 		cfg.Prefix = session.DefaultPrefix
 	}
 	if cfg.CheckpointInterval == 0 {
-		cfg.CheckpointInterval = 5 * time.Second
+		cfg.CheckpointInterval = DefaultCheckpointInterval
 	}
 	if cfg.CheckpointInterval < 0 {
 		return nil, fmt.Errorf("usercount: CheckpointInterval must not be negative")

@@ -22,6 +22,16 @@ type RedisClient interface {
 	Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
 }
 
+// Defaults of Config's fields.
+const (
+	DefaultTTL           = 7 * 24 * time.Hour
+	DefaultNotFoundTTL   = time.Hour
+	DefaultCacheSize     = 100000
+	DefaultRedisTimeout  = 250 * time.Millisecond
+	DefaultLookupTimeout = 5 * time.Second
+	DefaultMaxPending    = 10000
+)
+
 // Config configures a Resolver. Zero fields take the defaults named in their docs.
 type Config struct {
 	// Provider answers what neither cache knows. Required.
@@ -69,10 +79,10 @@ func (c *Config) Validate() error {
 		v    *time.Duration
 		def  time.Duration
 	}{
-		{"TTL", &c.TTL, 7 * 24 * time.Hour},
-		{"NotFoundTTL", &c.NotFoundTTL, time.Hour},
-		{"RedisTimeout", &c.RedisTimeout, 250 * time.Millisecond},
-		{"LookupTimeout", &c.LookupTimeout, 5 * time.Second},
+		{"TTL", &c.TTL, DefaultTTL},
+		{"NotFoundTTL", &c.NotFoundTTL, DefaultNotFoundTTL},
+		{"RedisTimeout", &c.RedisTimeout, DefaultRedisTimeout},
+		{"LookupTimeout", &c.LookupTimeout, DefaultLookupTimeout},
 	}
 	for _, d := range defaults {
 		if *d.v < 0 {
@@ -89,10 +99,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: CacheSize and MaxPending must not be negative", ErrInvalidConfig)
 	}
 	if c.CacheSize == 0 {
-		c.CacheSize = 100000
+		c.CacheSize = DefaultCacheSize
 	}
 	if c.MaxPending == 0 {
-		c.MaxPending = 10000
+		c.MaxPending = DefaultMaxPending
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -20,8 +20,8 @@ type Kind string
 
 // The errors an AWSLayer can answer with. Each is sent in the wire shape of the service the call was
 // for: JSON 1.1 (Kinesis) or 1.0 (DynamoDB, whose __type carries its namespace) with an X-Amzn-ErrorType
-// header, or S3's XML <Error>. The SDK's standard retryer treats all of them as retryable, and the first
-// three (and SlowDown) as throttling.
+// header, or S3's XML <Error>. The SDK's standard retryer treats all but AccessDenied as retryable, and the
+// first three (and SlowDown) as throttling.
 const (
 	// ThroughputExceeded is HTTP 400 ProvisionedThroughputExceededException: Kinesis' per-shard read and
 	// write limits, DynamoDB's table capacity.
@@ -35,10 +35,13 @@ const (
 	InternalFailure Kind = "InternalFailure"
 	// ServiceUnavailable is HTTP 503 ServiceUnavailable (S3: SlowDown).
 	ServiceUnavailable Kind = "ServiceUnavailable"
+	// AccessDenied is HTTP 400 AccessDeniedException (S3: 403 AccessDenied): a call the caller's IAM policy
+	// does not allow. Unlike the others it is permanent: it repeats on every attempt.
+	AccessDenied Kind = "AccessDeniedException"
 )
 
 // Kinds lists every Kind, for validation and schedules.
-var Kinds = []Kind{ThroughputExceeded, LimitExceeded, Throttling, InternalFailure, ServiceUnavailable}
+var Kinds = []Kind{ThroughputExceeded, LimitExceeded, Throttling, InternalFailure, ServiceUnavailable, AccessDenied}
 
 // Fault says which calls an AWSLayer fails and how.
 type Fault struct {
@@ -182,6 +185,10 @@ func writeError(w http.ResponseWriter, r *http.Request, kind Kind) {
 		status = http.StatusInternalServerError
 	case ServiceUnavailable:
 		status = http.StatusServiceUnavailable
+	case AccessDenied:
+		if r.Header.Get("X-Amz-Target") == "" {
+			status = http.StatusForbidden // S3
+		}
 	}
 	w.Header().Set("X-Amzn-RequestId", "faults-injected")
 	target := r.Header.Get("X-Amz-Target")
@@ -192,6 +199,8 @@ func writeError(w http.ResponseWriter, r *http.Request, kind Kind) {
 			code, msg = "SlowDown", "Please reduce your request rate."
 		case InternalFailure:
 			code, msg = "InternalError", "We encountered an internal error. Please try again."
+		case AccessDenied:
+			code, msg = "AccessDenied", "Access Denied (injected)"
 		}
 		w.Header().Set("Content-Type", "application/xml")
 		w.WriteHeader(status)
@@ -219,6 +228,8 @@ func writeError(w http.ResponseWriter, r *http.Request, kind Kind) {
 		}
 	case ServiceUnavailable:
 		msg = "The request has failed due to a temporary failure of the server. (injected)"
+	case AccessDenied:
+		msg = "User is not authorized to perform this action (injected)."
 	}
 	typ := code
 	if dynamo {
@@ -226,7 +237,7 @@ func writeError(w http.ResponseWriter, r *http.Request, kind Kind) {
 		switch kind {
 		case Throttling:
 			typ = "com.amazon.coral.availability#" + code
-		case ServiceUnavailable:
+		case ServiceUnavailable, AccessDenied:
 			typ = "com.amazon.coral.service#" + code
 		default:
 			typ = "com.amazonaws.dynamodb.v20120810#" + code

@@ -24,6 +24,14 @@ const (
 	MaxBufferInterval     = 900 * time.Second
 )
 
+// DefaultPutTimeout is Config.PutTimeout's default.
+const DefaultPutTimeout = 30 * time.Second
+
+// DefaultShutdownTimeout is the lease shutdown timeout the archive's command gives its worker, longer than
+// the lease package's (5s): on a clean stop each held shard stores its buffer — up to BufferBytes of raw
+// input as three objects — before it checkpoints and releases its lease.
+const DefaultShutdownTimeout = 20 * time.Second
+
 // Compression is the raw and errors objects' compression.
 type Compression string
 
@@ -142,7 +150,7 @@ func (c *Config) Validate() error {
 		v    *time.Duration
 		def  time.Duration
 	}{
-		{"PutTimeout", &c.PutTimeout, 30 * time.Second},
+		{"PutTimeout", &c.PutTimeout, DefaultPutTimeout},
 		{"NamesTimeout", &c.NamesTimeout, 2 * time.Second},
 		{"CheckInterval", &c.CheckInterval, time.Second},
 	} {
