@@ -225,12 +225,12 @@ func New(db DynamoDBAPI, cfg Config) (*Coordinator, error) {
 	t := NewTable(db, cfg.Table)
 	t.metrics = m
 	return &Coordinator{
-		cfg:      cfg,
-		table:    t,
-		log:      cfg.Logger.Named("lease").With(zap.String("worker_id", cfg.WorkerID)),
-		metrics:  m,
-		rng:      mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())),
-		held:     map[string]*entry{},
+		cfg:        cfg,
+		table:      t,
+		log:        cfg.Logger.Named("lease").With(zap.String("worker_id", cfg.WorkerID)),
+		metrics:    m,
+		rng:        mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())),
+		held:       map[string]*entry{},
 		draining:   map[*entry]struct{}{},
 		processing: map[*entry]struct{}{},
 	}, nil
@@ -301,7 +301,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	c.drainHolders(finalCtx, holdersDone) // 2
 	stopUpkeep()
 	upkeep.Wait()
-	c.releaseRemaining(finalCtx) // 3
+	c.releaseRemaining(finalCtx)         // 3
 	err := c.awaitProcesses(holdersDone) // 4
 	c.log.Info("lease coordinator stopped")
 	if fatal := c.Err(); fatal != nil {
