@@ -332,7 +332,9 @@ func (r *shardReader) newIterator(ctx context.Context) error {
 }
 
 // shardEnded creates the children's leases, records them on this lease, lets the processor checkpoint
-// SHARD_END, and releases the lease.
+// SHARD_END, and releases the lease. However it ends, the processor is ended too: LeaseLost when the
+// lease is lost or the worker stops on a permanent failure of ShardEnded, ShutdownRequested when the
+// holding period ends (shutdown, handoff) while ShardEnded is being retried.
 func (r *shardReader) shardEnded(hctx, pctx context.Context) {
 	r.log.Info("reached the end of the shard")
 	kids := r.ensureChildren(hctx)
@@ -349,28 +351,43 @@ func (r *shardReader) shardEnded(hctx, pctx context.Context) {
 			r.log.Warn("could not record child shards on the lease", zap.Error(err))
 		}
 	}
-	for {
-		err := r.proc.ShardEnded(pctx, r.cp)
-		if err == nil && r.cp.shardEnd.Load() {
-			break
-		}
-		if errors.Is(err, lease.ErrLeaseLost) || pctx.Err() != nil {
-			r.proc.LeaseLost(pctx)
-			return
-		}
-		if err == nil {
-			err = errors.New("processor returned without checkpointing SHARD_END")
-		} else if r.permanent(err) {
-			return
-		}
-		r.log.Warn("shard end not checkpointed; asking the processor again", zap.Error(err))
-		if !r.pause(pctx) {
-			return
-		}
+	if !r.checkpointShardEnd(hctx, pctx) {
+		return
 	}
 	r.w.metrics.shardsEnded.Inc()
 	r.release()
 	r.w.triggerSync()
+}
+
+// checkpointShardEnd asks the processor to checkpoint SHARD_END until it has. When it cannot — the lease
+// is lost, ShardEnded fails permanently, or the holding period ends first — it ends the processor the
+// way the cause says and returns false.
+func (r *shardReader) checkpointShardEnd(hctx, pctx context.Context) bool {
+	for {
+		err := r.proc.ShardEnded(pctx, r.cp)
+		if err == nil && r.cp.shardEnd.Load() {
+			return true
+		}
+		switch {
+		case errors.Is(err, lease.ErrLeaseLost) || pctx.Err() != nil:
+			r.proc.LeaseLost(pctx)
+			return false
+		case err == nil:
+			err = errors.New("processor returned without checkpointing SHARD_END")
+		case r.permanent(err):
+			r.proc.LeaseLost(pctx) // the worker stops: nothing more is written for the shard
+			return false
+		}
+		r.log.Warn("shard end not checkpointed; asking the processor again", zap.Error(err))
+		if retry.Sleep(hctx, r.backoff.Next()) != nil {
+			if errors.Is(context.Cause(hctx), lease.ErrLeaseLost) {
+				r.proc.LeaseLost(pctx)
+			} else {
+				r.shutdownRequested(pctx, context.Cause(hctx))
+			}
+			return false
+		}
+	}
 }
 
 // finishedShard handles a lease already at SHARD_END: its children get leases, and it is released.
