@@ -83,42 +83,22 @@ func (c *ChaosConfig) defaults() error {
 	if c.Binary == "" || c.KinesisURL == "" || c.DynamoDBURL == "" || c.S3URL == "" || c.PostgresDSN == "" || c.S3 == nil {
 		return errors.New("chaos: Binary, KinesisURL, DynamoDBURL, S3URL, PostgresDSN and S3 are required")
 	}
-	if c.RedisServer == "" {
-		c.RedisServer = "redis-server"
-	}
-	if c.Seed == 0 {
-		c.Seed = 1
-	}
-	if c.Duration == 0 {
-		c.Duration = 60 * time.Second
-	}
+	setDefault(&c.RedisServer, "redis-server")
+	setDefault(&c.Seed, 1)
+	setDefault(&c.Duration, 60*time.Second)
 	if c.Duration < 20*time.Second {
 		return fmt.Errorf("chaos: duration %s is shorter than 20s: no room for the faults", c.Duration)
 	}
-	if c.Rate == 0 {
-		c.Rate = 100
-	}
-	if c.Users == 0 {
-		c.Users = 200
-	}
-	if c.Shards == 0 {
-		c.Shards = 4
-	}
-	if c.ConsumeWorkers == 0 {
-		c.ConsumeWorkers = 3
-	}
-	if c.ArchiveWorkers == 0 {
-		c.ArchiveWorkers = 2
-	}
+	setDefault(&c.Rate, 100)
+	setDefault(&c.Users, 200)
+	setDefault(&c.Shards, 4)
+	setDefault(&c.ConsumeWorkers, 3)
+	setDefault(&c.ArchiveWorkers, 2)
 	if c.ConsumeWorkers < 2 || c.ArchiveWorkers < 1 {
 		return errors.New("chaos: at least 2 consume workers and 1 archive worker")
 	}
-	if c.FailoverTime == 0 {
-		c.FailoverTime = 3 * time.Second
-	}
-	if c.ListenHost == "" {
-		c.ListenHost = "127.0.0.1"
-	}
+	setDefault(&c.FailoverTime, 3*time.Second)
+	setDefault(&c.ListenHost, "127.0.0.1")
 	c.Progress = orNop(c.Progress)
 	var err error
 	c.LogDir, err = orTempDir(c.LogDir, "clickfleet-chaos-")
@@ -278,34 +258,24 @@ func Chaos(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg ChaosConfig
 	}
 	r := newChaosRun(ctx, kin, ddb, cfg)
 	defer r.stack.release()
-	for _, step := range []func(context.Context) error{r.setUp, r.startRedis, r.startProxies, r.startWorkers} {
-		if err := step(ctx); err != nil {
-			return r.res, err
-		}
+	if err := runSteps(ctx, r.setUp, r.startRedis, r.startProxies, r.startWorkers); err != nil {
+		return r.res, err
 	}
 	if err := r.schedule(); err != nil {
 		return r.res, err
 	}
 	r.startLoad(ctx)
 	r.startFaults(ctx)
-	for _, step := range []func(context.Context) error{r.watch, r.drain, r.stopWorkers, r.checkSessions, r.checkUsers, r.checkLake} {
-		if err := step(ctx); err != nil {
-			return r.res, err
-		}
-	}
-	return r.res, nil
+	err := runSteps(ctx, r.watch, r.drain, r.stopWorkers, r.checkSessions, r.checkUsers, r.checkLake)
+	return r.res, err
 }
 
 // chaosRun is one run of Chaos: its resources, its own Redis, the fault proxies in front of every
 // server, the two fleets, the load, the faults and what they did.
 type chaosRun struct {
-	cfg    ChaosConfig
-	kin    KinesisAPI
-	ddb    DynamoDBAPI
-	id     string // of the stream and the rest
-	prefix string // of the run's Redis keys
-	res    ChaosResult
-	stack  *resources
+	scenarioRun
+	cfg ChaosConfig
+	res ChaosResult
 
 	consumeLeases, archiveLeases string
 	targets                      actorTargets // of the consume workers
@@ -344,7 +314,7 @@ func newChaosRun(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg Chaos
 	for i := range users {
 		users[i] = fmt.Sprintf("u%04d", i)
 	}
-	return &chaosRun{cfg: cfg, kin: kin, ddb: ddb, id: id, prefix: id + ":", stack: newResources(ctx, kin, ddb),
+	return &chaosRun{scenarioRun: newScenarioRun(ctx, kin, ddb, id), cfg: cfg,
 		res:           ChaosResult{Seed: cfg.Seed, Duration: cfg.Duration, Users: cfg.Users, LogDir: cfg.LogDir},
 		consumeLeases: id + "-leases", archiveLeases: id + "-archive-leases", targets: actorTargetsOf(id), bucket: id, users: users}
 }

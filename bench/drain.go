@@ -102,27 +102,13 @@ type ArchiveFigures struct {
 }
 
 func (c *DrainConfig) defaults() error {
-	if c.Shards == 0 {
-		c.Shards = 8
-	}
-	if c.Records == 0 {
-		c.Records = 100000
-	}
-	if c.Users == 0 {
-		c.Users = 10000
-	}
-	if c.Writers == 0 {
-		c.Writers = 4
-	}
-	if c.Workers == 0 {
-		c.Workers = 1
-	}
-	if c.Processor == "" {
-		c.Processor = "noop"
-	}
-	if c.Logger == nil {
-		c.Logger = zap.NewNop()
-	}
+	setDefault(&c.Shards, 8)
+	setDefault(&c.Records, 100000)
+	setDefault(&c.Users, 10000)
+	setDefault(&c.Writers, 4)
+	setDefault(&c.Workers, 1)
+	setDefault(&c.Processor, "noop")
+	setDefault(&c.Logger, zap.NewNop())
 	c.Progress = orNop(c.Progress)
 	switch c.Processor {
 	case "noop":
@@ -148,23 +134,15 @@ func Drain(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg DrainConfig
 	}
 	r := newDrainRun(ctx, kin, ddb, cfg)
 	defer r.stack.release()
-	for _, step := range []func(context.Context) error{r.setUp, r.prefill, r.bareRead, r.newProcessors, r.runWorkers, r.verify} {
-		if err := step(ctx); err != nil {
-			return r.res, err
-		}
-	}
-	return r.res, nil
+	err := runSteps(ctx, r.setUp, r.prefill, r.bareRead, r.newProcessors, r.runWorkers, r.verify)
+	return r.res, err
 }
 
 // drainRun is one run of Drain: its resources, the records stored, the processors and what it measured.
 type drainRun struct {
+	scenarioRun
 	cfg     DrainConfig
-	kin     KinesisAPI
-	ddb     DynamoDBAPI
-	id      string // of the stream, the lease table and the rest
-	prefix  string // of the run's Redis keys
 	res     DrainResult
-	stack   *resources
 	want    map[string]int64 // per user, the records the pre-fill stored
 	counter *drainCounter
 	factory consumer.ProcessorFactory
@@ -174,8 +152,7 @@ type drainRun struct {
 
 func newDrainRun(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg DrainConfig) *drainRun {
 	id := fmt.Sprintf("bench-drain-%d", time.Now().UnixNano())
-	return &drainRun{cfg: cfg, kin: kin, ddb: ddb, id: id, prefix: id + ":", stack: newResources(ctx, kin, ddb),
-		counter: newDrainCounter(cfg.Records),
+	return &drainRun{scenarioRun: newScenarioRun(ctx, kin, ddb, id), cfg: cfg, counter: newDrainCounter(cfg.Records),
 		res: DrainResult{Scenario: "drain", When: time.Now().UTC(), Stream: id, Shards: cfg.Shards, Records: cfg.Records,
 			Users: cfg.Users, Workers: cfg.Workers, Processor: cfg.Processor, CPUs: runtime.NumCPU()}}
 }

@@ -123,33 +123,19 @@ func (c *LoadConfig) defaults() error {
 	default:
 		return fmt.Errorf("load: scenario must be %s, %s, %s or %s, not %q", Steady, Failover, Reshard, ScaleOut, c.Scenario)
 	}
-	if c.Processor == "" {
-		c.Processor = "actors"
-	}
+	setDefault(&c.Processor, "actors")
 	if c.Processor != "actors" && c.Processor != "count" {
 		return fmt.Errorf("load: processor must be actors or count, not %q", c.Processor)
 	}
-	if c.Shards == 0 {
-		c.Shards = 4
-	}
-	if c.Workers == 0 {
-		c.Workers = 2
-	}
+	setDefault(&c.Shards, 4)
+	setDefault(&c.Workers, 2)
 	if c.Scenario == Failover && c.Workers < 2 {
 		return errors.New("load: failover needs at least 2 workers")
 	}
-	if c.Rate == 0 {
-		c.Rate = 1000
-	}
-	if c.Duration == 0 {
-		c.Duration = 30 * time.Second
-	}
-	if c.Users == 0 {
-		c.Users = 1000
-	}
-	if c.ProbeInterval == 0 {
-		c.ProbeInterval = 250 * time.Millisecond
-	}
+	setDefault(&c.Rate, 1000)
+	setDefault(&c.Duration, 30*time.Second)
+	setDefault(&c.Users, 1000)
+	setDefault(&c.ProbeInterval, 250*time.Millisecond)
 	c.Progress = orNop(c.Progress)
 	var err error
 	c.LogDir, err = orTempDir(c.LogDir, "clickfleet-bench-")
@@ -165,18 +151,12 @@ func Load(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg LoadConfig) 
 	}
 	r := newLoadRun(ctx, kin, ddb, cfg)
 	defer r.stack.release()
-	if err := r.setUp(ctx); err != nil {
-		return r.res, err
-	}
-	if err := r.startWorkers(ctx); err != nil {
+	if err := runSteps(ctx, r.setUp, r.startWorkers); err != nil {
 		return r.res, err
 	}
 	r.startLoad(ctx)
 	defer r.stopProbes()
-	if err := r.runLoad(ctx); err != nil {
-		return r.res, err
-	}
-	if err := r.drain(ctx); err != nil {
+	if err := runSteps(ctx, r.runLoad, r.drain); err != nil {
 		return r.res, err
 	}
 	r.summarize()
@@ -186,16 +166,12 @@ func Load(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg LoadConfig) 
 // loadRun is one run of Load: its resources, its workers, the producer and the probes, and what it
 // measured so far.
 type loadRun struct {
-	cfg    LoadConfig
-	kin    KinesisAPI
-	ddb    DynamoDBAPI
-	id     string // of the stream, the lease table and the rest
-	prefix string // of the run's Redis keys
-	res    LoadResult
-	stack  *resources
-	fleet  *Fleet
-	first  int    // workers started before the load
-	table  string // the actors processor's sessions table; "" for count
+	scenarioRun
+	cfg   LoadConfig
+	res   LoadResult
+	fleet *Fleet
+	first int    // workers started before the load
+	table string // the actors processor's sessions table; "" for count
 
 	start        time.Time // of the load
 	mu           sync.Mutex
@@ -212,7 +188,7 @@ type loadRun struct {
 
 func newLoadRun(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg LoadConfig) *loadRun {
 	id := fmt.Sprintf("bench-%s-%d", cfg.Scenario, time.Now().UnixNano())
-	return &loadRun{cfg: cfg, kin: kin, ddb: ddb, id: id, prefix: id + ":", stack: newResources(ctx, kin, ddb),
+	return &loadRun{scenarioRun: newScenarioRun(ctx, kin, ddb, id), cfg: cfg,
 		res: LoadResult{Scenario: cfg.Scenario, When: time.Now().UTC(), CPUs: runtime.NumCPU(), Shards: cfg.Shards,
 			Workers: cfg.Workers, Rate: cfg.Rate, Processor: cfg.Processor}}
 }

@@ -12,6 +12,30 @@ import (
 	"github.com/clickfleet/clickfleet/lease"
 )
 
+// scenarioRun is what every run of a scenario has: the clients, its id (the name of its stream and the
+// stem of its other resources' names), the prefix of its Redis keys, and what it created.
+type scenarioRun struct {
+	kin    KinesisAPI
+	ddb    DynamoDBAPI
+	id     string
+	prefix string
+	stack  *resources
+}
+
+func newScenarioRun(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, id string) scenarioRun {
+	return scenarioRun{kin: kin, ddb: ddb, id: id, prefix: id + ":", stack: newResources(ctx, kin, ddb)}
+}
+
+// runSteps runs the steps of a scenario in order until one fails.
+func runSteps(ctx context.Context, steps ...func(context.Context) error) error {
+	for _, step := range steps {
+		if err := step(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // resources are what one scenario run creates — streams, tables, a bucket, worker fleets — each with
 // its undo. release runs the undos in reverse order, with a context that outlives the run's, so a
 // cancelled run still deletes what it created.
@@ -127,4 +151,12 @@ func orNop(progress func(string)) func(string) {
 		return func(string) {}
 	}
 	return progress
+}
+
+// setDefault sets *v to def when it is the zero value.
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
 }
