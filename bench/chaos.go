@@ -533,7 +533,7 @@ func (r *chaosRun) runFault(ctx context.Context, i int, f ChaosFault) {
 		if err := r.redis.shutdown(r.stack.bg); err != nil {
 			r.note(i, "shutdown: "+err.Error())
 		}
-		hold(ctx, f)
+		holdFault(ctx, f)
 		if err := r.redis.start(r.stack.bg); err != nil {
 			r.note(i, "start: "+err.Error())
 		}
@@ -544,8 +544,8 @@ func (r *chaosRun) runFault(ctx context.Context, i int, f ChaosFault) {
 	}
 }
 
-// hold waits for the fault's time (or the context's end).
-func hold(ctx context.Context, f ChaosFault) { sleepUntil(ctx, time.Now().Add(f.For)) }
+// holdFault waits for the fault's time (or the context's end).
+func holdFault(ctx context.Context, f ChaosFault) { sleepUntil(ctx, time.Now().Add(f.For)) }
 
 // processFault kills, terminates or stops a worker; after the fault's time it continues it (SIGSTOP)
 // or starts it again.
@@ -564,7 +564,7 @@ func (r *chaosRun) processFault(ctx context.Context, i int, f ChaosFault) {
 	case FaultStop:
 		_ = fl.Signal(f.Target, syscall.SIGSTOP)
 	}
-	hold(ctx, f)
+	holdFault(ctx, f)
 	if f.Kind == FaultStop {
 		_ = fl.Signal(f.Target, syscall.SIGCONT)
 		return
@@ -592,7 +592,7 @@ func (r *chaosRun) awsFault(ctx context.Context, i int, f ChaosFault) {
 		return
 	}
 	began := time.Now()
-	hold(ctx, f)
+	holdFault(ctx, f)
 	l.Clear()
 	ended := time.Now()
 	if f.Kind == FaultThrottle {
@@ -650,7 +650,7 @@ func (r *chaosRun) proxyFault(ctx context.Context, i int, f ChaosFault) {
 		r.note(i, err.Error())
 		return
 	}
-	hold(ctx, f)
+	holdFault(ctx, f)
 	if err := r.px.Remove(f.Target, names); err != nil {
 		r.note(i, err.Error())
 	}
