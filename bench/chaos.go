@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/big"
 	"math/rand/v2"
 	"net"
@@ -82,53 +83,26 @@ func (c *ChaosConfig) defaults() error {
 	if c.Binary == "" || c.KinesisURL == "" || c.DynamoDBURL == "" || c.S3URL == "" || c.PostgresDSN == "" || c.S3 == nil {
 		return errors.New("chaos: Binary, KinesisURL, DynamoDBURL, S3URL, PostgresDSN and S3 are required")
 	}
-	if c.RedisServer == "" {
-		c.RedisServer = "redis-server"
-	}
-	if c.Seed == 0 {
-		c.Seed = 1
-	}
-	if c.Duration == 0 {
-		c.Duration = 60 * time.Second
-	}
+	setDefault(&c.RedisServer, "redis-server")
+	setDefault(&c.Seed, 1)
+	setDefault(&c.Duration, 60*time.Second)
 	if c.Duration < 20*time.Second {
 		return fmt.Errorf("chaos: duration %s is shorter than 20s: no room for the faults", c.Duration)
 	}
-	if c.Rate == 0 {
-		c.Rate = 100
-	}
-	if c.Users == 0 {
-		c.Users = 200
-	}
-	if c.Shards == 0 {
-		c.Shards = 4
-	}
-	if c.ConsumeWorkers == 0 {
-		c.ConsumeWorkers = 3
-	}
-	if c.ArchiveWorkers == 0 {
-		c.ArchiveWorkers = 2
-	}
+	setDefault(&c.Rate, 100)
+	setDefault(&c.Users, 200)
+	setDefault(&c.Shards, 4)
+	setDefault(&c.ConsumeWorkers, 3)
+	setDefault(&c.ArchiveWorkers, 2)
 	if c.ConsumeWorkers < 2 || c.ArchiveWorkers < 1 {
 		return errors.New("chaos: at least 2 consume workers and 1 archive worker")
 	}
-	if c.FailoverTime == 0 {
-		c.FailoverTime = 3 * time.Second
-	}
-	if c.ListenHost == "" {
-		c.ListenHost = "127.0.0.1"
-	}
-	if c.Progress == nil {
-		c.Progress = func(string) {}
-	}
-	if c.LogDir == "" {
-		d, err := os.MkdirTemp("", "clickfleet-chaos-")
-		if err != nil {
-			return err
-		}
-		c.LogDir = d
-	}
-	return nil
+	setDefault(&c.FailoverTime, 3*time.Second)
+	setDefault(&c.ListenHost, "127.0.0.1")
+	c.Progress = orNop(c.Progress)
+	var err error
+	c.LogDir, err = orTempDir(c.LogDir, "clickfleet-chaos-")
+	return err
 }
 
 // Fault kinds of a chaos schedule.
@@ -282,99 +256,207 @@ func Chaos(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg ChaosConfig
 	if err := cfg.defaults(); err != nil {
 		return ChaosResult{}, err
 	}
-	res := ChaosResult{Seed: cfg.Seed, Duration: cfg.Duration, Users: cfg.Users, LogDir: cfg.LogDir}
-	id := fmt.Sprintf("chaos-%d-%d", cfg.Seed, time.Now().UnixNano())
-	prefix := id + ":"
-	bg := context.WithoutCancel(ctx)
+	r := newChaosRun(ctx, kin, ddb, cfg)
+	defer r.stack.release()
+	if err := runSteps(ctx, r.setUp, r.startRedis, r.startProxies, r.startWorkers); err != nil {
+		return r.res, err
+	}
+	if err := r.schedule(); err != nil {
+		return r.res, err
+	}
+	r.startLoad(ctx)
+	r.startFaults(ctx)
+	err := runSteps(ctx, r.watch, r.drain, r.stopWorkers, r.checkSessions, r.checkUsers, r.checkLake)
+	return r.res, err
+}
 
-	// The run's resources.
-	if _, err := provision.EnsureStream(ctx, kin, id, cfg.Shards); err != nil {
-		return res, err
-	}
-	defer kin.DeleteStream(bg, &kinesis.DeleteStreamInput{StreamName: aws.String(id)})
-	for _, out := range []string{id + "-offers", id + "-errors"} {
-		if _, err := provision.EnsureStream(ctx, kin, out, 1); err != nil {
-			return res, err
-		}
-		defer kin.DeleteStream(bg, &kinesis.DeleteStreamInput{StreamName: aws.String(out)})
-	}
-	consumeLeases, archiveLeases, sessions := id+"-leases", id+"-archive-leases", id+"-sessions"
-	for _, t := range []string{consumeLeases, archiveLeases} {
-		if err := lease.EnsureTable(ctx, ddb, t); err != nil {
-			return res, err
-		}
-		defer ddb.DeleteTable(bg, &dynamodb.DeleteTableInput{TableName: aws.String(t)})
-	}
-	if _, err := provision.EnsureSessionsTable(ctx, ddb, sessions); err != nil {
-		return res, err
-	}
-	defer ddb.DeleteTable(bg, &dynamodb.DeleteTableInput{TableName: aws.String(sessions)})
-	bucket := id
-	if _, err := provision.EnsureBucket(ctx, cfg.S3, bucket); err != nil {
-		return res, err
-	}
-	defer deleteBucket(bg, cfg.S3, bucket)
+// chaosRun is one run of Chaos: its resources, its own Redis, the fault proxies in front of every
+// server, the two fleets, the load, the faults and what they did.
+type chaosRun struct {
+	scenarioRun
+	cfg ChaosConfig
+	res ChaosResult
+
+	consumeLeases, archiveLeases string
+	targets                      actorTargets // of the consume workers
+	bucket                       string       // the lake
+	users                        []string
+	pgDB                         string // the customers database's DSN
+	proxiedPG                    string // and through its proxy
+
+	redis  *redisServer
+	rdb    *redis.Client // the run's Redis, directly
+	px     *faults.Proxies
+	layers map[string]*faults.AWSLayer // AWS service → its fault layer
+	front  map[string]string           // server → the address of its proxy, which the workers use
+
+	consumeFleet, archiveFleet *Fleet
+	fleetOf                    map[string]*Fleet // worker id → its fleet
+	workerIDs                  []string
+
+	start    time.Time // of the load
+	load     chaosLoad
+	prodDone chan error
+	loadEnd  time.Time
+
+	faults     sync.WaitGroup // the faults' goroutines
+	restarts   sync.WaitGroup // restarts of the workers that ended on their own
+	fmu        sync.Mutex     // guards res.Faults' notes, unexpected and throttles while faults run
+	unexpected []string
+	throttles  []*ThrottleFigure // by fault
+
+	rows map[string]messages.Session // the session rows, once the workers have stopped
+}
+
+func newChaosRun(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg ChaosConfig) *chaosRun {
+	id := fmt.Sprintf("chaos-%d-%d", cfg.Seed, time.Now().UnixNano())
 	users := make([]string, cfg.Users)
 	for i := range users {
 		users[i] = fmt.Sprintf("u%04d", i)
 	}
-	pgDB, dropDB, err := customersDatabase(ctx, cfg.PostgresDSN, strings.ReplaceAll(id, "-", "_"), users)
-	if err != nil {
-		return res, err
-	}
-	defer dropDB()
+	return &chaosRun{scenarioRun: newScenarioRun(ctx, kin, ddb, id), cfg: cfg,
+		res:           ChaosResult{Seed: cfg.Seed, Duration: cfg.Duration, Users: cfg.Users, LogDir: cfg.LogDir},
+		consumeLeases: id + "-leases", archiveLeases: id + "-archive-leases", targets: actorTargetsOf(id), bucket: id, users: users}
+}
 
-	// Redis of the run's own, so it can be restarted.
-	redisDir := filepath.Join(cfg.LogDir, "redis")
-	if err := os.MkdirAll(redisDir, 0o755); err != nil {
-		return res, err
+// setUp creates the run's streams, tables, bucket and customers database; the release deletes them.
+func (r *chaosRun) setUp(ctx context.Context) error {
+	if err := r.stack.stream(ctx, r.id, r.cfg.Shards); err != nil {
+		return err
 	}
-	redisPort, err := freePort()
+	if err := r.stack.outputStreams(ctx, r.targets); err != nil {
+		return err
+	}
+	for _, t := range []string{r.consumeLeases, r.archiveLeases} {
+		if err := r.stack.leaseTable(ctx, t); err != nil {
+			return err
+		}
+	}
+	if err := r.stack.sessionsTable(ctx, r.targets.sessions); err != nil {
+		return err
+	}
+	if _, err := provision.EnsureBucket(ctx, r.cfg.S3, r.bucket); err != nil {
+		return err
+	}
+	r.stack.onRelease(func(ctx context.Context) { deleteBucket(ctx, r.cfg.S3, r.bucket) })
+	pgDB, dropDB, err := customersDatabase(ctx, r.cfg.PostgresDSN, strings.ReplaceAll(r.id, "-", "_"), r.users)
 	if err != nil {
-		return res, err
+		return err
 	}
-	rs := &redisServer{bin: cfg.RedisServer, dir: redisDir, port: redisPort}
-	if err := rs.start(ctx); err != nil {
-		return res, err
-	}
-	defer rs.stop()
-	rdb := redis.NewClient(&redis.Options{Addr: rs.addr()})
-	defer rdb.Close()
+	r.stack.onRelease(func(context.Context) { dropDB() })
+	r.pgDB = pgDB
+	return nil
+}
 
-	// Faults: worker → Toxiproxy → (AWS layer) → server.
-	px := faults.NewProxies()
-	defer px.Close()
-	layers := map[string]*faults.AWSLayer{}
-	upstream := map[string]string{}
-	for i, svc := range []struct{ name, url string }{{"kinesis", cfg.KinesisURL}, {"dynamodb", cfg.DynamoDBURL}, {"s3", cfg.S3URL}} {
-		l, err := faults.NewAWSLayer(svc.url, cfg.Seed+uint64(i))
-		if err != nil {
-			return res, err
-		}
-		addr, err := l.Listen(net.JoinHostPort(cfg.ListenHost, "0"))
-		if err != nil {
-			return res, err
-		}
-		defer l.Close()
-		layers[svc.name], upstream[svc.name] = l, addr
+// startRedis starts a Redis of the run's own, so it can be restarted.
+func (r *chaosRun) startRedis(ctx context.Context) error {
+	dir := filepath.Join(r.cfg.LogDir, "redis")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
 	}
-	pgURL, err := url.Parse(pgDB)
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	r.redis = &redisServer{bin: r.cfg.RedisServer, dir: dir, port: port}
+	if err := r.redis.start(ctx); err != nil {
+		return err
+	}
+	r.stack.onRelease(func(context.Context) { r.redis.stop() })
+	r.rdb = redis.NewClient(&redis.Options{Addr: r.redis.addr()})
+	r.stack.onRelease(func(context.Context) { r.rdb.Close() })
+	return nil
+}
+
+// startProxies puts the faults between the workers and every server: worker → Toxiproxy → (AWS layer)
+// → server.
+func (r *chaosRun) startProxies(context.Context) error {
+	r.px = faults.NewProxies()
+	r.stack.onRelease(func(context.Context) { r.px.Close() })
+	upstream, err := r.startAWSLayers()
+	if err != nil {
+		return err
+	}
+	pgURL, err := url.Parse(r.pgDB)
 	if err != nil || pgURL.Host == "" {
-		return res, fmt.Errorf("chaos: the PostgreSQL DSN must be a URL (postgres://host:port/db): %q", cfg.PostgresDSN)
+		return fmt.Errorf("chaos: the PostgreSQL DSN must be a URL (postgres://host:port/db): %q", r.cfg.PostgresDSN)
 	}
-	upstream["redis"], upstream["postgres"] = rs.addr(), pgURL.Host
-	front := map[string]string{}
+	upstream["redis"], upstream["postgres"] = r.redis.addr(), pgURL.Host
+	r.front = map[string]string{}
 	for _, srv := range chaosServers {
-		addr, err := px.Add(srv, net.JoinHostPort(cfg.ListenHost, "0"), upstream[srv])
+		addr, err := r.px.Add(srv, net.JoinHostPort(r.cfg.ListenHost, "0"), upstream[srv])
 		if err != nil {
-			return res, err
+			return err
 		}
-		front[srv] = addr
+		r.front[srv] = addr
 	}
 	proxiedPG := *pgURL
-	proxiedPG.Host = front["postgres"]
-	env := []string{"AWS_ENDPOINT_URL_KINESIS=http://" + front["kinesis"], "AWS_ENDPOINT_URL_DYNAMODB=http://" + front["dynamodb"],
-		"AWS_ENDPOINT_URL_S3=http://" + front["s3"]}
+	proxiedPG.Host = r.front["postgres"]
+	r.proxiedPG = proxiedPG.String()
+	return nil
+}
+
+// startAWSLayers starts the fault layers of Kinesis, DynamoDB and S3 and returns their addresses by
+// service.
+func (r *chaosRun) startAWSLayers() (map[string]string, error) {
+	r.layers = map[string]*faults.AWSLayer{}
+	upstream := map[string]string{}
+	for i, svc := range []struct{ name, url string }{{"kinesis", r.cfg.KinesisURL}, {"dynamodb", r.cfg.DynamoDBURL}, {"s3", r.cfg.S3URL}} {
+		l, err := faults.NewAWSLayer(svc.url, r.cfg.Seed+uint64(i))
+		if err != nil {
+			return nil, err
+		}
+		addr, err := l.Listen(net.JoinHostPort(r.cfg.ListenHost, "0"))
+		if err != nil {
+			return nil, err
+		}
+		r.stack.onRelease(func(context.Context) { l.Close() })
+		r.layers[svc.name], upstream[svc.name] = l, addr
+	}
+	return upstream, nil
+}
+
+// startWorkers starts the consume workers (c1 …) and the archive workers (a1 …), every one through the
+// proxies; the release stops them.
+func (r *chaosRun) startWorkers(ctx context.Context) error {
+	r.newFleets()
+	r.fleetOf = map[string]*Fleet{}
+	for i := 1; i <= r.cfg.ConsumeWorkers; i++ {
+		r.workerIDs = append(r.workerIDs, fmt.Sprintf("c%d", i))
+		r.fleetOf[fmt.Sprintf("c%d", i)] = r.consumeFleet
+	}
+	for i := 1; i <= r.cfg.ArchiveWorkers; i++ {
+		r.workerIDs = append(r.workerIDs, fmt.Sprintf("a%d", i))
+		r.fleetOf[fmt.Sprintf("a%d", i)] = r.archiveFleet
+	}
+	r.stack.stopFleets(r.consumeFleet, r.archiveFleet)
+	for _, w := range r.workerIDs {
+		if err := r.startWorker(ctx, w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// newFleets configures the two fleets. The first consume worker also runs the names sync, the fleet's
+// one PostgreSQL client.
+func (r *chaosRun) newFleets() {
+	common := []string{"--stream", r.id, "--redis-url", "redis://" + r.front["redis"] + "/0", "--key-prefix", r.prefix, "--geo-mmdb", "",
+		"--failover-time", r.cfg.FailoverTime.String(), "--take-interval", "500ms", "--idle-time", "100ms", "--shard-sync-interval", "2s", "--max-records", "500"}
+	env := r.workerEnv()
+	consume := append(slices.Clone(common), "--lease-table", r.consumeLeases, "--processor", "actors")
+	consume = append(append(consume, r.targets.args()...), "--flush-interval", "200ms", "--flush-max-records", "200")
+	r.consumeFleet = &Fleet{Binary: r.cfg.Binary, Command: "consume", LogDir: r.cfg.LogDir, Env: env, Args: consume}
+	r.archiveFleet = &Fleet{Binary: r.cfg.Binary, Command: "archive", LogDir: r.cfg.LogDir, Env: env, Args: append(slices.Clone(common),
+		"--lease-table", r.archiveLeases, "--lake-url", "s3://"+r.bucket+"/", "--s3-path-style", "true", "--buffer-bytes", "65536",
+		"--buffer-interval", "2s", "--buffer-interval-unchecked", "--shutdown-timeout", "30s", "--put-timeout", "10s")}
+	r.consumeFleet.WorkerArgs = map[string][]string{"c1": {"--names-sync", "--pg-dsn", r.proxiedPG, "--sync-interval", "2s"}}
+}
+
+// workerEnv points the workers' AWS SDK at the proxies, with local credentials and region unless set.
+func (r *chaosRun) workerEnv() []string {
+	env := []string{"AWS_ENDPOINT_URL_KINESIS=http://" + r.front["kinesis"], "AWS_ENDPOINT_URL_DYNAMODB=http://" + r.front["dynamodb"],
+		"AWS_ENDPOINT_URL_S3=http://" + r.front["s3"]}
 	for _, k := range []string{"AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
 		if os.Getenv(k) == "" {
 			env = append(env, k+"=local")
@@ -383,381 +465,452 @@ func Chaos(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg ChaosConfig
 	if os.Getenv("AWS_REGION") == "" {
 		env = append(env, "AWS_REGION=us-east-1")
 	}
-	redisURL := "redis://" + front["redis"] + "/0"
-	ft := cfg.FailoverTime.String()
-	common := []string{"--stream", id, "--redis-url", redisURL, "--key-prefix", prefix, "--geo-mmdb", "",
-		"--failover-time", ft, "--take-interval", "500ms", "--idle-time", "100ms", "--shard-sync-interval", "2s", "--max-records", "500"}
-	consumeFleet := &Fleet{Binary: cfg.Binary, Command: "consume", LogDir: cfg.LogDir, Env: env, Args: append(slices.Clone(common),
-		"--lease-table", consumeLeases, "--processor", "actors", "--sessions-table", sessions, "--offers-stream", id+"-offers",
-		"--errors-stream", id+"-errors", "--flush-interval", "200ms", "--flush-max-records", "200")}
-	archiveFleet := &Fleet{Binary: cfg.Binary, Command: "archive", LogDir: cfg.LogDir, Env: env, Args: append(slices.Clone(common),
-		"--lease-table", archiveLeases, "--lake-url", "s3://"+bucket+"/", "--s3-path-style", "true", "--buffer-bytes", "65536",
-		"--buffer-interval", "2s", "--buffer-interval-unchecked", "--shutdown-timeout", "30s", "--put-timeout", "10s")}
-	// The first consume worker also runs the names sync, the fleet's one PostgreSQL client.
-	namesArgs := []string{"--names-sync", "--pg-dsn", proxiedPG.String(), "--sync-interval", "2s"}
-	var workerIDs []string
-	fleetOf := map[string]*Fleet{}
-	for i := 1; i <= cfg.ConsumeWorkers; i++ {
-		workerIDs = append(workerIDs, fmt.Sprintf("c%d", i))
-		fleetOf[fmt.Sprintf("c%d", i)] = consumeFleet
-	}
-	for i := 1; i <= cfg.ArchiveWorkers; i++ {
-		workerIDs = append(workerIDs, fmt.Sprintf("a%d", i))
-		fleetOf[fmt.Sprintf("a%d", i)] = archiveFleet
-	}
-	consumeFleet.WorkerArgs = map[string][]string{"c1": namesArgs}
-	startWorker := func(ctx context.Context, w string) error { return fleetOf[w].Start(ctx, w) }
-	defer consumeFleet.StopAll()
-	defer archiveFleet.StopAll()
-	for _, w := range workerIDs {
-		if err := startWorker(ctx, w); err != nil {
-			return res, err
-		}
-	}
-	res.Faults = ChaosSchedule(cfg.Seed, cfg.Duration, cfg.FailoverTime, workerIDs)
-	if len(cfg.Schedule) > 0 {
-		res.Faults = slices.Clone(cfg.Schedule)
-		for i := range res.Faults {
-			res.Faults[i].Note = ""
-			if f := res.Faults[i]; f.At+f.For > cfg.Duration || (fleetOf[f.Target] == nil && !slices.Contains(chaosServers, f.Target)) {
-				return res, fmt.Errorf("chaos: schedule entry %d (%s) does not fit the run: target unknown or past --duration", i, f)
-			}
-		}
-	}
-	cfg.Progress(fmt.Sprintf("seed %d: %d consume + %d archive workers on %d shards, %.0f events/s for %s, %d faults (logs in %s)",
-		cfg.Seed, cfg.ConsumeWorkers, cfg.ArchiveWorkers, cfg.Shards, cfg.Rate, cfg.Duration, len(res.Faults), cfg.LogDir))
+	return env
+}
 
-	// The load.
-	var (
-		mu      sync.Mutex
-		evs     []chaosEvent
-		lastPut = map[string]string{} // shard → last sequence put
-	)
-	start := time.Now()
-	prodDone := make(chan error, 1)
-	go func() {
-		prodDone <- produceChaos(ctx, kin, id, cfg, users, start, func(put []chaosEvent) {
-			mu.Lock()
-			defer mu.Unlock()
-			evs = append(evs, put...)
-			for _, e := range put {
-				if seqLess(lastPut[e.shard], e.seq) {
-					lastPut[e.shard] = e.seq
-				}
-			}
-		})
-	}()
-	snapshot := func() map[string]string {
-		mu.Lock()
-		defer mu.Unlock()
-		out := make(map[string]string, len(lastPut))
-		for k, v := range lastPut {
-			out[k] = v
-		}
-		return out
-	}
-	checkpointed := func(ctx context.Context, want map[string]string) (bool, error) {
-		for _, t := range []string{consumeLeases, archiveLeases} {
-			leases, err := lease.NewTable(ddb, t).List(ctx)
-			if err != nil {
-				return false, err
-			}
-			got := map[string]string{}
-			for _, l := range leases {
-				got[l.Key] = l.Checkpoint.SequenceNumber
-			}
-			for shard, seq := range want {
-				if c := got[shard]; c == "" || seqLess(c, seq) {
-					return false, nil
-				}
-			}
-		}
-		return true, nil
-	}
+// startWorker starts (or restarts) worker w in its fleet.
+func (r *chaosRun) startWorker(ctx context.Context, w string) error {
+	return r.fleetOf[w].Start(ctx, w)
+}
 
-	// The faults, each in its own goroutine at its time.
-	var (
-		fmu        sync.Mutex
-		unexpected []string
-		fwg        sync.WaitGroup
-		throttles  = make([]*ThrottleFigure, len(res.Faults))
-	)
-	note := func(i int, s string) {
-		fmu.Lock()
-		defer fmu.Unlock()
-		if res.Faults[i].Note != "" {
-			res.Faults[i].Note += "; "
-		}
-		res.Faults[i].Note += s
-	}
-	fctx, stopFaults := context.WithCancel(ctx)
-	defer stopFaults()
-	for i, f := range res.Faults {
-		fwg.Go(func() {
-			if !sleepUntil(fctx, start.Add(f.At)) {
-				return
-			}
-			cfg.Progress(fmt.Sprintf("%5.1fs %s %s %s", time.Since(start).Seconds(), f.Kind, f.Target, f.Detail))
-			hold := func() { sleepUntil(fctx, time.Now().Add(f.For)) }
-			switch f.Kind {
-			case FaultKill, FaultTerm, FaultStop:
-				fl := fleetOf[f.Target]
-				switch f.Kind {
-				case FaultKill:
-					fl.Kill(f.Target)
-				case FaultTerm:
-					if err := fl.Terminate(f.Target, 60*time.Second); err != nil {
-						note(i, "SIGTERM: "+err.Error())
-						fmu.Lock()
-						unexpected = append(unexpected, fmt.Sprintf("%s at SIGTERM (%.1fs): %v", f.Target, f.At.Seconds(), err))
-						fmu.Unlock()
-					} else {
-						note(i, "exited 0")
-					}
-				case FaultStop:
-					_ = fl.Signal(f.Target, syscall.SIGSTOP)
-				}
-				hold()
-				if f.Kind == FaultStop {
-					_ = fl.Signal(f.Target, syscall.SIGCONT)
-					return
-				}
-				if err := startWorker(bg, f.Target); err != nil {
-					note(i, "restart: "+err.Error())
-				} else {
-					note(i, fmt.Sprintf("restarted, ready at %.1fs", time.Since(start).Seconds()))
-				}
-			case FaultRedisRestart:
-				if err := rs.shutdown(bg); err != nil {
-					note(i, "shutdown: "+err.Error())
-				}
-				hold()
-				if err := rs.start(bg); err != nil {
-					note(i, "start: "+err.Error())
-				}
-			case FaultThrottle, FaultErrors:
-				l := layers[f.Target]
-				fault := faults.Fault{Kind: faults.ThroughputExceeded, Fraction: 1}
-				if f.Kind == FaultErrors {
-					var pct int
-					var kind string
-					fmt.Sscanf(f.Detail, "%s %d%%", &kind, &pct)
-					fault = faults.Fault{Kind: faults.Kind(kind), Fraction: float64(pct) / 100}
-				}
-				if err := l.Set(fault); err != nil {
-					note(i, err.Error())
-					return
-				}
-				began := time.Now()
-				hold()
-				l.Clear()
-				ended := time.Now()
-				if f.Kind != FaultThrottle {
-					return
-				}
-				op := ""
-				if f.Target == "kinesis" {
-					op = "GetRecords"
-				}
-				tf := &ThrottleFigure{At: f.At, Service: f.Target, Operation: op, CatchUpSeconds: -1}
-				tf.Before, _ = l.Rate(op, began.Add(-5*time.Second), began)
-				tf.During, _ = l.Rate(op, began.Add(time.Second), ended)
-				tf.ByOperation = map[string][2]float64{}
-				for _, o := range l.Operations() {
-					b, _ := l.Rate(o, began.Add(-5*time.Second), began)
-					d, _ := l.Rate(o, began.Add(time.Second), ended)
-					tf.ByOperation[o] = [2]float64{b, d}
-				}
-				want := snapshot()
-				for fctx.Err() == nil {
-					if ok, err := checkpointed(fctx, want); err == nil && ok {
-						tf.CatchUpSeconds = time.Since(ended).Seconds()
-						break
-					}
-					sleepUntil(fctx, time.Now().Add(250*time.Millisecond))
-				}
-				sleepUntil(fctx, ended.Add(6*time.Second))
-				tf.After, _ = l.Rate(op, ended, ended.Add(5*time.Second))
-				fmu.Lock()
-				throttles[i] = tf
-				fmu.Unlock()
-				note(i, fmt.Sprintf("%s calls/s before %.1f, during %.1f, after %.1f; caught up %.1fs after", or(op, "all"), tf.Before, tf.During, tf.After, tf.CatchUpSeconds))
-			case FaultLatency, FaultReset, FaultStall:
-				var names []string
-				var err error
-				switch f.Kind {
-				case FaultLatency:
-					var lat, jit int
-					fmt.Sscanf(f.Detail, "%dms ± %dms", &lat, &jit)
-					names, err = px.Latency(f.Target, time.Duration(lat)*time.Millisecond, time.Duration(jit)*time.Millisecond)
-				case FaultReset:
-					names, err = px.ResetPeer(f.Target, 0)
-				case FaultStall:
-					names, err = px.Timeout(f.Target, time.Second)
-				}
-				if err != nil {
-					note(i, err.Error())
-					return
-				}
-				hold()
-				if err := px.Remove(f.Target, names); err != nil {
-					note(i, err.Error())
-				}
-			}
-		})
-	}
+// exited returns the workers of both fleets that ended on their own, with their exits.
+func (r *chaosRun) exited() map[string]error {
+	out := r.consumeFleet.Exited()
+	maps.Copy(out, r.archiveFleet.Exited())
+	return out
+}
 
-	// Watch for workers that end on their own, and restart them.
-	watch := time.NewTicker(500 * time.Millisecond)
-	defer watch.Stop()
+// schedule draws the faults from the seed, or checks the schedule given that it fits the run.
+func (r *chaosRun) schedule() error {
+	r.res.Faults = ChaosSchedule(r.cfg.Seed, r.cfg.Duration, r.cfg.FailoverTime, r.workerIDs)
+	if len(r.cfg.Schedule) > 0 {
+		r.res.Faults = slices.Clone(r.cfg.Schedule)
+		for i := range r.res.Faults {
+			r.res.Faults[i].Note = ""
+			if f := r.res.Faults[i]; f.At+f.For > r.cfg.Duration || (r.fleetOf[f.Target] == nil && !slices.Contains(chaosServers, f.Target)) {
+				return fmt.Errorf("chaos: schedule entry %d (%s) does not fit the run: target unknown or past --duration", i, f)
+			}
+		}
+	}
+	r.cfg.Progress(fmt.Sprintf("seed %d: %d consume + %d archive workers on %d shards, %.0f events/s for %s, %d faults (logs in %s)",
+		r.cfg.Seed, r.cfg.ConsumeWorkers, r.cfg.ArchiveWorkers, r.cfg.Shards, r.cfg.Rate, r.cfg.Duration, len(r.res.Faults), r.cfg.LogDir))
+	return nil
+}
+
+// startLoad starts the producer.
+func (r *chaosRun) startLoad(ctx context.Context) {
+	r.load.lastPut = map[string]string{}
+	r.start = time.Now()
+	r.prodDone = make(chan error, 1)
+	go func() { r.prodDone <- produceChaos(ctx, r.kin, r.id, r.cfg, r.users, r.start, r.load.stored) }()
+}
+
+// startFaults runs each fault in its own goroutine at its time; the release stops them and waits for
+// them (and for the restarts of workers), before the fleets stop.
+func (r *chaosRun) startFaults(ctx context.Context) {
+	fctx, stop := context.WithCancel(ctx)
+	r.stack.onRelease(func(context.Context) {
+		stop()
+		r.faults.Wait()
+		r.restarts.Wait()
+	})
+	r.throttles = make([]*ThrottleFigure, len(r.res.Faults))
+	for i, f := range r.res.Faults {
+		r.faults.Go(func() { r.runFault(fctx, i, f) })
+	}
+}
+
+// runFault waits until fault i is due, then applies it, holds it for its time and reverts it.
+func (r *chaosRun) runFault(ctx context.Context, i int, f ChaosFault) {
+	if !sleepUntil(ctx, r.start.Add(f.At)) {
+		return
+	}
+	r.cfg.Progress(fmt.Sprintf("%5.1fs %s %s %s", time.Since(r.start).Seconds(), f.Kind, f.Target, f.Detail))
+	switch f.Kind {
+	case FaultKill, FaultTerm, FaultStop:
+		r.processFault(ctx, i, f)
+	case FaultRedisRestart:
+		if err := r.redis.shutdown(r.stack.bg); err != nil {
+			r.note(i, "shutdown: "+err.Error())
+		}
+		holdFault(ctx, f)
+		if err := r.redis.start(r.stack.bg); err != nil {
+			r.note(i, "start: "+err.Error())
+		}
+	case FaultThrottle, FaultErrors:
+		r.awsFault(ctx, i, f)
+	case FaultLatency, FaultReset, FaultStall:
+		r.proxyFault(ctx, i, f)
+	}
+}
+
+// holdFault waits for the fault's time (or the context's end).
+func holdFault(ctx context.Context, f ChaosFault) { sleepUntil(ctx, time.Now().Add(f.For)) }
+
+// processFault kills, terminates or stops a worker; after the fault's time it continues it (SIGSTOP)
+// or starts it again.
+func (r *chaosRun) processFault(ctx context.Context, i int, f ChaosFault) {
+	fl := r.fleetOf[f.Target]
+	switch f.Kind {
+	case FaultKill:
+		fl.Kill(f.Target)
+	case FaultTerm:
+		if err := fl.Terminate(f.Target, 60*time.Second); err != nil {
+			r.note(i, "SIGTERM: "+err.Error())
+			r.addUnexpected(fmt.Sprintf("%s at SIGTERM (%.1fs): %v", f.Target, f.At.Seconds(), err))
+		} else {
+			r.note(i, "exited 0")
+		}
+	case FaultStop:
+		_ = fl.Signal(f.Target, syscall.SIGSTOP)
+	}
+	holdFault(ctx, f)
+	if f.Kind == FaultStop {
+		_ = fl.Signal(f.Target, syscall.SIGCONT)
+		return
+	}
+	if err := r.startWorker(r.stack.bg, f.Target); err != nil {
+		r.note(i, "restart: "+err.Error())
+	} else {
+		r.note(i, fmt.Sprintf("restarted, ready at %.1fs", time.Since(r.start).Seconds()))
+	}
+}
+
+// awsFault answers an AWS service's calls with throttling or other errors for the fault's time; a
+// throttling burst is measured.
+func (r *chaosRun) awsFault(ctx context.Context, i int, f ChaosFault) {
+	l := r.layers[f.Target]
+	fault := faults.Fault{Kind: faults.ThroughputExceeded, Fraction: 1}
+	if f.Kind == FaultErrors {
+		var pct int
+		var kind string
+		fmt.Sscanf(f.Detail, "%s %d%%", &kind, &pct)
+		fault = faults.Fault{Kind: faults.Kind(kind), Fraction: float64(pct) / 100}
+	}
+	if err := l.Set(fault); err != nil {
+		r.note(i, err.Error())
+		return
+	}
+	began := time.Now()
+	holdFault(ctx, f)
+	l.Clear()
+	ended := time.Now()
+	if f.Kind == FaultThrottle {
+		r.measureThrottle(ctx, i, f, l, began, ended)
+	}
+}
+
+// measureThrottle fills in the figure of throttling burst i: the calls per second before, during and
+// after it, and how long after it every record put until then was checkpointed.
+func (r *chaosRun) measureThrottle(ctx context.Context, i int, f ChaosFault, l *faults.AWSLayer, began, ended time.Time) {
+	op := ""
+	if f.Target == "kinesis" {
+		op = "GetRecords"
+	}
+	tf := &ThrottleFigure{At: f.At, Service: f.Target, Operation: op, CatchUpSeconds: -1}
+	tf.Before, _ = l.Rate(op, began.Add(-5*time.Second), began)
+	tf.During, _ = l.Rate(op, began.Add(time.Second), ended)
+	tf.ByOperation = map[string][2]float64{}
+	for _, o := range l.Operations() {
+		b, _ := l.Rate(o, began.Add(-5*time.Second), began)
+		d, _ := l.Rate(o, began.Add(time.Second), ended)
+		tf.ByOperation[o] = [2]float64{b, d}
+	}
+	want := r.load.snapshot()
+	for ctx.Err() == nil {
+		if ok, err := r.checkpointed(ctx, want); err == nil && ok {
+			tf.CatchUpSeconds = time.Since(ended).Seconds()
+			break
+		}
+		sleepUntil(ctx, time.Now().Add(250*time.Millisecond))
+	}
+	sleepUntil(ctx, ended.Add(6*time.Second))
+	tf.After, _ = l.Rate(op, ended, ended.Add(5*time.Second))
+	r.fmu.Lock()
+	r.throttles[i] = tf
+	r.fmu.Unlock()
+	r.note(i, fmt.Sprintf("%s calls/s before %.1f, during %.1f, after %.1f; caught up %.1fs after", or(op, "all"), tf.Before, tf.During, tf.After, tf.CatchUpSeconds))
+}
+
+// proxyFault adds latency, resets or a stall to every connection to a server for the fault's time.
+func (r *chaosRun) proxyFault(ctx context.Context, i int, f ChaosFault) {
+	var names []string
+	var err error
+	switch f.Kind {
+	case FaultLatency:
+		var lat, jit int
+		fmt.Sscanf(f.Detail, "%dms ± %dms", &lat, &jit)
+		names, err = r.px.Latency(f.Target, time.Duration(lat)*time.Millisecond, time.Duration(jit)*time.Millisecond)
+	case FaultReset:
+		names, err = r.px.ResetPeer(f.Target, 0)
+	case FaultStall:
+		names, err = r.px.Timeout(f.Target, time.Second)
+	}
+	if err != nil {
+		r.note(i, err.Error())
+		return
+	}
+	holdFault(ctx, f)
+	if err := r.px.Remove(f.Target, names); err != nil {
+		r.note(i, err.Error())
+	}
+}
+
+// note adds what happened to fault i.
+func (r *chaosRun) note(i int, s string) {
+	r.fmu.Lock()
+	defer r.fmu.Unlock()
+	if r.res.Faults[i].Note != "" {
+		r.res.Faults[i].Note += "; "
+	}
+	r.res.Faults[i].Note += s
+}
+
+// checkpointed tells whether both applications have checkpointed every shard of want at or past its
+// sequence number.
+func (r *chaosRun) checkpointed(ctx context.Context, want map[string]string) (bool, error) {
+	for _, t := range []string{r.consumeLeases, r.archiveLeases} {
+		leases, err := lease.NewTable(r.ddb, t).List(ctx)
+		if err != nil {
+			return false, err
+		}
+		got := map[string]string{}
+		for _, l := range leases {
+			got[l.Key] = l.Checkpoint.SequenceNumber
+		}
+		for shard, seq := range want {
+			if c := got[shard]; c == "" || seqLess(c, seq) {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
+}
+
+// watch restarts the workers that end on their own, and notes them, until the producer is done; then
+// it waits until every fault has been reverted (throttle figures take a few seconds more).
+func (r *chaosRun) watch(ctx context.Context) error {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
 	var prodErr error
 	for running := true; running; {
 		select {
 		case <-ctx.Done():
-			return res, context.Cause(ctx)
-		case prodErr = <-prodDone:
+			return context.Cause(ctx)
+		case prodErr = <-r.prodDone:
 			running = false
-		case <-watch.C:
+		case <-tick.C:
 		}
-		for _, fl := range []*Fleet{consumeFleet, archiveFleet} {
-			for w, err := range fl.Exited() {
-				msg := fmt.Sprintf("%s exited on its own at %.1fs: %v", w, time.Since(start).Seconds(), err)
-				cfg.Progress(msg)
-				fmu.Lock()
-				unexpected = append(unexpected, msg)
-				fmu.Unlock()
-				go func() { _ = startWorker(bg, w) }()
-			}
+		for w, err := range r.exited() {
+			msg := fmt.Sprintf("%s exited on its own at %.1fs: %v", w, time.Since(r.start).Seconds(), err)
+			r.cfg.Progress(msg)
+			r.addUnexpected(msg)
+			r.restarts.Go(func() { _ = r.startWorker(r.stack.bg, w) })
 		}
 	}
 	if prodErr != nil {
-		return res, fmt.Errorf("producer: %w", prodErr)
+		return fmt.Errorf("producer: %w", prodErr)
 	}
-	loadEnd := time.Now()
-	cfg.Progress(fmt.Sprintf("%5.1fs load stopped: %d events", time.Since(start).Seconds(), len(evs)))
-	fwg.Wait() // every fault reverted (throttle figures take a few seconds more)
+	r.loadEnd = time.Now()
+	r.cfg.Progress(fmt.Sprintf("%5.1fs load stopped: %d events", time.Since(r.start).Seconds(), len(r.load.events())))
+	r.faults.Wait()
+	return nil
+}
 
-	// Drain: both applications checkpointed at every shard's last record.
-	want := snapshot()
-	deadline := time.Now().Add(3*time.Minute + cfg.Duration)
+// drain waits until both applications have checkpointed every shard's last record, restarting the
+// workers that end on their own meanwhile; it gives up 3 minutes + the duration after the load.
+func (r *chaosRun) drain(ctx context.Context) error {
+	want := r.load.snapshot()
+	deadline := time.Now().Add(3*time.Minute + r.cfg.Duration)
 	for {
-		ok, err := checkpointed(ctx, want)
+		ok, err := r.checkpointed(ctx, want)
 		if err == nil && ok {
 			break
 		}
-		for _, fl := range []*Fleet{consumeFleet, archiveFleet} {
-			for w, err := range fl.Exited() {
-				unexpected = append(unexpected, fmt.Sprintf("%s exited on its own while draining: %v", w, err))
-				_ = startWorker(bg, w)
-			}
+		for w, err := range r.exited() {
+			r.addUnexpected(fmt.Sprintf("%s exited on its own while draining: %v", w, err))
+			_ = r.startWorker(r.stack.bg, w)
 		}
 		if time.Now().After(deadline) {
-			return res, fmt.Errorf("chaos seed %d: not every record was checkpointed by both applications %s after the load (err %v)\n%s",
-				cfg.Seed, time.Since(loadEnd).Round(time.Second), err, scheduleText(res.Faults))
+			return fmt.Errorf("chaos seed %d: not every record was checkpointed by both applications %s after the load (err %v)\n%s",
+				r.cfg.Seed, time.Since(r.loadEnd).Round(time.Second), err, scheduleText(r.res.Faults))
 		}
 		if !sleepUntil(ctx, time.Now().Add(500*time.Millisecond)) {
-			return res, context.Cause(ctx)
+			return context.Cause(ctx)
 		}
 	}
-	res.DrainSeconds = time.Since(loadEnd).Seconds()
-	// The final clean stop writes the closing and pending session rows.
+	r.res.DrainSeconds = time.Since(r.loadEnd).Seconds()
+	return nil
+}
+
+// stopWorkers stops every worker with SIGTERM (the final clean stop writes the closing and pending
+// session rows), fills in the result and fails if a worker did not stop cleanly or any ended on its own.
+func (r *chaosRun) stopWorkers(context.Context) error {
 	var stopErrs []string
-	for _, fl := range []*Fleet{consumeFleet, archiveFleet} {
+	for _, fl := range []*Fleet{r.consumeFleet, r.archiveFleet} {
 		for _, w := range fl.IDs() {
 			if err := fl.Terminate(w, 90*time.Second); err != nil {
 				stopErrs = append(stopErrs, err.Error())
 			}
 		}
 	}
-	for _, t := range throttles {
+	for _, t := range r.throttles {
 		if t != nil {
-			res.Throttles = append(res.Throttles, *t)
+			r.res.Throttles = append(r.res.Throttles, *t)
 		}
 	}
-	res.Unexpected = unexpected
-	res.Produced = len(evs)
-	cfg.Progress(fmt.Sprintf("drained %.1fs after the load; workers stopped; comparing with the oracle", res.DrainSeconds))
-
-	fail := func(format string, args ...any) error {
-		return fmt.Errorf("chaos seed %d: %s\nfault schedule:\n%s", cfg.Seed, fmt.Sprintf(format, args...), scheduleText(res.Faults))
-	}
+	r.res.Unexpected = r.unexpected
+	r.res.Produced = len(r.load.events())
+	r.cfg.Progress(fmt.Sprintf("drained %.1fs after the load; workers stopped; comparing with the oracle", r.res.DrainSeconds))
 	if len(stopErrs) > 0 {
-		return res, fail("the final SIGTERM: %s", strings.Join(stopErrs, "; "))
+		return r.fail("the final SIGTERM: %s", strings.Join(stopErrs, "; "))
 	}
-	if len(unexpected) > 0 {
-		return res, fail("workers ended on their own: %s", strings.Join(unexpected, "; "))
+	if len(r.unexpected) > 0 {
+		return r.fail("workers ended on their own: %s", strings.Join(r.unexpected, "; "))
 	}
-	// Sessions against the oracle.
-	oracle, err := oracleSessions(ctx, cfg.PostgresDSN, evs)
+	return nil
+}
+
+// fail is a failed check, with the seed and the fault schedule.
+func (r *chaosRun) fail(format string, args ...any) error {
+	return fmt.Errorf("chaos seed %d: %s\nfault schedule:\n%s", r.cfg.Seed, fmt.Sprintf(format, args...), scheduleText(r.res.Faults))
+}
+
+// checkSessions compares the session rows with the oracle's; a difference names the session and shows
+// its user's events and state.
+func (r *chaosRun) checkSessions(ctx context.Context) error {
+	evs := r.load.events()
+	oracle, err := oracleSessions(ctx, r.cfg.PostgresDSN, evs)
 	if err != nil {
-		return res, err
+		return err
 	}
-	got, err := scanChaosSessions(ctx, ddb, sessions)
+	got, err := scanChaosSessions(ctx, r.ddb, r.targets.sessions)
 	if err != nil {
-		return res, err
+		return err
 	}
-	res.Sessions = len(oracle)
-	if d := firstSessionDiff(got, oracle); d != "" {
-		// The user's events and its state, for the investigation.
-		user := strings.SplitN(strings.TrimPrefix(d, "session "), "_", 2)[0]
-		var b strings.Builder
-		for _, e := range evs {
-			if e.user == user {
-				fmt.Fprintf(&b, "\n    event %d (%s) at %s/%s", e.ts, time.UnixMilli(e.ts).UTC().Format("15:04:05.000"), e.shard, e.seq)
-			}
+	r.rows = got
+	r.res.Sessions = len(oracle)
+	d := firstSessionDiff(got, oracle)
+	if d == "" {
+		return nil
+	}
+	// The user's events and its state, for the investigation.
+	user := strings.SplitN(strings.TrimPrefix(d, "session "), "_", 2)[0]
+	var b strings.Builder
+	for _, e := range evs {
+		if e.user == user {
+			fmt.Fprintf(&b, "\n    event %d (%s) at %s/%s", e.ts, time.UnixMilli(e.ts).UTC().Format("15:04:05.000"), e.shard, e.seq)
 		}
-		h, _ := rdb.HGetAll(ctx, session.UserKey(prefix, user)).Result()
-		return res, fail("sessions differ from the oracle (%d rows, the oracle has %d): %s\n  user %s's events:%s\n  its state in Redis: %v",
-			len(got), len(oracle), d, user, b.String(), h)
 	}
+	h, _ := r.rdb.HGetAll(ctx, session.UserKey(r.prefix, user)).Result()
+	return r.fail("sessions differ from the oracle (%d rows, the oracle has %d): %s\n  user %s's events:%s\n  its state in Redis: %v",
+		len(got), len(oracle), d, user, b.String(), h)
+}
+
+// checkUsers checks each user's events in its session rows, its last access and its name in Redis.
+func (r *chaosRun) checkUsers(ctx context.Context) error {
 	perUser := map[string]int64{}
 	lastAccess := map[string]int64{}
-	for _, e := range evs {
+	for _, e := range r.load.events() {
 		perUser[e.user]++
 		lastAccess[e.user] = max(lastAccess[e.user], e.ts)
 	}
-	counted := map[string]int64{}
-	for _, s := range got {
-		counted[s.UserID] += s.EventCount
-	}
-	for _, u := range users {
-		if counted[u] != perUser[u] {
-			return res, fail("user %s: its sessions count %d events, %d were produced", u, counted[u], perUser[u])
-		}
+	if err := r.checkCounts(perUser); err != nil {
+		return err
 	}
 	// Last access and names in Redis.
 	for _, u := range slices.Sorted(keysOf(perUser)) {
-		h, err := rdb.HGetAll(ctx, session.UserKey(prefix, u)).Result()
+		h, err := r.rdb.HGetAll(ctx, session.UserKey(r.prefix, u)).Result()
 		if err != nil {
-			return res, fmt.Errorf("read user %s: %w", u, err)
+			return fmt.Errorf("read user %s: %w", u, err)
 		}
 		if h[session.FieldLastAccess] != strconv.FormatInt(lastAccess[u], 10) {
-			return res, fail("user %s: last_access_ms %q, want %d (the latest of its events)", u, h[session.FieldLastAccess], lastAccess[u])
+			return r.fail("user %s: last_access_ms %q, want %d (the latest of its events)", u, h[session.FieldLastAccess], lastAccess[u])
 		}
 	}
-	for _, u := range users {
-		name, err := rdb.HGet(ctx, session.UserKey(prefix, u), session.FieldName).Result()
+	for _, u := range r.users {
+		name, err := r.rdb.HGet(ctx, session.UserKey(r.prefix, u), session.FieldName).Result()
 		if err != nil || name != customerName(u) {
-			return res, fail("user %s: name %q (%v) in Redis, want %q from PostgreSQL (the names sync)", u, name, err, customerName(u))
+			return r.fail("user %s: name %q (%v) in Redis, want %q from PostgreSQL (the names sync)", u, name, err, customerName(u))
 		}
 	}
-	// The lake: every produced click_id exactly once in raw and once in events, nothing else.
-	raw, rows, objects, err := readChaosLake(ctx, cfg.S3, bucket)
-	if err != nil {
-		return res, err
+	return nil
+}
+
+// checkCounts checks that each user's session rows count the events produced for it.
+func (r *chaosRun) checkCounts(perUser map[string]int64) error {
+	counted := map[string]int64{}
+	for _, s := range r.rows {
+		counted[s.UserID] += s.EventCount
 	}
-	res.Objects = objects
+	for _, u := range r.users {
+		if counted[u] != perUser[u] {
+			return r.fail("user %s: its sessions count %d events, %d were produced", u, counted[u], perUser[u])
+		}
+	}
+	return nil
+}
+
+// checkLake checks that every produced click_id is in the lake exactly once in raw and once in events,
+// and nothing else.
+func (r *chaosRun) checkLake(ctx context.Context) error {
+	raw, rows, objects, err := readChaosLake(ctx, r.cfg.S3, r.bucket)
+	if err != nil {
+		return err
+	}
+	r.res.Objects = objects
+	evs := r.load.events()
 	for name, n := range map[string]map[string]int{"raw": raw, "events": rows} {
 		for _, e := range evs {
 			if n[e.click] != 1 {
-				return res, fail("click %s (user %s, %s/%s) is in %d %s records of the lake, want 1", e.click, e.user, e.shard, e.seq, n[e.click], name)
+				return r.fail("click %s (user %s, %s/%s) is in %d %s records of the lake, want 1", e.click, e.user, e.shard, e.seq, n[e.click], name)
 			}
 		}
 		if len(n) != len(evs) {
-			return res, fail("the lake's %s objects hold %d distinct click_ids, %d were produced", name, len(n), len(evs))
+			return r.fail("the lake's %s objects hold %d distinct click_ids, %d were produced", name, len(n), len(evs))
 		}
 	}
-	return res, nil
+	return nil
+}
+
+// addUnexpected notes a worker that ended on its own or did not stop cleanly.
+func (r *chaosRun) addUnexpected(msg string) {
+	r.fmu.Lock()
+	defer r.fmu.Unlock()
+	r.unexpected = append(r.unexpected, msg)
+}
+
+// chaosLoad is what the producer stored: every event, and each shard's last sequence number.
+type chaosLoad struct {
+	mu      sync.Mutex
+	evs     []chaosEvent
+	lastPut map[string]string // shard → last sequence put
+}
+
+// stored adds events the stream took.
+func (l *chaosLoad) stored(put []chaosEvent) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.evs = append(l.evs, put...)
+	for _, e := range put {
+		if seqLess(l.lastPut[e.shard], e.seq) {
+			l.lastPut[e.shard] = e.seq
+		}
+	}
+}
+
+// snapshot returns each shard's last sequence number put so far.
+func (l *chaosLoad) snapshot() map[string]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.lastPut)
+}
+
+// events returns the events stored so far.
+func (l *chaosLoad) events() []chaosEvent {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.evs
 }
 
 func or(s, def string) string {

@@ -14,7 +14,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
@@ -102,229 +101,317 @@ type ArchiveFigures struct {
 	BufferedSeconds float64 `json:"all_buffered_seconds"`
 }
 
+func (c *DrainConfig) defaults() error {
+	setDefault(&c.Shards, 8)
+	setDefault(&c.Records, 100000)
+	setDefault(&c.Users, 10000)
+	setDefault(&c.Writers, 4)
+	setDefault(&c.Workers, 1)
+	setDefault(&c.Processor, "noop")
+	setDefault(&c.Logger, zap.NewNop())
+	c.Progress = orNop(c.Progress)
+	switch c.Processor {
+	case "noop":
+	case "archive":
+		if c.S3 == nil {
+			return errors.New("drain: the archive processor needs S3")
+		}
+	case "count", "actors", "lambda":
+		if c.Redis == nil {
+			return fmt.Errorf("drain: the %s processor needs Redis", c.Processor)
+		}
+	default:
+		return fmt.Errorf("drain: processor must be noop, count, actors, lambda or archive, not %q", c.Processor)
+	}
+	return nil
+}
+
 // Drain pre-fills a fresh stream, times a bare GetRecords loop over it, then times cfg.Workers consumer
 // workers draining the same records (they start from TRIM_HORIZON on a fresh lease table).
 func Drain(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg DrainConfig) (DrainResult, error) {
-	if cfg.Shards == 0 {
-		cfg.Shards = 8
+	if err := cfg.defaults(); err != nil {
+		return DrainResult{}, err
 	}
-	if cfg.Records == 0 {
-		cfg.Records = 100000
-	}
-	if cfg.Users == 0 {
-		cfg.Users = 10000
-	}
-	if cfg.Writers == 0 {
-		cfg.Writers = 4
-	}
-	if cfg.Workers == 0 {
-		cfg.Workers = 1
-	}
-	if cfg.Processor == "" {
-		cfg.Processor = "noop"
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = zap.NewNop()
-	}
-	progress := cfg.Progress
-	if progress == nil {
-		progress = func(string) {}
-	}
-	switch cfg.Processor {
-	case "noop":
-	case "archive":
-		if cfg.S3 == nil {
-			return DrainResult{}, errors.New("drain: the archive processor needs S3")
-		}
-	case "count", "actors", "lambda":
-		if cfg.Redis == nil {
-			return DrainResult{}, fmt.Errorf("drain: the %s processor needs Redis", cfg.Processor)
-		}
-	default:
-		return DrainResult{}, fmt.Errorf("drain: processor must be noop, count, actors, lambda or archive, not %q", cfg.Processor)
-	}
+	r := newDrainRun(ctx, kin, ddb, cfg)
+	defer r.stack.release()
+	err := runSteps(ctx, r.setUp, r.prefill, r.bareRead, r.newProcessors, r.runWorkers, r.verify)
+	return r.res, err
+}
+
+// drainRun is one run of Drain: its resources, the records stored, the processors and what it measured.
+type drainRun struct {
+	scenarioRun
+	cfg     DrainConfig
+	res     DrainResult
+	want    map[string]int64 // per user, the records the pre-fill stored
+	counter *drainCounter
+	factory consumer.ProcessorFactory
+	actors  *actors.Factory // the actors processor's, for its session writes
+	took    time.Duration   // the workers' drain
+}
+
+func newDrainRun(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg DrainConfig) *drainRun {
 	id := fmt.Sprintf("bench-drain-%d", time.Now().UnixNano())
-	res := DrainResult{Scenario: "drain", When: time.Now().UTC(), Stream: id, Shards: cfg.Shards, Records: cfg.Records,
-		Users: cfg.Users, Workers: cfg.Workers, Processor: cfg.Processor, CPUs: runtime.NumCPU()}
-	if _, err := provision.EnsureStream(ctx, kin, id, cfg.Shards); err != nil {
-		return res, err
-	}
-	defer kin.DeleteStream(context.WithoutCancel(ctx), &kinesis.DeleteStreamInput{StreamName: aws.String(id)})
-	if err := lease.EnsureTable(ctx, ddb, id); err != nil {
-		return res, err
-	}
-	defer ddb.DeleteTable(context.WithoutCancel(ctx), &dynamodb.DeleteTableInput{TableName: aws.String(id)})
+	return &drainRun{scenarioRun: newScenarioRun(ctx, kin, ddb, id), cfg: cfg, counter: newDrainCounter(cfg.Records),
+		res: DrainResult{Scenario: "drain", When: time.Now().UTC(), Stream: id, Shards: cfg.Shards, Records: cfg.Records,
+			Users: cfg.Users, Workers: cfg.Workers, Processor: cfg.Processor, CPUs: runtime.NumCPU()}}
+}
 
-	want, took, err := prefill(ctx, kin, id, cfg.Records, cfg.Users, cfg.Writers, 1, progress)
+// setUp creates the run's stream and lease table; the release deletes them.
+func (r *drainRun) setUp(ctx context.Context) error {
+	if err := r.stack.stream(ctx, r.id, r.cfg.Shards); err != nil {
+		return err
+	}
+	return r.stack.leaseTable(ctx, r.id)
+}
+
+// prefill stores cfg.Records records and times it.
+func (r *drainRun) prefill(ctx context.Context) error {
+	want, took, err := prefill(ctx, r.kin, r.id, r.cfg.Records, r.cfg.Users, r.cfg.Writers, 1, r.cfg.Progress)
 	if err != nil {
-		return res, err
+		return err
 	}
-	res.PrefillSeconds, res.PrefillRate = took.Seconds(), float64(cfg.Records)/took.Seconds()
-	progress(fmt.Sprintf("pre-filled %d records in %.1fs (%.0f/s)", cfg.Records, took.Seconds(), res.PrefillRate))
+	r.want = want
+	r.res.PrefillSeconds, r.res.PrefillRate = took.Seconds(), float64(r.cfg.Records)/took.Seconds()
+	r.cfg.Progress(fmt.Sprintf("pre-filled %d records in %.1fs (%.0f/s)", r.cfg.Records, took.Seconds(), r.res.PrefillRate))
+	return nil
+}
 
-	took, err = bareRead(ctx, kin, id, cfg.Records)
+// bareRead times the baseline: a bare GetRecords loop over the stream.
+func (r *drainRun) bareRead(ctx context.Context) error {
+	took, err := bareRead(ctx, r.kin, r.id, r.cfg.Records)
 	if err != nil {
-		return res, err
+		return err
 	}
-	res.BareSeconds, res.BareRate = took.Seconds(), float64(cfg.Records)/took.Seconds()
-	progress(fmt.Sprintf("bare GetRecords loop: %.2fs (%.0f records/s)", took.Seconds(), res.BareRate))
+	r.res.BareSeconds, r.res.BareRate = took.Seconds(), float64(r.cfg.Records)/took.Seconds()
+	r.cfg.Progress(fmt.Sprintf("bare GetRecords loop: %.2fs (%.0f records/s)", took.Seconds(), r.res.BareRate))
+	return nil
+}
 
-	prefix := id + ":"
-	var factory consumer.ProcessorFactory
-	var actorsFactory *actors.Factory
-	var processed atomic.Int64
-	reached := make(chan struct{})
-	var once sync.Once
-	count := func(n int) {
-		if processed.Add(int64(n)) >= cfg.Records {
-			once.Do(func() { close(reached) })
-		}
-	}
-	switch cfg.Processor {
+// newProcessors makes the processor factory of cfg.Processor, counting what its processors accept,
+// with what it writes to.
+func (r *drainRun) newProcessors(ctx context.Context) error {
+	switch r.cfg.Processor {
 	case "noop":
-		factory = func(string) consumer.Processor { return &noopProcessor{count: count} }
+		r.factory = func(string) consumer.Processor { return &noopProcessor{count: r.counter.add} }
 	case "archive":
-		bucket := strings.ToLower(id)
-		if _, err := provision.EnsureBucket(ctx, cfg.S3, bucket); err != nil {
-			return res, err
-		}
-		res.Archive = &ArchiveFigures{Bucket: bucket}
-		acfg := archive.Config{Stream: id, Raw: archive.Location{Bucket: bucket, Prefix: "raw/"}, Events: archive.Location{Bucket: bucket, Prefix: "events/"},
-			Errors: archive.Location{Bucket: bucket, Prefix: "errors/"}, BufferBytes: cfg.ArchiveBufferBytes, Logger: cfg.Logger, Prefix: prefix}
-		if cfg.Redis != nil {
-			acfg.Names = cfg.Redis
-		}
-		if cfg.ArchiveGeo != nil {
-			acfg.Geo = cfg.ArchiveGeo
-		}
-		a, err := archive.New(cfg.S3, acfg)
-		if err != nil {
-			return res, err
-		}
-		factory = func(shard string) consumer.Processor {
-			return &countingProcessor{Processor: a.NewProcessor(shard), count: count}
-		}
+		return r.archiveProcessors(ctx)
 	case "count":
-		inner, err := usercount.Factory(usercount.Config{Redis: cfg.Redis, Prefix: prefix, Logger: cfg.Logger})
+		inner, err := usercount.Factory(usercount.Config{Redis: r.cfg.Redis, Prefix: r.prefix, Logger: r.cfg.Logger})
 		if err != nil {
-			return res, err
+			return err
 		}
-		factory = func(shard string) consumer.Processor {
-			return &countingProcessor{Processor: inner(shard), count: count}
+		r.factory = r.counting(inner)
+	case "actors":
+		return r.actorsProcessors(ctx)
+	case "lambda":
+		t := actorTargetsOf(r.id)
+		if err := r.stack.sessionsTable(ctx, t.sessions); err != nil {
+			return err
 		}
-	case "actors", "lambda":
-		sessions := id + "-sessions"
-		if _, err := provision.EnsureSessionsTable(ctx, ddb, sessions); err != nil {
-			return res, err
-		}
-		defer ddb.DeleteTable(context.WithoutCancel(ctx), &dynamodb.DeleteTableInput{TableName: aws.String(sessions)})
-		if cfg.Processor == "lambda" {
-			factory = func(string) consumer.Processor {
-				return &lambdaProcessor{rdb: cfg.Redis, ddb: ddb, table: sessions, prefix: prefix, count: count}
-			}
-			break
-		}
-		for _, out := range []string{id + "-offers", id + "-errors"} {
-			if _, err := provision.EnsureStream(ctx, kin, out, 1); err != nil {
-				return res, err
-			}
-			defer kin.DeleteStream(context.WithoutCancel(ctx), &kinesis.DeleteStreamInput{StreamName: aws.String(out)})
-		}
-		f, err := actors.New(actors.Config{Stream: id, Kinesis: kin, DynamoDB: ddb, Redis: cfg.Redis, SessionsTable: sessions,
-			OffersStream: id + "-offers", ErrorsStream: id + "-errors", Prefix: prefix, Logger: cfg.Logger})
-		if err != nil {
-			return res, err
-		}
-		defer f.Close()
-		actorsFactory = f
-		factory = func(shard string) consumer.Processor {
-			return &countingProcessor{Processor: f.NewProcessor(shard), count: count}
+		r.factory = func(string) consumer.Processor {
+			return &lambdaProcessor{rdb: r.cfg.Redis, ddb: r.ddb, table: t.sessions, prefix: r.prefix, count: r.counter.add}
 		}
 	}
-	wctx, stop := context.WithCancel(ctx)
-	defer stop()
-	var wg sync.WaitGroup
-	errc := make(chan error, cfg.Workers)
-	start := time.Now()
-	for i := range cfg.Workers {
-		w, err := consumer.New(kin, ddb, consumer.Config{Stream: id, NewProcessor: factory, Logger: cfg.Logger,
-			ShardSyncInterval: 10 * time.Second,
-			// The clean stop that ends an actors drain writes the open sessions' rows: give it time.
-			Lease: lease.Config{Table: id, WorkerID: fmt.Sprintf("bench-%d", i), TakeInterval: time.Second, ShutdownTimeout: time.Minute}})
-		if err != nil {
-			return res, err
-		}
-		wg.Go(func() { errc <- w.Run(wctx) })
+	return nil
+}
+
+// counting wraps the processors of inner in countingProcessors.
+func (r *drainRun) counting(inner consumer.ProcessorFactory) consumer.ProcessorFactory {
+	return func(shard string) consumer.Processor {
+		return &countingProcessor{Processor: inner(shard), count: r.counter.add}
+	}
+}
+
+// archiveProcessors creates the run's bucket (left with its objects for inspection) and the archive.
+func (r *drainRun) archiveProcessors(ctx context.Context) error {
+	bucket := strings.ToLower(r.id)
+	if _, err := provision.EnsureBucket(ctx, r.cfg.S3, bucket); err != nil {
+		return err
+	}
+	r.res.Archive = &ArchiveFigures{Bucket: bucket}
+	acfg := archive.Config{Stream: r.id, Raw: archive.Location{Bucket: bucket, Prefix: "raw/"}, Events: archive.Location{Bucket: bucket, Prefix: "events/"},
+		Errors: archive.Location{Bucket: bucket, Prefix: "errors/"}, BufferBytes: r.cfg.ArchiveBufferBytes, Logger: r.cfg.Logger, Prefix: r.prefix}
+	if r.cfg.Redis != nil {
+		acfg.Names = r.cfg.Redis
+	}
+	if r.cfg.ArchiveGeo != nil {
+		acfg.Geo = r.cfg.ArchiveGeo
+	}
+	a, err := archive.New(r.cfg.S3, acfg)
+	if err != nil {
+		return err
+	}
+	r.factory = r.counting(a.NewProcessor)
+	return nil
+}
+
+// actorsProcessors creates the run's sessions table and output streams and the actors processor; the
+// release closes it and deletes them.
+func (r *drainRun) actorsProcessors(ctx context.Context) error {
+	t, err := r.stack.actorTargets(ctx, r.id)
+	if err != nil {
+		return err
+	}
+	f, err := actors.New(actors.Config{Stream: r.id, Kinesis: r.kin, DynamoDB: r.ddb, Redis: r.cfg.Redis, SessionsTable: t.sessions,
+		OffersStream: t.offers, ErrorsStream: t.errors, Prefix: r.prefix, Logger: r.cfg.Logger})
+	if err != nil {
+		return err
+	}
+	r.stack.onRelease(func(context.Context) { f.Close() })
+	r.actors = f
+	r.factory = r.counting(f.NewProcessor)
+	return nil
+}
+
+// runWorkers starts cfg.Workers consumer workers and times them until every record is processed (for
+// actors and archive: until they have stopped cleanly after that).
+func (r *drainRun) runWorkers(ctx context.Context) error {
+	ws, err := r.startWorkers(ctx)
+	if err != nil {
+		return err
 	}
 	select {
-	case <-reached:
+	case <-r.counter.reached:
 	case <-ctx.Done():
-		stop()
-		wg.Wait()
-		return res, context.Cause(ctx)
+		ws.halt()
+		return context.Cause(ctx)
 	}
-	var end time.Time // when the workers' work was done
-	if cfg.Processor == "actors" {
-		// Every record is routed; stopping the workers flushes, writes the rows of the sessions still
-		// open (which would otherwise wait for their close) and checkpoints, as a fleet's clean stop
-		// does: the drain ends when they have stopped, and every user's sessions must count its events.
-		routed := time.Since(start)
-		stop()
-		wg.Wait()
-		end = time.Now()
-		progress(fmt.Sprintf("actors: every record routed after %.2fs; the workers stopped (open sessions' rows written, checkpointed) after %.2fs", routed.Seconds(), end.Sub(start).Seconds()))
-		if err := verifySessions(ctx, ddb, id+"-sessions", want); err != nil {
-			return res, err
-		}
-		res.Verified = true
-		res.SessionWrites, res.Sessions = actorsFactory.SessionWrites()
-		if res.Sessions > 0 {
-			res.SessionWritesPerSession = float64(res.SessionWrites) / float64(res.Sessions)
-		}
-		progress(fmt.Sprintf("actors: %d session rows written for %d sessions (%.2f per session)", res.SessionWrites, res.Sessions, res.SessionWritesPerSession))
+	end, err := r.finish(ctx, ws)
+	if err != nil {
+		return err
 	}
-	if cfg.Processor == "archive" {
+	r.took = end.Sub(ws.start)
+	if err := ws.firstErr(); err != nil {
+		return err
+	}
+	r.res.WorkerSeconds, r.res.WorkerRate = r.took.Seconds(), float64(r.cfg.Records)/r.took.Seconds()
+	r.res.Ratio = r.res.WorkerRate / r.res.BareRate
+	r.cfg.Progress(fmt.Sprintf("%d worker(s), %s processor: %.2fs (%.0f records/s, %.0f%% of the bare loop)",
+		r.cfg.Workers, r.cfg.Processor, r.took.Seconds(), r.res.WorkerRate, 100*r.res.Ratio))
+	return nil
+}
+
+// startWorkers starts the workers in this process; the release stops them.
+func (r *drainRun) startWorkers(ctx context.Context) (*drainWorkers, error) {
+	wctx, stop := context.WithCancel(ctx)
+	ws := &drainWorkers{stop: stop, errc: make(chan error, r.cfg.Workers), start: time.Now()}
+	r.stack.onRelease(func(context.Context) { ws.halt() })
+	for i := range r.cfg.Workers {
+		w, err := consumer.New(r.kin, r.ddb, consumer.Config{Stream: r.id, NewProcessor: r.factory, Logger: r.cfg.Logger,
+			ShardSyncInterval: 10 * time.Second,
+			// The clean stop that ends an actors drain writes the open sessions' rows: give it time.
+			Lease: lease.Config{Table: r.id, WorkerID: fmt.Sprintf("bench-%d", i), TakeInterval: time.Second, ShutdownTimeout: time.Minute}})
+		if err != nil {
+			return nil, err
+		}
+		ws.wg.Go(func() { ws.errc <- w.Run(wctx) })
+	}
+	return ws, nil
+}
+
+// finish ends the workers' work once every record is processed, as the processor needs, and returns
+// when it was done.
+func (r *drainRun) finish(ctx context.Context, ws *drainWorkers) (time.Time, error) {
+	switch r.cfg.Processor {
+	case "actors":
+		return r.finishActors(ctx, ws)
+	case "archive":
 		// Every record is buffered; stopping the workers stores the rest and checkpoints (the clean stop
 		// of a real fleet), so the drain ends when the last object is durable.
-		buffered := time.Since(start)
-		stop()
-		wg.Wait()
-		progress(fmt.Sprintf("archive: every record buffered after %.2fs, stored and the workers stopped after %.2fs", buffered.Seconds(), time.Since(start).Seconds()))
-		res.Archive.BufferedSeconds = buffered.Seconds()
+		buffered := time.Since(ws.start)
+		ws.halt()
+		r.cfg.Progress(fmt.Sprintf("archive: every record buffered after %.2fs, stored and the workers stopped after %.2fs", buffered.Seconds(), time.Since(ws.start).Seconds()))
+		r.res.Archive.BufferedSeconds = buffered.Seconds()
 	}
-	if end.IsZero() {
-		end = time.Now()
+	return time.Now(), nil
+}
+
+// finishActors stops the workers and verifies the session rows. Every record is routed; stopping the
+// workers flushes, writes the rows of the sessions still open (which would otherwise wait for their
+// close) and checkpoints, as a fleet's clean stop does: the drain ends when they have stopped, and every
+// user's sessions must count its events.
+func (r *drainRun) finishActors(ctx context.Context, ws *drainWorkers) (time.Time, error) {
+	routed := time.Since(ws.start)
+	ws.halt()
+	end := time.Now()
+	r.cfg.Progress(fmt.Sprintf("actors: every record routed after %.2fs; the workers stopped (open sessions' rows written, checkpointed) after %.2fs", routed.Seconds(), end.Sub(ws.start).Seconds()))
+	if err := verifySessions(ctx, r.ddb, actorTargetsOf(r.id).sessions, r.want); err != nil {
+		return end, err
 	}
-	took = end.Sub(start)
-	stop()
-	wg.Wait()
-	close(errc)
-	for err := range errc {
+	r.res.Verified = true
+	r.res.SessionWrites, r.res.Sessions = r.actors.SessionWrites()
+	if r.res.Sessions > 0 {
+		r.res.SessionWritesPerSession = float64(r.res.SessionWrites) / float64(r.res.Sessions)
+	}
+	r.cfg.Progress(fmt.Sprintf("actors: %d session rows written for %d sessions (%.2f per session)", r.res.SessionWrites, r.res.Sessions, r.res.SessionWritesPerSession))
+	return end, nil
+}
+
+// verify reads the lake back (archive) or checks the counts in Redis and deletes them (count).
+func (r *drainRun) verify(ctx context.Context) error {
+	switch r.cfg.Processor {
+	case "archive":
+		a := r.res.Archive
+		if err := measureLake(ctx, r.cfg.S3, a, r.cfg.Records); err != nil {
+			return err
+		}
+		r.res.Verified = true
+		a.PutsPerMinShard = float64(a.Objects) / r.took.Minutes() / float64(r.cfg.Shards)
+		r.cfg.Progress(fmt.Sprintf("archive: %d objects; Parquet %.1f%% of the raw JSON bytes (%d of %d); raw gzip %d bytes",
+			a.Objects, 100*a.ParquetVsRaw, a.ParquetBytes, a.InputBytes, a.RawBytes))
+	case "count":
+		if err := verifyCounts(ctx, r.cfg.Redis, r.prefix, r.want); err != nil {
+			return err
+		}
+		r.res.Verified = true
+		cleanup(ctx, r.cfg.Redis, r.prefix)
+	}
+	return nil
+}
+
+// drainWorkers are the consumer workers of a drain, in this process.
+type drainWorkers struct {
+	start time.Time // when the first was started
+	stop  context.CancelFunc
+	wg    sync.WaitGroup
+	errc  chan error // each worker's exit
+}
+
+// halt stops the workers and waits for them; it may be called again.
+func (w *drainWorkers) halt() {
+	w.stop()
+	w.wg.Wait()
+}
+
+// firstErr halts the workers and returns the first error one of them ended with. It is called once.
+func (w *drainWorkers) firstErr() error {
+	w.halt()
+	close(w.errc)
+	for err := range w.errc {
 		if err != nil {
-			return res, err
+			return err
 		}
 	}
-	res.WorkerSeconds, res.WorkerRate = took.Seconds(), float64(cfg.Records)/took.Seconds()
-	res.Ratio = res.WorkerRate / res.BareRate
-	progress(fmt.Sprintf("%d worker(s), %s processor: %.2fs (%.0f records/s, %.0f%% of the bare loop)",
-		cfg.Workers, cfg.Processor, took.Seconds(), res.WorkerRate, 100*res.Ratio))
-	if cfg.Processor == "archive" {
-		if err := measureLake(ctx, cfg.S3, res.Archive, cfg.Records); err != nil {
-			return res, err
-		}
-		res.Verified = true
-		res.Archive.PutsPerMinShard = float64(res.Archive.Objects) / took.Minutes() / float64(cfg.Shards)
-		progress(fmt.Sprintf("archive: %d objects; Parquet %.1f%% of the raw JSON bytes (%d of %d); raw gzip %d bytes",
-			res.Archive.Objects, 100*res.Archive.ParquetVsRaw, res.Archive.ParquetBytes, res.Archive.InputBytes, res.Archive.RawBytes))
+	return nil
+}
+
+// drainCounter counts the records the processors accepted and closes reached at the total.
+type drainCounter struct {
+	total   int64
+	n       atomic.Int64
+	reached chan struct{}
+	once    sync.Once
+}
+
+func newDrainCounter(total int64) *drainCounter {
+	return &drainCounter{total: total, reached: make(chan struct{})}
+}
+
+func (c *drainCounter) add(n int) {
+	if c.n.Add(int64(n)) >= c.total {
+		c.once.Do(func() { close(c.reached) })
 	}
-	if cfg.Processor == "count" {
-		if err := verifyCounts(ctx, cfg.Redis, prefix, want); err != nil {
-			return res, err
-		}
-		res.Verified = true
-		cleanup(ctx, cfg.Redis, prefix)
-	}
-	return res, nil
 }
 
 type noopProcessor struct {

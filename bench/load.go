@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -23,7 +22,6 @@ import (
 	"github.com/clickfleet/clickfleet/consumer/usercount"
 	"github.com/clickfleet/clickfleet/ingest/clickgen"
 	"github.com/clickfleet/clickfleet/internal/provision"
-	"github.com/clickfleet/clickfleet/lease"
 )
 
 // Scenarios run by Load.
@@ -125,44 +123,23 @@ func (c *LoadConfig) defaults() error {
 	default:
 		return fmt.Errorf("load: scenario must be %s, %s, %s or %s, not %q", Steady, Failover, Reshard, ScaleOut, c.Scenario)
 	}
-	if c.Processor == "" {
-		c.Processor = "actors"
-	}
+	setDefault(&c.Processor, "actors")
 	if c.Processor != "actors" && c.Processor != "count" {
 		return fmt.Errorf("load: processor must be actors or count, not %q", c.Processor)
 	}
-	if c.Shards == 0 {
-		c.Shards = 4
-	}
-	if c.Workers == 0 {
-		c.Workers = 2
-	}
+	setDefault(&c.Shards, 4)
+	setDefault(&c.Workers, 2)
 	if c.Scenario == Failover && c.Workers < 2 {
 		return errors.New("load: failover needs at least 2 workers")
 	}
-	if c.Rate == 0 {
-		c.Rate = 1000
-	}
-	if c.Duration == 0 {
-		c.Duration = 30 * time.Second
-	}
-	if c.Users == 0 {
-		c.Users = 1000
-	}
-	if c.ProbeInterval == 0 {
-		c.ProbeInterval = 250 * time.Millisecond
-	}
-	if c.Progress == nil {
-		c.Progress = func(string) {}
-	}
-	if c.LogDir == "" {
-		d, err := os.MkdirTemp("", "clickfleet-bench-")
-		if err != nil {
-			return err
-		}
-		c.LogDir = d
-	}
-	return nil
+	setDefault(&c.Rate, 1000)
+	setDefault(&c.Duration, 30*time.Second)
+	setDefault(&c.Users, 1000)
+	setDefault(&c.ProbeInterval, 250*time.Millisecond)
+	c.Progress = orNop(c.Progress)
+	var err error
+	c.LogDir, err = orTempDir(c.LogDir, "clickfleet-bench-")
+	return err
 }
 
 // Load runs one scenario: a fresh stream and lease table, worker processes, a producer at cfg.Rate with
@@ -172,221 +149,353 @@ func Load(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg LoadConfig) 
 	if err := cfg.defaults(); err != nil {
 		return LoadResult{}, err
 	}
+	r := newLoadRun(ctx, kin, ddb, cfg)
+	defer r.stack.release()
+	if err := runSteps(ctx, r.setUp, r.startWorkers); err != nil {
+		return r.res, err
+	}
+	r.startLoad(ctx)
+	defer r.stopProbes()
+	if err := runSteps(ctx, r.runLoad, r.drain); err != nil {
+		return r.res, err
+	}
+	r.summarize()
+	return r.res, nil
+}
+
+// loadRun is one run of Load: its resources, its workers, the producer and the probes, and what it
+// measured so far.
+type loadRun struct {
+	scenarioRun
+	cfg   LoadConfig
+	res   LoadResult
+	fleet *Fleet
+	first int    // workers started before the load
+	table string // the actors processor's sessions table; "" for count
+
+	start        time.Time // of the load
+	mu           sync.Mutex
+	want         map[string]int64 // per user, the events the producer stored (under mu)
+	produced     atomic.Int64
+	genDone      chan error
+	probes       *prober
+	cancelProbes context.CancelFunc
+	probeWG      sync.WaitGroup
+
+	samples loadSamples
+	action  loadAction
+}
+
+func newLoadRun(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg LoadConfig) *loadRun {
 	id := fmt.Sprintf("bench-%s-%d", cfg.Scenario, time.Now().UnixNano())
-	prefix := id + ":"
-	res := LoadResult{Scenario: cfg.Scenario, When: time.Now().UTC(), CPUs: runtime.NumCPU(), Shards: cfg.Shards,
-		Workers: cfg.Workers, Rate: cfg.Rate, Processor: cfg.Processor}
-	if _, err := provision.EnsureStream(ctx, kin, id, cfg.Shards); err != nil {
-		return res, err
-	}
-	defer kin.DeleteStream(context.WithoutCancel(ctx), &kinesis.DeleteStreamInput{StreamName: aws.String(id)})
-	if err := lease.EnsureTable(ctx, ddb, id); err != nil {
-		return res, err
-	}
-	defer ddb.DeleteTable(context.WithoutCancel(ctx), &dynamodb.DeleteTableInput{TableName: aws.String(id)})
-	defer cleanup(context.WithoutCancel(ctx), cfg.Redis, prefix)
+	return &loadRun{scenarioRun: newScenarioRun(ctx, kin, ddb, id), cfg: cfg,
+		res: LoadResult{Scenario: cfg.Scenario, When: time.Now().UTC(), CPUs: runtime.NumCPU(), Shards: cfg.Shards,
+			Workers: cfg.Workers, Rate: cfg.Rate, Processor: cfg.Processor}}
+}
 
-	args := []string{"--stream", id, "--lease-table", id, "--redis-url", cfg.RedisURL, "--key-prefix", prefix, "--processor", cfg.Processor}
-	if cfg.Processor == "actors" {
+// setUp creates the run's stream, lease table and (actors) sessions table and output streams, and the
+// fleet's configuration; the release deletes them and the run's Redis keys.
+func (r *loadRun) setUp(ctx context.Context) error {
+	if err := r.stack.stream(ctx, r.id, r.cfg.Shards); err != nil {
+		return err
+	}
+	if err := r.stack.leaseTable(ctx, r.id); err != nil {
+		return err
+	}
+	r.stack.onRelease(func(ctx context.Context) { cleanup(ctx, r.cfg.Redis, r.prefix) })
+	args := []string{"--stream", r.id, "--lease-table", r.id, "--redis-url", r.cfg.RedisURL, "--key-prefix", r.prefix, "--processor", r.cfg.Processor}
+	if r.cfg.Processor == "actors" {
 		// The run's own sessions table and output streams.
-		if _, err := provision.EnsureSessionsTable(ctx, ddb, id+"-sessions"); err != nil {
-			return res, err
+		t, err := r.stack.actorTargets(ctx, r.id)
+		if err != nil {
+			return err
 		}
-		defer ddb.DeleteTable(context.WithoutCancel(ctx), &dynamodb.DeleteTableInput{TableName: aws.String(id + "-sessions")})
-		for _, out := range []string{id + "-offers", id + "-errors"} {
-			if _, err := provision.EnsureStream(ctx, kin, out, 1); err != nil {
-				return res, err
-			}
-			defer kin.DeleteStream(context.WithoutCancel(ctx), &kinesis.DeleteStreamInput{StreamName: aws.String(out)})
-		}
-		args = append(args, "--sessions-table", id+"-sessions", "--offers-stream", id+"-offers", "--errors-stream", id+"-errors")
+		r.table = t.sessions
+		args = append(args, t.args()...)
 	}
-	fleet := &Fleet{Binary: cfg.Binary, LogDir: cfg.LogDir, Args: append(args, cfg.WorkerArgs...)}
-	defer fleet.StopAll()
-	first := cfg.Workers
-	if cfg.Scenario == ScaleOut {
-		first = 1
-	}
-	for i := 1; i <= first; i++ {
-		if err := fleet.Start(ctx, fmt.Sprintf("w%d", i)); err != nil {
-			return res, err
-		}
-	}
-	cfg.Progress(fmt.Sprintf("%s: %d worker(s) ready on %d shards; producing %.0f events/s for %s (worker logs in %s)",
-		cfg.Scenario, first, cfg.Shards, cfg.Rate, cfg.Duration, cfg.LogDir))
+	r.fleet = &Fleet{Binary: r.cfg.Binary, LogDir: r.cfg.LogDir, Args: append(args, r.cfg.WorkerArgs...)}
+	r.stack.stopFleets(r.fleet)
+	return nil
+}
 
-	// Producer and probes.
-	var (
-		mu       sync.Mutex
-		want     = map[string]int64{}
-		produced atomic.Int64
-	)
+// startWorkers starts the workers that run from the beginning: all of them, or one for scale-out.
+func (r *loadRun) startWorkers(ctx context.Context) error {
+	r.first = r.cfg.Workers
+	if r.cfg.Scenario == ScaleOut {
+		r.first = 1
+	}
+	for i := 1; i <= r.first; i++ {
+		if err := r.fleet.Start(ctx, fmt.Sprintf("w%d", i)); err != nil {
+			return err
+		}
+	}
+	r.cfg.Progress(fmt.Sprintf("%s: %d worker(s) ready on %d shards; producing %.0f events/s for %s (worker logs in %s)",
+		r.cfg.Scenario, r.first, r.cfg.Shards, r.cfg.Rate, r.cfg.Duration, r.cfg.LogDir))
+	return nil
+}
+
+// startLoad starts the producer at cfg.Rate for cfg.Duration and the probes.
+func (r *loadRun) startLoad(ctx context.Context) {
+	r.want = map[string]int64{}
 	gen := clickgen.DefaultConfig(clickgen.ProfilePOC)
-	gen.Count, gen.Duration, gen.Users, gen.Rate, gen.TimeScale = 0, cfg.Duration, cfg.Users, cfg.Rate, 1
-	gen.BatchSize = max(1, min(500, int(cfg.Rate/10)))
-	start := time.Now()
-	genDone := make(chan error, 1)
+	gen.Count, gen.Duration, gen.Users, gen.Rate, gen.TimeScale = 0, r.cfg.Duration, r.cfg.Users, r.cfg.Rate, 1
+	gen.BatchSize = max(1, min(500, int(r.cfg.Rate/10)))
+	r.start = time.Now()
+	r.genDone = make(chan error, 1)
 	go func() {
-		_, err := clickgen.Run(ctx, gen, &tallySink{inner: &clickgen.StreamSink{API: kin, Stream: id}, mu: &mu, want: want, sent: &produced}, nil)
-		genDone <- err
+		sink := &tallySink{inner: &clickgen.StreamSink{API: r.kin, Stream: r.id}, mu: &r.mu, want: r.want, sent: &r.produced}
+		_, err := clickgen.Run(ctx, gen, sink, nil)
+		r.genDone <- err
 	}()
-	pctx, stopProbes := context.WithCancel(ctx)
-	defer stopProbes()
-	probes := &prober{kin: kin, rdb: cfg.Redis, ddb: ddb, stream: id, prefix: prefix, putUntil: start.Add(cfg.Duration)}
-	if cfg.Processor == "actors" {
-		probes.sessions = id + "-sessions"
-	}
-	var probeWG sync.WaitGroup
-	probeWG.Go(func() { probes.run(pctx, cfg.ProbeInterval) })
+	pctx, cancel := context.WithCancel(ctx)
+	r.cancelProbes = cancel
+	r.probes = &prober{kin: r.kin, rdb: r.cfg.Redis, ddb: r.ddb, stream: r.id, prefix: r.prefix, putUntil: r.start.Add(r.cfg.Duration),
+		sessions: r.table}
+	r.probeWG.Go(func() { r.probes.run(pctx, r.cfg.ProbeInterval) })
+	r.samples = newLoadSamples(r.start, r.cfg.Progress)
+	r.action = newLoadAction(r.cfg, r.first, r.start)
+}
 
-	// Sampling and the scenario's action.
-	var marks []Mark
-	mark := func(what string) {
-		marks = append(marks, Mark{Seconds: time.Since(start).Seconds(), What: what})
-		cfg.Progress(fmt.Sprintf("%5.1fs %s", time.Since(start).Seconds(), what))
-	}
-	var points []Point
-	lastCPU := map[string]WorkerSample{}
-	lastRecords := map[string]float64{} // a stopped worker's last count still counts
-	sample := func() Point {
-		s := fleet.Sample(ctx)
-		p := Point{Seconds: time.Since(start).Seconds(), Produced: float64(produced.Load() + probes.sent.Load()),
-			Held: map[string]float64{}, CPU: map[string]float64{}, RSSMiB: map[string]float64{}}
-		for w, v := range s {
-			lastRecords[w] = v.Records
-			p.Held[w] = v.Held
-			if prev, ok := lastCPU[w]; ok {
-				p.CPU[w] = 100 * (v.CPUSeconds - prev.CPUSeconds) / v.At.Sub(prev.At).Seconds()
-			}
-			lastCPU[w] = v
-			p.RSSMiB[w] = v.RSSBytes / (1 << 20)
-		}
-		for _, n := range lastRecords {
-			p.Consumed += n
-		}
-		points = append(points, p)
-		return p
-	}
-	action := start.Add(cfg.Duration / 3)
-	acted := false
-	var actedAt time.Time
-	nextWorker := first + 1
-	var addEvery time.Duration
-	if cfg.Scenario == ScaleOut && cfg.Workers > 1 {
-		addEvery = cfg.Duration / time.Duration(cfg.Workers)
-	}
-	openShards := int(cfg.Shards)
+// stopProbes ends the probes and waits for them.
+func (r *loadRun) stopProbes() {
+	r.cancelProbes()
+	r.probeWG.Wait()
+}
+
+// runLoad samples every second and acts the scenario until the producer is done.
+func (r *loadRun) runLoad(ctx context.Context) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var genErr error
-	loadOver := false
-	for !loadOver {
+	for loadOver := false; !loadOver; {
 		select {
 		case <-ctx.Done():
-			return res, context.Cause(ctx)
-		case genErr = <-genDone:
+			return context.Cause(ctx)
+		case genErr = <-r.genDone:
 			loadOver = true
 		case <-tick.C:
 		}
-		p := sample()
-		held := 0.0
-		for _, h := range p.Held {
-			held += h
-		}
-		switch {
-		case cfg.Scenario == Failover && !acted && time.Now().After(action):
-			ids := fleet.IDs()
-			victim := ids[len(ids)-1]
-			fleet.Kill(victim)
-			acted, actedAt = true, time.Now()
-			mark("kill -9 " + victim)
-		case cfg.Scenario == Reshard && !acted && time.Now().After(action):
-			target := cfg.Shards * 2
-			if _, err := kin.UpdateShardCount(ctx, &kinesis.UpdateShardCountInput{StreamName: aws.String(id), TargetShardCount: aws.Int32(target),
-				ScalingType: ktypes.ScalingTypeUniformScaling}); err != nil {
-				return res, fmt.Errorf("reshard: %w", err)
-			}
-			acted, actedAt, openShards = true, time.Now(), int(target)
-			mark(fmt.Sprintf("UpdateShardCount %d → %d", cfg.Shards, target))
-		case cfg.Scenario == ScaleOut && addEvery > 0 && nextWorker <= cfg.Workers && time.Since(start) >= addEvery*time.Duration(nextWorker-1):
-			w := fmt.Sprintf("w%d", nextWorker)
-			if err := fleet.Start(ctx, w); err != nil {
-				return res, err
-			}
-			nextWorker++
-			mark("start " + w)
-		case acted && res.RecoverySeconds == 0 && int(held) >= openShards:
-			res.RecoverySeconds = time.Since(actedAt).Seconds()
-			mark(fmt.Sprintf("all %d shards held again", openShards))
+		if err := r.act(ctx, r.sample(ctx)); err != nil {
+			return err
 		}
 	}
 	if genErr != nil {
-		return res, fmt.Errorf("producer: %w", genErr)
+		return fmt.Errorf("producer: %w", genErr)
 	}
-	res.Seconds = time.Since(start).Seconds()
-	res.Produced = produced.Load() + probes.sent.Load()
-	res.ProducedRate = float64(res.Produced) / res.Seconds
-	if len(points) > 0 {
-		res.ConsumedRate = points[len(points)-1].Consumed / res.Seconds
+	r.res.Seconds = time.Since(r.start).Seconds()
+	r.res.Produced = r.produced.Load() + r.probes.sent.Load()
+	r.res.ProducedRate = float64(r.res.Produced) / r.res.Seconds
+	if n := len(r.samples.points); n > 0 {
+		r.res.ConsumedRate = r.samples.points[n-1].Consumed / r.res.Seconds
 	}
-	mark("load stopped")
+	r.samples.mark("load stopped")
+	return nil
+}
 
-	// Wait until everything is counted, then verify.
-	mu.Lock()
-	expect := make(map[string]int64, len(want)+len(probes.users))
-	for u, n := range want {
-		expect[u] = n
+// sample reads every worker and adds a point.
+func (r *loadRun) sample(ctx context.Context) Point {
+	return r.samples.add(r.fleet.Sample(ctx), float64(r.produced.Load()+r.probes.sent.Load()))
+}
+
+// act does the scenario's action when it is due, and notes the recovery after it.
+func (r *loadRun) act(ctx context.Context, p Point) error {
+	a := &r.action
+	switch {
+	case r.cfg.Scenario == Failover && !a.acted && time.Now().After(a.at):
+		r.killOne()
+	case r.cfg.Scenario == Reshard && !a.acted && time.Now().After(a.at):
+		return r.reshard(ctx)
+	case r.cfg.Scenario == ScaleOut && a.addEvery > 0 && a.nextWorker <= r.cfg.Workers &&
+		time.Since(r.start) >= a.addEvery*time.Duration(a.nextWorker-1):
+		return r.addWorker(ctx)
+	case a.acted && r.res.RecoverySeconds == 0 && int(p.held()) >= a.openShards:
+		r.res.RecoverySeconds = time.Since(a.actedAt).Seconds()
+		r.samples.mark(fmt.Sprintf("all %d shards held again", a.openShards))
 	}
-	mu.Unlock()
-	for _, u := range probes.usersSent() {
-		expect[u]++
+	return nil
+}
+
+// killOne kills the last worker started (failover).
+func (r *loadRun) killOne() {
+	ids := r.fleet.IDs()
+	victim := ids[len(ids)-1]
+	r.fleet.Kill(victim)
+	r.action.acted, r.action.actedAt = true, time.Now()
+	r.samples.mark("kill -9 " + victim)
+}
+
+// reshard doubles the stream's shards (reshard).
+func (r *loadRun) reshard(ctx context.Context) error {
+	target := r.cfg.Shards * 2
+	if _, err := r.kin.UpdateShardCount(ctx, &kinesis.UpdateShardCountInput{StreamName: aws.String(r.id), TargetShardCount: aws.Int32(target),
+		ScalingType: ktypes.ScalingTypeUniformScaling}); err != nil {
+		return fmt.Errorf("reshard: %w", err)
 	}
+	r.action.acted, r.action.actedAt, r.action.openShards = true, time.Now(), int(target)
+	r.samples.mark(fmt.Sprintf("UpdateShardCount %d → %d", r.cfg.Shards, target))
+	return nil
+}
+
+// addWorker starts the next worker (scale-out).
+func (r *loadRun) addWorker(ctx context.Context) error {
+	w := fmt.Sprintf("w%d", r.action.nextWorker)
+	if err := r.fleet.Start(ctx, w); err != nil {
+		return err
+	}
+	r.action.nextWorker++
+	r.samples.mark("start " + w)
+	return nil
+}
+
+// drain waits until every record the producer and the probes stored is counted exactly once, sampling
+// on; it gives up 2 × the duration + 1 minute after the load.
+func (r *loadRun) drain(ctx context.Context) error {
+	expect := r.expected()
 	drainStart := time.Now()
-	deadline := drainStart.Add(2*cfg.Duration + time.Minute)
-	verify := func() error { return verifyCounts(ctx, cfg.Redis, prefix, expect) }
-	if cfg.Processor == "actors" {
-		verify = func() error { return verifySessions(ctx, ddb, id+"-sessions", expect) }
-	}
+	deadline := drainStart.Add(2*r.cfg.Duration + time.Minute)
 	for {
-		err := verify()
+		err := r.verify(ctx, expect)
 		if err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			return res, fmt.Errorf("after the load: %w", err)
+			return fmt.Errorf("after the load: %w", err)
 		}
 		select {
 		case <-ctx.Done():
-			return res, context.Cause(ctx)
+			return context.Cause(ctx)
 		case <-time.After(250 * time.Millisecond):
 		}
 		if time.Since(drainStart) > time.Second {
-			sample()
+			r.sample(ctx)
 		}
 	}
-	res.DrainSeconds = time.Since(drainStart).Seconds()
-	res.Verified = true
-	sample()
-	stopProbes()
-	probeWG.Wait()
-	res.Latency, res.SessionLatency = probes.percentiles()
-	res.StallSeconds = longestStall(points)
+	r.res.DrainSeconds = time.Since(drainStart).Seconds()
+	r.res.Verified = true
+	r.sample(ctx)
+	return nil
+}
+
+// expected is each user's event count: what the producer stored, and one per probe.
+func (r *loadRun) expected() map[string]int64 {
+	probes := r.probes.usersSent()
+	r.mu.Lock()
+	expect := make(map[string]int64, len(r.want)+len(probes))
+	for u, n := range r.want {
+		expect[u] = n
+	}
+	r.mu.Unlock()
+	for _, u := range probes {
+		expect[u]++
+	}
+	return expect
+}
+
+// verify compares the counts in Redis (count) or the session rows' event counts (actors) with expect.
+func (r *loadRun) verify(ctx context.Context, expect map[string]int64) error {
+	if r.cfg.Processor == "actors" {
+		return verifySessions(ctx, r.ddb, r.table, expect)
+	}
+	return verifyCounts(ctx, r.cfg.Redis, r.prefix, expect)
+}
+
+// summarize fills in the latencies (once the probes have stopped), the longest stall, the resources
+// and the points.
+func (r *loadRun) summarize() {
+	r.stopProbes()
+	r.res.Latency, r.res.SessionLatency = r.probes.percentiles()
+	points := r.samples.points
+	r.res.StallSeconds = longestStall(points)
+	r.res.AvgCPUPercent, r.res.MaxCPUPercent, r.res.MaxRSSMiB = workerResources(points)
+	r.res.Marks, r.res.Points = r.samples.marks, points
+}
+
+// loadAction is the state of the scenario's action: when it is due, whether it was done, the next
+// worker to add (scale-out) and the shards that must be held to call it recovered.
+type loadAction struct {
+	at         time.Time // failover and reshard: a third of the way in
+	acted      bool
+	actedAt    time.Time
+	nextWorker int
+	addEvery   time.Duration // scale-out; 0: none
+	openShards int
+}
+
+func newLoadAction(cfg LoadConfig, first int, start time.Time) loadAction {
+	a := loadAction{at: start.Add(cfg.Duration / 3), nextWorker: first + 1, openShards: int(cfg.Shards)}
+	if cfg.Scenario == ScaleOut && cfg.Workers > 1 {
+		a.addEvery = cfg.Duration / time.Duration(cfg.Workers)
+	}
+	return a
+}
+
+// loadSamples are a run's points and marks, and the previous readings the next point is computed from.
+type loadSamples struct {
+	start       time.Time
+	progress    func(string)
+	points      []Point
+	marks       []Mark
+	lastCPU     map[string]WorkerSample
+	lastRecords map[string]float64 // a stopped worker's last count still counts
+}
+
+func newLoadSamples(start time.Time, progress func(string)) loadSamples {
+	return loadSamples{start: start, progress: progress, lastCPU: map[string]WorkerSample{}, lastRecords: map[string]float64{}}
+}
+
+// mark notes something the scenario did, now.
+func (s *loadSamples) mark(what string) {
+	s.marks = append(s.marks, Mark{Seconds: time.Since(s.start).Seconds(), What: what})
+	s.progress(fmt.Sprintf("%5.1fs %s", time.Since(s.start).Seconds(), what))
+}
+
+// add makes a point of the workers' readings and the count produced so far, and appends it.
+func (s *loadSamples) add(readings map[string]WorkerSample, produced float64) Point {
+	p := Point{Seconds: time.Since(s.start).Seconds(), Produced: produced,
+		Held: map[string]float64{}, CPU: map[string]float64{}, RSSMiB: map[string]float64{}}
+	for w, v := range readings {
+		s.lastRecords[w] = v.Records
+		p.Held[w] = v.Held
+		if prev, ok := s.lastCPU[w]; ok {
+			p.CPU[w] = 100 * (v.CPUSeconds - prev.CPUSeconds) / v.At.Sub(prev.At).Seconds()
+		}
+		s.lastCPU[w] = v
+		p.RSSMiB[w] = v.RSSBytes / (1 << 20)
+	}
+	for _, n := range s.lastRecords {
+		p.Consumed += n
+	}
+	s.points = append(s.points, p)
+	return p
+}
+
+// held is the number of leases the workers hold.
+func (p Point) held() float64 {
+	held := 0.0
+	for _, h := range p.Held {
+		held += h
+	}
+	return held
+}
+
+// workerResources are the mean and the highest CPU percentage over workers and samples, and the highest
+// RSS.
+func workerResources(points []Point) (avgCPU, maxCPU, maxRSS float64) {
 	cpuSamples := 0
 	for _, p := range points {
 		for _, c := range p.CPU {
-			res.MaxCPUPercent = math.Max(res.MaxCPUPercent, c)
-			res.AvgCPUPercent += c
+			maxCPU = math.Max(maxCPU, c)
+			avgCPU += c
 			cpuSamples++
 		}
 		for _, r := range p.RSSMiB {
-			res.MaxRSSMiB = math.Max(res.MaxRSSMiB, r)
+			maxRSS = math.Max(maxRSS, r)
 		}
 	}
 	if cpuSamples > 0 {
-		res.AvgCPUPercent /= float64(cpuSamples)
+		avgCPU /= float64(cpuSamples)
 	}
-	res.Marks, res.Points = marks, points
-	return res, nil
+	return avgCPU, maxCPU, maxRSS
 }
 
 // longestStall is the longest time the consumed count stood still while records were outstanding.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -39,75 +40,97 @@ func WriteTable(w io.Writer, r LoadResult) error {
 
 // WriteHTML writes a self-contained page with the run's throughput, lag, leases and resources over time.
 func WriteHTML(w io.Writer, r LoadResult) error {
-	type series struct {
-		Name, Color, Path string
+	p := newPlot(r.Points)
+	charts := append(p.flowCharts(), p.workerCharts()...)
+	var table strings.Builder
+	if err := WriteTable(&table, r); err != nil {
+		return err
 	}
-	type chart struct {
-		Title  string
-		Max    float64
-		Series []series
+	return pageTmpl.Execute(w, map[string]any{"R": r, "Charts": charts, "Table": table.String(), "W": plotW, "H": plotH,
+		"Marks": p.marks(r.Marks), "TMax": p.tMax})
+}
+
+// The size of a chart, and the colours of its series.
+const plotW, plotH = 760.0, 180.0
+
+var plotColors = []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"}
+
+// plotChart is one chart of the page: its title, the value at its top, and its lines.
+type plotChart struct {
+	Title  string
+	Max    float64
+	Series []plotSeries
+}
+
+// plotSeries is one line of a chart, as an SVG path.
+type plotSeries struct {
+	Name, Color, Path string
+}
+
+// plotMark is a scenario's action at X on the charts.
+type plotMark struct {
+	X    float64
+	What string
+}
+
+// plot draws a load result's points on charts plotW wide, the time axis from 0 to tMax seconds.
+type plot struct {
+	points []Point
+	tMax   float64
+}
+
+func newPlot(points []Point) plot {
+	p := plot{points: points, tMax: 1}
+	if n := len(points); n > 0 {
+		p.tMax = math.Max(1, points[n-1].Seconds)
 	}
-	const W, H = 760.0, 180.0
-	tMax := 1.0
-	if n := len(r.Points); n > 0 {
-		tMax = math.Max(1, r.Points[n-1].Seconds)
-	}
-	path := func(vals []float64, max float64) string {
-		var b strings.Builder
-		for i, v := range vals {
-			x := W * r.Points[i].Seconds / tMax
-			y := H - H*v/math.Max(max, 1e-9)
-			if i == 0 {
-				fmt.Fprintf(&b, "M%.1f,%.1f", x, y)
-			} else {
-				fmt.Fprintf(&b, " L%.1f,%.1f", x, y)
-			}
+	return p
+}
+
+// path is the SVG path of vals, one per point, on a chart whose top is max.
+func (p plot) path(vals []float64, max float64) string {
+	var b strings.Builder
+	for i, v := range vals {
+		x := plotW * p.points[i].Seconds / p.tMax
+		y := plotH - plotH*v/math.Max(max, 1e-9)
+		if i == 0 {
+			fmt.Fprintf(&b, "M%.1f,%.1f", x, y)
+		} else {
+			fmt.Fprintf(&b, " L%.1f,%.1f", x, y)
 		}
-		return b.String()
 	}
-	colors := []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"}
-	rate := func(get func(Point) float64) []float64 {
-		out := make([]float64, len(r.Points))
-		for i := 1; i < len(r.Points); i++ {
-			dt := r.Points[i].Seconds - r.Points[i-1].Seconds
-			out[i] = math.Max(0, (get(r.Points[i])-get(r.Points[i-1]))/dt)
-		}
-		return out
+	return b.String()
+}
+
+// rate is the rate of a cumulative count between each point and the one before (0 at the first).
+func (p plot) rate(get func(Point) float64) []float64 {
+	out := make([]float64, len(p.points))
+	for i := 1; i < len(p.points); i++ {
+		dt := p.points[i].Seconds - p.points[i-1].Seconds
+		out[i] = math.Max(0, (get(p.points[i])-get(p.points[i-1]))/dt)
 	}
-	prod, cons := rate(func(p Point) float64 { return p.Produced }), rate(func(p Point) float64 { return p.Consumed })
-	lag := make([]float64, len(r.Points))
-	for i, p := range r.Points {
-		lag[i] = math.Max(0, p.Produced-p.Consumed)
+	return out
+}
+
+// flowCharts are the produced and consumed records per second, and the lag.
+func (p plot) flowCharts() []plotChart {
+	prod, cons := p.rate(func(p Point) float64 { return p.Produced }), p.rate(func(p Point) float64 { return p.Consumed })
+	lag := make([]float64, len(p.points))
+	for i, pt := range p.points {
+		lag[i] = math.Max(0, pt.Produced-pt.Consumed)
 	}
-	perWorker := func(get func(Point) map[string]float64) ([]string, map[string][]float64, float64) {
-		names := map[string]bool{}
-		for _, p := range r.Points {
-			for k := range get(p) {
-				names[k] = true
-			}
-		}
-		var ids []string
-		for k := range names {
-			ids = append(ids, k)
-		}
-		slices.Sort(ids)
-		vals, max := map[string][]float64{}, 0.0
-		for _, id := range ids {
-			v := make([]float64, len(r.Points))
-			for i, p := range r.Points {
-				v[i] = get(p)[id]
-				max = math.Max(max, v[i])
-			}
-			vals[id] = v
-		}
-		return ids, vals, max
-	}
-	var charts []chart
 	m := math.Max(slices.Max(append(prod, 1)), slices.Max(append(cons, 1)))
-	charts = append(charts, chart{Title: "records/s: produced (red), consumed (blue)", Max: m, Series: []series{
-		{"produced", colors[1], path(prod, m)}, {"consumed", colors[0], path(cons, m)}}})
 	lm := slices.Max(append(lag, 1))
-	charts = append(charts, chart{Title: "lag: records produced, not yet consumed", Max: lm, Series: []series{{"lag", colors[3], path(lag, lm)}}})
+	return []plotChart{
+		{Title: "records/s: produced (red), consumed (blue)", Max: m, Series: []plotSeries{
+			{"produced", plotColors[1], p.path(prod, m)}, {"consumed", plotColors[0], p.path(cons, m)}}},
+		{Title: "lag: records produced, not yet consumed", Max: lm, Series: []plotSeries{{"lag", plotColors[3], p.path(lag, lm)}}},
+	}
+}
+
+// workerCharts are the leases held, the CPU and the RSS of each worker.
+func (p plot) workerCharts() []plotChart {
+	var charts []plotChart
 	for _, pw := range []struct {
 		title string
 		get   func(Point) map[string]float64
@@ -116,26 +139,45 @@ func WriteHTML(w io.Writer, r LoadResult) error {
 		{"CPU % per worker", func(p Point) map[string]float64 { return p.CPU }},
 		{"RSS MiB per worker", func(p Point) map[string]float64 { return p.RSSMiB }},
 	} {
-		ids, vals, max := perWorker(pw.get)
-		c := chart{Title: pw.title + " (" + strings.Join(ids, ", ") + ")", Max: max}
+		ids, vals, max := p.perWorker(pw.get)
+		c := plotChart{Title: pw.title + " (" + strings.Join(ids, ", ") + ")", Max: max}
 		for i, id := range ids {
-			c.Series = append(c.Series, series{id, colors[i%len(colors)], path(vals[id], max)})
+			c.Series = append(c.Series, plotSeries{id, plotColors[i%len(plotColors)], p.path(vals[id], max)})
 		}
 		charts = append(charts, c)
 	}
-	var table strings.Builder
-	if err := WriteTable(&table, r); err != nil {
-		return err
+	return charts
+}
+
+// perWorker returns the workers that appear in get's values, in order, each one's value per point, and
+// the highest value.
+func (p plot) perWorker(get func(Point) map[string]float64) ([]string, map[string][]float64, float64) {
+	names := map[string]bool{}
+	for _, pt := range p.points {
+		for k := range get(pt) {
+			names[k] = true
+		}
 	}
-	type markX struct {
-		X    float64
-		What string
+	ids := slices.Sorted(maps.Keys(names))
+	vals, max := map[string][]float64{}, 0.0
+	for _, id := range ids {
+		v := make([]float64, len(p.points))
+		for i, pt := range p.points {
+			v[i] = get(pt)[id]
+			max = math.Max(max, v[i])
+		}
+		vals[id] = v
 	}
-	var marks []markX
-	for _, mk := range r.Marks {
-		marks = append(marks, markX{W * mk.Seconds / tMax, mk.What})
+	return ids, vals, max
+}
+
+// marks places the scenario's actions on the time axis.
+func (p plot) marks(ms []Mark) []plotMark {
+	var out []plotMark
+	for _, m := range ms {
+		out = append(out, plotMark{plotW * m.Seconds / p.tMax, m.What})
 	}
-	return pageTmpl.Execute(w, map[string]any{"R": r, "Charts": charts, "Table": table.String(), "W": W, "H": H, "Marks": marks, "TMax": tMax})
+	return out
 }
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
