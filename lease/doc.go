@@ -125,6 +125,25 @@
 //  7. Run never aborts a DynamoDB call in flight (each is bounded by its own
 //     timeout), so the outcome of every write is known or re-read.
 //
+// Settings whose relations these rest on are refused by Config.Validate when they
+// break them: RenewInterval at most FailoverTime/2 (a lease is renewed at least
+// twice within its failover time), HandoffTimeout at least FailoverTime
+// (Handle.ValidFor's bound on a draining holder's writes holds only while the new
+// owner waits that long before it proceeds without them).
+//
+// # Failures and shutdown
+//
+// A permanent lease-table error (retry.IsPermanent: the table missing, a call
+// denied by IAM) stops the coordinator: repeating it cannot help, and a worker
+// that cannot write its leases must not look healthy. Coordinator.Err reports it
+// at once and Run returns it after the shutdown below. Transient errors are
+// logged and retried at the next round.
+//
+// Run shuts down in one order, each step bounded (Config.ShutdownBound): stop
+// taking; ask every holder to finish (ErrShutdownRequested) and give them
+// ShutdownTimeout to checkpoint and release; release what is left; wait
+// ShutdownTimeout more for Process calls to return.
+//
 // Races this protocol settles: a steal against the owner's renew, checkpoint
 // or release (each fails its counter fence, re-reads, and finds itself
 // checkpointOwner: the checkpoint is retried under the handoff fence, the
