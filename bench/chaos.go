@@ -652,8 +652,12 @@ func Chaos(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg ChaosConfig
 			}
 		}
 		if time.Now().After(deadline) {
-			return res, fmt.Errorf("chaos seed %d: not every record was checkpointed by both applications %s after the load (err %v)\n%s",
-				cfg.Seed, time.Since(loadEnd).Round(time.Second), err, scheduleText(res.Faults))
+			why := fmt.Sprintf("chaos seed %d: not every record was checkpointed by both applications %s after the load",
+				cfg.Seed, time.Since(loadEnd).Round(time.Second))
+			if err != nil {
+				return res, fmt.Errorf("%s: %w\n%s", why, err, scheduleText(res.Faults))
+			}
+			return res, fmt.Errorf("%s\n%s", why, scheduleText(res.Faults))
 		}
 		if !sleepUntil(ctx, time.Now().Add(500*time.Millisecond)) {
 			return res, context.Cause(ctx)
@@ -1109,7 +1113,7 @@ func (s *redisServer) start(ctx context.Context) error {
 		"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", s.dir,
 		"--pidfile", filepath.Join(s.dir, "redis.pid"), "--logfile", filepath.Join(s.dir, "redis.log")).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("chaos: start %s (needed for the run's own Redis; deploy/local/stack up installs it): %v\n%s", s.bin, err, out)
+		return fmt.Errorf("chaos: start %s (needed for the run's own Redis; deploy/local/stack up installs it): %w\n%s", s.bin, err, out)
 	}
 	c := redis.NewClient(&redis.Options{Addr: s.addr()})
 	defer c.Close()

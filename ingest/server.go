@@ -52,7 +52,7 @@ type Options struct {
 }
 
 // ErrServed is returned by Serve or Run on a Server that has already served.
-var ErrServed = errors.New("ingest server already served")
+var ErrServed = errors.New("ingest: server already served")
 
 // Server is the ingest HTTP API. Create it with [New]; serve with [Server.Run] or [Server.Serve], once.
 // Its handler is safe for concurrent use.
