@@ -126,7 +126,8 @@ func (b *batcher) run(stop <-chan struct{}, sendCtx context.Context) {
 }
 
 // send puts recs, retrying what fails with jittered exponential backoff (retry.Do, at most PutAttempts
-// calls, permanent errors not retried), and settles every record.
+// calls, permanent errors not retried), and settles every record: stored, or failed with a reason — also
+// when ctx has already ended and no call is made.
 func (b *batcher) send(ctx context.Context, recs []*record) {
 	b.m.batchSize.WithLabelValues(b.role).Observe(float64(len(recs)))
 	pending := recs
@@ -144,6 +145,9 @@ func (b *batcher) send(ctx context.Context, recs []*record) {
 	})
 	if err == nil {
 		return
+	}
+	if attempt == 0 { // the send context had ended before the first call (the hard stop): nothing was sent
+		reason = reasonStopping
 	}
 	for _, r := range pending {
 		r.failure = reason
