@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -133,80 +132,6 @@ func New(cfg Config, api KinesisAPI, opts Options) (*Server, error) {
 
 // Handler returns the server's HTTP handler. Events sent to it wait until Serve or Run is running.
 func (s *Server) Handler() http.Handler { return s.handler }
-
-// Run listens on cfg.Listen and serves until ctx ends (see [Server.Serve]).
-func (s *Server) Run(ctx context.Context) error {
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("ingest listen on %s: %w", s.cfg.Listen, err)
-	}
-	return s.Serve(ctx, ln)
-}
-
-// Serve serves HTTP on ln until ctx ends, then shuts down gracefully: /readyz answers 503, no new
-// connection is accepted, requests in flight finish (their events are stored or reported failed), and
-// the batchers send what they hold. When the drain takes longer than ShutdownTimeout, connections are
-// closed and PutRecords calls cancelled, and Serve returns an error saying so. Every goroutine Serve
-// started has ended when it returns; it closes ln. It returns nil after a clean stop.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	if !s.served.CompareAndSwap(false, true) {
-		ln.Close()
-		return ErrServed
-	}
-	if s.cfg.MaxConnections > 0 {
-		ln = newLimitListener(ln, s.cfg.MaxConnections)
-	}
-	sendCtx, hardStop := context.WithCancel(context.WithoutCancel(ctx))
-	defer hardStop()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, b := range []*batcher{s.events, s.errs} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			b.run(stop, sendCtx)
-		}()
-	}
-	srv := &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
-		ReadTimeout:       s.cfg.ReadTimeout,
-		WriteTimeout:      s.cfg.WriteTimeout,
-		IdleTimeout:       s.cfg.IdleTimeout,
-		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
-		ErrorLog:          zap.NewStdLog(s.log.Named("http").WithOptions(zap.IncreaseLevel(zap.InfoLevel))),
-	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	s.log.Info("serving", zap.String("addr", ln.Addr().String()), zap.String("stream", s.cfg.Stream),
-		zap.Int("keys", s.cfg.Keys.Len()), zap.Bool("invalid_to_errors", s.cfg.InvalidToErrors))
-
-	var result error
-	select {
-	case err := <-serveErr:
-		result = fmt.Errorf("ingest serve: %w", err)
-		srv.Close()
-	case <-ctx.Done():
-		s.stopping.Store(true)
-		s.log.Info("shutting down: draining requests in flight")
-		dctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
-		err := srv.Shutdown(dctx)
-		cancel()
-		if err != nil {
-			result = fmt.Errorf("ingest shutdown: requests still in flight after %s: %w", s.cfg.ShutdownTimeout, err)
-			hardStop()
-			srv.Close()
-		}
-		if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) && result == nil {
-			result = fmt.Errorf("ingest serve: %w", err)
-		}
-	}
-	s.stopping.Store(true)
-	close(stop)
-	wg.Wait()
-	s.log.Info("stopped")
-	return result
-}
 
 // serveReady answers 200 when the stream (and, with InvalidToErrors, the error stream) answers
 // DescribeStreamSummary, reusing a probe for ReadyCacheTTL; 503 otherwise or while stopping.
@@ -480,45 +405,6 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	}
 }
 
-// cors sets the CORS headers for an allowed origin and answers preflight requests; it reports whether it
-// answered.
-func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	preflight := r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
-	allowed := ""
-	if origin != "" {
-		for _, o := range s.cfg.CORSOrigins {
-			if o == "*" {
-				allowed = "*"
-				break
-			}
-			if o == origin {
-				allowed = origin
-				break
-			}
-		}
-	}
-	h := w.Header()
-	if allowed != "" {
-		h.Set("Access-Control-Allow-Origin", allowed)
-		if allowed != "*" {
-			h.Add("Vary", "Origin")
-		}
-		h.Set("Access-Control-Expose-Headers", "Retry-After")
-	}
-	if r.Method != http.MethodOptions {
-		return false
-	}
-	h.Set("Allow", "POST, OPTIONS")
-	if preflight && allowed != "" {
-		h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
-		h.Set("Access-Control-Allow-Headers", "Content-Type, X-Api-Key")
-		h.Set("Access-Control-Max-Age", "600")
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return true
-}
-
 // errorBody is the body of every 4xx answer, and of 503 answers that store nothing.
 type errorBody struct {
 	Error  string       `json:"error"`
@@ -548,71 +434,3 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_, _ = w.Write(append(data, '\n'))
 }
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the connection.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// limitListener accepts at most n connections at a time; Accept waits for a free slot.
-type limitListener struct {
-	net.Listener
-	sem    chan struct{}
-	closed chan struct{}
-	close  func()
-}
-
-func newLimitListener(ln net.Listener, n int) net.Listener {
-	l := &limitListener{Listener: ln, sem: make(chan struct{}, n), closed: make(chan struct{})}
-	l.close = sync.OnceFunc(func() { close(l.closed) })
-	return l
-}
-
-func (l *limitListener) Close() error {
-	l.close()
-	return l.Listener.Close()
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case l.sem <- struct{}{}:
-	case <-l.closed:
-		return nil, net.ErrClosed
-	}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.sem
-		return nil, err
-	}
-	return &limitConn{Conn: c, release: sync.OnceFunc(func() { <-l.sem })}, nil
-}
-
-type limitConn struct {
-	net.Conn
-	release func()
-}
-
-func (c *limitConn) Close() error {
-	err := c.Conn.Close()
-	c.release()
-	return err
-}
-
-var _ io.Closer = (*limitConn)(nil)
