@@ -68,11 +68,7 @@ func apiError(code string, fault smithy.ErrorFault, status int) error {
 // AWS errors the SDK's standard retryer retries are transient whatever fault they report: throttling,
 // request timeouts, 429 and 5xx answers, and the conflicts AWS documents as retryable.
 func TestIsPermanentAWSTransient(t *testing.T) {
-	cases := []struct {
-		name   string
-		code   string
-		status int
-	}{
+	cases := []awsCase{
 		// AWS's answer when two conditional writes to one S3 key race; the PutObject docs say retry.
 		{"S3 conditional request conflict", "ConditionalRequestConflict", 409},
 		{"S3 conditional request conflict without a status", "ConditionalRequestConflict", 0},
@@ -105,21 +101,13 @@ func TestIsPermanentAWSTransient(t *testing.T) {
 		// A 5xx is the server's fault whatever code it carries.
 		{"a permanent code answered with 503", "AccessDenied", 503},
 	}
-	for _, c := range cases {
-		for _, fault := range []smithy.ErrorFault{smithy.FaultClient, smithy.FaultUnknown} {
-			t.Run(fmt.Sprintf("%s/%s", c.name, fault), func(t *testing.T) { checkPermanent(t, apiError(c.code, fault, c.status), false) })
-		}
-	}
+	checkAWSCodes(t, cases, false)
 }
 
 // The AWS codes listed as permanent: a missing resource, a denied or unauthenticated call, a rejected
 // request, a condition a retry cannot change, a KMS key that cannot be used.
 func TestIsPermanentAWSPermanentList(t *testing.T) {
-	cases := []struct {
-		name   string
-		code   string
-		status int
-	}{
+	cases := []awsCase{
 		{"missing stream or table", "ResourceNotFoundException", 400},
 		{"missing bucket", "NoSuchBucket", 404},
 		{"missing key", "NoSuchKey", 404},
@@ -146,10 +134,26 @@ func TestIsPermanentAWSPermanentList(t *testing.T) {
 		{"KMS key missing", "KMSNotFoundException", 400},
 		{"CloudWatch invalid parameter", "InvalidParameterValueException", 400},
 	}
+	checkAWSCodes(t, cases, true)
+	for i := range cases {
+		cases[i].name, cases[i].status = cases[i].name+" (no status)", 0
+	}
+	checkAWSCodes(t, cases, true)
+}
+
+// awsCase is an AWS error code answered with an HTTP status (0: none known).
+type awsCase struct {
+	name   string
+	code   string
+	status int
+}
+
+// checkAWSCodes checks IsPermanent is want for each case, reported as a client fault and as an unknown one.
+func checkAWSCodes(t *testing.T, cases []awsCase, want bool) {
+	t.Helper()
 	for _, c := range cases {
 		for _, fault := range []smithy.ErrorFault{smithy.FaultClient, smithy.FaultUnknown} {
-			t.Run(fmt.Sprintf("%s/%s", c.name, fault), func(t *testing.T) { checkPermanent(t, apiError(c.code, fault, c.status), true) })
-			t.Run(fmt.Sprintf("%s/%s/no status", c.name, fault), func(t *testing.T) { checkPermanent(t, apiError(c.code, fault, 0), true) })
+			t.Run(fmt.Sprintf("%s/%s", c.name, fault), func(t *testing.T) { checkPermanent(t, apiError(c.code, fault, c.status), want) })
 		}
 	}
 }
