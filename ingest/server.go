@@ -201,6 +201,7 @@ type Response struct {
 	Results []eventResult `json:"results"`
 }
 
+// serveEvents answers /v1/events, counting the request and its status in the metrics.
 func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	began := time.Now()
 	s.m.inflight.Inc()
@@ -212,55 +213,109 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 			s.m.reqDuration.Observe(time.Since(began).Seconds())
 		}
 	}()
-	w = sw
-	if s.cors(w, r) {
+	s.handleEvents(sw, r)
+}
+
+// handleEvents is POST /v1/events as a sequence of steps; a step that ends the request has answered it
+// and returns false.
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	if s.cors(w, r) || !allowPost(w, r) {
 		return
 	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST, OPTIONS")
-		writeError(w, http.StatusMethodNotAllowed, "use POST", nil)
+	c, ok := s.authenticate(w, r)
+	if !ok {
 		return
 	}
-	keyIndex, keyName := -1, "anonymous"
+	format, ok := s.acceptBody(w, r)
+	if !ok || !s.withinLimits(w, r, c) {
+		return
+	}
+	items, ok := s.readEvents(w, r, format)
+	if !ok {
+		return
+	}
+	s.limiter.take(c.index, len(items))
+	if !s.acceptInvalid(w, items) || !s.assignIDs(w, items) {
+		return
+	}
+	s.answerStored(w, c, items)
+}
+
+// caller is who sent a request: the index of its API key in Config.Keys and the key's name, or -1 and
+// "anonymous".
+type caller struct {
+	index int
+	name  string
+}
+
+// allowPost answers 405 to anything but POST.
+func allowPost(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodPost {
+		return true
+	}
+	w.Header().Set("Allow", "POST, OPTIONS")
+	writeError(w, http.StatusMethodNotAllowed, "use POST", nil)
+	return false
+}
+
+// authenticate finds the request's API key: 401 without one (unless AllowAnonymous), 403 for an unknown
+// one.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (caller, bool) {
 	key := r.Header.Get("X-Api-Key")
 	switch {
 	case key == "" && !s.cfg.AllowAnonymous:
 		writeError(w, http.StatusUnauthorized, "missing x-api-key header", nil)
-		return
-	case key != "":
-		i, name, ok := s.cfg.Keys.Lookup(key)
-		if !ok {
-			s.log.Info("unknown API key", zap.String("remote", r.RemoteAddr))
-			writeError(w, http.StatusForbidden, "unknown API key", nil)
-			return
-		}
-		keyIndex, keyName = i, name
+		return caller{}, false
+	case key == "":
+		return caller{index: -1, name: "anonymous"}, true
 	}
+	i, name, ok := s.cfg.Keys.Lookup(key)
+	if !ok {
+		s.log.Info("unknown API key", zap.String("remote", r.RemoteAddr))
+		writeError(w, http.StatusForbidden, "unknown API key", nil)
+		return caller{}, false
+	}
+	return caller{index: i, name: name}, true
+}
+
+// acceptBody returns the body's format: 415 for a compressed body or an unknown content type.
+func (s *Server) acceptBody(w http.ResponseWriter, r *http.Request) (Format, bool) {
 	if ce := r.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
 		writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Encoding %q is not accepted: send the body uncompressed", ce), nil)
-		return
+		return 0, false
 	}
 	format, err := FormatOf(r.Header.Get("Content-Type"))
 	if err != nil {
 		s.writeRequestError(w, err)
-		return
+		return 0, false
 	}
-	if ok, wait := s.limiter.admit(keyIndex); !ok {
+	return format, true
+}
+
+// withinLimits answers 429 (with Retry-After) past the caller's rate limit and 413 for a declared body
+// over MaxRequestBytes.
+func (s *Server) withinLimits(w http.ResponseWriter, r *http.Request, c caller) bool {
+	if ok, wait := s.limiter.admit(c.index); !ok {
 		secs := int64((wait + time.Second - 1) / time.Second)
 		w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
-		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("rate limit of %g events/s for key %s exceeded", s.cfg.RateLimit, keyName), nil)
-		return
+		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("rate limit of %g events/s for key %s exceeded", s.cfg.RateLimit, c.name), nil)
+		return false
 	}
 	if r.ContentLength > s.cfg.MaxRequestBytes {
 		w.Header().Set("Connection", "close")
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is over the limit of %d", r.ContentLength, s.cfg.MaxRequestBytes), nil)
-		return
+		return false
 	}
+	return true
+}
 
+// readEvents reads and decodes the body; a body that cannot be read or decoded is answered with its
+// RequestError.
+func (s *Server) readEvents(w http.ResponseWriter, r *http.Request, format Format) ([]Item, bool) {
 	body, err := s.readBody(w, r)
 	if err != nil {
 		s.writeRequestError(w, err)
-		return
+		return nil, false
 	}
 	items, err := DecodeRequest(body, format, Limits{
 		MaxEvents: s.cfg.MaxEventsPerRequest, MaxEventBytes: s.cfg.MaxEventBytes,
@@ -268,10 +323,14 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		s.writeRequestError(w, err)
-		return
+		return nil, false
 	}
-	s.limiter.take(keyIndex, len(items))
+	return items, true
+}
 
+// acceptInvalid answers 400 (listing up to maxListedErrors field errors, storing nothing) when some
+// events are invalid and InvalidToErrors is off.
+func (s *Server) acceptInvalid(w http.ResponseWriter, items []Item) bool {
 	var invalid []FieldError
 	nInvalid := 0
 	for _, it := range items {
@@ -282,30 +341,41 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if nInvalid > 0 && !s.cfg.InvalidToErrors {
-		s.m.events.WithLabelValues(outcomeRejected).Add(float64(len(items)))
-		if len(invalid) > maxListedErrors {
-			invalid = invalid[:maxListedErrors]
-		}
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("%d of %d events are invalid; nothing was stored", nInvalid, len(items)), invalid)
-		return
+	if nInvalid == 0 || s.cfg.InvalidToErrors {
+		return true
 	}
+	s.m.events.WithLabelValues(outcomeRejected).Add(float64(len(items)))
+	if len(invalid) > maxListedErrors {
+		invalid = invalid[:maxListedErrors]
+	}
+	writeError(w, http.StatusBadRequest, fmt.Sprintf("%d of %d events are invalid; nothing was stored", nInvalid, len(items)), invalid)
+	return false
+}
 
-	if err := assignClickIDs(items, uuid.NewV7); err != nil {
-		var re *RequestError
-		if !errors.As(err, &re) {
-			s.log.Error("cannot give events a click_id", zap.Error(err))
-		}
-		s.writeRequestError(w, err)
-		return
+// assignIDs gives the valid events without a click_id one of their own.
+func (s *Server) assignIDs(w http.ResponseWriter, items []Item) bool {
+	err := assignClickIDs(items, uuid.NewV7)
+	if err == nil {
+		return true
 	}
+	var re *RequestError
+	if !errors.As(err, &re) {
+		s.log.Error("cannot give events a click_id", zap.Error(err))
+	}
+	s.writeRequestError(w, err)
+	return false
+}
+
+// answerStored stores the items and answers: 200 when all are stored, 202 when some went to the error
+// stream, 503 (with Retry-After) when some are stored nowhere.
+func (s *Server) answerStored(w http.ResponseWriter, c caller, items []Item) {
 	resp := s.store(items)
 	status := http.StatusOK
 	switch {
 	case resp.Failed > 0:
 		status = http.StatusServiceUnavailable
 		w.Header().Set("Retry-After", "1")
-		s.log.Warn("events not stored", zap.String("key", keyName), zap.Int("failed", resp.Failed), zap.Int("events", len(items)))
+		s.log.Warn("events not stored", zap.String("key", c.name), zap.Int("failed", resp.Failed), zap.Int("events", len(items)))
 	case resp.ErrorStream > 0:
 		status = http.StatusAccepted
 	}
