@@ -20,7 +20,7 @@ import (
 )
 
 // ErrInvalidConfig is wrapped by every error Config.Validate returns.
-var ErrInvalidConfig = errors.New("invalid actors configuration")
+var ErrInvalidConfig = errors.New("actors: invalid configuration")
 
 // KinesisAPI is the part of the Kinesis client the writer uses.
 type KinesisAPI interface {

@@ -732,8 +732,12 @@ func (r *chaosRun) drain(ctx context.Context) error {
 			_ = r.startWorker(r.stack.bg, w)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("chaos seed %d: not every record was checkpointed by both applications %s after the load (err %v)\n%s",
-				r.cfg.Seed, time.Since(r.loadEnd).Round(time.Second), err, scheduleText(r.res.Faults))
+			why := fmt.Sprintf("chaos seed %d: not every record was checkpointed by both applications %s after the load",
+				r.cfg.Seed, time.Since(r.loadEnd).Round(time.Second))
+			if err != nil {
+				return fmt.Errorf("%s: %w\n%s", why, err, scheduleText(r.res.Faults))
+			}
+			return fmt.Errorf("%s\n%s", why, scheduleText(r.res.Faults))
 		}
 		if !sleepUntil(ctx, time.Now().Add(500*time.Millisecond)) {
 			return context.Cause(ctx)
@@ -1262,7 +1266,7 @@ func (s *redisServer) start(ctx context.Context) error {
 		"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", s.dir,
 		"--pidfile", filepath.Join(s.dir, "redis.pid"), "--logfile", filepath.Join(s.dir, "redis.log")).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("chaos: start %s (needed for the run's own Redis; deploy/local/stack up installs it): %v\n%s", s.bin, err, out)
+		return fmt.Errorf("chaos: start %s (needed for the run's own Redis; deploy/local/stack up installs it): %w\n%s", s.bin, err, out)
 	}
 	c := redis.NewClient(&redis.Options{Addr: s.addr()})
 	defer c.Close()

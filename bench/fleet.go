@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -164,6 +165,9 @@ func (f *Fleet) Signal(id string, sig syscall.Signal) error {
 	return w.cmd.Process.Signal(sig)
 }
 
+// errExitedZero is the exit of a worker that ended on its own with status 0.
+var errExitedZero = errors.New("bench: exited with status 0")
+
 // Exited returns the workers that ended without Kill, Stop or Terminate, with their exits, and forgets
 // them.
 func (f *Fleet) Exited() map[string]error {
@@ -173,7 +177,11 @@ func (f *Fleet) Exited() map[string]error {
 	for id, w := range f.workers {
 		select {
 		case <-w.done:
-			out[id] = fmt.Errorf("%v (log: %s)", w.err, w.log.Name())
+			exit := w.err
+			if exit == nil {
+				exit = errExitedZero
+			}
+			out[id] = fmt.Errorf("%w (log: %s)", exit, w.log.Name())
 			delete(f.workers, id)
 		default:
 		}

@@ -13,7 +13,7 @@ import (
 )
 
 // ErrInvalidConfig is wrapped by every error Config.Validate returns.
-var ErrInvalidConfig = errors.New("invalid consumer configuration")
+var ErrInvalidConfig = errors.New("consumer: invalid configuration")
 
 // InitialPosition is where a shard without a checkpoint and without parents is read from.
 type InitialPosition string

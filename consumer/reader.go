@@ -17,7 +17,7 @@ import (
 )
 
 // errPlannedEndTimedOut cancels a processor that did not finish within the shutdown timeout.
-var errPlannedEndTimedOut = errors.New("processor did not finish within the shutdown timeout")
+var errPlannedEndTimedOut = errors.New("consumer: processor did not finish within the shutdown timeout")
 
 // shardReader runs one holding period of one shard: wait for parents, read, hand batches to the
 // processor, and end the period the way its cause says.

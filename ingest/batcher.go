@@ -45,7 +45,8 @@ func newBatcher(api PutRecordsAPI, stream, role string, cfg *Config, m *metrics,
 		in: make(chan []*record), stopped: make(chan struct{})}
 }
 
-var errStopping = errors.New("server is stopping")
+// reasonStopping is what a client is told of a record the server took while it was stopping.
+const reasonStopping = "server is stopping"
 
 // submit hands recs to the batcher; each one's done is called exactly once when its outcome is known.
 func (b *batcher) submit(recs []*record) {
@@ -53,7 +54,7 @@ func (b *batcher) submit(recs []*record) {
 	case b.in <- recs:
 	case <-b.stopped:
 		for _, r := range recs {
-			r.failure = errStopping.Error()
+			r.failure = reasonStopping
 			r.done.Done()
 		}
 	}
@@ -125,7 +126,8 @@ func (b *batcher) run(stop <-chan struct{}, sendCtx context.Context) {
 }
 
 // send puts recs, retrying what fails with jittered exponential backoff (retry.Do, at most PutAttempts
-// calls, permanent errors not retried), and settles every record.
+// calls, permanent errors not retried), and settles every record: stored, or failed with a reason — also
+// when ctx has already ended and no call is made.
 func (b *batcher) send(ctx context.Context, recs []*record) {
 	b.m.batchSize.WithLabelValues(b.role).Observe(float64(len(recs)))
 	pending := recs
@@ -144,6 +146,9 @@ func (b *batcher) send(ctx context.Context, recs []*record) {
 	if err == nil {
 		return
 	}
+	if attempt == 0 { // the send context had ended before the first call (the hard stop): nothing was sent
+		reason = reasonStopping
+	}
 	for _, r := range pending {
 		r.failure = reason
 		r.done.Done()
@@ -154,7 +159,7 @@ func (b *batcher) send(ctx context.Context, recs []*record) {
 
 // errSomeFailed is put's error when Kinesis refused some records of a call (throttling, an internal
 // failure): they are tried again.
-var errSomeFailed = errors.New("kinesis refused some records")
+var errSomeFailed = errors.New("ingest: kinesis refused some records")
 
 // put makes one PutRecords call of pending, settles the records it stored and returns the others with the
 // reason to tell their clients and the error that decides whether to try again (nil when none failed).

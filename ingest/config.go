@@ -12,7 +12,7 @@ import (
 )
 
 // ErrInvalidConfig is wrapped by every error [Config.Validate] returns.
-var ErrInvalidConfig = errors.New("invalid ingest configuration")
+var ErrInvalidConfig = errors.New("ingest: invalid configuration")
 
 // Config holds the ingest's settings. Start from [DefaultConfig]; the zero value is not valid.
 type Config struct {

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -52,7 +51,7 @@ type Options struct {
 }
 
 // ErrServed is returned by Serve or Run on a Server that has already served.
-var ErrServed = errors.New("ingest server already served")
+var ErrServed = errors.New("ingest: server already served")
 
 // Server is the ingest HTTP API. Create it with [New]; serve with [Server.Run] or [Server.Serve], once.
 // Its handler is safe for concurrent use.
@@ -134,80 +133,6 @@ func New(cfg Config, api KinesisAPI, opts Options) (*Server, error) {
 // Handler returns the server's HTTP handler. Events sent to it wait until Serve or Run is running.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Run listens on cfg.Listen and serves until ctx ends (see [Server.Serve]).
-func (s *Server) Run(ctx context.Context) error {
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("ingest listen on %s: %w", s.cfg.Listen, err)
-	}
-	return s.Serve(ctx, ln)
-}
-
-// Serve serves HTTP on ln until ctx ends, then shuts down gracefully: /readyz answers 503, no new
-// connection is accepted, requests in flight finish (their events are stored or reported failed), and
-// the batchers send what they hold. When the drain takes longer than ShutdownTimeout, connections are
-// closed and PutRecords calls cancelled, and Serve returns an error saying so. Every goroutine Serve
-// started has ended when it returns; it closes ln. It returns nil after a clean stop.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	if !s.served.CompareAndSwap(false, true) {
-		ln.Close()
-		return ErrServed
-	}
-	if s.cfg.MaxConnections > 0 {
-		ln = newLimitListener(ln, s.cfg.MaxConnections)
-	}
-	sendCtx, hardStop := context.WithCancel(context.WithoutCancel(ctx))
-	defer hardStop()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, b := range []*batcher{s.events, s.errs} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			b.run(stop, sendCtx)
-		}()
-	}
-	srv := &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
-		ReadTimeout:       s.cfg.ReadTimeout,
-		WriteTimeout:      s.cfg.WriteTimeout,
-		IdleTimeout:       s.cfg.IdleTimeout,
-		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
-		ErrorLog:          zap.NewStdLog(s.log.Named("http").WithOptions(zap.IncreaseLevel(zap.InfoLevel))),
-	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	s.log.Info("serving", zap.String("addr", ln.Addr().String()), zap.String("stream", s.cfg.Stream),
-		zap.Int("keys", s.cfg.Keys.Len()), zap.Bool("invalid_to_errors", s.cfg.InvalidToErrors))
-
-	var result error
-	select {
-	case err := <-serveErr:
-		result = fmt.Errorf("ingest serve: %w", err)
-		srv.Close()
-	case <-ctx.Done():
-		s.stopping.Store(true)
-		s.log.Info("shutting down: draining requests in flight")
-		dctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
-		err := srv.Shutdown(dctx)
-		cancel()
-		if err != nil {
-			result = fmt.Errorf("ingest shutdown: requests still in flight after %s: %w", s.cfg.ShutdownTimeout, err)
-			hardStop()
-			srv.Close()
-		}
-		if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) && result == nil {
-			result = fmt.Errorf("ingest serve: %w", err)
-		}
-	}
-	s.stopping.Store(true)
-	close(stop)
-	wg.Wait()
-	s.log.Info("stopped")
-	return result
-}
-
 // serveReady answers 200 when the stream (and, with InvalidToErrors, the error stream) answers
 // DescribeStreamSummary, reusing a probe for ReadyCacheTTL; 503 otherwise or while stopping.
 func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
@@ -276,6 +201,7 @@ type Response struct {
 	Results []eventResult `json:"results"`
 }
 
+// serveEvents answers /v1/events, counting the request and its status in the metrics.
 func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	began := time.Now()
 	s.m.inflight.Inc()
@@ -287,55 +213,109 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 			s.m.reqDuration.Observe(time.Since(began).Seconds())
 		}
 	}()
-	w = sw
-	if s.cors(w, r) {
+	s.handleEvents(sw, r)
+}
+
+// handleEvents is POST /v1/events as a sequence of steps; a step that ends the request has answered it
+// and returns false.
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	if s.cors(w, r) || !allowPost(w, r) {
 		return
 	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST, OPTIONS")
-		writeError(w, http.StatusMethodNotAllowed, "use POST", nil)
+	c, ok := s.authenticate(w, r)
+	if !ok {
 		return
 	}
-	keyIndex, keyName := -1, "anonymous"
+	format, ok := s.acceptBody(w, r)
+	if !ok || !s.withinLimits(w, r, c) {
+		return
+	}
+	items, ok := s.readEvents(w, r, format)
+	if !ok {
+		return
+	}
+	s.limiter.take(c.index, len(items))
+	if !s.acceptInvalid(w, items) || !s.assignIDs(w, items) {
+		return
+	}
+	s.answerStored(w, c, items)
+}
+
+// caller is who sent a request: the index of its API key in Config.Keys and the key's name, or -1 and
+// "anonymous".
+type caller struct {
+	index int
+	name  string
+}
+
+// allowPost answers 405 to anything but POST.
+func allowPost(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodPost {
+		return true
+	}
+	w.Header().Set("Allow", "POST, OPTIONS")
+	writeError(w, http.StatusMethodNotAllowed, "use POST", nil)
+	return false
+}
+
+// authenticate finds the request's API key: 401 without one (unless AllowAnonymous), 403 for an unknown
+// one.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (caller, bool) {
 	key := r.Header.Get("X-Api-Key")
 	switch {
 	case key == "" && !s.cfg.AllowAnonymous:
 		writeError(w, http.StatusUnauthorized, "missing x-api-key header", nil)
-		return
-	case key != "":
-		i, name, ok := s.cfg.Keys.Lookup(key)
-		if !ok {
-			s.log.Info("unknown API key", zap.String("remote", r.RemoteAddr))
-			writeError(w, http.StatusForbidden, "unknown API key", nil)
-			return
-		}
-		keyIndex, keyName = i, name
+		return caller{}, false
+	case key == "":
+		return caller{index: -1, name: "anonymous"}, true
 	}
+	i, name, ok := s.cfg.Keys.Lookup(key)
+	if !ok {
+		s.log.Info("unknown API key", zap.String("remote", r.RemoteAddr))
+		writeError(w, http.StatusForbidden, "unknown API key", nil)
+		return caller{}, false
+	}
+	return caller{index: i, name: name}, true
+}
+
+// acceptBody returns the body's format: 415 for a compressed body or an unknown content type.
+func (s *Server) acceptBody(w http.ResponseWriter, r *http.Request) (Format, bool) {
 	if ce := r.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
 		writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Encoding %q is not accepted: send the body uncompressed", ce), nil)
-		return
+		return 0, false
 	}
 	format, err := FormatOf(r.Header.Get("Content-Type"))
 	if err != nil {
 		s.writeRequestError(w, err)
-		return
+		return 0, false
 	}
-	if ok, wait := s.limiter.admit(keyIndex); !ok {
+	return format, true
+}
+
+// withinLimits answers 429 (with Retry-After) past the caller's rate limit and 413 for a declared body
+// over MaxRequestBytes.
+func (s *Server) withinLimits(w http.ResponseWriter, r *http.Request, c caller) bool {
+	if ok, wait := s.limiter.admit(c.index); !ok {
 		secs := int64((wait + time.Second - 1) / time.Second)
 		w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
-		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("rate limit of %g events/s for key %s exceeded", s.cfg.RateLimit, keyName), nil)
-		return
+		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("rate limit of %g events/s for key %s exceeded", s.cfg.RateLimit, c.name), nil)
+		return false
 	}
 	if r.ContentLength > s.cfg.MaxRequestBytes {
 		w.Header().Set("Connection", "close")
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is over the limit of %d", r.ContentLength, s.cfg.MaxRequestBytes), nil)
-		return
+		return false
 	}
+	return true
+}
 
+// readEvents reads and decodes the body; a body that cannot be read or decoded is answered with its
+// RequestError.
+func (s *Server) readEvents(w http.ResponseWriter, r *http.Request, format Format) ([]Item, bool) {
 	body, err := s.readBody(w, r)
 	if err != nil {
 		s.writeRequestError(w, err)
-		return
+		return nil, false
 	}
 	items, err := DecodeRequest(body, format, Limits{
 		MaxEvents: s.cfg.MaxEventsPerRequest, MaxEventBytes: s.cfg.MaxEventBytes,
@@ -343,10 +323,14 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		s.writeRequestError(w, err)
-		return
+		return nil, false
 	}
-	s.limiter.take(keyIndex, len(items))
+	return items, true
+}
 
+// acceptInvalid answers 400 (listing up to maxListedErrors field errors, storing nothing) when some
+// events are invalid and InvalidToErrors is off.
+func (s *Server) acceptInvalid(w http.ResponseWriter, items []Item) bool {
 	var invalid []FieldError
 	nInvalid := 0
 	for _, it := range items {
@@ -357,30 +341,41 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if nInvalid > 0 && !s.cfg.InvalidToErrors {
-		s.m.events.WithLabelValues(outcomeRejected).Add(float64(len(items)))
-		if len(invalid) > maxListedErrors {
-			invalid = invalid[:maxListedErrors]
-		}
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("%d of %d events are invalid; nothing was stored", nInvalid, len(items)), invalid)
-		return
+	if nInvalid == 0 || s.cfg.InvalidToErrors {
+		return true
 	}
+	s.m.events.WithLabelValues(outcomeRejected).Add(float64(len(items)))
+	if len(invalid) > maxListedErrors {
+		invalid = invalid[:maxListedErrors]
+	}
+	writeError(w, http.StatusBadRequest, fmt.Sprintf("%d of %d events are invalid; nothing was stored", nInvalid, len(items)), invalid)
+	return false
+}
 
-	if err := assignClickIDs(items, uuid.NewV7); err != nil {
-		var re *RequestError
-		if !errors.As(err, &re) {
-			s.log.Error("cannot give events a click_id", zap.Error(err))
-		}
-		s.writeRequestError(w, err)
-		return
+// assignIDs gives the valid events without a click_id one of their own.
+func (s *Server) assignIDs(w http.ResponseWriter, items []Item) bool {
+	err := assignClickIDs(items, uuid.NewV7)
+	if err == nil {
+		return true
 	}
+	var re *RequestError
+	if !errors.As(err, &re) {
+		s.log.Error("cannot give events a click_id", zap.Error(err))
+	}
+	s.writeRequestError(w, err)
+	return false
+}
+
+// answerStored stores the items and answers: 200 when all are stored, 202 when some went to the error
+// stream, 503 (with Retry-After) when some are stored nowhere.
+func (s *Server) answerStored(w http.ResponseWriter, c caller, items []Item) {
 	resp := s.store(items)
 	status := http.StatusOK
 	switch {
 	case resp.Failed > 0:
 		status = http.StatusServiceUnavailable
 		w.Header().Set("Retry-After", "1")
-		s.log.Warn("events not stored", zap.String("key", keyName), zap.Int("failed", resp.Failed), zap.Int("events", len(items)))
+		s.log.Warn("events not stored", zap.String("key", c.name), zap.Int("failed", resp.Failed), zap.Int("events", len(items)))
 	case resp.ErrorStream > 0:
 		status = http.StatusAccepted
 	}
@@ -480,45 +475,6 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	}
 }
 
-// cors sets the CORS headers for an allowed origin and answers preflight requests; it reports whether it
-// answered.
-func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	preflight := r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
-	allowed := ""
-	if origin != "" {
-		for _, o := range s.cfg.CORSOrigins {
-			if o == "*" {
-				allowed = "*"
-				break
-			}
-			if o == origin {
-				allowed = origin
-				break
-			}
-		}
-	}
-	h := w.Header()
-	if allowed != "" {
-		h.Set("Access-Control-Allow-Origin", allowed)
-		if allowed != "*" {
-			h.Add("Vary", "Origin")
-		}
-		h.Set("Access-Control-Expose-Headers", "Retry-After")
-	}
-	if r.Method != http.MethodOptions {
-		return false
-	}
-	h.Set("Allow", "POST, OPTIONS")
-	if preflight && allowed != "" {
-		h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
-		h.Set("Access-Control-Allow-Headers", "Content-Type, X-Api-Key")
-		h.Set("Access-Control-Max-Age", "600")
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return true
-}
-
 // errorBody is the body of every 4xx answer, and of 503 answers that store nothing.
 type errorBody struct {
 	Error  string       `json:"error"`
@@ -548,71 +504,3 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_, _ = w.Write(append(data, '\n'))
 }
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the connection.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// limitListener accepts at most n connections at a time; Accept waits for a free slot.
-type limitListener struct {
-	net.Listener
-	sem    chan struct{}
-	closed chan struct{}
-	close  func()
-}
-
-func newLimitListener(ln net.Listener, n int) net.Listener {
-	l := &limitListener{Listener: ln, sem: make(chan struct{}, n), closed: make(chan struct{})}
-	l.close = sync.OnceFunc(func() { close(l.closed) })
-	return l
-}
-
-func (l *limitListener) Close() error {
-	l.close()
-	return l.Listener.Close()
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case l.sem <- struct{}{}:
-	case <-l.closed:
-		return nil, net.ErrClosed
-	}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.sem
-		return nil, err
-	}
-	return &limitConn{Conn: c, release: sync.OnceFunc(func() { <-l.sem })}, nil
-}
-
-type limitConn struct {
-	net.Conn
-	release func()
-}
-
-func (c *limitConn) Close() error {
-	err := c.Conn.Close()
-	c.release()
-	return err
-}
-
-var _ io.Closer = (*limitConn)(nil)

@@ -15,37 +15,37 @@ var (
 	// took it, it was not renewed within the failover time by this worker's
 	// own clock, or it was released. A holder that sees it must stop at once
 	// and never write a checkpoint or any other state for the shard again.
-	ErrLeaseLost = errors.New("lease lost")
+	ErrLeaseLost = errors.New("lease: lease lost")
 
 	// ErrHandoffRequested is the cause of a held lease's context when another
 	// worker has claimed the lease for balance. The holder should finish what
 	// it is doing, checkpoint, and call Handle.Release; its checkpoints still
 	// succeed until it releases or the new owner's handoff timeout expires.
-	ErrHandoffRequested = errors.New("lease handoff requested")
+	ErrHandoffRequested = errors.New("lease: handoff requested")
 
 	// ErrShutdownRequested is the cause of a held lease's context when the
 	// coordinator is shutting down cleanly. The holder should finish,
 	// checkpoint, and call Handle.Release.
-	ErrShutdownRequested = errors.New("lease coordinator shutting down")
+	ErrShutdownRequested = errors.New("lease: coordinator shutting down")
 
 	// ErrLeaseReleased is the cause of a held lease's context once the lease
 	// has been released or passed on (by Handle.Release, or when Process
 	// returned).
-	ErrLeaseReleased = errors.New("lease released")
+	ErrLeaseReleased = errors.New("lease: lease released")
 
 	// ErrLeaseExists is returned by Table.Create for a lease key that is
 	// already in the table.
-	ErrLeaseExists = errors.New("lease already exists")
+	ErrLeaseExists = errors.New("lease: lease already exists")
 
 	// ErrLeaseNotFound is returned when a lease key is not in the table.
-	ErrLeaseNotFound = errors.New("lease not found")
+	ErrLeaseNotFound = errors.New("lease: lease not found")
 
 	// ErrInvalidCheckpoint is returned for a checkpoint that is malformed or
 	// that would move a shard's checkpoint backwards or past SHARD_END.
-	ErrInvalidCheckpoint = errors.New("invalid checkpoint")
+	ErrInvalidCheckpoint = errors.New("lease: invalid checkpoint")
 
 	// ErrInvalidConfig is wrapped by Config.Validate for a setting out of range.
-	ErrInvalidConfig = errors.New("invalid lease configuration")
+	ErrInvalidConfig = errors.New("lease: invalid configuration")
 )
 
 // Checkpoint is a position in a shard: a Kinesis sequence number and the sub-sequence number of a

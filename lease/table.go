@@ -51,7 +51,7 @@ const (
 )
 
 // errConditionFailed is the internal form of a ConditionalCheckFailedException.
-var errConditionFailed = errors.New("condition failed")
+var errConditionFailed = errors.New("lease: condition failed")
 
 // EnsureTable creates the lease table (hash key leaseKey of type S, billing
 // PAY_PER_REQUEST) if it does not exist, then waits until it is ACTIVE. It is

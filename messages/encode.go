@@ -103,7 +103,7 @@ func (e *Event) AppendJSON(dst []byte) ([]byte, error) {
 		additional()
 		optStr("insertion_timestamp", e.InsertionTimestamp)
 	default:
-		return dst, fmt.Errorf("messages: encode event of user %q: %w", e.UserID, errUnknownSchema)
+		return dst, fmt.Errorf("encode event of user %q: %w", e.UserID, errUnknownSchema)
 	}
 	if err != nil {
 		return dst, fmt.Errorf("messages: encode event of user %q: %w", e.UserID, err)
@@ -115,7 +115,7 @@ func (e *Event) AppendJSON(dst []byte) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-var errUnknownSchema = errors.New("unknown schema")
+var errUnknownSchema = errors.New("messages: unknown schema")
 
 // MarshalJSON implements json.Marshaler with [Event.AppendJSON].
 func (e *Event) MarshalJSON() ([]byte, error) {

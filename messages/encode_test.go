@@ -96,7 +96,7 @@ func TestAppendJSONBuiltEvents(t *testing.T) {
 			`{"user_id":"u","event_timestamp":1626091318000,"event_name":"search","device_type":"mobile"}`, ""},
 		{"invalid utf-8 replaced", Event{Schema: SchemaLab, EventTimeMs: 1626091318000, UserID: "a\xffb", EventName: "e"},
 			`{"user_id":"a\ufffdb","event_timestamp":1626091318000,"event_name":"e"}`, ""},
-		{"unknown schema", Event{UserID: "u"}, "", `messages: encode event of user "u": unknown schema`},
+		{"unknown schema", Event{UserID: "u"}, "", `encode event of user "u": messages: unknown schema`},
 		{"bad event_timestamp", Event{Schema: SchemaLab, UserID: "u", EventTimestamp: "12x"}, "",
 			`messages: encode event of user "u": event_timestamp "12x" is not a JSON number`},
 		{"NaN", Event{Schema: SchemaPOC, UserID: "u", AdditionalData: &AdditionalData{Price: math.NaN(), Set: HasPrice}}, "",

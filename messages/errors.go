@@ -10,7 +10,9 @@ import (
 // ErrInvalid is matched (with errors.Is) by every error [Decode] and
 // [DecodeInto] return: the record is not a valid event. Such a record belongs
 // on the error stream, never in a retry loop; decoding it again gives the
-// same error.
+// same error. Unlike the other sentinels its message has no package prefix: it begins every
+// [ValidationError]'s text, which is the reason stored in error records (the error stream, the lake's
+// errors/ objects), and that stored text stays as it is.
 var ErrInvalid = errors.New("invalid event")
 
 // FieldError is one reason a record was rejected.

@@ -11,7 +11,7 @@ import (
 )
 
 // ErrInvalidPolicy is wrapped by every error Policy.Validate returns.
-var ErrInvalidPolicy = errors.New("invalid scaling policy")
+var ErrInvalidPolicy = errors.New("scale: invalid scaling policy")
 
 // Kinesis limits that bound the policy (provisioned mode).
 const (

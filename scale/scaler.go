@@ -23,12 +23,12 @@ import (
 )
 
 // ErrInvalidConfig is wrapped by every error Config.Validate returns.
-var ErrInvalidConfig = errors.New("invalid scaler configuration")
+var ErrInvalidConfig = errors.New("scale: invalid configuration")
 
 // ErrSharedLeaseTable is returned by Run when the lock's lease table holds shard leases: the consume
 // workers would take the lock's row for a shard (and fail reading it), so the scaler needs a table of its
 // own.
-var ErrSharedLeaseTable = errors.New("the lease table holds shard leases")
+var ErrSharedLeaseTable = errors.New("scale: the lease table holds shard leases")
 
 // Defaults of Config's fields.
 const (

@@ -16,9 +16,9 @@ var (
 	// than 10 calls in 24 hours, beyond the account's shard limit, or a stream that cannot be resized
 	// (LimitExceededException, InvalidArgumentException, ValidationException). Asking again at once
 	// would be refused again.
-	ErrRefused = errors.New("UpdateShardCount refused")
+	ErrRefused = errors.New("scale: UpdateShardCount refused")
 	// ErrBusy: the stream is being changed (ResourceInUseException): ask again once it is ACTIVE.
-	ErrBusy = errors.New("stream is not ACTIVE")
+	ErrBusy = errors.New("scale: stream is not ACTIVE")
 )
 
 // KinesisAPI holds the Kinesis methods the Stream uses; *kinesis.Client implements it.

@@ -74,7 +74,7 @@ func Fields() []string {
 }
 
 // errAbsent is the evaluation error of an absent field read through e.
-var errAbsent = errors.New("field absent")
+var errAbsent = errors.New("route: field absent")
 
 // provider declares e's type, its fields and how to read them from a *messages.Event; other types are
 // the standard registry's.

@@ -17,7 +17,7 @@ import (
 	"github.com/clickfleet/clickfleet/messages"
 )
 
-var errEnoughRecords = errors.New("enough records read")
+var errEnoughRecords = errors.New("tail: enough records read")
 
 func newTailCommand(g *globals) *cobra.Command {
 	var (

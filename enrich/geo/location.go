@@ -67,13 +67,13 @@ type Provider interface {
 }
 
 // ErrCircuitOpen is returned (wrapped) by a provider whose circuit breaker is open: it did not try.
-var ErrCircuitOpen = errors.New("geo provider circuit open")
+var ErrCircuitOpen = errors.New("geo: provider circuit open")
 
 // ErrBusy is returned (wrapped) when too many lookups are already in flight.
-var ErrBusy = errors.New("geo lookups busy")
+var ErrBusy = errors.New("geo: lookups busy")
 
 // ErrProvider wraps a provider's failure to answer (transport error, timeout, 5xx, 429, bad token).
-var ErrProvider = errors.New("geo provider failed")
+var ErrProvider = errors.New("geo: provider failed")
 
 // nonPublic lists IPv4 and IPv6 ranges that netip's predicates do not already exclude and that no
 // geolocation database places anywhere.

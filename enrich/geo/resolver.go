@@ -64,7 +64,7 @@ type Config struct {
 }
 
 // ErrInvalidConfig is wrapped by the errors of Config.Validate and NewResolver.
-var ErrInvalidConfig = errors.New("invalid geo configuration")
+var ErrInvalidConfig = errors.New("geo: invalid configuration")
 
 // Validate fills in defaults and reports the first bad setting, naming it.
 func (c *Config) Validate() error {

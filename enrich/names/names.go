@@ -58,7 +58,7 @@ type Config struct {
 }
 
 // ErrInvalidConfig is wrapped by the errors of New.
-var ErrInvalidConfig = errors.New("invalid names configuration")
+var ErrInvalidConfig = errors.New("names: invalid configuration")
 
 // Syncer copies customers from PostgreSQL to Redis. Create it with New, then call Run once.
 type Syncer struct {

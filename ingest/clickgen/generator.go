@@ -65,7 +65,7 @@ func DefaultConfig(p Profile) Config {
 }
 
 // ErrInvalidConfig is wrapped by every error Validate returns.
-var ErrInvalidConfig = errors.New("invalid generator configuration")
+var ErrInvalidConfig = errors.New("clickgen: invalid configuration")
 
 // Validate reports the first setting that is out of range, naming it.
 func (c Config) Validate() error {
@@ -165,7 +165,7 @@ func Run(ctx context.Context, cfg Config, sink Sink, log *zap.Logger) (Stats, er
 	return r.stats, err
 }
 
-var errDurationReached = errors.New("duration reached")
+var errDurationReached = errors.New("clickgen: duration reached")
 
 type run struct {
 	cfg          Config

@@ -14,7 +14,7 @@ import (
 
 // ErrRejected is wrapped by the error HTTPSink.Put returns for an answer that sending the same events
 // again cannot fix (400, 401, 403, 404, 405, 413, 415).
-var ErrRejected = errors.New("ingest rejected the request")
+var ErrRejected = errors.New("clickgen: ingest rejected the request")
 
 // HTTPSink posts events to the clickfleet ingest API (POST /v1/events) instead of putting them on Kinesis
 // directly. It sends up to MaxEvents events and MaxBytes bytes per request, and maps the ingest's per-event

@@ -20,8 +20,8 @@ type Kind string
 
 // The errors an AWSLayer can answer with. Each is sent in the wire shape of the service the call was
 // for: JSON 1.1 (Kinesis) or 1.0 (DynamoDB, whose __type carries its namespace) with an X-Amzn-ErrorType
-// header, or S3's XML <Error>. The SDK's standard retryer treats all but AccessDenied as retryable, and the
-// first three (and SlowDown) as throttling.
+// header, or S3's XML <Error>. The SDK's standard retryer treats all but AccessDenied as retryable, and
+// the first three (and SlowDown) as throttling.
 const (
 	// ThroughputExceeded is HTTP 400 ProvisionedThroughputExceededException: Kinesis' per-shard read and
 	// write limits, DynamoDB's table capacity.
@@ -64,6 +64,53 @@ func (f Fault) validate() error {
 	return nil
 }
 
+// Reply is an error answer an AWSLayer gives a set number of calls instead of the server's: any HTTP
+// status and AWS error code (S3's 409 ConditionalRequestConflict, say), in the wire shape of the call's
+// service. Queue it with AWSLayer.Reply.
+type Reply struct {
+	// Status is the HTTP status, 400–599. Required.
+	Status int
+	// Code is the AWS error code (S3's <Code>; for Kinesis and DynamoDB the __type, which for DynamoDB
+	// gets its namespace). Required.
+	Code string
+	// Message is the error message. Default: "injected by the fault layer".
+	Message string
+	// Count is how many matching calls get the answer, at least 1. Required.
+	Count int
+	// Operations limits the answer to these operations (as Fault.Operations); empty: every call.
+	Operations []string
+	// Forward sends each answered call on to the server first and throws the server's answer away: the
+	// call took effect, but the client is told it failed. Default: the call never reaches the server.
+	Forward bool
+}
+
+func (r Reply) validate() error {
+	switch {
+	case r.Status < 400 || r.Status > 599:
+		return fmt.Errorf("faults: reply status %d not in 400–599", r.Status)
+	case r.Code == "":
+		return errors.New("faults: reply without an error code")
+	case r.Count < 1:
+		return fmt.Errorf("faults: reply count %d, want at least 1", r.Count)
+	}
+	return nil
+}
+
+func (r *Reply) matches(op string) bool {
+	return len(r.Operations) == 0 || slices.Contains(r.Operations, op)
+}
+
+func (r *Reply) answer(req *http.Request) answer {
+	a := answer{status: r.Status, code: r.Code, msg: r.Message}
+	if a.msg == "" {
+		a.msg = "injected by the fault layer"
+	}
+	if isDynamoDB(req) {
+		a.typ = dynamoNamespace + r.Code
+	}
+	return a
+}
+
 // Second is what an AWSLayer saw of one operation in one second.
 type Second struct {
 	Unix    int64 // the second, Unix time
@@ -77,12 +124,13 @@ type Second struct {
 type AWSLayer struct {
 	proxy *httputil.ReverseProxy
 
-	mu     sync.Mutex
-	fault  *Fault
-	rnd    *rand.Rand
-	counts map[string]map[int64]*Second // operation → second → counts
-	totals map[string]*Second           // operation → counts since the start (Unix unset)
-	now    func() time.Time
+	mu      sync.Mutex
+	fault   *Fault
+	replies []*Reply // queued, served first to last; each removed when its Count is spent
+	rnd     *rand.Rand
+	counts  map[string]map[int64]*Second // operation → second → counts
+	totals  map[string]*Second           // operation → counts since the start (Unix unset)
+	now     func() time.Time
 
 	srv *http.Server
 	ln  net.Listener
@@ -129,6 +177,44 @@ func (l *AWSLayer) Clear() {
 	l.fault = nil
 }
 
+// Reply queues r: the next r.Count calls that match it get its answer instead of the server's, ahead of
+// any Fault; replies queued earlier are served first. A call answered so counts as faulted.
+func (l *AWSLayer) Reply(r Reply) error {
+	if err := r.validate(); err != nil {
+		return err
+	}
+	r.Operations = slices.Clone(r.Operations)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.replies = append(l.replies, &r)
+	return nil
+}
+
+// Pending returns how many queued reply answers are still to be given.
+func (l *AWSLayer) Pending() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, r := range l.replies {
+		n += r.Count
+	}
+	return n
+}
+
+// takeReply spends one answer of the first queued reply matching op; nil when none matches. l.mu is held.
+func (l *AWSLayer) takeReply(op string) *Reply {
+	for i, r := range l.replies {
+		if !r.matches(op) {
+			continue
+		}
+		if r.Count--; r.Count == 0 {
+			l.replies = slices.Delete(l.replies, i, i+1)
+		}
+		return r
+	}
+	return nil
+}
+
 // Operation names a call as Fault.Operations and Counts do: the action of its X-Amz-Target header
 // ("Kinesis_20131202.GetRecords" → "GetRecords"), or for a call without one (S3) its HTTP method.
 func Operation(r *http.Request) string {
@@ -141,10 +227,28 @@ func Operation(r *http.Request) string {
 	return r.Method
 }
 
-// ServeHTTP forwards r upstream, or answers it with the fault.
+// ServeHTTP forwards r upstream, or answers it with a queued reply or the fault.
 func (l *AWSLayer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	op := Operation(r)
+	reply, fault := l.decide(op)
+	switch {
+	case reply != nil:
+		if reply.Forward {
+			l.proxy.ServeHTTP(discard{header: http.Header{}}, r)
+		}
+		writeAnswer(w, r, reply.answer(r))
+	case fault != nil:
+		writeAnswer(w, r, kindAnswer(r, fault.Kind))
+	default:
+		l.proxy.ServeHTTP(w, r)
+	}
+}
+
+// decide counts a call of op and says how to answer it: with a queued reply, the fault, or (both nil)
+// the server's answer.
+func (l *AWSLayer) decide(op string) (*Reply, *Fault) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	sec := l.now().Unix()
 	byOp := l.counts[op]
 	if byOp == nil {
@@ -163,90 +267,122 @@ func (l *AWSLayer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.Calls++
 	tot.Calls++
+	reply := l.takeReply(op)
 	var fault *Fault
-	if f := l.fault; f != nil && (len(f.Operations) == 0 || slices.Contains(f.Operations, op)) && l.rnd.Float64() < f.Fraction {
+	if f := l.fault; reply == nil && f != nil && (len(f.Operations) == 0 || slices.Contains(f.Operations, op)) && l.rnd.Float64() < f.Fraction {
 		fault = f
+	}
+	if reply != nil || fault != nil {
 		s.Faulted++
 		tot.Faulted++
 	}
-	l.mu.Unlock()
-	if fault == nil {
-		l.proxy.ServeHTTP(w, r)
-		return
-	}
-	writeError(w, r, fault.Kind)
+	return reply, fault
 }
 
-// writeError answers r with kind in the wire shape of r's service.
-func writeError(w http.ResponseWriter, r *http.Request, kind Kind) {
-	status := http.StatusBadRequest
+// discard is the ResponseWriter of a forwarded call whose answer is replaced: it throws it away.
+type discard struct{ header http.Header }
+
+func (d discard) Header() http.Header         { return d.header }
+func (d discard) Write(b []byte) (int, error) { return len(b), nil }
+func (d discard) WriteHeader(int)             {}
+func (d discard) Flush()                      {}
+
+// answer is one error answer: the HTTP status, the error code and message and, for the JSON protocols,
+// the __type (the code when empty).
+type answer struct {
+	status         int
+	code, msg, typ string
+}
+
+// isS3 says r is an S3 call (REST-XML: no X-Amz-Target).
+func isS3(r *http.Request) bool { return r.Header.Get("X-Amz-Target") == "" }
+
+// isDynamoDB says r is a DynamoDB call (JSON 1.0, whose __type carries a namespace).
+func isDynamoDB(r *http.Request) bool {
+	return strings.HasPrefix(r.Header.Get("X-Amz-Target"), "DynamoDB_")
+}
+
+// kindAnswer is kind as r's service sends it.
+func kindAnswer(r *http.Request, kind Kind) answer {
+	a := answer{status: http.StatusBadRequest, code: string(kind)}
 	switch kind {
 	case InternalFailure:
-		status = http.StatusInternalServerError
+		a.status = http.StatusInternalServerError
 	case ServiceUnavailable:
-		status = http.StatusServiceUnavailable
-	case AccessDenied:
-		if r.Header.Get("X-Amz-Target") == "" {
-			status = http.StatusForbidden // S3
-		}
+		a.status = http.StatusServiceUnavailable
 	}
-	w.Header().Set("X-Amzn-RequestId", "faults-injected")
-	target := r.Header.Get("X-Amz-Target")
-	if target == "" { // S3: REST-XML
-		code, msg := string(kind), "injected by the fault layer"
+	if isS3(r) {
+		a.msg = "injected by the fault layer"
 		switch kind {
 		case ServiceUnavailable:
-			code, msg = "SlowDown", "Please reduce your request rate."
+			a.code, a.msg = "SlowDown", "Please reduce your request rate."
 		case InternalFailure:
-			code, msg = "InternalError", "We encountered an internal error. Please try again."
+			a.code, a.msg = "InternalError", "We encountered an internal error. Please try again."
 		case AccessDenied:
-			code, msg = "AccessDenied", "Access Denied (injected)"
+			a.status, a.code, a.msg = http.StatusForbidden, "AccessDenied", "Access Denied (injected)"
 		}
+		return a
+	}
+	dynamo := isDynamoDB(r)
+	switch kind {
+	case ThroughputExceeded:
+		a.msg = "Rate exceeded for shard in stream under account (injected)."
+		if dynamo {
+			a.msg = "The level of configured provisioned throughput for the table was exceeded. Consider increasing your provisioning level with the UpdateTable API. (injected)"
+		}
+	case LimitExceeded:
+		a.msg = "Rate exceeded (injected)."
+	case Throttling:
+		a.msg = "Rate of requests exceeds the allowed throughput. (injected)"
+	case InternalFailure:
+		a.msg = "The request processing has failed because of an unknown error, exception or failure. (injected)"
+		if dynamo {
+			a.code, a.msg = "InternalServerError", "Internal server error (injected)"
+		}
+	case ServiceUnavailable:
+		a.msg = "The request has failed due to a temporary failure of the server. (injected)"
+	case AccessDenied:
+		a.msg = "User is not authorized to perform this action (injected)."
+	}
+	if dynamo {
+		switch kind {
+		case Throttling:
+			a.typ = "com.amazon.coral.availability#" + a.code
+		case ServiceUnavailable, AccessDenied:
+			a.typ = "com.amazon.coral.service#" + a.code
+		default:
+			a.typ = dynamoNamespace + a.code
+		}
+	}
+	return a
+}
+
+// dynamoNamespace prefixes DynamoDB's own exceptions' __type.
+const dynamoNamespace = "com.amazonaws.dynamodb.v20120810#"
+
+// writeAnswer answers r with a in the wire shape of r's service: S3's XML <Error>, or JSON 1.1 (Kinesis)
+// or 1.0 (DynamoDB) with an X-Amzn-ErrorType header.
+func writeAnswer(w http.ResponseWriter, r *http.Request, a answer) {
+	w.Header().Set("X-Amzn-RequestId", "faults-injected")
+	if isS3(r) {
 		w.Header().Set("Content-Type", "application/xml")
-		w.WriteHeader(status)
+		w.WriteHeader(a.status)
 		if r.Method != http.MethodHead {
-			fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>`+"\n"+`<Error><Code>%s</Code><Message>%s</Message><RequestId>faults-injected</RequestId></Error>`, code, msg)
+			fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>`+"\n"+`<Error><Code>%s</Code><Message>%s</Message><RequestId>faults-injected</RequestId></Error>`, a.code, a.msg)
 		}
 		return
 	}
-	code, msg, ctype := string(kind), "", "application/x-amz-json-1.1"
-	dynamo := strings.HasPrefix(target, "DynamoDB_")
-	switch kind {
-	case ThroughputExceeded:
-		msg = "Rate exceeded for shard in stream under account (injected)."
-		if dynamo {
-			msg = "The level of configured provisioned throughput for the table was exceeded. Consider increasing your provisioning level with the UpdateTable API. (injected)"
-		}
-	case LimitExceeded:
-		msg = "Rate exceeded (injected)."
-	case Throttling:
-		msg = "Rate of requests exceeds the allowed throughput. (injected)"
-	case InternalFailure:
-		msg = "The request processing has failed because of an unknown error, exception or failure. (injected)"
-		if dynamo {
-			code, msg = "InternalServerError", "Internal server error (injected)"
-		}
-	case ServiceUnavailable:
-		msg = "The request has failed due to a temporary failure of the server. (injected)"
-	case AccessDenied:
-		msg = "User is not authorized to perform this action (injected)."
-	}
-	typ := code
-	if dynamo {
+	ctype, typ := "application/x-amz-json-1.1", a.typ
+	if isDynamoDB(r) {
 		ctype = "application/x-amz-json-1.0"
-		switch kind {
-		case Throttling:
-			typ = "com.amazon.coral.availability#" + code
-		case ServiceUnavailable, AccessDenied:
-			typ = "com.amazon.coral.service#" + code
-		default:
-			typ = "com.amazonaws.dynamodb.v20120810#" + code
-		}
+	}
+	if typ == "" {
+		typ = a.code
 	}
 	w.Header().Set("Content-Type", ctype)
-	w.Header().Set("X-Amzn-ErrorType", code)
-	w.WriteHeader(status)
-	fmt.Fprintf(w, `{"__type":%q,"message":%q}`, typ, msg)
+	w.Header().Set("X-Amzn-ErrorType", a.code)
+	w.WriteHeader(a.status)
+	fmt.Fprintf(w, `{"__type":%q,"message":%q}`, typ, a.msg)
 }
 
 // Counts returns what the layer saw of operation op in each second from from to to (inclusive, Unix

@@ -9,7 +9,9 @@
 //     of calls with the error AWS itself sends when it throttles or fails
 //     (ProvisionedThroughputExceededException, LimitExceededException, ThrottlingException, 500
 //     InternalFailure, 503 ServiceUnavailable, S3's 503 SlowDown), in the service's own wire shape, so
-//     the SDK's retryer and clickfleet's backoff see what they would see on AWS. It counts calls per
+//     the SDK's retryer and clickfleet's backoff see what they would see on AWS. It can also answer the
+//     next N matching calls with any status and error code (AWSLayer.Reply: S3's 409
+//     ConditionalRequestConflict, say), before or after the call reached the server. It counts calls per
 //     operation and second, faulted or not, so a test can tell a backoff from a tight retry loop.
 //
 // The emulators never throttle, stall or reset a connection; these layers make the code paths that

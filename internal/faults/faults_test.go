@@ -3,8 +3,10 @@ package faults_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -255,5 +257,98 @@ func TestProxiesRedis(t *testing.T) {
 	}
 	if _, err := p.Latency("nope", time.Second, 0); !errors.Is(err, faults.ErrNoProxy) {
 		t.Fatalf("unknown proxy: %v, want ErrNoProxy", err)
+	}
+}
+
+// Reply answers exactly the next Count matching calls with its status and code, in the service's shape,
+// and then forwards again; with Forward the call reaches the server first. S3's 409
+// ConditionalRequestConflict and DynamoDB's TransactionConflictException (a modeled client fault) reach
+// the caller as AWS sends them, and retry.IsPermanent calls both transient.
+func TestAWSLayerReply(t *testing.T) {
+	c := testenv.S3(t)
+	bucket := testenv.Bucket(t, c)
+	sl := layer(t, os.Getenv("AWS_ENDPOINT_URL_S3"))
+	sc := s3.NewFromConfig(testenv.AWSConfig(t), func(o *s3.Options) { o.BaseEndpoint, o.UsePathStyle = aws.String(sl.url), true })
+	ctx := context.Background()
+	put := func(key string) error {
+		_, err := sc.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: strings.NewReader(key), IfNoneMatch: aws.String("*")})
+		return err
+	}
+	stored := func(key string) bool {
+		_, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+		return err == nil
+	}
+	conflict := faults.Reply{Status: 409, Code: "ConditionalRequestConflict", Count: 2, Operations: []string{"PUT"}}
+	t.Run("refused", func(t *testing.T) {
+		if err := sl.Reply(conflict); err != nil {
+			t.Fatal(err)
+		}
+		calls0, faulted0 := sl.Total("PUT")
+		for _, key := range []string{"a", "b"} {
+			err := put(key)
+			checkAnswer(t, err, "ConditionalRequestConflict", 409)
+			if stored(key) {
+				t.Fatalf("%s is stored, though the refused PUT never reached the server", key)
+			}
+		}
+		if err := put("c"); err != nil {
+			t.Fatalf("the third PUT, past the reply's count: %v", err)
+		}
+		calls, faulted := sl.Total("PUT")
+		if calls-calls0 != 3 || faulted-faulted0 != 2 || sl.Pending() != 0 {
+			t.Fatalf("%d PUTs (%d answered with the reply, %d pending), want 3 (2, 0): the SDK does not retry a 409", calls-calls0, faulted-faulted0, sl.Pending())
+		}
+	})
+	t.Run("forwarded", func(t *testing.T) {
+		fwd := conflict
+		fwd.Count, fwd.Forward = 1, true
+		if err := sl.Reply(fwd); err != nil {
+			t.Fatal(err)
+		}
+		checkAnswer(t, put("d"), "ConditionalRequestConflict", 409)
+		if !stored("d") {
+			t.Fatal("d is not stored, though the PUT was forwarded before the reply")
+		}
+		if err := put("d"); !strings.Contains(fmt.Sprint(err), "PreconditionFailed") {
+			t.Fatalf("PUT of the stored d again: %v, want the server's 412", err)
+		}
+	})
+	t.Run("DynamoDB modeled client fault", func(t *testing.T) {
+		ddb := testenv.DynamoDB(t)
+		table := testenv.LeaseTable(t, ddb)
+		dl := layer(t, os.Getenv("AWS_ENDPOINT_URL_DYNAMODB"))
+		dc := dynamodb.NewFromConfig(testenv.AWSConfig(t), func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(dl.url) })
+		if err := dl.Reply(faults.Reply{Status: 400, Code: "TransactionConflictException", Count: 1, Operations: []string{"GetItem"}}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := dc.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(table), Key: map[string]dtypes.AttributeValue{"leaseKey": &dtypes.AttributeValueMemberS{Value: "x"}}})
+		var modeled *dtypes.TransactionConflictException
+		if !errors.As(err, &modeled) {
+			t.Fatalf("got %v, want the modeled TransactionConflictException", err)
+		}
+		checkAnswer(t, err, "TransactionConflictException", 400)
+	})
+	t.Run("invalid", func(t *testing.T) {
+		for _, r := range []faults.Reply{{Status: 200, Code: "X", Count: 1}, {Status: 409, Count: 1}, {Status: 409, Code: "X"}} {
+			if err := sl.Reply(r); err == nil {
+				t.Errorf("Reply(%+v) accepted", r)
+			}
+		}
+	})
+}
+
+// checkAnswer fails the test unless err is the AWS API error code with HTTP status, and transient.
+func checkAnswer(t *testing.T, err error, code string, status int) {
+	t.Helper()
+	var api smithy.APIError
+	if !errors.As(err, &api) || api.ErrorCode() != code {
+		t.Fatalf("got %v, want an API error %s", err, code)
+	}
+	var re interface{ HTTPStatusCode() int }
+	if !errors.As(err, &re) || re.HTTPStatusCode() != status {
+		t.Fatalf("got %v, want HTTP %d", err, status)
+	}
+	if retry.IsPermanent(err) {
+		t.Fatalf("retry.IsPermanent(%v) = true, want transient", err)
 	}
 }

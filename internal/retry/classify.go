@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsretry "github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/smithy-go"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/redis/go-redis/v9"
@@ -25,41 +27,56 @@ func Permanent(err error) error {
 	return permanentError{err}
 }
 
-// AWS error codes that repeat on every attempt (smithy.APIError.ErrorCode), across Kinesis, DynamoDB, S3,
-// STS and KMS.
+// permanentAWSCodes are the AWS error codes (smithy.APIError.ErrorCode) that repeat on every attempt of
+// the same call, across the APIs clickfleet calls (Kinesis, DynamoDB, S3, CloudWatch, STS, and KMS behind
+// Kinesis): the only AWS errors IsPermanent reports, unless the SDK calls the answer retryable. A code
+// not listed here is transient, even when the service models it as a client fault: a new or unexpected
+// code is retried (and logged by the caller's retry loop) rather than stopping a process that a retry
+// could keep going.
 var permanentAWSCodes = map[string]bool{
-	"ResourceNotFoundException": true,
-	"AccessDeniedException":     true, "AccessDenied": true, "UnauthorizedOperation": true,
+	// A missing resource.
+	"ResourceNotFoundException": true, "ResourceNotFound": true, "TableNotFoundException": true, "IndexNotFoundException": true,
+	"NoSuchBucket": true, "NoSuchKey": true, "NoSuchUpload": true, "NotFound": true, "DashboardNotFoundError": true,
+	// A denied or unauthenticated call.
+	"AccessDeniedException": true, "AccessDenied": true, "UnauthorizedOperation": true, "UnrecognizedClientException": true,
+	"InvalidSignatureException": true, "SignatureDoesNotMatch": true, "InvalidAccessKeyId": true, "IncompleteSignature": true,
+	"MissingAuthenticationToken": true, "ExpiredTokenException": true, "ExpiredToken": true, "InvalidClientTokenId": true,
+	// A rejected request.
 	"ValidationException": true, "ValidationError": true, "InvalidArgumentException": true, "InvalidParameterException": true,
-	"SerializationException": true, "UnrecognizedClientException": true, "InvalidSignatureException": true,
-	"SignatureDoesNotMatch": true, "InvalidAccessKeyId": true, "IncompleteSignature": true, "MissingAuthenticationToken": true,
-	"ExpiredTokenException": true, "ExpiredToken": true, "InvalidClientTokenId": true,
-	"NoSuchBucket": true, "NoSuchKey": true, "InvalidBucketName": true, "EntityTooLarge": true,
-	"KMSAccessDeniedException": true, "KMSDisabledException": true, "KMSInvalidStateException": true,
-	"KMSNotFoundException": true, "KMSOptInRequired": true, "KMSInvalidKeyUsageException": true,
+	"InvalidParameterValueException": true, "InvalidParameterCombinationException": true, "MissingRequiredParameterException": true,
+	"SerializationException": true, "InvalidBucketName": true, "EntityTooLarge": true, "InvalidRequest": true,
+	"InvalidWriteOffset": true, "TooManyParts": true, "EncryptionTypeMismatch": true, "InvalidObjectState": true,
+	"InvalidNextToken": true, "InvalidFormatFault": true, "DashboardInvalidInputError": true, "DryRunOperationException": true,
+	// A condition or state that the same call meets again.
+	"ConditionalCheckFailedException": true, "TransactionCanceledException": true, "ItemCollectionSizeLimitExceededException": true,
+	"DuplicateItemException": true, "IdempotentParameterMismatchException": true, "IdempotencyParameterMismatch": true,
+	"TableAlreadyExistsException": true, "BucketAlreadyExists": true, "BucketAlreadyOwnedByYou": true,
+	"ExpiredIteratorException": true, "ExpiredNextTokenException": true,
+	// A KMS key that cannot be used (KMSThrottlingException is transient).
+	"KMSAccessDeniedException": true, "KMSDisabledException": true, "KMSInvalidStateException": true, "KMSNotFoundException": true,
+	"KMSOptInRequired": true, "KMSInvalidKeyUsageException": true,
+	"KmsAccessDeniedException": true, "KmsKeyDisabledException": true, "KmsKeyNotFoundException": true,
 }
 
-// AWS error codes of throttling and overload: always transient, whatever fault the API reports.
-var transientAWSCodes = map[string]bool{
-	"ThrottlingException": true, "Throttling": true, "ThrottledException": true, "RequestLimitExceeded": true,
-	"ProvisionedThroughputExceededException": true, "LimitExceededException": true, "RequestThrottled": true,
-	"RequestThrottledException": true, "TooManyRequestsException": true, "SlowDown": true, "KMSThrottlingException": true,
-	"TransactionInProgressException": true, "ResourceInUseException": true, "InternalServerError": true,
-	"InternalFailure": true, "ServiceUnavailable": true, "ServiceUnavailableException": true, "RequestTimeout": true,
-	"RequestTimeoutException": true, "InternalError": true,
-}
+// sdkRetryables is the SDK's standard retryer's own judgement: connection errors, HTTP 429 (unmodeled),
+// 500, 502, 503 and 504, its throttling codes (ThrottlingException, ProvisionedThroughputExceededException,
+// LimitExceededException, SlowDown, …) and its timeout codes (RequestTimeout…).
+var sdkRetryables = awsretry.IsErrorRetryables(awsretry.DefaultRetryables)
 
 // Redis reply prefixes that say the server is busy or changing role: transient. Every other error reply
 // (ERR, WRONGTYPE, NOSCRIPT after a failed load, NOPERM, NOAUTH, WRONGPASS, a script's own error…) repeats.
 var transientRedisPrefixes = []string{"LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "MOVED", "ASK", "OOM", "NOREPLICAS", "MAXCLIENTS"}
 
 // IsPermanent reports whether err will repeat on every attempt, so retrying it is pointless: an error
-// marked with Permanent; an AWS API error whose code names a missing resource, a denied permission or a
-// rejected request, or any other client fault that is not throttling; a Redis error reply other than a
-// busy or failover one (a Lua script error among them); a PostgreSQL error of syntax, access, a missing
-// object or failed authentication. Context cancellation is not permanent (the caller's context ended: it
-// is not the server's answer). Unknown errors, network errors and timeouts are transient. nil is not
-// permanent.
+// marked with Permanent; an AWS API error whose code is in the explicit list of permanent codes (a
+// missing resource, a denied permission, a rejected request, a failed condition, an unusable KMS key)
+// unless the SDK's standard retryer calls it retryable (throttling, timeouts, 429 and 5xx answers); a
+// Redis error reply other than a busy or failover one (a Lua script error among them); a PostgreSQL error
+// of syntax, access, a missing object or failed authentication. Context cancellation is not permanent
+// (the caller's context ended: it is not the server's answer). Every other AWS error is transient,
+// client faults too — S3's 409 ConditionalRequestConflict (two conditional writes raced: retry), a
+// DynamoDB TransactionConflictException, a code nobody listed — and so are unknown errors, network errors
+// and timeouts. nil is not permanent.
 func IsPermanent(err error) bool {
 	if err == nil {
 		return false
@@ -73,14 +90,7 @@ func IsPermanent(err error) bool {
 	}
 	var api smithy.APIError
 	if errors.As(err, &api) {
-		code := api.ErrorCode()
-		switch {
-		case transientAWSCodes[code]:
-			return false
-		case permanentAWSCodes[code], strings.HasPrefix(code, "KMS") && code != "KMSThrottlingException":
-			return true
-		}
-		return api.ErrorFault() == smithy.FaultClient
+		return awsPermanent(err, api.ErrorCode())
 	}
 	var pg *pgconn.PgError
 	if errors.As(err, &pg) {
@@ -97,6 +107,15 @@ func IsPermanent(err error) bool {
 		return true
 	}
 	return false
+}
+
+// awsPermanent classifies an AWS API error with code: retryable for the SDK, transient; else permanent
+// only when listed.
+func awsPermanent(err error, code string) bool {
+	if sdkRetryables.IsErrorRetryable(err) == aws.TrueTernary {
+		return false
+	}
+	return permanentAWSCodes[code]
 }
 
 // pgPermanent classifies a PostgreSQL SQLSTATE: syntax or access rule violations (42), invalid

@@ -7,6 +7,12 @@
 // bucket, a denied permission, a rejected request, a failing Lua script — so a process facing one stops
 // and says so instead of retrying forever while it looks healthy. Everything else (throttling, server
 // faults, timeouts, refused or reset connections, errors nobody classified) is transient and retried.
+// For AWS the permanent codes are an explicit list; the rest follows the SDK's own retryer (its
+// throttling, timeout and 5xx rules), and a code that is in neither — S3's 409 ConditionalRequestConflict,
+// a code new to the API — is transient: a retry that might help is tried rather than stopping the
+// process. Every retry loop therefore logs (or counts) each retry with its error (Policy.OnRetry), so an
+// error that keeps coming back is seen, and a loop that must end bounds itself (Policy.Attempts, its
+// context).
 //
 // It is not a circuit breaker and does not limit retries by time: callers bound an operation with its
 // context (and with Policy.Attempts where a caller must give up).

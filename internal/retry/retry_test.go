@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/clickfleet/clickfleet/internal/retry"
@@ -27,20 +29,10 @@ func TestIsPermanentTable(t *testing.T) {
 		{"cancelled", fmt.Errorf("put: %w", context.Canceled), false},
 		{"deadline", context.DeadlineExceeded, false},
 		{"marked", fmt.Errorf("user u: %w", retry.Permanent(errors.New("malformed hash"))), true},
-		{"missing stream", api("ResourceNotFoundException", smithy.FaultClient), true},
-		{"missing bucket", api("NoSuchBucket", smithy.FaultClient), true},
-		{"access denied", api("AccessDeniedException", smithy.FaultUnknown), true},
-		{"S3 access denied", api("AccessDenied", smithy.FaultUnknown), true},
-		{"validation", api("ValidationException", smithy.FaultUnknown), true},
-		{"kms disabled", api("KMSDisabledException", smithy.FaultUnknown), true},
-		{"unknown client fault", api("SomethingNewException", smithy.FaultClient), true},
 		{"unknown server fault", api("SomethingNewException", smithy.FaultServer), false},
 		{"unknown code, unknown fault", api("SomethingNewException", smithy.FaultUnknown), false},
-		{"throttled (client fault)", api("ProvisionedThroughputExceededException", smithy.FaultClient), false},
-		{"kinesis limit", api("LimitExceededException", smithy.FaultClient), false},
-		{"kms throttled", api("KMSThrottlingException", smithy.FaultClient), false},
-		{"S3 slow down", api("SlowDown", smithy.FaultServer), false},
-		{"table being created", api("ResourceInUseException", smithy.FaultClient), false},
+		// Not listed as permanent and not retryable for the SDK either: transient (the callers log each retry).
+		{"unknown client fault", api("SomethingNewException", smithy.FaultClient), false},
 		{"pg undefined table", &pgconn.PgError{Code: "42P01"}, true},
 		{"pg auth failed", &pgconn.PgError{Code: "28P01"}, true},
 		{"pg admin shutdown", &pgconn.PgError{Code: "57P01"}, false},
@@ -48,14 +40,121 @@ func TestIsPermanentTable(t *testing.T) {
 		{"pg serialization", &pgconn.PgError{Code: "40001"}, false},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			if got := retry.IsPermanent(c.err); got != c.want {
-				t.Fatalf("IsPermanent(%v) = %v, want %v", c.err, got, c.want)
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { checkPermanent(t, c.err, c.want) })
 	}
 	if retry.Permanent(nil) != nil {
 		t.Fatal("Permanent(nil) is not nil")
+	}
+}
+
+// checkPermanent fails the test unless IsPermanent(err) is want.
+func checkPermanent(t *testing.T, err error, want bool) {
+	t.Helper()
+	if got := retry.IsPermanent(err); got != want {
+		t.Fatalf("IsPermanent(%v) = %v, want %v", err, got, want)
+	}
+}
+
+// apiError is an AWS API error as the SDK returns it: the code, the fault the service models (S3's
+// unmodeled codes come as FaultUnknown) and, when status is set, the HTTP response it arrived in.
+func apiError(code string, fault smithy.ErrorFault, status int) error {
+	var err error = &smithy.GenericAPIError{Code: code, Message: "m", Fault: fault}
+	if status != 0 {
+		err = &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: status}}, Err: err}
+	}
+	return fmt.Errorf("operation error X: %w", err)
+}
+
+// AWS errors the SDK's standard retryer retries are transient whatever fault they report: throttling,
+// request timeouts, 429 and 5xx answers, and the conflicts AWS documents as retryable.
+func TestIsPermanentAWSTransient(t *testing.T) {
+	cases := []awsCase{
+		// AWS's answer when two conditional writes to one S3 key race; the PutObject docs say retry.
+		{"S3 conditional request conflict", "ConditionalRequestConflict", 409},
+		{"S3 conditional request conflict without a status", "ConditionalRequestConflict", 0},
+		{"DynamoDB transaction conflict", "TransactionConflictException", 400},
+		{"DynamoDB replicated write conflict", "ReplicatedWriteConflictException", 400},
+		{"CloudWatch concurrent modification", "ConcurrentModificationException", 429},
+		{"table being created", "ResourceInUseException", 400},
+		{"Kinesis KMS throttling", "KMSThrottlingException", 400},
+		{"throttling", "Throttling", 400},
+		{"throttling exception", "ThrottlingException", 400},
+		{"throttled exception", "ThrottledException", 400},
+		{"request throttled exception", "RequestThrottledException", 400},
+		{"too many requests", "TooManyRequestsException", 429},
+		{"provisioned throughput exceeded", "ProvisionedThroughputExceededException", 400},
+		{"transaction in progress", "TransactionInProgressException", 400},
+		{"request limit exceeded", "RequestLimitExceeded", 400},
+		{"bandwidth limit exceeded", "BandwidthLimitExceeded", 400},
+		{"Kinesis limit exceeded", "LimitExceededException", 400},
+		{"request throttled", "RequestThrottled", 400},
+		{"S3 slow down", "SlowDown", 503},
+		{"prior request not complete", "PriorRequestNotComplete", 400},
+		{"EC2 throttled", "EC2ThrottledException", 400},
+		{"request timeout", "RequestTimeout", 400},
+		{"request timeout exception", "RequestTimeoutException", 400},
+		{"unmodeled 429", "UnknownError", 429},
+		{"internal error 500", "InternalError", 500},
+		{"bad gateway", "UnknownError", 502},
+		{"service unavailable", "ServiceUnavailable", 503},
+		{"gateway timeout", "UnknownError", 504},
+		// A 5xx is the server's fault whatever code it carries.
+		{"a permanent code answered with 503", "AccessDenied", 503},
+	}
+	checkAWSCodes(t, cases, false)
+}
+
+// The AWS codes listed as permanent: a missing resource, a denied or unauthenticated call, a rejected
+// request, a condition a retry cannot change, a KMS key that cannot be used.
+func TestIsPermanentAWSPermanentList(t *testing.T) {
+	cases := []awsCase{
+		{"missing stream or table", "ResourceNotFoundException", 400},
+		{"missing bucket", "NoSuchBucket", 404},
+		{"missing key", "NoSuchKey", 404},
+		{"HEAD of a missing key", "NotFound", 404},
+		{"missing table (legacy)", "TableNotFoundException", 400},
+		{"missing index", "IndexNotFoundException", 400},
+		{"access denied", "AccessDeniedException", 400},
+		{"S3 access denied", "AccessDenied", 403},
+		{"unknown access key", "InvalidAccessKeyId", 403},
+		{"bad signature", "SignatureDoesNotMatch", 403},
+		{"unrecognized client", "UnrecognizedClientException", 400},
+		{"expired token", "ExpiredTokenException", 400},
+		{"validation", "ValidationException", 400},
+		{"invalid argument", "InvalidArgumentException", 400},
+		{"S3 invalid request", "InvalidRequest", 400},
+		{"S3 entity too large", "EntityTooLarge", 400},
+		{"condition failed", "ConditionalCheckFailedException", 400},
+		{"transaction cancelled", "TransactionCanceledException", 400},
+		{"expired iterator", "ExpiredIteratorException", 400},
+		{"item collection too large", "ItemCollectionSizeLimitExceededException", 400},
+		{"bucket owned by someone else", "BucketAlreadyExists", 409},
+		{"KMS access denied", "KMSAccessDeniedException", 400},
+		{"KMS key disabled", "KMSDisabledException", 400},
+		{"KMS key missing", "KMSNotFoundException", 400},
+		{"CloudWatch invalid parameter", "InvalidParameterValueException", 400},
+	}
+	checkAWSCodes(t, cases, true)
+	for i := range cases {
+		cases[i].name, cases[i].status = cases[i].name+" (no status)", 0
+	}
+	checkAWSCodes(t, cases, true)
+}
+
+// awsCase is an AWS error code answered with an HTTP status (0: none known).
+type awsCase struct {
+	name   string
+	code   string
+	status int
+}
+
+// checkAWSCodes checks IsPermanent is want for each case, reported as a client fault and as an unknown one.
+func checkAWSCodes(t *testing.T, cases []awsCase, want bool) {
+	t.Helper()
+	for _, c := range cases {
+		for _, fault := range []smithy.ErrorFault{smithy.FaultClient, smithy.FaultUnknown} {
+			t.Run(fmt.Sprintf("%s/%s", c.name, fault), func(t *testing.T) { checkPermanent(t, apiError(c.code, fault, c.status), want) })
+		}
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 )
 
 // ErrInvalid is wrapped by every *Error.
-var ErrInvalid = errors.New("invalid setting")
+var ErrInvalid = errors.New("settings: invalid setting")
 
 // Error is a setting out of range.
 type Error struct {

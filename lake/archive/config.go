@@ -14,7 +14,7 @@ import (
 )
 
 // ErrInvalidConfig is wrapped by every error Config.Validate returns.
-var ErrInvalidConfig = errors.New("invalid archive configuration")
+var ErrInvalidConfig = errors.New("archive: invalid configuration")
 
 // Buffering limits and defaults (the seed's Firehose: 3 MB or 60 s; Firehose accepts 60–900 s).
 const (

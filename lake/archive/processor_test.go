@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/internal/faults"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/lease"
 )
@@ -447,5 +449,63 @@ func TestUnreachableS3IsRetried(t *testing.T) {
 	checkOnce(t, listObjects(t, direct, bucket, ""), recs)
 	if len(cp.all()) == 0 {
 		t.Fatal("nothing checkpointed")
+	}
+}
+
+// S3 answers 409 ConditionalRequestConflict when two conditional PUTs of one key race, and AWS documents
+// it as retryable. Through a fault layer in front of the real S3 server, the first raw PUTs are answered
+// 409 — twice before reaching the server, then once after the object landed — and the archive retries
+// (counting and logging each retry), adopts the object that landed (its retry gets 412), reports nothing
+// on Fatal, and every record ends in exactly one object.
+func TestConditionalRequestConflictIsRetried(t *testing.T) {
+	direct := testenv.S3(t)
+	bucket := testenv.Bucket(t, direct)
+	layer, err := faults.NewAWSLayer(os.Getenv("AWS_ENDPOINT_URL_S3"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := layer.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = layer.Close() })
+	viaLayer := s3.NewFromConfig(testenv.AWSConfig(t), func(o *s3.Options) {
+		o.BaseEndpoint, o.UsePathStyle = aws.String("http://"+addr), true
+	})
+	conflict := faults.Reply{Status: http.StatusConflict, Code: "ConditionalRequestConflict", Count: 2, Operations: []string{"PUT"},
+		Message: "A conflicting operation occurred. If using PutObject you can retry the request."}
+	landed := conflict
+	landed.Count, landed.Forward = 1, true
+	for _, r := range []faults.Reply{conflict, landed} {
+		if err := layer.Reply(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := newHarness(t, viaLayer, bucket, func(cfg *Config) { cfg.BufferBytes = 4 << 10 })
+	recs := pocRecords(100, time.Date(2026, 12, 1, 7, 0, 0, 0, time.UTC))
+	cp := h.run(recs, 10)
+	select {
+	case err := <-h.arch.Fatal():
+		t.Fatalf("the archive reported a fatal error: %v", err)
+	default:
+	}
+	_, answered := layer.Total("PUT")
+	if layer.Pending() != 0 || answered != 3 {
+		t.Fatalf("%d PUTs answered 409, %d answers pending; want 3 and 0", answered, layer.Pending())
+	}
+	m := h.arch.m
+	if n := testutil.ToFloat64(m.putErrors.WithLabelValues("raw")); n != 3 {
+		t.Errorf("%v raw PUT retries counted, want 3", n)
+	}
+	if n := testutil.ToFloat64(m.existing.WithLabelValues("raw")); n != 1 {
+		t.Errorf("%v raw objects found stored, want 1 (the PUT that landed before its 409)", n)
+	}
+	if !h.arch.Healthy() {
+		t.Error("unhealthy after the conflicts passed")
+	}
+	rawKeys := checkOnce(t, listObjects(t, direct, bucket, ""), recs)
+	cps := cp.all()
+	if len(cps) != len(rawKeys) || len(cps) == 0 || cps[len(cps)-1].SequenceNumber != recs[len(recs)-1].SequenceNumber {
+		t.Fatalf("checkpoints %v for %d raw objects, want one per object ending at %s", cps, len(rawKeys), recs[len(recs)-1].SequenceNumber)
 	}
 }

@@ -33,7 +33,7 @@ type Datasets interface {
 }
 
 // ErrNoData: the range holds no events. The chart is empty, which is not an outage.
-var ErrNoData = errors.New("no events in the range")
+var ErrNoData = errors.New("dashboard: no events in the range")
 
 // SourceError is an outage of a server a dataset reads: Source names it for the page ("lake (S3)",
 // "Redis", "PostgreSQL"), Setting the flag that points at it.

@@ -71,11 +71,11 @@ func Lookup(name string) (Report, error) {
 // Errors a Runner returns (wrapped; match with errors.Is).
 var (
 	// ErrUnknownReport: no embedded report has the name asked for.
-	ErrUnknownReport = errors.New("unknown report")
+	ErrUnknownReport = errors.New("report: unknown report")
 	// ErrEmptyLake: the lake holds no readable events object in the time range.
-	ErrEmptyLake = errors.New("no events in the lake")
+	ErrEmptyLake = errors.New("report: no events in the lake")
 	// ErrSync: the lake could not be listed or fetched (S3 unreachable, a missing bucket, denied access).
-	ErrSync = errors.New("sync the lake")
+	ErrSync = errors.New("report: sync the lake")
 )
 
 // SourceError is a failure of a server a federated report reads besides the lake: Redis or PostgreSQL.

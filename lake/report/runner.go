@@ -163,7 +163,7 @@ func (r *Runner) Prepare(ctx context.Context) ([]string, lakecache.Result, error
 	prefix := r.cfg.Prefix + lake.Events.Prefix
 	res, err := r.cache.Sync(ctx, r.cfg.Bucket, prefix, r.cfg.From, r.cfg.To)
 	if err != nil {
-		return nil, res, fmt.Errorf("report: %w: %w", ErrSync, err)
+		return nil, res, fmt.Errorf("%w: %w", ErrSync, err)
 	}
 	for _, o := range res.Invalid() {
 		r.log.Warn("skipping an unreadable events object", zap.String("key", o.Key), zap.Error(o.Invalid))
