@@ -20,6 +20,7 @@ import (
 	"github.com/clickfleet/clickfleet/consumer/usercount"
 	"github.com/clickfleet/clickfleet/enrich/geo"
 	"github.com/clickfleet/clickfleet/enrich/names"
+	"github.com/clickfleet/clickfleet/internal/replicawait"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
 )
@@ -153,6 +154,8 @@ func newConsumeCommand(g *globals) *cobra.Command {
 		pgDSN                                 string
 		syncInterval                          time.Duration
 		rf                                    routeFlags
+		waitReplicas                          int
+		waitTimeout                           time.Duration
 	)
 	host, _ := os.Hostname()
 	cmd := &cobra.Command{
@@ -185,6 +188,9 @@ released, the process exits 0).`,
 			if proc != "count" && proc != "actors" {
 				return usagef("--processor (CLICKFLEET_PROCESSOR) must be \"actors\" or \"count\", not %q", proc)
 			}
+			if waitTimeout <= 0 {
+				return usagef("--redis-wait-timeout (CLICKFLEET_REDIS_WAIT_TIMEOUT): must be positive, got %s", waitTimeout)
+			}
 			rdb, err := newRedis(redisURL)
 			if err != nil {
 				return err
@@ -212,15 +218,17 @@ released, the process exits 0).`,
 			}
 			switch proc {
 			case "count":
-				factory, err := usercount.Factory(usercount.Config{Redis: rdb, Prefix: keyPrefix, CheckpointInterval: checkpointInterval, Logger: log})
+				factory, err := usercount.Factory(usercount.Config{Redis: rdb, Prefix: keyPrefix, CheckpointInterval: checkpointInterval,
+					WaitReplicas: waitReplicas, WaitTimeout: waitTimeout, Logger: log, Registerer: reg})
 				if err != nil {
-					return usageError{err}
+					return settingUsage(err, consumeFlags)
 				}
 				cfg.NewProcessor = factory
 			case "actors":
 				act.Stream, act.Prefix, act.Logger, act.Registerer = cfg.Stream, keyPrefix, log, reg
 				act.Kinesis, act.DynamoDB, act.Redis = kinesis.NewFromConfig(awsCfg), dynamodb.NewFromConfig(awsCfg), rdb
 				act.Rules.GapMs = sessionGap.Milliseconds()
+				act.WaitReplicas, act.WaitTimeout = waitReplicas, waitTimeout
 				resolver, closeGeo, err := newGeoResolver(gs, rdb, keyPrefix, reg, log)
 				if err != nil {
 					return err
@@ -321,6 +329,10 @@ released, the process exits 0).`,
 	f.DurationVar(&syncInterval, "sync-interval", names.DefaultInterval, "period of the names sync's full copy (--names-sync)")
 	f.StringVar(&redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis for the processors' state")
 	f.StringVar(&keyPrefix, "key-prefix", session.DefaultPrefix, "prefix of every Redis key")
+	f.IntVar(&waitReplicas, "redis-wait-replicas", 0, "before a checkpoint, wait until this many Redis replicas acknowledged the state it covers (WAIT), so that a failover to a replica loses nothing; "+
+		"for asynchronous replication with failover (ElastiCache with replicas: at most the replicas there are); 0: no wait (a standalone Redis, or MemoryDB, which is durable on acknowledgement)")
+	f.DurationVar(&waitTimeout, "redis-wait-timeout", replicawait.DefaultTimeout, "longest wait for --redis-wait-replicas; fewer acknowledgements in time: no checkpoint, the state is written again after a backoff "+
+		"(actors) or the batch delivered again (count); each wait is also cut at the lease's remaining validity (--failover-time)")
 	f.DurationVar(&checkpointInterval, "checkpoint-interval", 5*time.Second, "least time between two checkpoints of a shard (count)")
 	f.StringVar(&httpListen, "http-listen", "127.0.0.1:9090", "address for /metrics, /healthz and /readyz (empty: none)")
 	addEMFFlag(f, &emfInterval)

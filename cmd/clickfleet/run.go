@@ -124,6 +124,7 @@ var consumeFlags = map[string]string{
 	"FlushMaxRecords": "flush-max-records", "PassivateAfter": "passivate-after", "SweepInterval": "sweep-interval",
 	"WriteConcurrency": "write-concurrency", "Rules": "session-gap",
 	"SessionUpdateInterval": "session-update-interval", "SessionCloseDelay": "session-close-delay",
+	"WaitReplicas": "redis-wait-replicas", "WaitTimeout": "redis-wait-timeout", "CheckpointInterval": "checkpoint-interval",
 }
 
 func consumeError(err error) error { return withSettingHint(err, consumeFlags) }
