@@ -73,7 +73,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		positionsRead: prometheus.NewCounter(prometheus.CounterOpts{Name: "clickfleet_actors_positions_read_total",
 			Help: "Users whose stored position a flush read before writing, to drop a deposed owner's or a duplicate's effects; 0 while every shard's fence in Redis is its holding period's own lease counter (then no one else can have written them)."}),
 		replicaWaits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clickfleet_actors_replica_waits_total",
-			Help: "Waits for Redis replicas to acknowledge a flush's state before its checkpoint (--redis-wait-replicas), by result: acknowledged, short (fewer replicas within the timeout: the state is written again and the checkpoint waits), failed (the wait's own error, e.g. a failover)."}, []string{"result"}),
+			Help: "Waits for Redis replicas to acknowledge a flush's state before its checkpoint (Config.WaitReplicas), by result: acknowledged, short (fewer replicas within the timeout: the state is written again and the checkpoint waits), failed (the wait's own error, e.g. a failover)."}, []string{"result"}),
 	}
 	for _, s := range []geo.Status{geo.StatusUnavailable, geo.StatusFound, geo.StatusNotFound, geo.StatusUnknown} {
 		m.located[s] = m.locatedVec.WithLabelValues(s.String())

@@ -94,7 +94,7 @@ func (sh *shardShared) waitReplicas(ctx context.Context, value string) error {
 			sh.f.m.replicaWaits.WithLabelValues("acknowledged").Inc()
 		case errors.Is(err, replicawait.ErrNotAcknowledged):
 			sh.f.m.replicaWaits.WithLabelValues("short").Inc()
-			sh.log.Warn("fewer Redis replicas than --redis-wait-replicas acknowledged the shard's state in time: no checkpoint past it; it is written again",
+			sh.log.Warn("fewer Redis replicas than required acknowledged the shard's state in time: no checkpoint past it; it is written again",
 				zap.Int("replicas", cfg.WaitReplicas), zap.Int("acknowledged", acked), zap.Duration("timeout", cfg.WaitTimeout), zap.String("durable_up_to", value))
 		default:
 			sh.f.m.replicaWaits.WithLabelValues("failed").Inc()

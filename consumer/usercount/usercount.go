@@ -102,7 +102,7 @@ func Factory(cfg Config) (consumer.ProcessorFactory, error) {
 		cfg.Logger = zap.NewNop()
 	}
 	waits := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clickfleet_count_replica_waits_total",
-		Help: "Waits for Redis replicas to acknowledge a batch's counts (--redis-wait-replicas), by result: acknowledged, short (fewer replicas within the timeout: the batch is delivered again), failed (the wait's own error)."}, []string{"result"})
+		Help: "Waits for Redis replicas to acknowledge a batch's counts (Config.WaitReplicas), by result: acknowledged, short (fewer replicas within the timeout: the batch is delivered again), failed (the wait's own error)."}, []string{"result"})
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(waits); err != nil {
 			return nil, fmt.Errorf("usercount: register metrics: %w", err)
@@ -181,7 +181,7 @@ func (p *processor) waitReplicas(ctx context.Context, last lease.Checkpoint) err
 		p.waits.WithLabelValues("acknowledged").Inc()
 	case errors.Is(err, replicawait.ErrNotAcknowledged):
 		p.waits.WithLabelValues("short").Inc()
-		p.log.Warn("fewer Redis replicas than --redis-wait-replicas acknowledged the batch's counts in time: the batch is delivered again",
+		p.log.Warn("fewer Redis replicas than required acknowledged the batch's counts in time: the batch is delivered again",
 			zap.Int("replicas", p.cfg.WaitReplicas), zap.Int("acknowledged", acked), zap.Duration("timeout", p.cfg.WaitTimeout), zap.Stringer("last", last))
 	default:
 		p.waits.WithLabelValues("failed").Inc()
