@@ -149,24 +149,6 @@ func TestFlushCheckpointsOnlyReplicatedState(t *testing.T) {
 	}
 }
 
-// runWith is run with a given checkpointer.
-func runWith(t *testing.T, f *Factory, recs []consumer.Record, size int, cp consumer.Checkpointer) {
-	t.Helper()
-	ctx := context.Background()
-	p := f.NewProcessor(testShard)
-	if err := p.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon}); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < len(recs); i += size {
-		if err := p.ProcessRecords(ctx, batch(recs[i:min(i+size, len(recs))], cp)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := p.ShutdownRequested(ctx, cp); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // While replication is paused, a holding period does not start (it waits for the replicas after
 // raising the fence, before reading any state), and a flush does not checkpoint: its waits fall short
 // (counted, and the state written again) until replication resumes; then the checkpoint comes, with
