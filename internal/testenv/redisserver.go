@@ -47,12 +47,13 @@ func FreePorts(t testing.TB, n int) []string {
 // StartRedis runs a redis-server of the test's own on 127.0.0.1:port (the stack's redis-server binary),
 // keeping its data in an append-only file under dir, so that starting it again on the same dir and port
 // after a shutdown brings the data back. extra are more arguments of redis-server (say "--replicaof",
-// host, port). It returns a client, closed when the test ends, and stops the server then whatever
-// happened to it meanwhile.
+// host, port). It returns a client, closed when the test ends, and kills the server then, whatever
+// happened to it meanwhile, waiting until it is gone (so that no server outlives its directory: one
+// still shutting down when a temporary directory is removed may fail to and keep running).
 func StartRedis(t testing.TB, dir, port string, extra ...string) *redis.Client {
 	t.Helper()
 	pidfile := filepath.Join(dir, "redis.pid")
-	t.Cleanup(func() { stopByPIDFile(pidfile) })
+	t.Cleanup(func() { killRedis(pidfile, port) })
 	args := append([]string{"--daemonize", "yes", "--bind", "127.0.0.1", "--port", port,
 		"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", dir,
 		"--pidfile", pidfile, "--logfile", filepath.Join(dir, "redis.log")}, extra...)
@@ -66,31 +67,43 @@ func StartRedis(t testing.TB, dir, port string, extra ...string) *redis.Client {
 	return rdb
 }
 
-// stopByPIDFile sends SIGTERM to the process whose id the file holds, if any.
-func stopByPIDFile(path string) {
-	b, err := os.ReadFile(path)
+// killRedis kills (SIGKILL) the redis-server on port whose id the pid file holds, if that process still
+// is one, and waits up to 10 s until it is gone. It reports whether the process is gone. Checking the
+// process's command line first keeps it from killing an unrelated process that reused the id.
+func killRedis(pidfile, port string) bool {
+	b, err := os.ReadFile(pidfile)
 	if err != nil {
-		return
+		return true
 	}
-	if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
-		_ = syscall.Kill(pid, syscall.SIGTERM)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 || !redisRunning(pid, port) {
+		return true
 	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if !redisRunning(pid, port) {
+			return true
+		}
+	}
+	return false
+}
+
+// redisRunning reports whether process pid runs redis-server on port (a zombie's command line is empty).
+func redisRunning(pid int, port string) bool {
+	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && strings.Contains(string(cmd), "redis-server") && strings.Contains(string(cmd), ":"+port)
 }
 
 // KillRedis kills the redis-server StartRedis started on dir with SIGKILL, as a crashed host would (no
-// shutdown, no final write), and waits until rdb, a client of it, no longer reaches it.
+// shutdown, no final write), and waits until it is gone and rdb, a client of it, no longer reaches it.
 func KillRedis(t testing.TB, dir string, rdb *redis.Client) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "redis.pid"))
+	_, port, err := net.SplitHostPort(rdb.Options().Addr)
 	if err != nil {
-		t.Fatalf("the redis-server of %s: %v", dir, err)
+		t.Fatal(err)
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		t.Fatalf("the redis-server of %s: pid file holds %q", dir, b)
-	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatalf("kill -9 redis-server %d: %v", pid, err)
+	if !killRedis(filepath.Join(dir, "redis.pid"), port) {
+		t.Fatalf("the redis-server of %s on port %s still runs 10 s after kill -9", dir, port)
 	}
 	WaitFor(t, "the killed redis-server to stop answering", 10*time.Second, func() bool { return rdb.Ping(context.Background()).Err() != nil })
 }
