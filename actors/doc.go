@@ -41,7 +41,8 @@
 //     call (UnprocessedItems retried);
 //  4. state: Redis transactions of 256 users (MULTI/EXEC, WriteConcurrency at a time), each watching the
 //     shard's fence, that set each user's fields and pos:<shard> and keep the shard's set of users whose
-//     rows lag (cf:rows:<shard>) in step;
+//     rows lag (cf:rows:<shard>) in step; with Config.WaitReplicas, then a wait until that many replicas
+//     acknowledged them (below), the state written again while they do not;
 //
 // and only then checkpoints S. One flush per shard is in flight at a time; records keep being routed
 // meanwhile and go to their users with the next barrier's requests. ProcessRecords returns once its
@@ -138,6 +139,17 @@
 // them — holds. A refused write stops the shard as lease lost, not the worker. An old owner's session
 // row write already sent before its validity ran out can still land late (rows are unconditional
 // absolute values); the row's next trigger rewrites it.
+//
+// "Written" means acknowledged by Redis, and Redis replicates asynchronously: a primary that fails over
+// right after a flush can lose state the checkpoint has already passed, and the next owner would then
+// skip records whose effects are gone. Config.WaitReplicas closes that: after the state transactions,
+// the writer waits (internal/replicawait: a SET of cf:ack:<shard> and a WAIT on the same connection,
+// which covers every write answered before it on any connection) until that many replicas acknowledged;
+// when fewer do within Config.WaitTimeout, or the wait fails, it writes the flush's state again — the
+// primary that took it may be gone — and waits again, after a backoff, and checkpoints only once the
+// replicas have it. A holding period waits the same way once after raising the fence, before it reads
+// any state: it then never builds (in memory, and in the users' skipped records) on a previous owner's
+// writes a failover could still take back.
 //
 // Copies of an event under new positions — a producer's PutRecords call that timed out after Kinesis
 // stored it, sent again — are dropped by click_id: the user's state keeps the fingerprints of the user's

@@ -4,7 +4,8 @@
 // Two layers, used together or alone:
 //   - Proxies runs Toxiproxy (github.com/Shopify/toxiproxy/v2) in process: one TCP proxy per server
 //     (Kinesis, DynamoDB, Redis, S3, PostgreSQL), each of which can add latency, cap bandwidth, stall
-//     connections (timeout) or reset them, and be switched off and on.
+//     connections (timeout) or reset them, be switched off and on, and be pointed at another server
+//     (SetUpstream: a failover moving an endpoint).
 //   - AWSLayer is an HTTP reverse proxy in front of an AWS emulator that answers a configurable fraction
 //     of calls with the error AWS itself sends when it throttles or fails
 //     (ProvisionedThroughputExceededException, LimitExceededException, ThrottlingException, 500

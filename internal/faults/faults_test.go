@@ -352,3 +352,60 @@ func checkAnswer(t *testing.T, err error, code string, status int) {
 		t.Fatalf("retry.IsPermanent(%v) = true, want transient", err)
 	}
 }
+
+// SetUpstream moves a proxy to another server, as a failover moves an endpoint's name: connections open
+// through it are closed, and the client's next commands reach the new server on the same address.
+func TestProxiesSetUpstream(t *testing.T) {
+	testenv.Redis(t) // the stack is up, so redis-server is installed
+	ports := testenv.FreePorts(t, 2)
+	first := testenv.StartRedis(t, t.TempDir(), ports[0])
+	second := testenv.StartRedis(t, t.TempDir(), ports[1])
+	ctx := context.Background()
+	for i, c := range []*redis.Client{first, second} {
+		if err := c.Set(ctx, "server", i+1, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := faults.NewProxies()
+	defer p.Close()
+	addr, err := p.Add("redis", "127.0.0.1:0", first.Options().Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	if got, err := rdb.Get(ctx, "server").Result(); err != nil || got != "1" {
+		t.Fatalf("through the proxy before the move: %q, %v; want the first server's 1", got, err)
+	}
+	raw, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Write([]byte("PING\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	reply := make([]byte, 64)
+	if n, err := raw.Read(reply); err != nil || string(reply[:n]) != "+PONG\r\n" {
+		t.Fatalf("PING through the proxy: %q, %v", reply[:n], err)
+	}
+	if err := p.SetUpstream("redis", second.Options().Addr); err != nil {
+		t.Fatal(err)
+	}
+	// A connection opened before the move is closed by it; new ones reach the second server.
+	_ = raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := raw.Read(reply); err == nil {
+		t.Fatalf("a connection opened before the move still delivered %q after it", reply[:n])
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("a connection opened before the move was still open 5 s after it")
+	}
+	if got, err := rdb.Get(ctx, "server").Result(); err != nil || got != "2" {
+		t.Fatalf("through the proxy after the move: %q, %v; want the second server's 2", got, err)
+	}
+	if got, err := p.Addr("redis"); err != nil || got != addr {
+		t.Fatalf("the proxy listens on %q (%v) after the move, want %q", got, err, addr)
+	}
+	if err := p.SetUpstream("nope", addr); !errors.Is(err, faults.ErrNoProxy) {
+		t.Fatalf("unknown proxy: %v, want ErrNoProxy", err)
+	}
+}
