@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/clickfleet/clickfleet/internal/retry"
 )
 
 // OwnerIndex is the lease table's global secondary index, with KCL 3.x's name
@@ -254,7 +255,7 @@ func waitActive(ctx context.Context, db DynamoDBAPI, name, role string) (*types.
 		if active(desc) {
 			return desc, nil
 		}
-		if err := pause(ctx, delay); err != nil {
+		if err := retry.Sleep(ctx, delay); err != nil {
 			return nil, fmt.Errorf("wait for %s %s to become ACTIVE: %w", role, name, err)
 		}
 		delay = min(2*delay, tableActivePollMax)
@@ -271,19 +272,6 @@ func active(desc *types.TableDescription) bool {
 		}
 	}
 	return true
-}
-
-// pause waits d (polling a remote state, not waiting for ours to settle) or
-// until ctx ends, whose cause it returns.
-func pause(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-t.C:
-		return nil
-	}
 }
 
 // DeleteTables deletes lease table table and every table that goes with it

@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
 	"go.uber.org/zap"
+
+	"github.com/clickfleet/clickfleet/internal/retry"
 )
 
 // ErrWorkersRunning is returned by Upgrade when it must copy a lease table
@@ -204,7 +206,7 @@ func (u *upgrader) indexAppears(ctx context.Context) (bool, error) {
 				zap.Duration("waited", u.cfg.IndexAppearTimeout))
 			return false, nil
 		}
-		if err := pause(ctx, tableActivePollMin*4); err != nil {
+		if err := retry.Sleep(ctx, tableActivePollMin*4); err != nil {
 			return false, fmt.Errorf("wait for index %s of lease table %s to appear: %w", OwnerIndex, u.table, err)
 		}
 	}
@@ -238,7 +240,7 @@ func (u *upgrader) waitIndexActive(ctx context.Context) error {
 			u.log.Info("lease table upgrade: owner index being built", zap.String("index", OwnerIndex), zap.String("status", string(gsi.IndexStatus)),
 				zap.Bool("backfilling", aws.ToBool(gsi.Backfilling)), zap.Int64("items", aws.ToInt64(gsi.ItemCount)), zap.Duration("waited", time.Since(start)))
 		}
-		if err := pause(ctx, delay); err != nil {
+		if err := retry.Sleep(ctx, delay); err != nil {
 			return fmt.Errorf("index %s of lease table %s is still %s: %w; it goes on building: run 'clickfleet setup' again to wait for it",
 				OwnerIndex, u.table, gsi.IndexStatus, err)
 		}

@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"go.uber.org/zap"
+
+	"github.com/clickfleet/clickfleet/internal/retry"
 )
 
 // items are a table's items by leaseKey, as the server returned them.
@@ -45,7 +47,7 @@ func (u *upgrader) observe(ctx context.Context) (items, error) {
 	}
 	u.log.Info("lease table upgrade: watching the leases for the failover time: a change means a worker still runs",
 		zap.Int("leases", len(first)), zap.Duration("failover_time", u.cfg.FailoverTime))
-	if err := pause(ctx, u.cfg.FailoverTime); err != nil {
+	if err := retry.Sleep(ctx, u.cfg.FailoverTime); err != nil {
 		return nil, fmt.Errorf("watch the leases of %s: %w", u.table, err)
 	}
 	second, err := scanItems(ctx, u.db, u.table)
@@ -68,14 +70,11 @@ func (u *upgrader) copyOut(ctx context.Context, snap items) error {
 	if err := u.ensureLeaseTable(ctx, u.copy, "the upgrade's copy"); err != nil {
 		return err
 	}
-	if err := putItems(ctx, u.db, u.copy, snap); err != nil {
-		return err
-	}
-	got, err := scanItems(ctx, u.db, u.copy)
+	d, err := putChecked(ctx, u.db, u.copy, snap)
 	if err != nil {
 		return err
 	}
-	if d := diffItems(snap, got); d != "" {
+	if d != "" {
 		return fmt.Errorf("check the copy %s of lease table %s: %s", u.copy, u.table, d)
 	}
 	u.log.Info("lease table upgrade: leases copied", zap.String("copy", u.copy), zap.Int("leases", len(snap)))
@@ -110,14 +109,11 @@ func (u *upgrader) restore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := putItems(ctx, u.db, u.table, saved); err != nil {
-		return err
-	}
-	got, err := scanItems(ctx, u.db, u.table)
+	d, err := putChecked(ctx, u.db, u.table, saved)
 	if err != nil {
 		return err
 	}
-	if d := diffItems(saved, got); d != "" {
+	if d != "" {
 		return fmt.Errorf("check lease table %s against its copy %s: %s; the copy is kept: stop every worker of the table, then run 'clickfleet setup' again",
 			u.table, u.copy, d)
 	}
@@ -160,7 +156,7 @@ func (u *upgrader) dropTable(ctx context.Context, name, role string) error {
 			u.log.Info("lease table upgrade: table deleted", zap.String("name", name), zap.String("role", role))
 			return nil
 		}
-		if err := pause(ctx, delay); err != nil {
+		if err := retry.Sleep(ctx, delay); err != nil {
 			return fmt.Errorf("wait for %s %s to be deleted: %w", role, name, err)
 		}
 		delay = min(2*delay, tableActivePollMax)
@@ -198,6 +194,19 @@ func putItems(ctx context.Context, db DynamoDBAPI, table string, all items) erro
 		}
 	}
 	return nil
+}
+
+// putChecked writes every item, whole, to a table and then reads the table
+// back: d describes how it differs from all ("" when it holds exactly them).
+func putChecked(ctx context.Context, db DynamoDBAPI, table string, all items) (d string, err error) {
+	if err := putItems(ctx, db, table, all); err != nil {
+		return "", err
+	}
+	got, err := scanItems(ctx, db, table)
+	if err != nil {
+		return "", err
+	}
+	return diffItems(all, got), nil
 }
 
 // diffItems describes the first difference between two readings ("" when equal).

@@ -244,50 +244,38 @@ func TestUpgradeRefusesWhileAWorkerRenews(t *testing.T) {
 // TestUpgradeResumesAfterAnInterruption leaves the tables as an offline
 // upgrade that crashed after each step would, then runs the upgrade again.
 func TestUpgradeResumesAfterAnInterruption(t *testing.T) {
+	// The offline upgrade's steps in order; a case crashes after the first steps of them.
+	steps := []func(ctx context.Context, u *upgrader, snap items) error{
+		func(ctx context.Context, u *upgrader, snap items) error { return u.copyOut(ctx, snap) },
+		func(ctx context.Context, u *upgrader, snap items) error { return u.dropOriginal(ctx, snap) },
+		func(ctx context.Context, u *upgrader, _ items) error {
+			return u.ensureLeaseTable(ctx, u.table, "lease table")
+		},
+		func(ctx context.Context, u *upgrader, snap items) error { // one lease of four copied back
+			first := "shardId-000000000000"
+			return putItems(ctx, u.db, u.table, items{first: snap[first]})
+		},
+	}
 	cases := []struct {
 		name  string
-		crash func(t *testing.T, ctx context.Context, u *upgrader)
+		steps int
 	}{
-		{"after the copy", func(t *testing.T, ctx context.Context, u *upgrader) {
-			snap, err := u.observe(ctx)
-			if err == nil {
-				err = u.copyOut(ctx, snap)
-			}
+		{"after the copy", 1},
+		{"after the table was deleted", 2},
+		{"while copying back", 4},
+	}
+	crash := func(t *testing.T, ctx context.Context, u *upgrader, n int) {
+		t.Helper()
+		snap, err := u.observe(ctx)
+		for _, step := range steps[:n] {
 			if err != nil {
-				t.Fatal(err)
+				break
 			}
-		}},
-		{"after the table was deleted", func(t *testing.T, ctx context.Context, u *upgrader) {
-			snap, err := u.observe(ctx)
-			if err == nil {
-				err = u.copyOut(ctx, snap)
-			}
-			if err == nil {
-				err = u.dropOriginal(ctx, snap)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{"while copying back", func(t *testing.T, ctx context.Context, u *upgrader) {
-			snap, err := u.observe(ctx)
-			if err == nil {
-				err = u.copyOut(ctx, snap)
-			}
-			if err == nil {
-				err = u.dropOriginal(ctx, snap)
-			}
-			if err == nil {
-				err = u.ensureLeaseTable(ctx, u.table, "lease table")
-			}
-			if err == nil {
-				first := "shardId-000000000000"
-				err = putItems(ctx, u.db, u.table, items{first: snap[first]})
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-		}},
+			err = step(ctx, u, snap)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -295,7 +283,7 @@ func TestUpgradeResumesAfterAnInterruption(t *testing.T) {
 			ctx := context.Background()
 			table := writeOldLeases(t, db)
 			before := rawItems(t, db, table)
-			c.crash(t, ctx, newUpgrader(db, table, shortUpgrade(nil)))
+			crash(t, ctx, newUpgrader(db, table, shortUpgrade(nil)), c.steps)
 			if !tableExists(t, db, table+"-upgrade") {
 				t.Fatalf("the simulated crash left no %s-upgrade", table)
 			}
