@@ -10,7 +10,10 @@
 //     (ProvisionedThroughputExceededException, LimitExceededException, ThrottlingException, 500
 //     InternalFailure, 503 ServiceUnavailable, S3's 503 SlowDown), in the service's own wire shape, so
 //     the SDK's retryer and clickfleet's backoff see what they would see on AWS. It counts calls per
-//     operation and second, faulted or not, so a test can tell a backoff from a tight retry loop.
+//     operation and second, faulted or not, so a test can tell a backoff from a tight retry loop. With
+//     Fault.Entries it fails single entries of Kinesis PutRecords calls instead (a partial failure: the
+//     call succeeds, some entries carry an ErrorCode, the others are stored), for the code that must
+//     retry just those.
 //
 // The emulators never throttle, stall or reset a connection; these layers make the code paths that
 // handle that testable. This package is for tests and benchmarks, not for production processes.
