@@ -35,8 +35,8 @@
 //     with a Redis restart) each user's pos:<shard> is read by a small script 128 users a call in one
 //     pipeline, and a user whose stored position is at or beyond the flushed one was written by someone
 //     at least as far (a deposed owner's late flush, or a duplicate), so its effects are dropped;
-//  2. outputs: Kinesis PutRecords of each route's outputs, stream by stream, then of error records
-//     (failed entries retried);
+//  2. outputs: Kinesis PutRecords of each route's outputs, stream by stream, then of error records,
+//     each user's in its order (see Order on the output streams; failed entries sent again);
 //  3. sessions: DynamoDB BatchWriteItem of the session rows whose triggers fired, absolute values, 25 per
 //     call (UnprocessedItems retried);
 //  4. state: Redis transactions of 256 users (MULTI/EXEC, WriteConcurrency at a time), each watching the
@@ -46,6 +46,24 @@
 // and only then checkpoints S. One flush per shard is in flight at a time; records keep being routed
 // meanwhile and go to their users with the next barrier's requests. ProcessRecords returns once its
 // batch is routed, but waits while FlushMaxRecords records are unflushed (backpressure).
+//
+// # Order on the output streams
+//
+// A stream keeps the order in which a partition key's records (a user's) are stored, but a PutRecords
+// call can fail some entries and store the others, later records of the same user among them. So the
+// writer groups each stream's records by user, each user's in its order, and packs whole users into
+// calls (500 records, 5 MiB): calls that share no user go WriteConcurrency at a time, and the calls over
+// which a user too large for one call continues are made one after another. A call is repeated until
+// every record of it is stored. After a partial failure, a user whose entry failed sends again that
+// entry and every later record of its in the call, the ones Kinesis stored too (they are now ahead of it
+// on the stream; stored again behind it, the last copy of each of the user's records is in order), and
+// from then on a few per attempt (one, doubling while none of them fails), so that a throttled shard is
+// not sent a user's whole remainder again and again; users without a failed entry are done. An attempt
+// that stored some records is followed after the first backoff pause, one that stored none after a
+// growing one. Hence, on every output stream, each user's records are stored in the user's order; the
+// only copies out of place are records Kinesis stored in the same call behind a failed one of their
+// user, each stored again after it. Keeping the last copy of each click_id gives every user's records in
+// order — replays repeat a suffix of a user's records, which keeps that true.
 //
 // # Session rows
 //
@@ -74,11 +92,12 @@
 // when New is called, into a route.Set shared read-only by every actor. Each applied record — not a
 // replay, not a copy — is matched against every route in the UserActor (route.Set.Match, no I/O); a
 // record that matches at least one is an output, queued behind pending lookups like any other so the
-// user's order holds on every route's stream. Its outputs, one per matching route and in the routes'
-// order, are encoded when it completes: the whole event or the route's projection, enriched (name,
-// location, geo_status mark) only for routes that say so, each with its click_id. They travel in the
-// flush reply with the sessions and are written in stage 2 above, so routes share the offers' delivery:
-// at least once, identical bytes on a replay, before the checkpoint.
+// user's order holds on every route's stream (and the writer keeps it there: Order on the output
+// streams). Its outputs, one per matching route and in the routes' order, are encoded when it
+// completes: the whole event or the route's projection, enriched (name, location, geo_status mark) only
+// for routes that say so, each with its click_id. They travel in the flush reply with the sessions and
+// are written in stage 2 above, so routes share the offers' delivery: at least once, identical bytes on
+// a replay, before the checkpoint.
 //
 // # Enrichment
 //
