@@ -78,12 +78,14 @@
 // PassivateAfter is closed at a flush before it is passivated.
 //
 // What the table holds for the open session (its count, write time, closed or not) is part of the user
-// state (session.Row, the hash field session_row), written by the guarded script with the rest, which
-// also adds the user to or removes it from the shard's lagging set. A new holding period reads that set
-// first and loads its users, so rows left lagging by a crash or a lost lease are written at their next
-// trigger even when the users send nothing more. A user with no new record whose row state changed (an
-// idle close) is written row-only: the script sets session_row only while the stored position is the
-// user's own. Effects the probe or the script drops as stale reset the user's row state, so its row is
+// state (session.Row, the hash field session_row), written with the rest by the state write (stage 4:
+// a MULTI/EXEC transaction that WATCHes the shard's fence), which also adds the user to or removes it
+// from the shard's lagging set in the same transaction. A new holding period reads that set first and
+// loads its users, so rows left lagging by a crash or a lost lease are written at their next trigger
+// even when the users send nothing more. A user with no new record whose row state changed (an idle
+// close) is written row-only: session_row without pos:<shard>, kept by the probe only while the stored
+// position is still the user's own (with the fence at the holding period's own lease counter no one
+// else can have moved it). Effects the probe drops as stale reset the user's row state, so its row is
 // written again at the next flush.
 //
 // # Routes
@@ -154,9 +156,10 @@
 // owner started, within a holding period only its owner writes the shard's users (in flush order, so a
 // user's state never moves backwards), and
 // the probe's premise — whoever stored a position wrote the rows for it, and no older view overwrote
-// them — holds. A refused write stops the shard as lease lost, not the worker. An old owner's session
-// row write already sent before its validity ran out can still land late (rows are unconditional
-// absolute values); the row's next trigger rewrites it.
+// them — holds. A refused write stops the shard as lease lost, not the worker. A fence that is not a
+// lease counter (an integer) is never read as 0: raising it, the probe and the state write stop with a
+// permanent error naming the key. An old owner's session row write already sent before its validity ran
+// out can still land late (rows are unconditional absolute values); the row's next trigger rewrites it.
 //
 // Copies of an event under new positions — a producer's PutRecords call that timed out after Kinesis
 // stored it, sent again — are dropped by click_id: the user's state keeps the fingerprints of the user's

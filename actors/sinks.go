@@ -351,6 +351,27 @@ func (sh *shardShared) writeSessions(ctx context.Context, sessions []messages.Se
 // small beside the writes, few enough that one EXEC holds Redis for about a millisecond.
 const stateTxUsers = 256
 
+// checkFence reads the shard's fence in tx (after its WATCH): nil when it is not set or not above this
+// holding period's epoch; errFenced when it is above; a permanent error naming the key when it is no
+// lease counter.
+func (sh *shardShared) checkFence(ctx context.Context, tx *redis.Tx, fenceKey string) error {
+	v, err := tx.Get(ctx, fenceKey).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil
+	case err != nil:
+		return err
+	}
+	fence, err := parseFence(fenceKey, v)
+	if err != nil {
+		return err
+	}
+	if fence > sh.epoch {
+		return fmt.Errorf("%w (%s is %d, above this holding period's lease counter %d)", errFenced, fenceKey, fence, sh.epoch)
+	}
+	return nil
+}
+
 // writeState writes the users' state and their place in the shard's lagging-rows set (where it may have
 // changed: userEffects.setLags) in transactions of stateTxUsers users, WriteConcurrency at a time. Each
 // transaction watches the shard's fence and runs only if the fence is not above this holding period's epoch: no newer owner has
@@ -376,14 +397,10 @@ func (sh *shardShared) writeState(ctx context.Context, users []userEffects) erro
 		part := idx[k*stateTxUsers : min(len(idx), (k+1)*stateTxUsers)]
 		return sh.write(ctx, "write user state", func(ctx context.Context) error {
 			err := sh.f.cfg.Redis.Watch(ctx, func(tx *redis.Tx) error {
-				v, err := tx.Get(ctx, fenceKey).Result()
-				if err != nil && !errors.Is(err, redis.Nil) {
+				if err := sh.checkFence(ctx, tx, fenceKey); err != nil {
 					return err
 				}
-				if fence, _ := strconv.ParseInt(v, 10, 64); err == nil && fence > sh.epoch {
-					return fmt.Errorf("%w (%s is %d, above this holding period's lease counter %d)", errFenced, fenceKey, fence, sh.epoch)
-				}
-				_, err = tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+				_, err := tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
 					// One argument array for the transaction's HSETs, boxed once where it can be.
 					size := 0
 					for _, i := range part {
