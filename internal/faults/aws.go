@@ -53,7 +53,9 @@ type Fault struct {
 	// with probability Fraction, answered with Kind as its ErrorCode, while the call itself succeeds and
 	// its other entries are stored — a partial failure, answered as Kinesis answers one. Kind
 	// must be ThroughputExceeded or InternalFailure (the codes Kinesis gives an entry), and Operations
-	// empty or just "PutRecords"; every other call is forwarded untouched. Default: false (whole calls).
+	// empty or just "PutRecords"; every other call is forwarded untouched. The forwarded call carries
+	// only the other entries, so its SigV4 signature no longer matches its body: fine for the local
+	// emulators, which do not verify signatures. Default: false (whole calls).
 	Entries bool
 }
 
