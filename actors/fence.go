@@ -94,10 +94,18 @@ func (sh *shardShared) readFence(ctx context.Context) (int64, error) {
 		if err != nil {
 			return fmt.Errorf("GET %s: %w", key, err)
 		}
-		if fence, err = strconv.ParseInt(v, 10, 64); err != nil {
-			return retry.Permanent(fmt.Errorf("%s holds %q, not a lease counter", key, v))
-		}
-		return nil
+		fence, err = parseFence(key, v)
+		return err
 	})
 	return fence, err
+}
+
+// parseFence reads v, the value of the fence key, as a lease counter; anything else is a permanent error
+// naming the key (never read as 0: a fence nobody can compare fences nothing).
+func parseFence(key, v string) (int64, error) {
+	fence, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, retry.Permanent(fmt.Errorf("%s holds %q, not a lease counter: %w", key, v, err))
+	}
+	return fence, nil
 }
