@@ -351,7 +351,7 @@ func TestTemplateAlarmsUseTheWorkersMetrics(t *testing.T) {
 				}
 			}
 			if v.params["Compute"] == "ec2-systemd" {
-				apps[tp.params["LeaseTableName"]], apps[tp.params["ArchiveLeaseTableName"]] = true, true
+				apps[tp.name(t, "LeaseTable")], apps[tp.name(t, "ArchiveLeaseTable")] = true, true
 			}
 			var lagAlarms, kinesisAlarms, runningAlarms int
 			for _, a := range tp.resourcesOfType("AWS::CloudWatch::Alarm") {
@@ -362,8 +362,8 @@ func TestTemplateAlarmsUseTheWorkersMetrics(t *testing.T) {
 						if !known[m.Name] {
 							t.Errorf("%s: metric %s is not one the workers emit", a, m.Name)
 						}
-						if len(m.Dimensions) != 2 || m.Dimensions[emfDimStream] != tp.params["StreamName"] || !apps[m.Dimensions[emfDimApplication]] {
-							t.Errorf("%s: dimensions %v, want %s=%s and %s=one of %v", a, m.Dimensions, emfDimStream, tp.params["StreamName"], emfDimApplication, apps)
+						if len(m.Dimensions) != 2 || m.Dimensions[emfDimStream] != tp.name(t, "InputStream") || !apps[m.Dimensions[emfDimApplication]] {
+							t.Errorf("%s: dimensions %v, want %s=%s and %s=one of %v", a, m.Dimensions, emfDimStream, tp.name(t, "InputStream"), emfDimApplication, apps)
 						}
 						if m.Name == emfMetricLag && fmt.Sprint(p["Threshold"]) == "300000" && fmt.Sprint(p["ComparisonOperator"]) == "GreaterThanThreshold" {
 							lagAlarms++
@@ -519,10 +519,10 @@ func TestTemplateTablesAreSetups(t *testing.T) {
 	tp := loadTemplate(t, nil)
 	var capture captureTables
 	ctx := context.Background()
-	_ = lease.EnsureTable(ctx, &capture, tp.params["LeaseTableName"])
-	_ = lease.EnsureTable(ctx, &capture, tp.params["ArchiveLeaseTableName"])
-	_ = lease.EnsureTable(ctx, &capture, tp.params["ScaleLeaseTableName"])
-	_, _ = provision.EnsureSessionsTable(ctx, &capture, tp.params["SessionsTableName"])
+	_ = lease.EnsureTable(ctx, &capture, tp.name(t, "LeaseTable"))
+	_ = lease.EnsureTable(ctx, &capture, tp.name(t, "ArchiveLeaseTable"))
+	_ = lease.EnsureTable(ctx, &capture, tp.name(t, "ScaleLeaseTable"))
+	_, _ = provision.EnsureSessionsTable(ctx, &capture, tp.name(t, "SessionsTable"))
 	if len(capture.created) != 4 {
 		t.Fatalf("captured %d CreateTable calls, want 4", len(capture.created))
 	}
@@ -723,7 +723,7 @@ func TestSystemdUnitsMatchTheCLI(t *testing.T) {
 			if budget := shutdownBudget(t, cmd); stop < budget {
 				t.Errorf("TimeoutStopSec %s is below --shutdown-timeout + flush + 10 s = %s", stop, budget)
 			}
-			if tag := "CLICKFLEET_LEASE_TABLE"; env[tag] != tp.params[map[string]string{"consume": "LeaseTableName", "archive": "ArchiveLeaseTableName"}[cmd.Name()]] {
+			if tag := "CLICKFLEET_LEASE_TABLE"; env[tag] != tp.name(t, map[string]string{"consume": "LeaseTable", "archive": "ArchiveLeaseTable"}[cmd.Name()]) {
 				t.Errorf("%s=%s is not the %s lease table of the stack", tag, env[tag], cmd.Name())
 			}
 		})
@@ -809,4 +809,58 @@ func TestTemplateManagedPieces(t *testing.T) {
 	if a := tp.props(t, "WebAclAssociation"); !rate || a["ResourceArn"] != "LoadBalancer" {
 		t.Errorf("the ALB has no WAF web ACL blocking above WafRateLimit per IP (rate rule %v, association %v)", rate, a)
 	}
+}
+
+// accountNames are the properties that name a resource within the account and region (two resources of
+// the type cannot share the name), by resource type; a dot walks into a nested map.
+var accountNames = map[string][]string{
+	"AWS::Kinesis::Stream": {"Name"}, "AWS::DynamoDB::Table": {"TableName"}, "AWS::S3::Bucket": {"BucketName"},
+	"AWS::Glue::Database": {"DatabaseInput.Name"}, "AWS::Athena::WorkGroup": {"Name"}, "AWS::Logs::LogGroup": {"LogGroupName"},
+	"AWS::ECS::TaskDefinition": {"Family"}, "AWS::ECS::Cluster": {"ClusterName"}, "AWS::Cognito::UserPoolDomain": {"Domain"},
+	"AWS::ElastiCache::ReplicationGroup": {"ReplicationGroupId"}, "AWS::ElastiCache::ParameterGroup": {"CacheParameterGroupName"},
+	"AWS::MemoryDB::Cluster": {"ClusterName"}, "AWS::MemoryDB::ACL": {"ACLName"}, "AWS::MemoryDB::User": {"UserName"},
+	"AWS::SNS::Topic": {"TopicName"}, "AWS::Lambda::Function": {"FunctionName"}, "AWS::AutoScaling::AutoScalingGroup": {"AutoScalingGroupName"},
+	"AWS::WAFv2::WebACL": {"Name"}, "AWS::ApplicationAutoScaling::ScalingPolicy": {"PolicyName"}, "AWS::SecretsManager::Secret": {"Name"},
+	"AWS::IAM::Role": {"RoleName"}, "AWS::IAM::ManagedPolicy": {"ManagedPolicyName"}, "AWS::CloudWatch::Alarm": {"AlarmName"},
+	"AWS::RDS::DBCluster": {"DBClusterIdentifier"}, "AWS::RDS::DBInstance": {"DBInstanceIdentifier"}, "AWS::EC2::LaunchTemplate": {"LaunchTemplateName"},
+}
+
+// Two stacks of the template in one account and region, both with the default parameters, name no
+// resource alike: every account-wide name is derived from the stack's name (or left to CloudFormation).
+func TestTemplateTwoStacksInOneRegion(t *testing.T) {
+	for _, v := range templateVariants {
+		t.Run(v.name, func(t *testing.T) {
+			a := loadTemplateAs(t, "blue", "0a1b2c3d-0000-1111-2222-333344445555", v.params)
+			b := loadTemplateAs(t, "green", "9f8e7d6c-0000-1111-2222-333344445555", v.params)
+			for name, r := range a.resources {
+				paths, ok := accountNames[fmt.Sprint(r["Type"])]
+				if !ok || !a.exists(name) {
+					continue
+				}
+				pa, pb := a.props(t, name), b.props(t, name)
+				for _, path := range paths {
+					va, vb := lookupPath(pa, path), lookupPath(pb, path)
+					if va == nil {
+						continue // CloudFormation names it after the stack
+					}
+					if fmt.Sprint(va) == fmt.Sprint(vb) {
+						t.Errorf("%s: %s is %q in both stacks; derive it from the stack's name", name, path, va)
+					}
+				}
+			}
+		})
+	}
+}
+
+// lookupPath returns the value at a dotted path of nested maps, nil when absent.
+func lookupPath(m map[string]any, path string) any {
+	var v any = m
+	for _, k := range strings.Split(path, ".") {
+		mm, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = mm[k]
+	}
+	return v
 }
