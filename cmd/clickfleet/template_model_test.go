@@ -511,3 +511,44 @@ func asSlice(v any) []any {
 	s, _ := v.([]any)
 	return s
 }
+
+// ruleFailures returns the AssertDescription of every Rules assertion that fails under the parameters
+// (CloudFormation refuses to create or update the stack then), in rule order.
+func (tp *template) ruleFailures(t testing.TB) []string {
+	t.Helper()
+	rules, _ := tp.raw["Rules"].(map[string]any)
+	names := make([]string, 0, len(rules))
+	for name := range rules {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	cond := func(c string) bool { return tp.conditions[c] }
+	var out []string
+	for _, name := range names {
+		r := rules[name].(map[string]any)
+		if c, ok := r["RuleCondition"]; ok && !tp.truth(t, c, cond) {
+			continue
+		}
+		for _, a := range asSlice(r["Assertions"]) {
+			m := a.(map[string]any)
+			if !tp.truth(t, m["Assert"], cond) {
+				out = append(out, name+": "+fmt.Sprint(m["AssertDescription"]))
+			}
+		}
+	}
+	return out
+}
+
+// outputs returns the evaluated values of the outputs that exist under the parameters.
+func (tp *template) outputs(t testing.TB) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for name, o := range tp.raw["Outputs"].(map[string]any) {
+		m := o.(map[string]any)
+		if c, ok := m["Condition"].(string); ok && !tp.conditions[c] {
+			continue
+		}
+		out[name] = fmt.Sprint(tp.eval(t, m["Value"]))
+	}
+	return out
+}

@@ -29,15 +29,30 @@ import (
 	"github.com/clickfleet/clickfleet/lease"
 )
 
-// The template's variants: each Compute, with and without the dashboard (it needs a certificate).
+// The template's required parameters: the certificate and the host name it covers (HTTPS only).
+const (
+	testCertificate = "arn:aws:acm:us-east-1:123456789012:certificate/x"
+	testDomain      = "clicks.example.com"
+)
+
+// withTLS returns params with the certificate and the domain added.
+func withTLS(params map[string]string) map[string]string {
+	out := map[string]string{"CertificateArn": testCertificate, "DomainName": testDomain}
+	for k, v := range params {
+		out[k] = v
+	}
+	return out
+}
+
+// The template's variants: each Compute, with and without the dashboard and the Route 53 record.
 var templateVariants = []struct {
 	name   string
 	params map[string]string
 }{
-	{"fargate", map[string]string{}},
-	{"fargate+dashboard", map[string]string{"CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/x", "DashboardDomainName": "dash.example.com"}},
-	{"ec2", map[string]string{"Compute": "ec2", "CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/x", "DashboardDomainName": "dash.example.com"}},
-	{"ec2-systemd", map[string]string{"Compute": "ec2-systemd", "BinaryUrl": "s3://builds/clickfleet/v1/clickfleet"}},
+	{"fargate", withTLS(map[string]string{"Dashboard": "disabled"})},
+	{"fargate+dashboard", withTLS(map[string]string{"HostedZoneId": "Z0123456789ABC"})},
+	{"ec2", withTLS(map[string]string{"Compute": "ec2"})},
+	{"ec2-systemd", withTLS(map[string]string{"Compute": "ec2-systemd", "BinaryUrl": "s3://builds/clickfleet/v1/clickfleet", "Dashboard": "disabled"})},
 }
 
 // cliCommand finds a clickfleet command line in a fresh command tree and parses its flags; it fails the
@@ -151,7 +166,7 @@ func TestTemplateContainersMatchTheCLI(t *testing.T) {
 			if v.params["Compute"] != "ec2-systemd" {
 				want = append(want, "consume", "archive")
 			}
-			if v.params["DashboardDomainName"] != "" {
+			if tp.conditions["HasDashboard"] {
 				want = append(want, "dashboard")
 			}
 			for _, name := range want {
@@ -391,7 +406,7 @@ func TestTemplateAlarmsUseTheWorkersMetrics(t *testing.T) {
 
 // The Glue tables are what `clickfleet catalog --format glue` emits for the stack's bucket.
 func TestTemplateGlueTablesAreTheCatalog(t *testing.T) {
-	tp := loadTemplate(t, map[string]string{"LakeBucketName": "lake-under-test"})
+	tp := loadTemplate(t, withTLS(map[string]string{"LakeBucketName": "lake-under-test"}))
 	c := lake.Catalog{Location: "s3://lake-under-test/", Database: tp.params["GlueDatabaseName"]}
 	got := map[string]any{}
 	for _, name := range tp.resourcesOfType("AWS::Glue::Table") {
@@ -462,7 +477,7 @@ func keys(m map[string]any) []string {
 
 // The Athena named queries are lake/report/sql's files, every one of them, unchanged.
 func TestTemplateNamedQueriesAreTheReportSQL(t *testing.T) {
-	tp := loadTemplate(t, nil)
+	tp := loadTemplate(t, withTLS(nil))
 	files, err := filepath.Glob("../../lake/report/sql/*.sql")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no report SQL: %v", err)
@@ -516,7 +531,7 @@ func (c *captureTables) DescribeTable(context.Context, *dynamodb.DescribeTableIn
 // The DynamoDB tables have the schemas clickfleet setup creates (keys, attribute types, the sessions
 // index) and bill on demand.
 func TestTemplateTablesAreSetups(t *testing.T) {
-	tp := loadTemplate(t, nil)
+	tp := loadTemplate(t, withTLS(nil))
 	var capture captureTables
 	ctx := context.Background()
 	_ = lease.EnsureTable(ctx, &capture, tp.name(t, "LeaseTable"))
@@ -746,7 +761,7 @@ func TestSystemdUnitsMatchTheCLI(t *testing.T) {
 // (Aurora Serverless v2), the ingest behind a WAF web ACL with a rate-based rule and its API keys from
 // Secrets Manager.
 func TestTemplateManagedPieces(t *testing.T) {
-	tp := loadTemplate(t, nil)
+	tp := loadTemplate(t, withTLS(nil))
 	for name, shards := range map[string]string{"InputStream": "ShardCount", "OffersStream": "OutputShardCount", "ErrorsStream": "OutputShardCount"} {
 		p := tp.props(t, name)
 		if p["StreamModeDetails"].(map[string]any)["StreamMode"] != "PROVISIONED" || p["ShardCount"] != tp.params[shards] {
@@ -863,4 +878,82 @@ func lookupPath(m map[string]any, path string) any {
 		v = mm[k]
 	}
 	return v
+}
+
+// The ALB answers HTTPS only: the stack cannot be created without a certificate and its host name (a
+// Rule), port 80 only redirects to 443, the ingest and the dashboard listen with the certificate and a
+// TLS 1.3 policy, the custom domain is an output and gets its alias record when a hosted zone is given.
+func TestTemplateHttpsOnly(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		params map[string]string
+		want   []string
+	}{
+		{"no certificate", map[string]string{"CertificateArn": "", "DomainName": testDomain}, []string{"CertificateArn is required"}},
+		{"no domain", map[string]string{"CertificateArn": testCertificate, "DomainName": ""}, []string{"DomainName is required"}},
+		{"both", withTLS(nil), nil},
+	} {
+		t.Run("rules/"+tc.name, func(t *testing.T) {
+			got := loadTemplate(t, tc.params).ruleFailures(t)
+			if len(got) != len(tc.want) {
+				t.Fatalf("rule failures %q, want %d naming %q", got, len(tc.want), tc.want)
+			}
+			for i, w := range tc.want {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("rule failure %q does not say %q", got[i], w)
+				}
+			}
+		})
+	}
+	for _, v := range templateVariants {
+		t.Run(v.name, func(t *testing.T) {
+			tp := loadTemplate(t, v.params)
+			ports := map[string]map[string]any{}
+			for _, name := range tp.resourcesOfType("AWS::ElasticLoadBalancingV2::Listener") {
+				p := tp.props(t, name)
+				ports[fmt.Sprint(p["Port"])] = p
+				actions := asSlice(p["DefaultActions"])
+				if p["Protocol"] == "HTTP" {
+					want := map[string]any{"Type": "redirect", "RedirectConfig": map[string]any{"Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"}}
+					if len(actions) != 1 || !reflect.DeepEqual(actions[0], want) {
+						t.Errorf("%s (HTTP port %v) answers %v, want only a redirect to HTTPS 443", name, p["Port"], actions)
+					}
+					continue
+				}
+				if p["Protocol"] != "HTTPS" || !strings.HasPrefix(fmt.Sprint(p["SslPolicy"]), "ELBSecurityPolicy-TLS13") ||
+					fmt.Sprint(p["Certificates"]) != fmt.Sprint([]any{map[string]any{"CertificateArn": testCertificate}}) {
+					t.Errorf("%s: protocol %v, policy %v, certificates %v; want HTTPS with the certificate and a TLS 1.3 policy", name, p["Protocol"], p["SslPolicy"], p["Certificates"])
+				}
+			}
+			if https, ok := ports["443"]; !ok || fmt.Sprint(https["DefaultActions"]) != fmt.Sprint([]any{map[string]any{"Type": "forward", "TargetGroupArn": "IngestTargetGroup"}}) {
+				t.Errorf("no HTTPS listener on 443 forwarding to the ingest: %v", https)
+			}
+			if _, ok := ports["80"]; !ok {
+				t.Error("no listener on port 80 redirecting to HTTPS")
+			}
+			if _, ok := ports["8443"]; ok != tp.conditions["HasDashboard"] {
+				t.Errorf("dashboard listener on 8443: %v, dashboard %v", ok, tp.conditions["HasDashboard"])
+			}
+			out := tp.outputs(t)
+			if out["IngestUrl"] != "https://"+testDomain+"/" || out["DomainName"] != testDomain {
+				t.Errorf("outputs IngestUrl %q and DomainName %q, want https://%s/ and %s", out["IngestUrl"], out["DomainName"], testDomain, testDomain)
+			}
+			records := tp.resourcesOfType("AWS::Route53::RecordSet")
+			if v.params["HostedZoneId"] == "" {
+				if len(records) > 0 {
+					t.Errorf("records %v without a hosted zone", records)
+				}
+				return
+			}
+			if len(records) != 1 {
+				t.Fatalf("records %v, want the domain's alias", records)
+			}
+			r := tp.props(t, records[0])
+			alias, _ := r["AliasTarget"].(map[string]any)
+			if r["HostedZoneId"] != v.params["HostedZoneId"] || r["Name"] != testDomain || r["Type"] != "A" ||
+				alias["DNSName"] != "fake:LoadBalancer.DNSName" || alias["HostedZoneId"] != "fake:LoadBalancer.CanonicalHostedZoneID" {
+				t.Errorf("record %v, want an A alias of %s to the ALB in zone %s", r, testDomain, v.params["HostedZoneId"])
+			}
+		})
+	}
 }
