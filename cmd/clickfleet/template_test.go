@@ -957,3 +957,81 @@ func TestTemplateHttpsOnly(t *testing.T) {
 		})
 	}
 }
+
+// No single zone: by default each zone's private subnet leaves through a NAT gateway in its own zone
+// (NatGateways one: a single one, the cheaper choice), and the AWS APIs the tasks call most have
+// interface endpoints in both zones, reachable on 443 from the VPC; the gateway endpoints serve both
+// route tables.
+func TestTemplateNoSingleZone(t *testing.T) {
+	for _, tc := range []struct {
+		nat  string
+		nats int
+	}{{"per-zone", 2}, {"one", 1}} {
+		t.Run(tc.nat, func(t *testing.T) {
+			tp := loadTemplate(t, withTLS(map[string]string{"NatGateways": tc.nat}))
+			zoneOf := func(subnet string) string { return fmt.Sprint(tp.props(t, subnet)["AvailabilityZone"]) }
+			natZone := map[string]string{}
+			for _, n := range tp.resourcesOfType("AWS::EC2::NatGateway") {
+				natZone[n] = zoneOf(fmt.Sprint(tp.props(t, n)["SubnetId"]))
+			}
+			if len(natZone) != tc.nats {
+				t.Fatalf("NAT gateways %v, want %d", natZone, tc.nats)
+			}
+			tableOf := map[string]string{}
+			for _, a := range tp.resourcesOfType("AWS::EC2::SubnetRouteTableAssociation") {
+				p := tp.props(t, a)
+				tableOf[fmt.Sprint(p["SubnetId"])] = fmt.Sprint(p["RouteTableId"])
+			}
+			private := []string{"PrivateSubnetA", "PrivateSubnetB"}
+			zones := map[string]bool{}
+			var tables []string
+			for _, subnet := range private {
+				zones[zoneOf(subnet)] = true
+				tables = append(tables, tableOf[subnet])
+				nat := ""
+				for _, r := range tp.resourcesOfType("AWS::EC2::Route") {
+					p := tp.props(t, r)
+					if p["RouteTableId"] == tableOf[subnet] && p["DestinationCidrBlock"] == "0.0.0.0/0" {
+						nat = fmt.Sprint(p["NatGatewayId"])
+					}
+				}
+				if _, ok := natZone[nat]; !ok {
+					t.Errorf("%s's default route goes to %q, not a NAT gateway", subnet, nat)
+				} else if tc.nats > 1 && natZone[nat] != zoneOf(subnet) {
+					t.Errorf("%s (%s) leaves through %s in %s: a zone's outage cuts the other off", subnet, zoneOf(subnet), nat, natZone[nat])
+				}
+			}
+			if len(zones) != 2 || tables[0] == tables[1] {
+				t.Errorf("private subnets in zones %v with route tables %v, want two zones with a table each", zones, tables)
+			}
+			services := map[string]bool{}
+			for _, e := range tp.resourcesOfType("AWS::EC2::VPCEndpoint") {
+				p := tp.props(t, e)
+				svc := strings.TrimPrefix(fmt.Sprint(p["ServiceName"]), "com.amazonaws."+fakeRegion+".")
+				services[svc] = true
+				switch p["VpcEndpointType"] {
+				case "Gateway":
+					if !reflect.DeepEqual(asStrings(p["RouteTableIds"]), tables) {
+						t.Errorf("%s serves route tables %v, want %v", e, p["RouteTableIds"], tables)
+					}
+				case "Interface":
+					if !reflect.DeepEqual(asStrings(p["SubnetIds"]), private) || p["PrivateDnsEnabled"] != "true" {
+						t.Errorf("%s: subnets %v, private DNS %v; want both private subnets with private DNS", e, p["SubnetIds"], p["PrivateDnsEnabled"])
+					}
+					for _, sg := range asStrings(p["SecurityGroupIds"]) {
+						if !strings.Contains(fmt.Sprint(tp.props(t, sg)["SecurityGroupIngress"]), "FromPort:443") {
+							t.Errorf("%s: security group %s does not admit HTTPS", e, sg)
+						}
+					}
+				default:
+					t.Errorf("%s: endpoint type %v", e, p["VpcEndpointType"])
+				}
+			}
+			for _, want := range []string{"s3", "dynamodb", "kinesis-streams", "logs", "ecr.api", "ecr.dkr", "secretsmanager"} {
+				if !services[want] {
+					t.Errorf("no VPC endpoint for %s (endpoints: %v)", want, keys(anyMap(services)))
+				}
+			}
+		})
+	}
+}
