@@ -1035,3 +1035,186 @@ func TestTemplateNoSingleZone(t *testing.T) {
 		})
 	}
 }
+
+// logicalID returns the logical id a security group, service or task definition value names: !Ref X
+// evaluates to X, !GetAtt X.GroupId to fake:X.GroupId.
+func logicalID(v any) string {
+	s := strings.TrimPrefix(fmt.Sprint(v), "fake:")
+	id, _, _ := strings.Cut(s, ".")
+	return id
+}
+
+// commandGroups returns, per clickfleet command the stack runs, the security groups of what runs it:
+// its ECS service's tasks, the ec2-systemd instances (consume and archive) or, for setup, the stack's
+// setup security group.
+func commandGroups(t *testing.T, tp *template) map[string][]string {
+	t.Helper()
+	commandOf := map[string]string{}
+	for _, c := range tp.containers(t) {
+		commandOf[c.TaskDefinition] = c.Command[0]
+	}
+	out := map[string][]string{}
+	for _, svc := range tp.resourcesOfType("AWS::ECS::Service") {
+		p := tp.props(t, svc)
+		cfg := p["NetworkConfiguration"].(map[string]any)["AwsvpcConfiguration"].(map[string]any)
+		cmd := commandOf[logicalID(p["TaskDefinition"])]
+		for _, g := range asStrings(cfg["SecurityGroups"]) {
+			out[cmd] = append(out[cmd], logicalID(g))
+		}
+	}
+	if tp.exists("LaunchTemplate") {
+		lt := tp.props(t, "LaunchTemplate")["LaunchTemplateData"].(map[string]any)
+		for _, g := range asStrings(lt["SecurityGroupIds"]) {
+			who := "ecs-instance"
+			if tp.conditions["UseSystemd"] {
+				who = "consume"
+				out["archive"] = append(out["archive"], logicalID(g))
+			}
+			out[who] = append(out[who], logicalID(g))
+		}
+	}
+	out["setup"] = append(out["setup"], logicalID(tp.outputs(t)["SetupSecurityGroup"]))
+	return out
+}
+
+// ingressSources returns, per security group, the groups (or CIDR blocks) its ingress rules admit.
+func ingressSources(t *testing.T, tp *template) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	add := func(group string, rule map[string]any) {
+		if src, ok := rule["SourceSecurityGroupId"]; ok {
+			out[group] = append(out[group], logicalID(src))
+		}
+		if cidr, ok := rule["CidrIp"]; ok {
+			out[group] = append(out[group], fmt.Sprint(cidr))
+		}
+	}
+	for _, g := range tp.resourcesOfType("AWS::EC2::SecurityGroup") {
+		out[g] = nil
+		for _, r := range asSlice(tp.props(t, g)["SecurityGroupIngress"]) {
+			add(g, r.(map[string]any))
+		}
+	}
+	for _, r := range tp.resourcesOfType("AWS::EC2::SecurityGroupIngress") {
+		p := tp.props(t, r)
+		add(logicalID(p["GroupId"]), p)
+	}
+	return out
+}
+
+// Isolation: each service has its own security groups (five at least in all); Redis admits exactly
+// consume, archive and names-sync, PostgreSQL exactly names-sync and setup (and the password rotation),
+// so the internet-facing ingest and the ALB reach neither; only the ALB is open to the internet.
+func TestTemplateSecurityGroupsIsolate(t *testing.T) {
+	for _, v := range templateVariants {
+		t.Run(v.name, func(t *testing.T) {
+			tp := loadTemplate(t, v.params)
+			groups, sources := commandGroups(t, tp), ingressSources(t, tp)
+			if n := len(tp.resourcesOfType("AWS::EC2::SecurityGroup")); n < 5 {
+				t.Errorf("%d security groups, want at least 5 (one per kind of caller)", n)
+			}
+			union := func(who ...string) []string {
+				var out []string
+				for _, w := range who {
+					out = append(out, groups[w]...)
+				}
+				slices.Sort(out)
+				return slices.Compact(out)
+			}
+			admitted := func(ids []string) []string {
+				var out []string
+				for _, id := range ids {
+					out = append(out, sources[logicalID(id)]...)
+				}
+				slices.Sort(out)
+				return slices.Compact(out)
+			}
+			redis := admitted(asStrings(tp.props(t, "Redis")["SecurityGroupIds"]))
+			db := admitted(asStrings(tp.props(t, "Database")["VpcSecurityGroupIds"]))
+			dbCallers := []string{"names-sync", "setup"}
+			if got, want := redis, union("consume", "archive", "names-sync"); !reflect.DeepEqual(got, want) {
+				t.Errorf("Redis admits %v, want exactly consume's, archive's and names-sync's groups %v", got, want)
+			}
+			want := union(dbCallers...)
+			if tp.exists("DatabaseRotationSecurityGroup") {
+				want = append(want, "DatabaseRotationSecurityGroup")
+				slices.Sort(want)
+			}
+			if !reflect.DeepEqual(db, want) {
+				t.Errorf("PostgreSQL admits %v, want exactly %v", db, want)
+			}
+			for _, g := range append(groups["ingest"], "AlbSecurityGroup") {
+				if slices.Contains(redis, g) || slices.Contains(db, g) {
+					t.Errorf("%s (the ingest's or the ALB's) reaches Redis or PostgreSQL", g)
+				}
+			}
+			for cmd, gs := range groups {
+				if cmd == "ingest" {
+					continue
+				}
+				for _, g := range gs {
+					if slices.Contains(groups["ingest"], g) {
+						t.Errorf("%s shares the ingest's security group %s", cmd, g)
+					}
+				}
+			}
+			for g, srcs := range sources {
+				if slices.Contains(srcs, "0.0.0.0/0") && g != "AlbSecurityGroup" {
+					t.Errorf("%s is open to the internet", g)
+				}
+			}
+		})
+	}
+}
+
+// instanceResources are what the ECS container instances offer: vCPUs, memory for tasks (MiB, what the
+// ECS-optimized AMI registers, about 7 % below the instance's) and network interfaces.
+var instanceResources = map[string]struct{ cpu, memory, enis int }{
+	"c6i.large": {2048, 3700, 3}, "c6i.xlarge": {4096, 7500, 4}, "c6i.2xlarge": {8192, 15200, 4},
+}
+
+// Compute ec2: the container instances cannot lend their role to a task (one metadata hop, and
+// ECS_AWSVPC_BLOCK_IMDS), and InstanceMaxSize of the default instance type holds the most tasks the
+// services scale to, counting each instance's network interfaces (one per awsvpc task, without ENI
+// trunking), CPU and memory.
+func TestTemplateEc2Capacity(t *testing.T) {
+	tp := loadTemplate(t, templateVariants[2].params)
+	data := tp.props(t, "LaunchTemplate")["LaunchTemplateData"].(map[string]any)
+	if hop := data["MetadataOptions"].(map[string]any)["HttpPutResponseHopLimit"]; hop != "1" {
+		t.Errorf("HttpPutResponseHopLimit %v, want 1: a container must not reach the instance's role", hop)
+	}
+	if !strings.Contains(fmt.Sprint(data["UserData"]), "ECS_AWSVPC_BLOCK_IMDS=true") {
+		t.Error("the container instances' user data does not set ECS_AWSVPC_BLOCK_IMDS=true")
+	}
+	typ := fmt.Sprint(data["InstanceType"])
+	res, ok := instanceResources[typ]
+	if !ok {
+		t.Fatalf("instance type %s: its resources are not in the test's table", typ)
+	}
+	maxCount := map[string]int{}
+	for _, st := range tp.resourcesOfType("AWS::ApplicationAutoScaling::ScalableTarget") {
+		p := tp.props(t, st)
+		n, _ := strconv.Atoi(fmt.Sprint(p["MaxCapacity"]))
+		maxCount[logicalID(strings.TrimPrefix(fmt.Sprint(p["ResourceId"]), "service/Cluster/"))] = n
+	}
+	tasks, maxCPU, maxMemory := 0, 0, 0
+	for _, svc := range tp.resourcesOfType("AWS::ECS::Service") {
+		p := tp.props(t, svc)
+		n, ok := maxCount[svc]
+		if !ok {
+			n, _ = strconv.Atoi(fmt.Sprint(p["DesiredCount"]))
+		}
+		td := tp.props(t, logicalID(p["TaskDefinition"]))
+		cpu, _ := strconv.Atoi(fmt.Sprint(td["Cpu"]))
+		mem, _ := strconv.Atoi(fmt.Sprint(td["Memory"]))
+		tasks += n
+		maxCPU, maxMemory = max(maxCPU, cpu), max(maxMemory, mem)
+	}
+	perInstance := min(res.enis-1, res.cpu/maxCPU, res.memory/maxMemory)
+	instances, _ := strconv.Atoi(fmt.Sprint(tp.props(t, "AutoScalingGroup")["MaxSize"]))
+	if instances*perInstance < tasks {
+		t.Errorf("%d × %s hold %d tasks (%d each: %d interfaces less the instance's, %d/%d CPU, %d/%d MiB), the services scale to %d",
+			instances, typ, instances*perInstance, perInstance, res.enis, res.cpu, maxCPU, res.memory, maxMemory, tasks)
+	}
+	t.Logf("%d tasks at most; %d × %s hold %d", tasks, instances, typ, instances*perInstance)
+}
