@@ -29,15 +29,17 @@ import (
 	"github.com/clickfleet/clickfleet/lease"
 )
 
-// The template's required parameters: the certificate and the host name it covers (HTTPS only).
+// The template's required parameters: the certificate and the host name it covers (HTTPS only), the
+// alarms' address.
 const (
 	testCertificate = "arn:aws:acm:us-east-1:123456789012:certificate/x"
 	testDomain      = "clicks.example.com"
+	testAlarmEmail  = "oncall@example.com"
 )
 
-// withTLS returns params with the certificate and the domain added.
+// withTLS returns params with the required parameters added.
 func withTLS(params map[string]string) map[string]string {
-	out := map[string]string{"CertificateArn": testCertificate, "DomainName": testDomain}
+	out := map[string]string{"CertificateArn": testCertificate, "DomainName": testDomain, "AlarmEmail": testAlarmEmail}
 	for k, v := range params {
 		out[k] = v
 	}
@@ -394,10 +396,12 @@ func TestTemplateAlarmsUseTheWorkersMetrics(t *testing.T) {
 							lagAlarms++
 						}
 					case "AWS/Kinesis":
-						if !strings.HasSuffix(m.Name, "ProvisionedThroughputExceeded") {
+						switch {
+						case strings.HasSuffix(m.Name, "ProvisionedThroughputExceeded"):
+							kinesisAlarms++
+						case m.Name != "GetRecords.IteratorAgeMilliseconds":
 							t.Errorf("%s: unexpected Kinesis metric %s", a, m.Name)
 						}
-						kinesisAlarms++
 					case "ECS/ContainerInsights":
 						if m.Name == "RunningTaskCount" {
 							runningAlarms++
@@ -903,8 +907,8 @@ func TestTemplateHttpsOnly(t *testing.T) {
 		params map[string]string
 		want   []string
 	}{
-		{"no certificate", map[string]string{"CertificateArn": "", "DomainName": testDomain}, []string{"CertificateArn is required"}},
-		{"no domain", map[string]string{"CertificateArn": testCertificate, "DomainName": ""}, []string{"DomainName is required"}},
+		{"no certificate", withTLS(map[string]string{"CertificateArn": ""}), []string{"CertificateArn is required"}},
+		{"no domain", withTLS(map[string]string{"DomainName": ""}), []string{"DomainName is required"}},
 		{"both", withTLS(nil), nil},
 	} {
 		t.Run("rules/"+tc.name, func(t *testing.T) {
@@ -1295,6 +1299,87 @@ func TestTemplateDurableUserState(t *testing.T) {
 				if !watched[metric] {
 					t.Errorf("no alarm on %s of every Redis node", metric)
 				}
+			}
+		})
+	}
+}
+
+// Data protection: Aurora, the DynamoDB tables and the ALB refuse deletion; the sessions table and the
+// lake bucket outlive the stack and a replacement; Aurora keeps a week of backups at least. Operations:
+// the stack's own SNS topic mails AlarmEmail, every alarm but a scaling trigger notifies it, and there are
+// alarms for DynamoDB throttling, ALB and ingest 5xx, the lake's write errors and the iterator age.
+func TestTemplateDataProtectionAndAlarms(t *testing.T) {
+	for _, v := range templateVariants {
+		t.Run(v.name, func(t *testing.T) {
+			tp := loadTemplate(t, v.params)
+			db := tp.props(t, "Database")
+			if days, _ := strconv.Atoi(fmt.Sprint(db["BackupRetentionPeriod"])); db["DeletionProtection"] != "true" || days < 7 {
+				t.Errorf("Aurora: deletion protection %v, backups %v days; want protected with at least 7", db["DeletionProtection"], db["BackupRetentionPeriod"])
+			}
+			for _, table := range tp.resourcesOfType("AWS::DynamoDB::Table") {
+				if tp.props(t, table)["DeletionProtectionEnabled"] != "true" {
+					t.Errorf("%s: no DeletionProtectionEnabled", table)
+				}
+			}
+			for _, keep := range []string{"SessionsTable", "LakeBucket"} {
+				if r := tp.resources[keep]; r["DeletionPolicy"] != "Retain" || r["UpdateReplacePolicy"] != "Retain" {
+					t.Errorf("%s: DeletionPolicy %v, UpdateReplacePolicy %v; want Retain for both", keep, r["DeletionPolicy"], r["UpdateReplacePolicy"])
+				}
+			}
+			if attrs := fmt.Sprint(tp.props(t, "LoadBalancer")["LoadBalancerAttributes"]); !strings.Contains(attrs, "Key:deletion_protection.enabled Value:true") {
+				t.Errorf("the ALB has no deletion protection: %s", attrs)
+			}
+			topics := tp.resourcesOfType("AWS::SNS::Topic")
+			if len(topics) != 1 || fmt.Sprint(tp.props(t, topics[0])["Subscription"]) != fmt.Sprint([]any{map[string]any{"Protocol": "email", "Endpoint": testAlarmEmail}}) {
+				t.Fatalf("topics %v, want one of the stack's own mailing AlarmEmail", topics)
+			}
+			scaling := func(action string) bool {
+				typ := fmt.Sprint(tp.resources[action]["Type"])
+				return typ == "AWS::ApplicationAutoScaling::ScalingPolicy" || typ == "AWS::AutoScaling::ScalingPolicy"
+			}
+			watched := map[string][]alarmMetric{}
+			for _, a := range tp.resourcesOfType("AWS::CloudWatch::Alarm") {
+				p := tp.props(t, a)
+				actions := asStrings(p["AlarmActions"])
+				if !slices.Contains(actions, topics[0]) && !(len(actions) > 0 && !slices.ContainsFunc(actions, func(s string) bool { return !scaling(s) })) {
+					t.Errorf("%s notifies %v, not %s (only scaling triggers may leave it out)", a, actions, topics[0])
+				}
+				for _, m := range alarmMetrics(p) {
+					watched[m.Namespace+" "+m.Name] = append(watched[m.Namespace+" "+m.Name], m)
+				}
+			}
+			throttled := map[string]bool{}
+			for _, kind := range []string{"Read", "Write"} {
+				for _, m := range watched["AWS/DynamoDB "+kind+"ThrottleEvents"] {
+					throttled[kind+" "+m.Dimensions["TableName"]] = true
+				}
+			}
+			for _, table := range tp.resourcesOfType("AWS::DynamoDB::Table") {
+				for _, kind := range []string{"Read", "Write"} {
+					if !throttled[kind+" "+tp.name(t, table)] {
+						t.Errorf("no alarm on %sThrottleEvents of %s", kind, table)
+					}
+				}
+			}
+			metricsIDs := map[string]bool{}
+			for _, c := range asSlice(tp.props(t, "LakeBucket")["MetricsConfigurations"]) {
+				metricsIDs[fmt.Sprint(c.(map[string]any)["Id"])] = true
+			}
+			lake := false
+			for _, m := range watched["AWS/S3 5xxErrors"] {
+				lake = lake || (m.Dimensions["BucketName"] == tp.name(t, "LakeBucket") && metricsIDs[m.Dimensions["FilterId"]])
+			}
+			if !lake {
+				t.Error("no alarm on the lake bucket's 5xxErrors request metric (the archive's writes)")
+			}
+			for _, want := range []string{"AWS/ApplicationELB HTTPCode_ELB_5XX_Count", "AWS/ApplicationELB HTTPCode_Target_5XX_Count"} {
+				if len(watched[want]) == 0 {
+					t.Errorf("no alarm on %s", want)
+				}
+			}
+			age := watched["AWS/Kinesis GetRecords.IteratorAgeMilliseconds"]
+			if len(age) == 0 || age[0].Dimensions["StreamName"] != tp.name(t, "InputStream") {
+				t.Errorf("no alarm on the input stream's iterator age: %v", age)
 			}
 		})
 	}
