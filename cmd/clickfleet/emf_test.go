@@ -84,3 +84,48 @@ func TestConsumeWritesEMF(t *testing.T) {
 		}
 	}
 }
+
+// clickfleet scale writes the stream's open shards as an EMF line (what deploy/aws caps the workers'
+// task counts at), once it has looked at the stream; dry-run leads without a lock.
+func TestScaleWritesOpenShardsEMF(t *testing.T) {
+	kin := testenv.Kinesis(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	stream := testenv.Stream(t, kin, 3)
+	cmd := exec.Command(testenv.Binary(t), "scale", "--dry-run", "--stream", stream, "--source", "metrics",
+		"--workers", "http://127.0.0.1:1", "--scale-interval", "200ms", "--emf-interval", "300ms", "--http-listen", "", "--log-format", "json")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+	lines := make(chan map[string]any)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var v map[string]any
+			if json.Unmarshal(sc.Bytes(), &v) == nil && v["_aws"] != nil {
+				lines <- v
+			}
+		}
+		close(lines)
+	}()
+	select {
+	case v, ok := <-lines:
+		if !ok {
+			t.Fatal("scale closed its standard output without an EMF line")
+		}
+		if v[emfDimStream] != stream || v[emfMetricShards] != 3.0 {
+			t.Fatalf("EMF line %v, want %s=%s and %s=3", v, emfDimStream, stream, emfMetricShards)
+		}
+		if ns := v["_aws"].(map[string]any)["CloudWatchMetrics"].([]any)[0].(map[string]any)["Namespace"]; ns != emfNamespace {
+			t.Fatalf("namespace %v", ns)
+		}
+	case <-ctx.Done():
+		t.Fatal("no EMF line with the open shards within 60 s")
+	}
+}

@@ -220,8 +220,10 @@ func TestTemplateStopTimeouts(t *testing.T) {
 	}
 }
 
-// consume and archive scale between 1 and the shard-count maximum on the lag the workers emit: out above
-// 60 s, in below 5 s for 15 minutes, with a CPU target that never scales in.
+// consume and archive scale between 1 and the stream's open shards: out on the lag (above 60 s) only
+// while fewer tasks run than open shards (clickfleet scale's EMF OpenShards, which the scale task
+// writes), back to the shard count when more run, in on low CPU (not on a low lag, which holds whenever
+// the fleet keeps up), with a CPU target that only adds; a removal never crosses the CPU target again.
 func TestTemplateWorkerScaling(t *testing.T) {
 	for _, v := range templateVariants {
 		t.Run(v.name, func(t *testing.T) {
@@ -243,33 +245,99 @@ func TestTemplateWorkerScaling(t *testing.T) {
 			if asg := "AutoScalingGroup"; tp.exists(asg) && paramMaxValue(t, tp, "InstanceMaxSize") > maxShards {
 				t.Errorf("InstanceMaxSize's MaxValue %d is above MaxShardCount's %d", paramMaxValue(t, tp, "InstanceMaxSize"), maxShards)
 			}
-			workers := []string{"ConsumeScalableTarget", "ArchiveScalableTarget"}
+			prefixes := []string{"Consume", "Archive"}
+			cpuTarget := func(prefix string) map[string]any {
+				return tp.props(t, prefix+"CpuTarget")["TargetTrackingScalingPolicyConfiguration"].(map[string]any)
+			}
 			if v.params["Compute"] == "ec2-systemd" {
 				if len(targets) != 1 {
 					t.Errorf("ec2-systemd: scalable targets %v, want the ingest's only", targets)
 				}
-				workers = nil
-				checkLagAlarms(t, tp, "WorkerInstancesScaleOut", "WorkerInstancesScaleIn")
-			}
-			for _, st := range workers {
-				if _, ok := targets[st]; !ok {
-					t.Fatalf("no %s", st)
-				}
-				prefix := strings.TrimSuffix(st, "ScalableTarget")
-				checkLagAlarms(t, tp, prefix+"ScaleOut", prefix+"ScaleIn")
-				cpu := tp.props(t, prefix+"CpuTarget")
-				cfg := cpu["TargetTrackingScalingPolicyConfiguration"].(map[string]any)
-				if cfg["DisableScaleIn"] != "true" || fmt.Sprint(cpu["ScalingTargetId"]) != st {
-					t.Errorf("%sCpuTarget: %v; want a CPU target on %s that never scales in", prefix, cpu, st)
+				prefixes = []string{"WorkerInstances"}
+				cpuTarget = func(prefix string) map[string]any {
+					return tp.props(t, prefix+"CpuTarget")["TargetTrackingConfiguration"].(map[string]any)
 				}
 			}
-			// clickfleet scale resizes the stream up to the same maximum.
+			for _, prefix := range prefixes {
+				cfg := cpuTarget(prefix)
+				target, _ := strconv.ParseFloat(fmt.Sprint(cfg["TargetValue"]), 64)
+				if cfg["DisableScaleIn"] != "true" {
+					t.Errorf("%sCpuTarget scales in; scaling in is the low-CPU policy's", prefix)
+				}
+				checkWorkerScaling(t, tp, prefix, target)
+			}
+			// clickfleet scale resizes the stream up to the same maximum and reports the open shards.
 			for _, c := range tp.containers(t) {
-				if c.Command[0] == "scale" && c.Environment["CLICKFLEET_MAX_SHARDS"] != tp.params["MaxShardCount"] {
+				if c.Command[0] != "scale" {
+					continue
+				}
+				if c.Environment["CLICKFLEET_MAX_SHARDS"] != tp.params["MaxShardCount"] {
 					t.Errorf("scale's CLICKFLEET_MAX_SHARDS %q, want MaxShardCount %s", c.Environment["CLICKFLEET_MAX_SHARDS"], tp.params["MaxShardCount"])
+				}
+				cmd := cliCommand(t, c.Command)
+				applySettings(t, cmd, c.Environment)
+				if d, ok := durationFlag(t, cmd, "emf-interval"); !ok || d <= 0 || d > time.Minute {
+					t.Errorf("scale: --emf-interval %s, want 1s..60s (the alarms' period)", d)
 				}
 			}
 		})
+	}
+}
+
+// scalingAlarm is an alarm whose action is one of a prefix's scaling policies.
+type scalingAlarm struct {
+	name    string
+	props   map[string]any
+	metrics []alarmMetric
+}
+
+// checkWorkerScaling checks a worker fleet's scaling policies (prefix ScaleOut, ToShards, ScaleIn) and the
+// alarms that trigger them.
+func checkWorkerScaling(t *testing.T, tp *template, prefix string, cpuTarget float64) {
+	t.Helper()
+	byPolicy := map[string]scalingAlarm{}
+	for _, a := range tp.resourcesOfType("AWS::CloudWatch::Alarm") {
+		p := tp.props(t, a)
+		for _, action := range asStrings(p["AlarmActions"]) {
+			if strings.HasPrefix(action, prefix) {
+				byPolicy[strings.TrimPrefix(action, prefix)] = scalingAlarm{a, p, alarmMetrics(p)}
+			}
+		}
+	}
+	has := func(al scalingAlarm, namespace, name string) bool {
+		return slices.ContainsFunc(al.metrics, func(m alarmMetric) bool { return m.Namespace == namespace && m.Name == name })
+	}
+	shards := func(al scalingAlarm) bool { return has(al, emfNamespace, emfMetricShards) }
+	span := func(al scalingAlarm) int {
+		evals, _ := strconv.Atoi(fmt.Sprint(al.props["EvaluationPeriods"]))
+		period := 60
+		if len(al.metrics) > 0 && al.metrics[0].Period > 0 {
+			period = al.metrics[0].Period
+		}
+		return evals * period
+	}
+	out, ok := byPolicy["ScaleOut"]
+	if !ok || !has(out, emfNamespace, emfMetricLag) || !shards(out) || fmt.Sprint(out.props["Threshold"]) != "60000" || out.props["ComparisonOperator"] != "GreaterThanThreshold" {
+		t.Errorf("%sScaleOut: alarm %+v; want the lag above 60000 ms, gated by the open shards", prefix, out.name)
+	}
+	toShards, ok := byPolicy["ToShards"]
+	if !ok || !shards(toShards) || fmt.Sprint(toShards.props["Threshold"]) != "0" || toShards.props["ComparisonOperator"] != "GreaterThanThreshold" {
+		t.Errorf("%sToShards: alarm %q; want tasks above the open shards", prefix, toShards.name)
+	}
+	in, ok := byPolicy["ScaleIn"]
+	if !ok {
+		t.Fatalf("no alarm triggers %sScaleIn", prefix)
+	}
+	if has(in, emfNamespace, emfMetricLag) && !has(in, "AWS/ECS", "CPUUtilization") && !has(in, "AWS/EC2", "CPUUtilization") {
+		t.Errorf("%s scales in on the lag alone (%s): true whenever the fleet keeps up", prefix, in.name)
+	}
+	threshold, _ := strconv.ParseFloat(fmt.Sprint(in.props["Threshold"]), 64)
+	if in.props["ComparisonOperator"] != "LessThanThreshold" || span(in) < 900 {
+		t.Errorf("%s: %v %v for %d s; want CPU below a threshold for 15 minutes", in.name, in.props["ComparisonOperator"], threshold, span(in))
+	}
+	// Removing one of n >= 2 tasks at CPU c multiplies c by n/(n-1) <= 2: it must stay under the target.
+	if 2*threshold >= cpuTarget {
+		t.Errorf("%s: scale-in below %.0f %% CPU and the CPU target %.0f %%: a removal (at most doubling the CPU) would cross the target and be undone", prefix, threshold, cpuTarget)
 	}
 }
 
@@ -281,48 +349,6 @@ func paramMaxValue(t *testing.T, tp *template, name string) int {
 		t.Fatalf("parameter %s has no MaxValue", name)
 	}
 	return n
-}
-
-// checkLagAlarms finds the alarms whose actions are the scale-out and scale-in policies and checks their
-// thresholds: above 60 s for at least a minute out, below 5 s for 15 minutes in, on the lag metric.
-func checkLagAlarms(t *testing.T, tp *template, out, in string) {
-	t.Helper()
-	found := map[string]bool{}
-	for _, a := range tp.resourcesOfType("AWS::CloudWatch::Alarm") {
-		p := tp.props(t, a)
-		actions := asStrings(p["AlarmActions"])
-		for _, policy := range []string{out, in} {
-			if !slices.Contains(actions, policy) {
-				continue
-			}
-			found[policy] = true
-			metrics := alarmMetrics(p)
-			lag := false
-			for _, m := range metrics {
-				lag = lag || (m.Namespace == emfNamespace && m.Name == emfMetricLag)
-			}
-			if !lag {
-				t.Errorf("%s (→ %s) does not watch %s/%s", a, policy, emfNamespace, emfMetricLag)
-			}
-			period := 60
-			if len(metrics) > 0 && metrics[0].Period > 0 {
-				period = metrics[0].Period
-			}
-			evals, _ := strconv.Atoi(fmt.Sprint(p["EvaluationPeriods"]))
-			thr, op := fmt.Sprint(p["Threshold"]), fmt.Sprint(p["ComparisonOperator"])
-			if policy == out && (thr != "60000" || op != "GreaterThanThreshold" || evals*period < 60) {
-				t.Errorf("%s: %s %s for %d×%ds, want above 60000 ms", a, op, thr, evals, period)
-			}
-			if policy == in && (thr != "5000" || op != "LessThanThreshold" || evals*period != 900) {
-				t.Errorf("%s: %s %s for %d×%ds, want below 5000 ms for 15 minutes", a, op, thr, evals, period)
-			}
-		}
-	}
-	for _, policy := range []string{out, in} {
-		if !found[policy] {
-			t.Errorf("no alarm triggers %s", policy)
-		}
-	}
 }
 
 // alarmMetric is one metric an alarm reads.
@@ -362,7 +388,7 @@ func alarmMetrics(p map[string]any) []alarmMetric {
 // stream and the lease table (the application) the workers run with; the worker's EMF interval is no
 // longer than the alarms' period; the required alarms exist.
 func TestTemplateAlarmsUseTheWorkersMetrics(t *testing.T) {
-	known := map[string]bool{emfMetricLag: true, emfMetricRecords: true, emfMetricLeases: true}
+	known := map[string]bool{emfMetricLag: true, emfMetricRecords: true, emfMetricLeases: true, emfMetricShards: true}
 	for _, v := range templateVariants {
 		t.Run(v.name, func(t *testing.T) {
 			tp := loadTemplate(t, v.params)
@@ -388,6 +414,12 @@ func TestTemplateAlarmsUseTheWorkersMetrics(t *testing.T) {
 					case emfNamespace:
 						if !known[m.Name] {
 							t.Errorf("%s: metric %s is not one the workers emit", a, m.Name)
+						}
+						if m.Name == emfMetricShards { // clickfleet scale's: the stream only
+							if len(m.Dimensions) != 1 || m.Dimensions[emfDimStream] != tp.name(t, "InputStream") {
+								t.Errorf("%s: dimensions %v, want %s=%s only", a, m.Dimensions, emfDimStream, tp.name(t, "InputStream"))
+							}
+							continue
 						}
 						if len(m.Dimensions) != 2 || m.Dimensions[emfDimStream] != tp.name(t, "InputStream") || !apps[m.Dimensions[emfDimApplication]] {
 							t.Errorf("%s: dimensions %v, want %s=%s and %s=one of %v", a, m.Dimensions, emfDimStream, tp.name(t, "InputStream"), emfDimApplication, apps)
