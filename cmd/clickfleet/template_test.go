@@ -783,10 +783,11 @@ func TestSystemdUnitsMatchTheCLI(t *testing.T) {
 	if out, err := exec.Command("bash", "-n", "-c", userData).CombinedOutput(); err != nil {
 		t.Errorf("the user-data does not parse as bash: %v\n%s", err, out)
 	}
-	units, _ := filepath.Glob("../../deploy/ec2/*.service")
+	units, _ := filepath.Glob("../../deploy/ec2/clickfleet-[a-z]*[a-z].service")
 	if len(units) != 2 {
 		t.Fatalf("deploy/ec2 has units %v, want consume's and archive's", units)
 	}
+	checkSystemdOperations(t, tp, userData)
 	for _, path := range units {
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			b, _ := os.ReadFile(path)
@@ -1452,5 +1453,48 @@ func TestTemplateDataProtectionAndAlarms(t *testing.T) {
 				t.Errorf("no alarm on the input stream's iterator age: %v", age)
 			}
 		})
+	}
+}
+
+// checkSystemdOperations: on ec2-systemd the workers' JSON logs reach CloudWatch Logs (a file per unit the
+// agent ships, trimmed by logrotate), a timer checks each unit's /healthz and restarts it after three
+// failures (deploy/ec2's health units and script, installed verbatim), and a new launch template version
+// (a new BinaryUrl) rolls through the group one instance at a time, each signalling once both workers
+// are healthy.
+func checkSystemdOperations(t *testing.T, tp *template, userData string) {
+	t.Helper()
+	for _, f := range []string{"clickfleet-health", "clickfleet-health@.service", "clickfleet-health@.timer"} {
+		b, err := os.ReadFile("../../deploy/ec2/" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(userData, string(b)) {
+			t.Errorf("the user-data does not install deploy/ec2/%s as it is", f)
+		}
+		if strings.HasSuffix(f, ".service") || strings.HasSuffix(f, ".timer") {
+			verifyUnit(t, "../../deploy/ec2/"+f, bytes.ReplaceAll(b, []byte("/usr/local/libexec/clickfleet-health"), []byte("/bin/true")))
+		} else if out, err := exec.Command("sh", "-n", "../../deploy/ec2/"+f).CombinedOutput(); err != nil {
+			t.Errorf("deploy/ec2/%s does not parse: %v\n%s", f, err, out)
+		}
+	}
+	for _, name := range []string{"consume", "archive"} {
+		u := unitFile(t, "../../deploy/ec2/clickfleet-"+name+".service")
+		logFile, ok := strings.CutPrefix(u["Service"]["StandardError"][0], "append:")
+		if !ok || !strings.Contains(userData, `"file_path": "`+logFile+`"`) {
+			t.Errorf("clickfleet-%s's logs (StandardError=%s) are not a file the CloudWatch agent ships", name, u["Service"]["StandardError"][0])
+		}
+		if !strings.Contains(userData, "clickfleet-health@"+name+".timer") {
+			t.Errorf("the user-data does not enable clickfleet-health@%s.timer", name)
+		}
+	}
+	if !strings.Contains(userData, "/etc/logrotate.d/clickfleet") {
+		t.Error("the user-data installs no logrotate rule for /var/log/clickfleet")
+	}
+	roll, _ := lookupPath(tp.resources["AutoScalingGroup"], "UpdatePolicy.AutoScalingRollingUpdate").(map[string]any)
+	if roll == nil || tp.eval(t, roll["WaitOnResourceSignals"]) != "true" || fmt.Sprint(roll["MaxBatchSize"]) != "1" {
+		t.Errorf("the group's UpdatePolicy %v: want a rolling update, one instance at a time, waiting for signals", roll)
+	}
+	if !strings.Contains(userData, "cfn-signal") || !strings.Contains(userData, "--resource AutoScalingGroup") {
+		t.Error("the user-data sends no cfn-signal for the rolling update")
 	}
 }
