@@ -19,6 +19,33 @@ import (
 	"github.com/clickfleet/clickfleet/internal/testenv"
 )
 
+// emfLines starts cmd and returns its standard output's EMF lines (JSON objects with _aws), decoded; the
+// channel closes with the output. The process gets SIGTERM when the test ends.
+func emfLines(t *testing.T, cmd *exec.Cmd) <-chan map[string]any {
+	t.Helper()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+	lines := make(chan map[string]any)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var v map[string]any
+			if json.Unmarshal(sc.Bytes(), &v) == nil && v["_aws"] != nil {
+				lines <- v
+			}
+		}
+	}()
+	return lines
+}
+
 // A consume worker writes its scaling metrics as EMF lines on standard output: the lease table as the
 // application, its leases, and a records rate that saw the records put.
 func TestConsumeWritesEMF(t *testing.T) {
@@ -40,26 +67,7 @@ func TestConsumeWritesEMF(t *testing.T) {
 	cmd := exec.Command(testenv.Binary(t), "consume", "--processor", "count", "--stream", stream, "--lease-table", leases,
 		"--redis-url", os.Getenv("CLICKFLEET_REDIS_URL"), "--key-prefix", testenv.Name(t, "cf")+":", "--http-listen", "",
 		"--worker-id", "w1", "--take-interval", "200ms", "--idle-time", "100ms", "--emf-interval", "300ms", "--log-format", "json")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
-	lines := make(chan map[string]any)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			var v map[string]any
-			if json.Unmarshal(sc.Bytes(), &v) == nil {
-				lines <- v
-			}
-		}
-		close(lines)
-	}()
+	lines := emfLines(t, cmd)
 	sawRecords, sawLeases := false, false
 	for !sawRecords || !sawLeases {
 		select {
@@ -94,26 +102,7 @@ func TestScaleWritesOpenShardsEMF(t *testing.T) {
 	stream := testenv.Stream(t, kin, 3)
 	cmd := exec.Command(testenv.Binary(t), "scale", "--dry-run", "--stream", stream, "--source", "metrics",
 		"--workers", "http://127.0.0.1:1", "--scale-interval", "200ms", "--emf-interval", "300ms", "--http-listen", "", "--log-format", "json")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
-	lines := make(chan map[string]any)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			var v map[string]any
-			if json.Unmarshal(sc.Bytes(), &v) == nil && v["_aws"] != nil {
-				lines <- v
-			}
-		}
-		close(lines)
-	}()
+	lines := emfLines(t, cmd)
 	select {
 	case v, ok := <-lines:
 		if !ok {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"strings"
@@ -14,33 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/clickfleet/clickfleet/actors/session"
 	"github.com/clickfleet/clickfleet/internal/provision"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 )
-
-// emptyDatabase creates a database of the test's own on the stack's PostgreSQL, without any schema, and
-// drops it when the test ends; it returns its DSN.
-func emptyDatabase(t *testing.T) string {
-	t.Helper()
-	admin := testenv.Postgres(t)
-	db := strings.ReplaceAll(testenv.Name(t, "t"), "-", "_")
-	if _, err := admin.Exec(context.Background(), "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
-		t.Fatalf("create database %s: %v", db, err)
-	}
-	t.Cleanup(func() {
-		_, _ = admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)")
-	})
-	u, err := url.Parse(testenv.PostgresDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + db
-	return u.String()
-}
 
 // lockedLog collects a process's log lines for the test's messages.
 type lockedLog struct {
@@ -76,7 +54,7 @@ func readyStatus(url string) int {
 // circuit breaker and rolled the stack back.
 func TestNamesSyncWaitsForTheTable(t *testing.T) {
 	rdb := testenv.Redis(t)
-	dsn := emptyDatabase(t)
+	dsn := testenv.EmptyDatabase(t)
 	prefix := testenv.Name(t, "cf") + ":"
 	t.Cleanup(func() {
 		if keys := rdb.Keys(context.Background(), prefix+"*").Val(); len(keys) > 0 {

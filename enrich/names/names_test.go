@@ -22,25 +22,8 @@ import (
 )
 
 // freshDatabase creates a database of its own on the stack's PostgreSQL (so the customers table is the
-// test's alone), with the customers schema, and drops it when the test ends. It returns its DSN.
-func freshDatabase(t *testing.T) string {
-	t.Helper()
-	admin := testenv.Postgres(t)
-	db := strings.ReplaceAll(testenv.Name(t, "t"), "-", "_")
-	ctx := context.Background()
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
-		t.Fatalf("create database %s: %v", db, err)
-	}
-	t.Cleanup(func() {
-		_, _ = admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)")
-	})
-	u, err := url.Parse(testenv.PostgresDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + db
-	return u.String()
-}
+// test's alone), without schema, and drops it when the test ends. It returns its DSN.
+func freshDatabase(t *testing.T) string { return testenv.EmptyDatabase(t) }
 
 func newPool(t *testing.T, dsn string) *pgxpool.Pool {
 	t.Helper()
