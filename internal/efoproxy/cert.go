@@ -18,8 +18,8 @@ import (
 
 // The files MakeCertificate writes into its directory.
 const (
-	CertFile        = "cert.pem"         // the certificate (PEM); it is its own CA: trust it with AWS_CA_BUNDLE
-	KeyFile         = "key.pem"          // its private key (PKCS #8 PEM)
+	CertFile        = "cert.pem"          // the certificate (PEM); it is its own CA: trust it with AWS_CA_BUNDLE
+	KeyFile         = "key.pem"           // its private key (PKCS #8 PEM)
 	KinesisMockFile = "kinesis-mock.json" // both, as kinesis-mock's KINESIS_MOCK_CERT_PATH wants them
 )
 
