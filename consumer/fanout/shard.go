@@ -8,7 +8,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/schemas"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/internal/retry"
@@ -36,12 +38,17 @@ func SDK(api API) Subscriber { return sdkSubscriber{api} }
 type sdkSubscriber struct{ api API }
 
 func (s sdkSubscriber) Subscribe(ctx context.Context, in *kinesis.SubscribeToShardInput) (Subscription, error) {
-	out, err := s.api.SubscribeToShard(ctx, in)
+	out, err := s.api.SubscribeToShard(ctx, in, ownProtocol)
 	if err != nil {
 		return nil, err
 	}
 	return out.GetStream(), nil
 }
+
+// ownProtocol gives a subscription a protocol of its own, as the client's is by default (awsJson 1.1):
+// the client's one protocol value is shared by all its calls, and its event stream codec keeps per-call
+// state without synchronization (aws/smithy-go#714), a data race between concurrent subscriptions.
+func ownProtocol(o *kinesis.Options) { o.Protocol = awsjson.New11(schemas.Kinesis_20131202) }
 
 // Position is where a subscription starts: Type, with SequenceNumber for AT_ and AFTER_SEQUENCE_NUMBER
 // and Timestamp for AT_TIMESTAMP.
