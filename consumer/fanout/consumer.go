@@ -109,13 +109,13 @@ func register(ctx context.Context, api API, streamARN, name string) (bool, error
 }
 
 // Exists reports whether the consumer with this ARN is still registered: false with a nil error when
-// Kinesis answers ResourceNotFoundException.
+// Kinesis answers ResourceNotFoundException or the consumer is being deleted (deregistered).
 func Exists(ctx context.Context, api API, consumerARN string) (bool, error) {
-	_, err := api.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{ConsumerARN: aws.String(consumerARN)})
+	out, err := api.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{ConsumerARN: aws.String(consumerARN)})
 	var notFound *ktypes.ResourceNotFoundException
 	switch {
 	case err == nil:
-		return true, nil
+		return out.ConsumerDescription.ConsumerStatus != ktypes.ConsumerStatusDeleting, nil
 	case errors.As(err, &notFound):
 		return false, nil
 	}
