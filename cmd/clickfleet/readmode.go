@@ -1,13 +1,16 @@
 package main
 
 import (
+	"fmt"
 	"net/url"
+	"os"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/spf13/pflag"
 
 	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/consumer/streamtail"
 )
 
 // readFlags are the read mode's flags that are not consumer.Config fields: where the EFO read mode's
@@ -59,4 +62,41 @@ func efoClient(awsCfg aws.Config, endpoint string) *kinesis.Client {
 			o.BaseEndpoint = aws.String(endpoint)
 		}
 	})
+}
+
+// tailReadMode are tail's read-mode flags.
+type tailReadMode struct {
+	mode, consumerName string
+	readFlags
+}
+
+func (r *tailReadMode) register(f *pflag.FlagSet) {
+	f.StringVar(&r.mode, "read-mode", string(consumer.Polling), readModeHelp)
+	f.StringVar(&r.consumerName, "efo-consumer-name", "", "stream consumer of the efo read mode (empty: clickfleet-tail-<host>-<pid>, deregistered at exit)")
+	f.StringVar(&r.efoEndpoint, "efo-endpoint", "", efoEndpointHelp)
+}
+
+func (r *tailReadMode) check() error { return checkReadMode(r.mode, &r.readFlags) }
+
+// options are the tail's streamtail.Options.
+func (r *tailReadMode) options(awsCfg aws.Config, latest bool) streamtail.Options {
+	o := streamtail.Options{Latest: latest}
+	if r.mode != string(consumer.EFO) {
+		return o
+	}
+	o.FanOut, o.ConsumerName = efoClient(awsCfg, r.efoEndpoint), r.consumerName
+	if o.ConsumerName == "" {
+		host, _ := os.Hostname()
+		o.ConsumerName = fmt.Sprintf("clickfleet-tail-%s-%d", host, os.Getpid())
+	}
+	return o
+}
+
+// checkReadMode checks the --read-mode and --efo-endpoint of a command without a consumer.Config (setup,
+// tail).
+func checkReadMode(mode string, r *readFlags) error {
+	if mode != string(consumer.Polling) && mode != string(consumer.EFO) {
+		return usagef("--read-mode (%s) must be polling or efo, not %q", envName("read-mode"), mode)
+	}
+	return r.check()
 }

@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/clickfleet/clickfleet/consumer/fanout"
 	"github.com/clickfleet/clickfleet/enrich/names"
 	"github.com/clickfleet/clickfleet/lake"
 	"github.com/clickfleet/clickfleet/lease"
@@ -32,6 +33,10 @@ type Resources struct {
 	RouteStreams []string
 	// Buckets are the lake's buckets, created when Clients.S3 is set. Default: clickfleet-lake
 	Buckets []string
+	// StreamConsumers are the stream consumers registered on Stream for enhanced fan-out (the efo read
+	// mode of consume and archive: one per application, named after its lease table), when
+	// Clients.FanOut is set. Default: none
+	StreamConsumers []string
 }
 
 // DefaultScaleLeaseTable is the lock table of 'clickfleet scale' (package scale's DefaultLockTable; scale
@@ -77,6 +82,8 @@ type Clients struct {
 	Postgres Execer
 	// S3 creates the lake's buckets; nil skips them.
 	S3 S3API
+	// FanOut registers Resources.StreamConsumers; nil skips them.
+	FanOut fanout.API
 }
 
 // Setup creates every resource that is missing, in order (streams, tables, PostgreSQL schema), and logs
@@ -126,6 +133,9 @@ func Setup(ctx context.Context, c Clients, r Resources, log *zap.Logger) error {
 		return err
 	}
 	log.Info("table ready", zap.String("table", r.ScaleLeaseTable), zap.String("role", "stream autoscaler's lock"))
+	if err := ensureStreamConsumers(ctx, c.FanOut, r.Stream, r.StreamConsumers, log); err != nil {
+		return err
+	}
 	if c.S3 != nil {
 		for _, b := range r.Buckets {
 			created, err := EnsureBucket(ctx, c.S3, b)
