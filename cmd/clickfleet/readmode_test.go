@@ -115,3 +115,42 @@ func TestConsumeExitsWhenItsStreamConsumerIsDeregistered(t *testing.T) {
 	}
 	t.Logf("exit 1 %s after the subscriptions ended: %s", time.Since(start).Round(time.Millisecond), last)
 }
+
+// --read-mode efo against an endpoint that does not serve enhanced fan-out (kinesis-mock's plain port:
+// SubscribeToShard without the initial-response event) exits 1 naming --efo-endpoint, instead of
+// retrying for ever.
+func TestConsumeExitsWhenTheEfoEndpointServesNoFanOut(t *testing.T) {
+	kin, ddb := testenv.Kinesis(t), testenv.DynamoDB(t)
+	testenv.KinesisFanOut(t) // kinesis-mock, whose plain port is such an endpoint
+	testenv.Redis(t)
+	stream := testenv.Stream(t, kin, 1)
+	leases := testenv.LeaseTable(t, ddb)
+	cmd := exec.Command(testenv.Binary(t), "consume", "--read-mode", "efo", "--efo-endpoint", os.Getenv("AWS_ENDPOINT_URL_KINESIS"),
+		"--processor", "count", "--stream", stream, "--lease-table", leases, "--redis-url", os.Getenv("CLICKFLEET_REDIS_URL"),
+		"--key-prefix", testenv.Name(t, "cf")+":", "--worker-id", "w1", "--http-listen", "", "--log-format", "json", "--take-interval", "300ms")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var waitErr error
+	exited := make(chan struct{})
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+		t.Fatalf("consume still ran 30 s after start with a plain-HTTP --efo-endpoint\n%s", tail(stderr.String()))
+	}
+	var exit *exec.ExitError
+	if !errors.As(waitErr, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("consume ended with %v, want exit status 1\n%s", waitErr, tail(stderr.String()))
+	}
+	last := lastLine(stderr.String())
+	for _, want := range []string{"does not serve enhanced fan-out", "--efo-endpoint (CLICKFLEET_EFO_ENDPOINT)"} {
+		if !strings.Contains(last, want) {
+			t.Errorf("the error does not say %q:\n%s", want, last)
+		}
+	}
+}

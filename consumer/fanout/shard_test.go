@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/clickfleet/clickfleet/consumer/fanout"
 	"github.com/clickfleet/clickfleet/internal/retry"
@@ -190,20 +191,29 @@ func TestShardResubscribesFromTheContinuation(t *testing.T) {
 
 func TestShardStopsOnPermanentErrors(t *testing.T) {
 	gone := &ktypes.ResourceNotFoundException{Message: aws.String("ConsumerARN arn:consumer not found")}
+	isGone := func(err error) bool {
+		var nf *ktypes.ResourceNotFoundException
+		return errors.As(err, &nf)
+	}
+	noFanOut := func(err error) bool { return errors.Is(err, fanout.ErrUnsupported) && retry.IsPermanent(err) }
 	for _, tc := range []struct {
 		name    string
 		answers []answer
+		want    func(error) bool
 	}{
-		{"the subscription is refused", []answer{{subscribeErr: gone}}},
-		{"the stream ends with it", []answer{{events: []ktypes.SubscribeToShardEvent{event("1", "1")}, err: gone}}},
+		{"the subscription is refused", []answer{{subscribeErr: gone}}, isGone},
+		{"the stream ends with it", []answer{{events: []ktypes.SubscribeToShardEvent{event("1", "1")}, err: gone}}, isGone},
+		{"the endpoint sends no initial-response (not Kinesis' SubscribeToShard)",
+			[]answer{{subscribeErr: errors.New("deserialize initial response: expected initial-response, got SubscribeToShardEvent")}}, noFanOut},
+		{"the endpoint does not know SubscribeToShard",
+			[]answer{{subscribeErr: &smithy.GenericAPIError{Code: "UnknownOperationException", Message: "SubscribeToShard"}}}, noFanOut},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f := &fakeSubscriber{answers: tc.answers}
 				_, ended, err := read(t, f, t.Context())
-				var nf *ktypes.ResourceNotFoundException
-				if ended || !errors.As(err, &nf) || !strings.Contains(err.Error(), "shardId-000000000000") {
-					t.Fatalf("Read = %v, %v; want a ResourceNotFoundException naming the shard", ended, err)
+				if ended || !tc.want(err) || !strings.Contains(err.Error(), "shardId-000000000000") {
+					t.Fatalf("Read = %v, %v; want a permanent error of its kind, naming the shard", ended, err)
 				}
 				if n := len(f.positions()); n != 1 {
 					t.Errorf("%d subscriptions, want 1: a permanent error is not retried", n)
