@@ -117,13 +117,22 @@ func (w *Worker) ensureStreamConsumer(ctx context.Context) error {
 }
 
 // consumerError names the resource a permanent failure of the stream consumer's calls concerns: the stream
-// when describing it failed, else the stream consumer (ConsumerName).
+// when describing it failed, the fan-out endpoint (FanOut) when it does not serve enhanced fan-out, else
+// the stream consumer (ConsumerName).
 func (w *Worker) consumerError(err error) error {
 	var op *smithy.OperationError
-	if errors.As(err, &op) && op.Operation() == "DescribeStreamSummary" {
+	switch {
+	case errors.Is(err, fanout.ErrUnsupported):
+		return w.endpointError(err)
+	case errors.As(err, &op) && op.Operation() == "DescribeStreamSummary":
 		return w.resourceError(err)
 	}
 	return &ResourceError{Setting: "ConsumerName", Kind: "stream consumer", Name: w.cfg.ConsumerName, Err: err}
+}
+
+// endpointError is a *ResourceError naming FanOut, the client whose endpoint does not serve enhanced fan-out.
+func (w *Worker) endpointError(err error) error {
+	return &ResourceError{Setting: "FanOut", Kind: "enhanced fan-out endpoint of stream consumer", Name: w.cfg.ConsumerName, Err: err}
 }
 
 // errPeriodOver ends a subscription whose holding period is over (lost, handed off, shutting down) or
@@ -265,6 +274,10 @@ func (r *shardReader) readToEnd(ctx context.Context, from fanout.Position) (bool
 // fanOutFailed stops the worker on a permanent failure of the shard's subscriptions, naming the stream
 // consumer when it is gone (deregistered) and the stream otherwise.
 func (r *shardReader) fanOutFailed(err error) {
+	if errors.Is(err, fanout.ErrUnsupported) {
+		r.w.fail(fmt.Errorf("shard %s: %w", r.shard, r.w.endpointError(err)))
+		return
+	}
 	var notFound *ktypes.ResourceNotFoundException
 	if errors.As(err, &notFound) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/clickfleet/clickfleet/internal/retry"
 )
@@ -42,6 +44,21 @@ const (
 
 // ErrNotActive is wrapped by EnsureConsumer's error when the consumer did not become ACTIVE in time.
 var ErrNotActive = errors.New("fanout: stream consumer not ACTIVE")
+
+// ErrUnsupported is wrapped, as a permanent error (retry.IsPermanent), by the errors of an endpoint that
+// does not serve enhanced fan-out: one that does not know the operation (UnknownOperationException, as
+// kinesalite answers), or answers SubscribeToShard without Kinesis' initial-response event (kinesis-mock's
+// plain-HTTP port). Every retry would fail the same way.
+var ErrUnsupported = errors.New("fanout: the endpoint does not serve enhanced fan-out")
+
+// unsupported marks err with ErrUnsupported when it says the endpoint does not serve enhanced fan-out.
+func unsupported(err error) error {
+	var api smithy.APIError
+	if errors.As(err, &api) && api.ErrorCode() == "UnknownOperationException" || err != nil && strings.Contains(err.Error(), "expected initial-response") {
+		return retry.Permanent(fmt.Errorf("%w: %w", ErrUnsupported, err))
+	}
+	return err
+}
 
 // EnsureConsumer returns the stream consumer named name on stream, registering it when there is none,
 // once it is ACTIVE; created says it registered it. A consumer being deleted is waited out and registered
@@ -89,7 +106,7 @@ func EnsureConsumer(ctx context.Context, api API, stream, name string, timeout t
 func describe(ctx context.Context, api API, streamARN, name string) (ktypes.ConsumerStatus, string, error) {
 	out, err := api.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{StreamARN: aws.String(streamARN), ConsumerName: aws.String(name)})
 	if err != nil {
-		return "", "", fmt.Errorf("describe consumer %s of stream %s: %w", name, streamARN, err)
+		return "", "", fmt.Errorf("describe consumer %s of stream %s: %w", name, streamARN, unsupported(err))
 	}
 	d := out.ConsumerDescription
 	return d.ConsumerStatus, aws.ToString(d.ConsumerARN), nil
@@ -105,7 +122,7 @@ func register(ctx context.Context, api API, streamARN, name string) (bool, error
 	case errors.As(err, &inUse):
 		return false, nil // registered meanwhile, or still being deleted: describe it again
 	}
-	return false, fmt.Errorf("register consumer %s on stream %s: %w", name, streamARN, err)
+	return false, fmt.Errorf("register consumer %s on stream %s: %w", name, streamARN, unsupported(err))
 }
 
 // Exists reports whether the consumer with this ARN is still registered: false with a nil error when

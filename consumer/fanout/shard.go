@@ -165,7 +165,7 @@ func (s *Shard) subscribe(ctx context.Context) (Subscription, error) {
 		s.OnSubscribe(err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("subscribe %s to shard %s at %s: %w", s.ConsumerARN, s.ShardID, s.next, err)
+		return nil, fmt.Errorf("subscribe %s to shard %s at %s: %w", s.ConsumerARN, s.ShardID, s.next, unsupported(err))
 	}
 	return sub, nil
 }
