@@ -138,6 +138,7 @@ func newGeoResolver(gs geoSettings, rdb *redis.Client, prefix string, reg promet
 // consumeOptions are consume's flags.
 type consumeOptions struct {
 	cfg                                   consumer.Config
+	read                                  readFlags
 	initialPosition, initialTimestamp     string
 	redisURL, keyPrefix, httpListen, proc string
 	emfInterval, checkpointInterval       time.Duration
@@ -148,7 +149,6 @@ type consumeOptions struct {
 	pgDSN                                 string
 	syncInterval                          time.Duration
 	rf                                    routeFlags
-	read                                  readFlags
 }
 
 func newConsumeCommand(g *globals) *cobra.Command {

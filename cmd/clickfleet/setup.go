@@ -37,11 +37,11 @@ func newSetupCommand(g *globals) *cobra.Command {
 		Long: `setup creates what is missing and leaves what exists: the input, offers and errors streams, the lease
 table, the sessions table (with its user_id index), the archive's lease table, the autoscaler's lock table, the lake's bucket, and
 the customers table with its change trigger, and the stream of every output route (--route,
---routes-file: give setup the routes consume gets). With --read-mode efo it registers the stream
-consumers of consume and archive (enhanced fan-out) on the input stream too.
+--routes-file: give setup the routes consume gets).
 It waits until streams and tables are ACTIVE. Endpoints come from the AWS SDK's environment
 (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_KINESIS, AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_S3), so it sets up the local stack,
-LocalStack and AWS alike.`,
+LocalStack and AWS alike. With --read-mode efo it also registers the stream consumers of consume and archive
+(enhanced fan-out) on the input stream.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := res.Validate(); err != nil {
@@ -119,11 +119,11 @@ LocalStack and AWS alike.`,
 	f.StringVar(&lakeURL, "lake-url", lake.DefaultURL, "the lake, whose bucket is created (empty: no bucket)")
 	f.StringVar(&pathStyle, "s3-path-style", "auto", "path-style S3 addressing: auto (on when AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL is set), true or false")
 	f.StringVar(&pgDSN, "pg-dsn", "", "PostgreSQL connection string for the customers schema (empty: skip PostgreSQL)")
-	f.StringVar(&readMode, "read-mode", string(consumer.Polling), "efo: also register the stream consumers that consume and archive read --stream through in their efo read mode, "+
-		"named after --lease-table and --archive-lease-table (their --efo-consumer-name default); polling: none")
-	f.StringVar(&read.efoEndpoint, "efo-endpoint", "", efoEndpointHelp)
 	f.DurationVar(&timeout, "timeout", 2*time.Minute, "give up when set-up takes longer")
 	f.BoolVar(&demo, "demo", false, "also load demo customers (ids 1..N, the generator's POC users) with names and prices; needs --pg-dsn")
 	f.IntVar(&demoN, "demo-customers", 300, "how many demo customers --demo loads")
+	f.StringVar(&readMode, "read-mode", string(consumer.Polling), "efo: also register the stream consumers that consume and archive read --stream through in their efo read mode, "+
+		"named after --lease-table and --archive-lease-table (their --efo-consumer-name default); polling: none")
+	f.StringVar(&read.efoEndpoint, "efo-endpoint", "", efoEndpointHelp)
 	return cmd
 }

@@ -28,15 +28,15 @@ type Resources struct {
 	// ScaleLeaseTable holds the lock of 'clickfleet scale' (one row per stream; never a consumer's lease
 	// table, whose workers would take the row for a shard). Default: clickfleet-scale-leases
 	ScaleLeaseTable string
+	// StreamConsumers are the stream consumers registered on Stream for enhanced fan-out (the efo read
+	// mode of consume and archive: one per application, named after its lease table), when
+	// Clients.FanOut is set. Default: none
+	StreamConsumers []string
 	// RouteStreams are the output routes' streams, created with OutputShards (the offers stream may be
 	// among them). Default: none
 	RouteStreams []string
 	// Buckets are the lake's buckets, created when Clients.S3 is set. Default: clickfleet-lake
 	Buckets []string
-	// StreamConsumers are the stream consumers registered on Stream for enhanced fan-out (the efo read
-	// mode of consume and archive: one per application, named after its lease table), when
-	// Clients.FanOut is set. Default: none
-	StreamConsumers []string
 }
 
 // DefaultScaleLeaseTable is the lock table of 'clickfleet scale' (package scale's DefaultLockTable; scale
@@ -133,9 +133,6 @@ func Setup(ctx context.Context, c Clients, r Resources, log *zap.Logger) error {
 		return err
 	}
 	log.Info("table ready", zap.String("table", r.ScaleLeaseTable), zap.String("role", "stream autoscaler's lock"))
-	if err := ensureStreamConsumers(ctx, c.FanOut, r.Stream, r.StreamConsumers, log); err != nil {
-		return err
-	}
 	if c.S3 != nil {
 		for _, b := range r.Buckets {
 			created, err := EnsureBucket(ctx, c.S3, b)
@@ -144,6 +141,9 @@ func Setup(ctx context.Context, c Clients, r Resources, log *zap.Logger) error {
 			}
 			log.Info("bucket ready", zap.String("bucket", b), zap.Bool("created", created))
 		}
+	}
+	if err := ensureStreamConsumers(ctx, c.FanOut, r.Stream, r.StreamConsumers, log); err != nil {
+		return err
 	}
 	if c.Postgres == nil {
 		log.Warn("no PostgreSQL configured (--pg-dsn): customers schema not created")
