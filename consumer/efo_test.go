@@ -22,8 +22,8 @@ func TestSubscriptionsEndedByTheServerResumeExactly(t *testing.T) {
 	f := newFleet(t, stream, os.Getenv("CLICKFLEET_REDIS_URL"), "--read-mode", "efo")
 	f.start("w1")
 	f.start("w2")
-	const total = 12000
-	sink, wait := countcheck.Produce(t, kin, stream, total, 100, 300, 5) // about 40 s of load
+	const total = 8000
+	sink, wait := countcheck.Produce(t, kin, stream, total, 100, 300, 5) // about 27 s of load
 	waitBalanced(t, f.table, 2, 4, 60*time.Second)
 	consumer := f.table // the stream consumer is named after the lease table
 	ended := map[string]int{}
