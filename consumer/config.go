@@ -34,6 +34,15 @@ type Config struct {
 	Lease lease.Config
 	// NewProcessor makes the processor of each holding period. Required.
 	NewProcessor ProcessorFactory
+	// ReadMode is how held shards are read: Polling (GetRecords) or EFO (enhanced fan-out, SubscribeToShard).
+	// Default: polling.
+	ReadMode ReadMode
+	// ConsumerName names the stream consumer the EFO read mode reads through; Run registers it unless it
+	// exists. Default: Lease.Table (one consumer per application, as the KCL does).
+	ConsumerName string
+	// FanOut is the client of the EFO read mode's calls (RegisterStreamConsumer, DescribeStreamConsumer,
+	// SubscribeToShard over HTTP/2). Default: the worker's Kinesis client.
+	FanOut FanOutAPI
 	// InitialPosition applies to shards without parents when their lease is created. Default: TRIM_HORIZON.
 	InitialPosition InitialPosition
 	// InitialTimestamp is the start for AtTimestamp.
@@ -138,6 +147,9 @@ func (c *Config) Check() error {
 	}
 	if c.MaxRecords < 1 || c.MaxRecords > 10000 {
 		return bad("MaxRecords", "must be 1..10000, got %d", c.MaxRecords)
+	}
+	if err := c.checkReadMode(); err != nil {
+		return err
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()

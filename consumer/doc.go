@@ -1,6 +1,7 @@
 // Package consumer is the fleet's worker: it takes shard leases through package lease, reads each held
-// shard with GetRecords, de-aggregates KPL records, follows resharding, and drives one Processor per held
-// shard through its lifecycle.
+// shard with GetRecords or, in the EFO read mode, with enhanced fan-out (SubscribeToShard through a stream
+// consumer of the application's own; package fanout), de-aggregates KPL records, follows resharding, and
+// drives one Processor per held shard through its lifecycle; the read mode changes none of it.
 //
 // Lifecycle of a Processor (one per holding period of one shard):
 //
@@ -13,6 +14,6 @@
 // once every parent is checkpointed at SHARD_END.
 //
 // Shard discovery uses ListShards and the ParentShardId/AdjacentParentShardId lineage only (not the
-// ChildShards of GetRecords, nor ShardFilter, nor MillisBehindLatest), so it behaves the same on Kinesis,
-// kinesis-mock and kinesalite. It does not interpret record contents: that is the processor's business.
+// ChildShards of GetRecords or of a subscription's last event, nor ShardFilter, nor MillisBehindLatest), so
+// it behaves the same on Kinesis, kinesis-mock and kinesalite. It does not interpret record contents: that is the processor's business.
 package consumer

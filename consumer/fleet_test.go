@@ -166,9 +166,13 @@ func waitBalanced(t *testing.T, table string, workers, leases int, timeout time.
 }
 
 func TestFleetProcessesEveryRecordOnceThroughCrashAndRollingRestart(t *testing.T) {
+	forEachReadMode(t, fleetProcessesEveryRecordOnceThroughCrashAndRollingRestart)
+}
+
+func fleetProcessesEveryRecordOnceThroughCrashAndRollingRestart(t *testing.T, rm readMode) {
 	kin, rdb := testenv.Kinesis(t), testenv.Redis(t)
 	stream := testenv.Stream(t, kin, 8)
-	f := newFleet(t, stream, os.Getenv("CLICKFLEET_REDIS_URL"))
+	f := newFleet(t, stream, os.Getenv("CLICKFLEET_REDIS_URL"), rm.flags()...)
 	for _, id := range []string{"w1", "w2", "w3"} {
 		f.start(id)
 	}
@@ -202,9 +206,13 @@ func TestFleetReshardsUnderLoad(t *testing.T) {
 	if os.Getenv("CLICKFLEET_STACK_KINESIS") == "kinesalite" {
 		t.Skip("kinesalite does not support UpdateShardCount")
 	}
+	forEachReadMode(t, fleetReshardsUnderLoad)
+}
+
+func fleetReshardsUnderLoad(t *testing.T, rm readMode) {
 	kin, rdb := testenv.Kinesis(t), testenv.Redis(t)
 	stream := testenv.Stream(t, kin, 4)
-	f := newFleet(t, stream, os.Getenv("CLICKFLEET_REDIS_URL"))
+	f := newFleet(t, stream, os.Getenv("CLICKFLEET_REDIS_URL"), rm.flags()...)
 	f.start("w1")
 	f.start("w2")
 	sink, wait := countcheck.Produce(t, kin, stream, 12000, 200, 2000, 2)

@@ -97,7 +97,7 @@ func (r *shardReader) runPeriod() {
 		return
 	}
 	r.log.Info("processing shard", zap.Stringer("from", l.Checkpoint))
-	ended := r.readLoop(hctx, pctx)
+	ended := r.read(hctx, pctx)
 	switch {
 	case ended:
 		r.shardEnded(hctx, pctx)

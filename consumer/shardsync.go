@@ -29,6 +29,7 @@ type shardSyncer struct {
 	table   *lease.Table
 	initial lease.Checkpoint
 	log     *zap.Logger
+	closed  closedShards // as of the last sync
 }
 
 // shardInfo is a shard as ListShards describes it, with its parents.
@@ -83,6 +84,7 @@ func (s *shardSyncer) sync(ctx context.Context) ([]shardInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.closed.note(shards)
 	leases, err := s.table.List(ctx)
 	if err != nil {
 		return nil, err

@@ -24,6 +24,7 @@ type Worker struct {
 	coord   *lease.Coordinator
 	table   *lease.Table
 	syncer  *shardSyncer
+	fan     *fanOut // nil in the polling read mode
 	log     *zap.Logger
 	metrics *metrics
 	syncNow chan struct{}
@@ -50,6 +51,9 @@ func New(api KinesisAPI, db lease.DynamoDBAPI, cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	w.metrics = m
+	if w.fan, err = newFanOut(api, cfg); err != nil {
+		return nil, err
+	}
 	lc := cfg.Lease
 	lc.Process = w.run
 	coord, err := lease.New(db, lc)
@@ -143,6 +147,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		if !sleepCtx(ctx, time.Second) {
 			return nil
 		}
+	}
+	if err := w.ensureStreamConsumer(ctx); err != nil {
+		return err
 	}
 	w.ready.Store(true)
 	defer w.ready.Store(false)

@@ -137,13 +137,18 @@ func leaseTable(t *testing.T) (*dynamodb.Client, string) {
 	return ddb, testenv.LeaseTable(t, ddb)
 }
 
-func startWorker(t *testing.T, kin *kinesis.Client, ddb *dynamodb.Client, stream, table, id string, f consumer.ProcessorFactory) (stop func()) {
+func startWorker(t *testing.T, kin *kinesis.Client, ddb *dynamodb.Client, stream, table, id string, f consumer.ProcessorFactory,
+	opts ...func(*consumer.Config)) (stop func()) {
 	t.Helper()
-	w, err := consumer.New(kin, ddb, consumer.Config{
+	cfg := consumer.Config{
 		Stream: stream, NewProcessor: f, IdleTime: 100 * time.Millisecond, MinCallInterval: 50 * time.Millisecond,
 		ShardSyncInterval: time.Second, ParentPollInterval: 200 * time.Millisecond, RetryBackoff: 50 * time.Millisecond,
 		Lease: lease.Config{Table: table, WorkerID: id, FailoverTime: time.Second, TakeInterval: 300 * time.Millisecond},
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	w, err := consumer.New(kin, ddb, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,15 +168,17 @@ func startWorker(t *testing.T, kin *kinesis.Client, ddb *dynamodb.Client, stream
 	return stop
 }
 
+func TestReshardKeepsPerUserOrder(t *testing.T) { forEachReadMode(t, reshardKeepsPerUserOrder) }
+
 // Children start only after their parents are finished, so each user's records keep their order across
 // a split and a merge, and none is skipped.
-func TestReshardKeepsPerUserOrder(t *testing.T) {
+func reshardKeepsPerUserOrder(t *testing.T, rm readMode) {
 	kin := testenv.Kinesis(t)
 	ddb, table := leaseTable(t)
 	stream := testenv.Stream(t, kin, 2)
 	rec := newRecorder()
-	startWorker(t, kin, ddb, stream, table, "a", rec.factory)
-	startWorker(t, kin, ddb, stream, table, "b", rec.factory)
+	startWorker(t, kin, ddb, stream, table, "a", rec.factory, rm.config)
+	startWorker(t, kin, ddb, stream, table, "b", rec.factory, rm.config)
 	const users = 12
 	putUsers(t, kin, stream, users, 20, 0)
 	open := openShards(t, kin, stream)
@@ -224,8 +231,12 @@ func TestReshardKeepsPerUserOrder(t *testing.T) {
 	})
 }
 
-// A checkpoint in the middle of a KPL aggregate resumes after exactly that sub-record.
 func TestCheckpointInsideAggregateResumesAfterIt(t *testing.T) {
+	forEachReadMode(t, checkpointInsideAggregateResumesAfterIt)
+}
+
+// A checkpoint in the middle of a KPL aggregate resumes after exactly that sub-record.
+func checkpointInsideAggregateResumesAfterIt(t *testing.T, rm readMode) {
 	kin := testenv.Kinesis(t)
 	ddb, table := leaseTable(t)
 	stream := testenv.Stream(t, kin, 1)
@@ -245,7 +256,7 @@ func TestCheckpointInsideAggregateResumesAfterIt(t *testing.T) {
 	// First holder checkpoints at sub-record 3 and then fails every batch: it never gets further.
 	first := newRecorder()
 	first.checkpointAt = func(r consumer.Record) bool { return r.Aggregated && r.SubSequence == 3 }
-	stop := startWorker(t, kin, ddb, stream, table, "first", first.factory)
+	stop := startWorker(t, kin, ddb, stream, table, "first", first.factory, rm.config)
 	testenv.WaitFor(t, "the first holder's checkpoint inside the aggregate", 30*time.Second, func() bool {
 		l, err := lease.NewTable(ddb, table).Get(context.Background(), "shardId-000000000000")
 		return err == nil && l.Checkpoint.SubSequence == 3
@@ -253,7 +264,7 @@ func TestCheckpointInsideAggregateResumesAfterIt(t *testing.T) {
 	stop()
 
 	second := newRecorder()
-	startWorker(t, kin, ddb, stream, table, "second", second.factory)
+	startWorker(t, kin, ddb, stream, table, "second", second.factory, rm.config)
 	testenv.WaitFor(t, "the second holder to read to the end", 30*time.Second, func() bool {
 		second.mu.Lock()
 		defer second.mu.Unlock()

@@ -31,6 +31,7 @@ type archiveOptions struct {
 	httpListen                            string
 	emfInterval                           time.Duration
 	gs                                    geoSettings
+	read                                  readFlags
 	// setting names the flag (and variable) that set each lake location, for errors.
 	setting map[archive.Location]string
 }
@@ -95,6 +96,7 @@ func (o *archiveOptions) run(cmd *cobra.Command, log *zap.Logger) error {
 		return o.named(err)
 	}
 	o.cfg.NewProcessor = arch.NewProcessor
+	o.read.apply(&o.cfg, awsCfg)
 	w, err := consumer.New(kinesis.NewFromConfig(awsCfg), dynamodb.NewFromConfig(awsCfg), o.cfg)
 	if err != nil {
 		return settingUsage(err, archiveFlags)
@@ -124,6 +126,9 @@ func (o *archiveOptions) check() error {
 		return err
 	}
 	o.acfg.RawCompression = archive.Compression(o.rawCompression)
+	if err := o.read.check(); err != nil {
+		return err
+	}
 	if !o.acfg.UncheckedInterval && (o.acfg.BufferInterval < archive.MinBufferInterval || o.acfg.BufferInterval > archive.MaxBufferInterval) {
 		return usagef("--buffer-interval (CLICKFLEET_BUFFER_INTERVAL) must be %s..%s as Firehose allows, not %s (for local runs: --buffer-interval-unchecked)",
 			archive.MinBufferInterval, archive.MaxBufferInterval, o.acfg.BufferInterval)
@@ -214,7 +219,7 @@ func (o *archiveOptions) named(err error) error {
 
 // register declares archive's flags.
 func (o *archiveOptions) register(f *pflag.FlagSet) {
-	addWorkerFlags(f, &o.cfg, &o.initialPosition, workerFlagDefaults{
+	addWorkerFlags(f, &o.cfg, &o.initialPosition, &o.read, workerFlagDefaults{
 		stream: messages.Stream, table: lake.DefaultLeaseTable, shutdown: archive.DefaultShutdownTimeout,
 		handoffWaits: "the old owner's final objects and checkpoint", shutdownWork: "shards get to store their buffers and checkpoint",
 		positions: "TRIM_HORIZON or LATEST",

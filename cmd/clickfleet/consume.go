@@ -139,6 +139,7 @@ func newGeoResolver(gs geoSettings, rdb *redis.Client, prefix string, reg promet
 // consumeOptions are consume's flags.
 type consumeOptions struct {
 	cfg                                   consumer.Config
+	read                                  readFlags
 	initialPosition, initialTimestamp     string
 	redisURL, keyPrefix, httpListen, proc string
 	emfInterval, checkpointInterval       time.Duration
@@ -195,6 +196,7 @@ func (o *consumeOptions) run(cmd *cobra.Command, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	o.read.apply(&o.cfg, awsCfg)
 	w, err := consumer.New(kinesis.NewFromConfig(awsCfg), dynamodb.NewFromConfig(awsCfg), o.cfg)
 	if err != nil {
 		return settingUsage(err, consumeFlags)
@@ -237,6 +239,9 @@ func (o *consumeOptions) check(flags *pflag.FlagSet) error {
 	}
 	if o.namesSync && o.pgDSN == "" {
 		return usagef("--names-sync needs --pg-dsn (CLICKFLEET_PG_DSN)")
+	}
+	if err := o.read.check(); err != nil {
+		return err
 	}
 	check := o.cfg
 	if err := check.Check(); err != nil {
@@ -322,7 +327,7 @@ func (o *consumeOptions) components(ctx context.Context, cmd *cobra.Command, w *
 
 // register declares consume's flags.
 func (o *consumeOptions) register(f *pflag.FlagSet) {
-	addWorkerFlags(f, &o.cfg, &o.initialPosition, workerFlagDefaults{
+	addWorkerFlags(f, &o.cfg, &o.initialPosition, &o.read, workerFlagDefaults{
 		stream: messages.Stream, table: lease.DefaultTable, shutdown: lease.DefaultShutdownTimeout,
 		handoffWaits: "the old owner's final checkpoint", shutdownWork: "processors get to checkpoint",
 		positions: "TRIM_HORIZON, LATEST or AT_TIMESTAMP",

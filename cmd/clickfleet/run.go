@@ -180,6 +180,7 @@ var workerFlags = map[string]string{
 	"HandoffTimeout": "handoff-timeout", "Lease.ShutdownTimeout": "shutdown-timeout",
 	"InitialPosition": "initial-position", "InitialTimestamp": "initial-timestamp", "MaxRecords": "max-records",
 	"IdleTime": "idle-time", "ShardSyncInterval": "shard-sync-interval", "ParentPollInterval": "parent-poll-interval",
+	"ReadMode": "read-mode", "ConsumerName": "efo-consumer-name", "FanOut": "efo-endpoint",
 }
 
 // consumeFlags are workerFlags and the flags of actors.Config's settings.

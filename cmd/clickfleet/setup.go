@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/actors/session"
+	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/internal/provision"
 	"github.com/clickfleet/clickfleet/lake"
 	"github.com/clickfleet/clickfleet/lake/archive"
@@ -27,6 +28,8 @@ func newSetupCommand(g *globals) *cobra.Command {
 		rf                 routeFlags
 		offerEvent         = session.DefaultRules().OfferEvent
 		offerMinPercent    = session.DefaultRules().OfferMinPercent
+		readMode           string
+		read               readFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "setup",
@@ -41,11 +44,15 @@ may run on), else (an emulator) by copying the table offline, which setup refuse
 within --failover-time (stop the workers first); a run after an interruption finishes the copy.
 It waits until streams, tables and indexes are ACTIVE. Endpoints come from the AWS SDK's environment
 (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_KINESIS, AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_S3), so it sets up the local stack,
-LocalStack and AWS alike.`,
+LocalStack and AWS alike. With --read-mode efo it also registers the stream consumers of consume and archive
+(enhanced fan-out) on the input stream.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := res.Validate(); err != nil {
 				return usagef("%v", err)
+			}
+			if err := checkReadMode(readMode, &read); err != nil {
+				return err
 			}
 			routes, err := rf.load()
 			if err != nil {
@@ -61,6 +68,10 @@ LocalStack and AWS alike.`,
 				return err
 			}
 			clients := provision.Clients{Kinesis: kinesis.NewFromConfig(awsCfg), DynamoDB: dynamodb.NewFromConfig(awsCfg)}
+			if readMode == string(consumer.EFO) {
+				clients.FanOut = efoClient(awsCfg, read.efoEndpoint)
+				res.StreamConsumers = []string{res.LeaseTable, res.ArchiveLeaseTable}
+			}
 			if lakeURL != "" {
 				lake, err := archive.ParseURL(lakeURL)
 				if err != nil {
@@ -117,5 +128,8 @@ LocalStack and AWS alike.`,
 	f.DurationVar(&timeout, "timeout", 2*time.Minute, "give up when set-up takes longer")
 	f.BoolVar(&demo, "demo", false, "also load demo customers (ids 1..N, the generator's POC users) with names and prices; needs --pg-dsn")
 	f.IntVar(&demoN, "demo-customers", 300, "how many demo customers --demo loads")
+	f.StringVar(&readMode, "read-mode", string(consumer.Polling), "efo: also register the stream consumers that consume and archive read --stream through in their efo read mode, "+
+		"named after --lease-table and --archive-lease-table (their --efo-consumer-name default); polling: none")
+	f.StringVar(&read.efoEndpoint, "efo-endpoint", "", efoEndpointHelp)
 	return cmd
 }

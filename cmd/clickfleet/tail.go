@@ -25,16 +25,23 @@ func newTailCommand(g *globals) *cobra.Command {
 		latest  bool
 		max     int64
 		timeout time.Duration
+		rm      tailReadMode
 	)
 	cmd := &cobra.Command{
 		Use:   "tail",
 		Short: "Print the records of a stream as they arrive (every shard, following resharding)",
 		Long: `tail prints one line per record: shard, sequence number, partition key and data. It takes no leases
-and writes no checkpoints, so it runs beside the consumers without disturbing them.`,
+and writes no checkpoints, so it runs beside the consumers without disturbing them. With --read-mode efo
+it reads through a stream consumer of its own (registered at start, deregistered at exit; one killed with
+SIGKILL leaves it registered, and Kinesis bills it until it is deregistered), so that it takes nothing
+from the shards' 5 GetRecords calls per second the polling applications share.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if stream == "" {
 				return usagef("--stream (CLICKFLEET_STREAM) is empty")
+			}
+			if err := rm.check(); err != nil {
+				return err
 			}
 			awsCfg, err := loadAWS(cmd.Context())
 			if err != nil {
@@ -50,7 +57,7 @@ and writes no checkpoints, so it runs beside the consumers without disturbing th
 				mu   sync.Mutex
 				seen atomic.Int64
 			)
-			err = streamtail.Tail(ctx, kinesis.NewFromConfig(awsCfg), stream, streamtail.Options{Latest: latest}, func(r streamtail.Record) error {
+			err = streamtail.Tail(ctx, kinesis.NewFromConfig(awsCfg), stream, rm.options(awsCfg, latest), func(r streamtail.Record) error {
 				if max > 0 && seen.Load() >= max {
 					return errEnoughRecords
 				}
@@ -73,5 +80,6 @@ and writes no checkpoints, so it runs beside the consumers without disturbing th
 	f.BoolVar(&latest, "latest", false, "start at the newest record of each shard instead of the oldest")
 	f.Int64Var(&max, "max", 0, "stop after printing this many records (0: no limit)")
 	f.DurationVar(&timeout, "timeout", 0, "stop after this long (0: until interrupted)")
+	rm.register(f)
 	return cmd
 }

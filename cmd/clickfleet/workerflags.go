@@ -22,8 +22,8 @@ type workerFlagDefaults struct {
 }
 
 // addWorkerFlags declares the flags of consumer.Config and its lease.Config that consume and archive share,
-// with the libraries' defaults.
-func addWorkerFlags(f *pflag.FlagSet, cfg *consumer.Config, initialPosition *string, d workerFlagDefaults) {
+// with the libraries' defaults, and the read mode's (rf).
+func addWorkerFlags(f *pflag.FlagSet, cfg *consumer.Config, initialPosition *string, rf *readFlags, d workerFlagDefaults) {
 	host, _ := os.Hostname()
 	f.StringVar(&cfg.Stream, "stream", d.stream, "Kinesis stream to read")
 	f.StringVar(&cfg.Lease.Table, "lease-table", d.table, "DynamoDB lease table (create it with 'clickfleet setup')")
@@ -40,6 +40,7 @@ func addWorkerFlags(f *pflag.FlagSet, cfg *consumer.Config, initialPosition *str
 	f.DurationVar(&cfg.IdleTime, "idle-time", consumer.DefaultIdleTime, "pause between GetRecords calls on a shard that returned nothing")
 	f.DurationVar(&cfg.ShardSyncInterval, "shard-sync-interval", consumer.DefaultShardSyncInterval, "how often shards are listed to create and clean up leases")
 	f.DurationVar(&cfg.ParentPollInterval, "parent-poll-interval", consumer.DefaultParentPollInterval, "how often a child shard checks whether its parents are finished")
+	rf.register(f, cfg)
 }
 
 // geoLookupTimeout is --geo-lookup-timeout's default, shorter than the resolver's own (geo.DefaultLookupTimeout,

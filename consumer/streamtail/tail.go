@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/clickfleet/clickfleet/consumer/fanout"
 	"github.com/clickfleet/clickfleet/internal/retry"
 )
 
@@ -29,6 +30,14 @@ type Options struct {
 	PollInterval time.Duration
 	// RelistInterval is how often shards are listed again to find children. Default: 5s.
 	RelistInterval time.Duration
+	// FanOut, when set, reads every shard with enhanced fan-out (SubscribeToShard) through the stream
+	// consumer ConsumerName instead of GetRecords: the tail then takes nothing from the shards' polling
+	// budget of 5 calls per second that the stream's polling applications share. Tail registers the
+	// consumer unless it exists, and deregisters it when it returns if it registered it. Default: nil,
+	// GetRecords.
+	FanOut fanout.API
+	// ConsumerName names the stream consumer with FanOut. Required with FanOut.
+	ConsumerName string
 }
 
 // Record is a record read from one shard.
@@ -38,7 +47,9 @@ type Record struct {
 }
 
 // Tail reads stream until ctx ends or fn returns an error, calling fn for each record (from one goroutine
-// per shard, so fn must be safe for concurrent use). It returns fn's error, or nil when ctx ended.
+// per shard, so fn must be safe for concurrent use). It returns fn's error, or nil when ctx ended. With
+// Options.FanOut it reads through a stream consumer (see Options) and fails, naming it, when it cannot be
+// registered or is deregistered meanwhile.
 func Tail(ctx context.Context, api API, stream string, opts Options, fn func(Record) error) error {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 200 * time.Millisecond
@@ -46,6 +57,14 @@ func Tail(ctx context.Context, api API, stream string, opts Options, fn func(Rec
 	if opts.RelistInterval <= 0 {
 		opts.RelistInterval = 5 * time.Second
 	}
+	read, done, err := opts.reader(ctx, stream, fn)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	defer done()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
@@ -71,7 +90,7 @@ func Tail(ctx context.Context, api API, stream string, opts Options, fn func(Rec
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := readShard(ctx, api, stream, id, latest, opts.PollInterval, fn); err != nil {
+				if err := read(ctx, api, id, latest); err != nil {
 					cancel(err)
 				}
 			}()
@@ -151,4 +170,54 @@ func readShard(ctx context.Context, api API, stream, shard string, latest bool, 
 		}
 	}
 	return nil // the shard is closed and read to its end
+}
+
+// shardReader reads one shard from its oldest record, or its newest with latest, calling fn per record.
+type shardReader func(ctx context.Context, api API, shard string, latest bool) error
+
+// reader returns the tail's shard reader — GetRecords, or enhanced fan-out with FanOut set — and what to
+// do when the tail ends (deregister the stream consumer it registered).
+func (o Options) reader(ctx context.Context, stream string, fn func(Record) error) (shardReader, func(), error) {
+	if o.FanOut == nil {
+		return func(ctx context.Context, api API, shard string, latest bool) error {
+			return readShard(ctx, api, stream, shard, latest, o.PollInterval, fn)
+		}, func() {}, nil
+	}
+	if o.ConsumerName == "" {
+		return nil, nil, errors.New("streamtail: ConsumerName is required with FanOut")
+	}
+	c, created, err := fanout.EnsureConsumer(ctx, o.FanOut, stream, o.ConsumerName, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("stream consumer of the tail: %w", err)
+	}
+	done := func() {}
+	if created {
+		done = func() {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			_ = fanout.Deregister(dctx, o.FanOut, c.ARN) // a consumer left behind costs, but changes nothing read
+		}
+	}
+	sub := fanout.SDK(o.FanOut)
+	return func(ctx context.Context, _ API, shard string, latest bool) error {
+		return subscribeShard(ctx, sub, c.ARN, shard, latest, fn)
+	}, done, nil
+}
+
+// subscribeShard reads a shard through subscriptions until ctx ends, the shard ends, or fn fails.
+func subscribeShard(ctx context.Context, sub fanout.Subscriber, consumerARN, shard string, latest bool, fn func(Record) error) error {
+	from := fanout.Position{Type: ktypes.ShardIteratorTypeTrimHorizon}
+	if latest {
+		from.Type = ktypes.ShardIteratorTypeLatest
+	}
+	s := &fanout.Shard{Subscriber: sub, ConsumerARN: consumerARN, ShardID: shard}
+	_, err := s.Read(ctx, from, func(e *ktypes.SubscribeToShardEvent) error {
+		for _, r := range e.Records {
+			if err := fn(Record{ShardID: shard, Record: r}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return err
 }

@@ -9,7 +9,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"go.uber.org/zap"
 
+	"github.com/clickfleet/clickfleet/consumer/fanout"
 	"github.com/clickfleet/clickfleet/internal/retry"
 )
 
@@ -58,4 +60,20 @@ func EnsureStream(ctx context.Context, api KinesisAPI, name string, shards int32
 			return res, fmt.Errorf("stream %s is not ACTIVE yet: %w", name, err)
 		}
 	}
+}
+
+// ensureStreamConsumers registers each named stream consumer on stream unless it exists, and waits until
+// it is ACTIVE; nothing without api.
+func ensureStreamConsumers(ctx context.Context, api fanout.API, stream string, names []string, log *zap.Logger) error {
+	if api == nil {
+		return nil
+	}
+	for _, name := range names {
+		c, created, err := fanout.EnsureConsumer(ctx, api, stream, name, 0)
+		if err != nil {
+			return fmt.Errorf("stream consumer %s: %w", name, err)
+		}
+		log.Info("stream consumer ready", zap.String("stream", stream), zap.String("consumer", c.Name), zap.String("consumer_arn", c.ARN), zap.Bool("created", created))
+	}
+	return nil
 }

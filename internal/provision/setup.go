@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/clickfleet/clickfleet/consumer/fanout"
 	"github.com/clickfleet/clickfleet/enrich/names"
 	"github.com/clickfleet/clickfleet/lake"
 	"github.com/clickfleet/clickfleet/lease"
@@ -28,6 +29,10 @@ type Resources struct {
 	// ScaleLeaseTable holds the lock of 'clickfleet scale' (one row per stream; never a consumer's lease
 	// table, whose workers would take the row for a shard). Default: clickfleet-scale-leases
 	ScaleLeaseTable string
+	// StreamConsumers are the stream consumers registered on Stream for enhanced fan-out (the efo read
+	// mode of consume and archive: one per application, named after its lease table), when
+	// Clients.FanOut is set. Default: none
+	StreamConsumers []string
 	// RouteStreams are the output routes' streams, created with OutputShards (the offers stream may be
 	// among them). Default: none
 	RouteStreams []string
@@ -86,6 +91,8 @@ type Clients struct {
 	Postgres Execer
 	// S3 creates the lake's buckets; nil skips them.
 	S3 S3API
+	// FanOut registers Resources.StreamConsumers; nil skips them.
+	FanOut fanout.API
 }
 
 // Setup creates every resource that is missing, in order (streams, tables, PostgreSQL schema), and logs
@@ -140,6 +147,9 @@ func Setup(ctx context.Context, c Clients, r Resources, log *zap.Logger) error {
 			}
 			log.Info("bucket ready", zap.String("bucket", b), zap.Bool("created", created))
 		}
+	}
+	if err := ensureStreamConsumers(ctx, c.FanOut, r.Stream, r.StreamConsumers, log); err != nil {
+		return err
 	}
 	if c.Postgres == nil {
 		log.Warn("no PostgreSQL configured (--pg-dsn): customers schema not created")
