@@ -161,4 +161,25 @@ func (f *freezableDB) Scan(ctx context.Context, in *dynamodb.ScanInput, o ...fun
 	return f.DynamoDBAPI.Scan(ctx, in, o...)
 }
 
+func (f *freezableDB) Query(ctx context.Context, in *dynamodb.QueryInput, o ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	if err := f.gate(ctx); err != nil {
+		return nil, err
+	}
+	return f.DynamoDBAPI.Query(ctx, in, o...)
+}
+
+func (f *freezableDB) PutItem(ctx context.Context, in *dynamodb.PutItemInput, o ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	if err := f.gate(ctx); err != nil {
+		return nil, err
+	}
+	return f.DynamoDBAPI.PutItem(ctx, in, o...)
+}
+
+func (f *freezableDB) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, o ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	if err := f.gate(ctx); err != nil {
+		return nil, err
+	}
+	return f.DynamoDBAPI.DeleteItem(ctx, in, o...)
+}
+
 func shortName(worker string) string { return strings.TrimPrefix(worker, "worker-") }
