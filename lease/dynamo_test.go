@@ -104,6 +104,9 @@ type freezableDB struct {
 	DynamoDBAPI
 	mu     sync.Mutex
 	frozen chan struct{} // non-nil and open while frozen
+	// late makes a call held by a freeze go through when thawed (a paused process whose requests arrive
+	// late) instead of failing.
+	late bool
 }
 
 var errFrozen = errors.New("frozen")
@@ -136,6 +139,12 @@ func (f *freezableDB) gate(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("%w: %w", errFrozen, ctx.Err())
 	case <-ch:
+		f.mu.Lock()
+		late := f.late
+		f.mu.Unlock()
+		if late {
+			return nil // the paused process's request goes out late
+		}
 		return fmt.Errorf("%w: thawed mid-call", errFrozen) // the call was "in flight" during the freeze: drop it
 	}
 }

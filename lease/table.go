@@ -66,11 +66,21 @@ func EnsureTable(ctx context.Context, db DynamoDBAPI, table string) error {
 	switch {
 	case errors.As(err, &notFound):
 		_, err = db.CreateTable(ctx, &dynamodb.CreateTableInput{
-			TableName:            aws.String(table),
-			AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(attrKey), AttributeType: types.ScalarAttributeTypeS}},
-			KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(attrKey), KeyType: types.KeyTypeHash}},
-			BillingMode:          types.BillingModePayPerRequest,
+			TableName: aws.String(table),
+			AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(attrKey), AttributeType: types.ScalarAttributeTypeS},
+				{AttributeName: aws.String(attrOwner), AttributeType: types.ScalarAttributeTypeS}},
+			KeySchema:   []types.KeySchemaElement{{AttributeName: aws.String(attrKey), KeyType: types.KeyTypeHash}},
+			BillingMode: types.BillingModePayPerRequest,
+			GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{{IndexName: aws.String(OwnerIndex),
+				KeySchema:  []types.KeySchemaElement{{AttributeName: aws.String(attrOwner), KeyType: types.KeyTypeHash}, {AttributeName: aws.String(attrKey), KeyType: types.KeyTypeRange}},
+				Projection: &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly}}},
 		})
+		for _, side := range [][2]string{{CoordinatorStateTable(table), attrStateKey}, {WorkerMetricsTable(table), attrWorkerID}} { // TEMPORARY
+			_, _ = db.CreateTable(ctx, &dynamodb.CreateTableInput{TableName: aws.String(side[0]), BillingMode: types.BillingModePayPerRequest,
+				AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(side[1]), AttributeType: types.ScalarAttributeTypeS}},
+				KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(side[1]), KeyType: types.KeyTypeHash}}})
+		}
+		time.Sleep(200 * time.Millisecond) // TEMPORARY
 		var inUse *types.ResourceInUseException
 		if err != nil && !errors.As(err, &inUse) { // in use: another process created it first
 			return fmt.Errorf("create lease table %s: %w", table, err)
