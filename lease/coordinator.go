@@ -33,7 +33,6 @@ const (
 	DefaultShutdownTimeout           = 5 * time.Second
 	DefaultMaxLeasesToStealAtOneTime = 1
 	DefaultLeaderTakeInterval        = time.Second
-	DefaultMaxMovesPerRound          = 2
 )
 
 // Config configures a Coordinator. Zero values take the documented defaults;
