@@ -15,6 +15,9 @@
 //   - Table: reads and fenced writes on the lease table; EnsureTable creates it.
 //   - Plan and Observe: the pure planner (which leases to take or steal), a
 //     function of (leases, worker, this worker's observations, now).
+//   - Assign: the pure assignment of a leader (which lease goes to which
+//     worker, by reported load or by count), a function of (leases, the
+//     leader's observations, the live workers' loads, recent moves, now).
 //   - Coordinator: one per worker; a renew loop (every RenewInterval), a take
 //     loop (every TakeInterval) and a handoff poll loop, on an injected Clock.
 //   - Handle: a holding period — its context, start checkpoint, Checkpointer
