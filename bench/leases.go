@@ -10,6 +10,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -279,7 +280,7 @@ func (f *simFleet) start(id, mode string) {
 	}
 	w := &simWorker{id: id, db: &stoppableDB{DynamoDBAPI: f.cap}}
 	c, err := lease.New(w.db, lease.Config{Table: f.run.table, WorkerID: id, Assignment: mode,
-		FailoverTime: f.run.cfg.FailoverTime, TakeInterval: time.Second, Logger: f.run.cfg.Logger.Named(id),
+		FailoverTime: f.run.cfg.FailoverTime, TakeInterval: time.Second, Logger: f.run.cfg.Logger.Named(id).WithOptions(zap.IncreaseLevel(zap.ErrorLevel)),
 		Process: simProcess, Load: func() lease.Load { return f.load(w) }})
 	if err != nil {
 		panic(err) // the configuration is the bench's own
@@ -431,5 +432,47 @@ func (f *simFleet) violations() int {
 // stoppableDB fails every call once stopped: a worker stopped dead.
 type stoppableDB struct {
 	lease.DynamoDBAPI
-	stopped atomicBool
+	stopped atomic.Bool
+}
+
+func (s *stoppableDB) GetItem(ctx context.Context, in *dynamodb.GetItemInput, o ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	if s.stopped.Load() {
+		return nil, errStopped
+	}
+	return s.DynamoDBAPI.GetItem(ctx, in, o...)
+}
+
+func (s *stoppableDB) PutItem(ctx context.Context, in *dynamodb.PutItemInput, o ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	if s.stopped.Load() {
+		return nil, errStopped
+	}
+	return s.DynamoDBAPI.PutItem(ctx, in, o...)
+}
+
+func (s *stoppableDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	if s.stopped.Load() {
+		return nil, errStopped
+	}
+	return s.DynamoDBAPI.UpdateItem(ctx, in, o...)
+}
+
+func (s *stoppableDB) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, o ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	if s.stopped.Load() {
+		return nil, errStopped
+	}
+	return s.DynamoDBAPI.DeleteItem(ctx, in, o...)
+}
+
+func (s *stoppableDB) Scan(ctx context.Context, in *dynamodb.ScanInput, o ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
+	if s.stopped.Load() {
+		return nil, errStopped
+	}
+	return s.DynamoDBAPI.Scan(ctx, in, o...)
+}
+
+func (s *stoppableDB) Query(ctx context.Context, in *dynamodb.QueryInput, o ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	if s.stopped.Load() {
+		return nil, errStopped
+	}
+	return s.DynamoDBAPI.Query(ctx, in, o...)
 }

@@ -225,13 +225,14 @@ func ioBound(failover time.Duration) time.Duration { return max(2*failover, 10*t
 // steals leases to balance the fleet, hands leases over gracefully, and tells
 // the consumer about each lease it starts holding through Config.Process.
 type Coordinator struct {
-	cfg     Config
-	db      DynamoDBAPI
-	table   *Table
-	lead    *leadership // AssignByLeader mode only
-	log     *zap.Logger
-	metrics *metrics
-	rng     *mrand.Rand // take loop only
+	cfg       Config
+	db        DynamoDBAPI
+	table     *Table
+	lead      *leadership  // AssignByLeader mode only
+	moveCount atomic.Int64 // assignments written while leading
+	log       *zap.Logger
+	metrics   *metrics
+	rng       *mrand.Rand // take loop only
 
 	running atomic.Bool
 	holders sync.WaitGroup

@@ -126,10 +126,7 @@ func (c *Coordinator) assignRound(ctx context.Context) error {
 	l.leaseObs = Observe(l.leaseObs, leases, now)
 	var workers []WorkerLoad
 	workers, l.workObs = liveWorkers(l.workObs, reports, now, c.cfg.FailoverTime)
-	moves := Assign(leases, l.leaseObs, workers, l.moved, now, AssignConfig{
-		FailoverTime: c.cfg.FailoverTime, MaxLeasesPerWorker: c.cfg.MaxLeasesPerWorker,
-		MaxMovesPerRound: c.cfg.MaxMovesPerRound,
-	})
+	moves := Assign(leases, l.leaseObs, workers, l.moved, now, c.assignConfig())
 	c.forgetMoves(leases, now)
 	for _, m := range moves {
 		if err := c.writeMove(ctx, m, now); err != nil {
@@ -138,6 +135,16 @@ func (c *Coordinator) assignRound(ctx context.Context) error {
 	}
 	return nil
 }
+
+// assignConfig is the leader's Assign configuration, from the coordinator's.
+func (c *Coordinator) assignConfig() AssignConfig {
+	return AssignConfig{FailoverTime: c.cfg.FailoverTime, MaxLeasesPerWorker: c.cfg.MaxLeasesPerWorker,
+		MaxMovesPerRound: c.cfg.MaxMovesPerRound}
+}
+
+// LeaderMoves returns how many assignments this worker wrote while it led (takes and handoffs that
+// landed).
+func (c *Coordinator) LeaderMoves() int { return int(c.moveCount.Load()) }
 
 // writeMove writes one assignment: a take of an unowned or expired lease, or a handoff of a live one.
 // A lost race (the lease changed since the scan) is not an error: the next round sees it.
@@ -164,6 +171,7 @@ func (c *Coordinator) writeMove(ctx context.Context, m Move, now time.Time) erro
 		result = "error"
 	default:
 		c.lead.moved[m.Lease.Key] = now
+		c.moveCount.Add(1)
 		c.log.Info("leader assigned a lease", zap.String("shard_id", m.Lease.Key), zap.String("to", m.To),
 			zap.String("from", m.Lease.Owner), zap.Bool("handoff", m.Handoff))
 	}
@@ -179,7 +187,7 @@ func (c *Coordinator) forgetMoves(leases []Lease, now time.Time) {
 		keep[l.Key] = true
 	}
 	for k, at := range c.lead.moved {
-		if !keep[k] || now.Sub(at) > 100*c.cfg.FailoverTime {
+		if !keep[k] || now.Sub(at) > c.assignConfig().WithDefaults().Cooldown {
 			delete(c.lead.moved, k)
 		}
 	}
