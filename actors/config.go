@@ -15,6 +15,7 @@ import (
 	"github.com/clickfleet/clickfleet/actors/route"
 	"github.com/clickfleet/clickfleet/actors/session"
 	"github.com/clickfleet/clickfleet/enrich/geo"
+	"github.com/clickfleet/clickfleet/internal/replicawait"
 	"github.com/clickfleet/clickfleet/internal/settings"
 	"github.com/clickfleet/clickfleet/messages"
 )
@@ -114,6 +115,20 @@ type Config struct {
 	RetryBackoff, MaxBackoff time.Duration
 	// WriteConcurrency bounds the concurrent BatchWriteItem and PutRecords calls of one flush. Default: 4.
 	WriteConcurrency int
+	// WaitReplicas makes the users' state durable on Redis replicas before it is checkpointed past: with
+	// N > 0 a flush, after its state writes, waits until N replicas acknowledged every write Redis
+	// applied before (internal/replicawait), and checkpoints only then. When fewer acknowledge within
+	// WaitTimeout, or the wait fails, the flush writes its state again and waits again, after a backoff
+	// (clickfleet_actors_replica_waits_total{result="short"|"failed"} and a warning), until acknowledged
+	// or the holding period ends: the checkpoint never moves past state the replicas lack. A holding
+	// period also waits once after raising the shard's fence, before it reads any state. Use it where
+	// replication is asynchronous and a failover promotes a replica (ElastiCache with ≥ 1 replica: N up to
+	// the replicas there are); not needed where an acknowledged write is durable (MemoryDB). Default: 0,
+	// no wait.
+	WaitReplicas int
+	// WaitTimeout bounds one wait for the replicas; each wait is also cut at the lease's remaining
+	// validity (so a timeout beyond the lease's failover time acts as that). Default: 2s.
+	WaitTimeout time.Duration
 	// StopTimeout bounds the wait for a shard's actors to stop. Default: 10s.
 	StopTimeout time.Duration
 	// Now is the clock (passivation, updated_ms). Default: time.Now.
@@ -207,6 +222,7 @@ func (c *Config) Validate() error {
 		{"StopTimeout", &c.StopTimeout, 10 * time.Second},
 		{"SessionUpdateInterval", &c.SessionUpdateInterval, DefaultSessionUpdateInterval},
 		{"SessionCloseDelay", &c.SessionCloseDelay, DefaultSessionCloseDelay},
+		{"WaitTimeout", &c.WaitTimeout, replicawait.DefaultTimeout},
 	} {
 		if *d.v == 0 {
 			*d.v = d.def
@@ -231,6 +247,9 @@ func (c *Config) Validate() error {
 	}
 	if c.WriteConcurrency < 0 {
 		return bad("WriteConcurrency", "must not be negative, got %d", c.WriteConcurrency)
+	}
+	if c.WaitReplicas < 0 {
+		return bad("WaitReplicas", "must not be negative, got %d", c.WaitReplicas)
 	}
 	if c.Now == nil {
 		c.Now = time.Now

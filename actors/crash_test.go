@@ -22,6 +22,7 @@ import (
 type app struct {
 	*sinks
 	t      *testing.T
+	bin    string // the clickfleet binary; "": testenv.Binary(t)
 	stream string
 	leases string
 	procs  []*exec.Cmd
@@ -62,7 +63,11 @@ func (a *app) startEnv(env []string, id string, extra ...string) *exec.Cmd {
 		"--sessions-table", a.table, "--offers-stream", a.offers, "--errors-stream", a.errs,
 		"--failover-time", "2s", "--take-interval", "500ms", "--idle-time", "100ms", "--shard-sync-interval", "2s",
 		"--max-records", "100", "--flush-interval", "200ms", "--flush-max-records", "100"}
-	cmd := exec.Command(testenv.Binary(a.t), append(args, extra...)...)
+	bin := a.bin
+	if bin == "" {
+		bin = testenv.Binary(a.t)
+	}
+	cmd := exec.Command(bin, append(args, extra...)...)
 	cmd.Env = append(os.Environ(), env...)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf

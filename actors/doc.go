@@ -35,17 +35,36 @@
 //     with a Redis restart) each user's pos:<shard> is read by a small script 128 users a call in one
 //     pipeline, and a user whose stored position is at or beyond the flushed one was written by someone
 //     at least as far (a deposed owner's late flush, or a duplicate), so its effects are dropped;
-//  2. outputs: Kinesis PutRecords of each route's outputs, stream by stream, then of error records
-//     (failed entries retried);
+//  2. outputs: Kinesis PutRecords of each route's outputs, stream by stream, then of error records,
+//     each user's in its order (see Order on the output streams; failed entries sent again);
 //  3. sessions: DynamoDB BatchWriteItem of the session rows whose triggers fired, absolute values, 25 per
 //     call (UnprocessedItems retried);
 //  4. state: Redis transactions of 256 users (MULTI/EXEC, WriteConcurrency at a time), each watching the
 //     shard's fence, that set each user's fields and pos:<shard> and keep the shard's set of users whose
-//     rows lag (cf:rows:<shard>) in step;
+//     rows lag (cf:rows:<shard>) in step; with Config.WaitReplicas, then a wait until that many replicas
+//     acknowledged them (below), the state written again while they do not;
 //
 // and only then checkpoints S. One flush per shard is in flight at a time; records keep being routed
 // meanwhile and go to their users with the next barrier's requests. ProcessRecords returns once its
 // batch is routed, but waits while FlushMaxRecords records are unflushed (backpressure).
+//
+// # Order on the output streams
+//
+// A stream keeps the order in which a partition key's records (a user's) are stored, but a PutRecords
+// call can fail some entries and store the others, later records of the same user among them. So the
+// writer groups each stream's records by user, each user's in its order, and packs whole users into
+// calls (500 records, 5 MiB): calls that share no user go WriteConcurrency at a time, and the calls over
+// which a user too large for one call continues are made one after another. A call is repeated until
+// every record of it is stored. After a partial failure, a user whose entry failed sends again that
+// entry and every later record of its in the call, the ones Kinesis stored too (they are now ahead of it
+// on the stream; stored again behind it, the last copy of each of the user's records is in order), and
+// from then on a few per attempt (one, doubling while none of them fails), so that a throttled shard is
+// not sent a user's whole remainder again and again; users without a failed entry are done. An attempt
+// that stored some records is followed after the first backoff pause, one that stored none after a
+// growing one. Hence, on every output stream, each user's records are stored in the user's order; the
+// only copies out of place are records Kinesis stored in the same call behind a failed one of their
+// user, each stored again after it. Keeping the last copy of each click_id gives every user's records in
+// order — replays repeat a suffix of a user's records, which keeps that true.
 //
 // # Session rows
 //
@@ -60,12 +79,14 @@
 // PassivateAfter is closed at a flush before it is passivated.
 //
 // What the table holds for the open session (its count, write time, closed or not) is part of the user
-// state (session.Row, the hash field session_row), written by the guarded script with the rest, which
-// also adds the user to or removes it from the shard's lagging set. A new holding period reads that set
-// first and loads its users, so rows left lagging by a crash or a lost lease are written at their next
-// trigger even when the users send nothing more. A user with no new record whose row state changed (an
-// idle close) is written row-only: the script sets session_row only while the stored position is the
-// user's own. Effects the probe or the script drops as stale reset the user's row state, so its row is
+// state (session.Row, the hash field session_row), written with the rest by the state write (stage 4:
+// a MULTI/EXEC transaction that WATCHes the shard's fence), which also adds the user to or removes it
+// from the shard's lagging set in the same transaction. A new holding period reads that set first and
+// loads its users, so rows left lagging by a crash or a lost lease are written at their next trigger
+// even when the users send nothing more. A user with no new record whose row state changed (an idle
+// close) is written row-only: session_row without pos:<shard>, kept by the probe only while the stored
+// position is still the user's own (with the fence at the holding period's own lease counter no one
+// else can have moved it). Effects the probe drops as stale reset the user's row state, so its row is
 // written again at the next flush.
 //
 // # Routes
@@ -74,11 +95,12 @@
 // when New is called, into a route.Set shared read-only by every actor. Each applied record — not a
 // replay, not a copy — is matched against every route in the UserActor (route.Set.Match, no I/O); a
 // record that matches at least one is an output, queued behind pending lookups like any other so the
-// user's order holds on every route's stream. Its outputs, one per matching route and in the routes'
-// order, are encoded when it completes: the whole event or the route's projection, enriched (name,
-// location, geo_status mark) only for routes that say so, each with its click_id. They travel in the
-// flush reply with the sessions and are written in stage 2 above, so routes share the offers' delivery:
-// at least once, identical bytes on a replay, before the checkpoint.
+// user's order holds on every route's stream (and the writer keeps it there: Order on the output
+// streams). Its outputs, one per matching route and in the routes' order, are encoded when it
+// completes: the whole event or the route's projection, enriched (name, location, geo_status mark) only
+// for routes that say so, each with its click_id. They travel in the flush reply with the sessions and
+// are written in stage 2 above, so routes share the offers' delivery: at least once, identical bytes on
+// a replay, before the checkpoint.
 //
 // # Enrichment
 //
@@ -135,9 +157,21 @@
 // owner started, within a holding period only its owner writes the shard's users (in flush order, so a
 // user's state never moves backwards), and
 // the probe's premise — whoever stored a position wrote the rows for it, and no older view overwrote
-// them — holds. A refused write stops the shard as lease lost, not the worker. An old owner's session
-// row write already sent before its validity ran out can still land late (rows are unconditional
-// absolute values); the row's next trigger rewrites it.
+// them — holds. A refused write stops the shard as lease lost, not the worker. A fence that is not a
+// lease counter (an integer) is never read as 0: raising it, the probe and the state write stop with a
+// permanent error naming the key. An old owner's session row write already sent before its validity ran
+// out can still land late (rows are unconditional absolute values); the row's next trigger rewrites it.
+//
+// "Written" means acknowledged by Redis, and Redis replicates asynchronously: a primary that fails over
+// right after a flush can lose state the checkpoint has already passed, and the next owner would then
+// skip records whose effects are gone. Config.WaitReplicas closes that: after the state transactions,
+// the writer waits (internal/replicawait: a SET of cf:ack:<shard> and a WAIT on the same connection,
+// which covers every write answered before it on any connection) until that many replicas acknowledged;
+// when fewer do within Config.WaitTimeout, or the wait fails, it writes the flush's state again — the
+// primary that took it may be gone — and waits again, after a backoff, and checkpoints only once the
+// replicas have it. A holding period waits the same way once after raising the fence, before it reads
+// any state: it then never builds (in memory, and in the users' skipped records) on a previous owner's
+// writes a failover could still take back.
 //
 // Copies of an event under new positions — a producer's PutRecords call that timed out after Kinesis
 // stored it, sent again — are dropped by click_id: the user's state keeps the fingerprints of the user's

@@ -61,6 +61,23 @@ func (sh *shardShared) claimFence(ctx context.Context) error {
 	return fmt.Errorf("%w: %s keeps changing", errFenced, key)
 }
 
+// claimFenceDurably is claimFence followed, with Config.WaitReplicas set, by a wait for that many
+// replicas (waitReplicas): no user state is read before every write made ahead of the fence — a previous
+// owner's last flush, written but never acknowledged by replicas, among them — is on the replicas, so
+// the holding period never builds on state a failover could take back. When the wait falls short, the
+// fence is claimed again (a failover may have lost it) and waited for again, after a backoff.
+func (sh *shardShared) claimFenceDurably(ctx context.Context) error {
+	if sh.f.cfg.WaitReplicas == 0 {
+		return sh.claimFence(ctx)
+	}
+	return sh.retry(ctx, "claim the shard's fence durably", func() error {
+		if err := sh.claimFence(ctx); err != nil {
+			return err
+		}
+		return sh.waitReplicas(ctx, "fence:"+strconv.FormatInt(sh.epoch, 10))
+	})
+}
+
 // readFence reads the shard's fence (session.FenceKey; 0 when it is not set).
 func (sh *shardShared) readFence(ctx context.Context) (int64, error) {
 	key := session.FenceKey(sh.f.cfg.Prefix, sh.shard)
@@ -77,10 +94,18 @@ func (sh *shardShared) readFence(ctx context.Context) (int64, error) {
 		if err != nil {
 			return fmt.Errorf("GET %s: %w", key, err)
 		}
-		if fence, err = strconv.ParseInt(v, 10, 64); err != nil {
-			return retry.Permanent(fmt.Errorf("%s holds %q, not a lease counter", key, v))
-		}
-		return nil
+		fence, err = parseFence(key, v)
+		return err
 	})
 	return fence, err
+}
+
+// parseFence reads v, the value of the fence key, as a lease counter; anything else is a permanent error
+// naming the key (never read as 0: a fence nobody can compare fences nothing).
+func parseFence(key, v string) (int64, error) {
+	fence, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, retry.Permanent(fmt.Errorf("%s holds %q, not a lease counter: %w", key, v, err))
+	}
+	return fence, nil
 }

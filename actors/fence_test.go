@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/clickfleet/clickfleet/actors/session"
 	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/internal/retry"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
@@ -340,4 +342,93 @@ func TestFlushReadsPositionsOnlyWithoutItsFence(t *testing.T) {
 		t.Fatalf("offers by click id:\n got %v\nwant %v", got, want)
 	}
 	notFailed(t, f)
+}
+
+// A fence that is not a lease counter (a value someone else wrote under the key) is no fence at all:
+// the state write stops with a permanent error naming the key and writes nothing, whatever its holding
+// period's epoch (none, or one above what the value would read as 0), rather than read it as 0.
+func TestStateWriteRefusesANonNumericFence(t *testing.T) {
+	s := newSinks(t)
+	ctx := context.Background()
+	fence := session.FenceKey(s.prefix, testShard)
+	f := newFactory(t, s.config("in"))
+	users := []userEffects{{user: "w1", pos: session.Position{SequenceNumber: seqNo(1)}, fields: []any{session.FieldLastAccess, "7"}}}
+	for _, tc := range []struct {
+		name  string
+		epoch int64
+		value string
+	}{
+		{"no lease counter, a word", 0, "garbage"},
+		{"lease counter 5, a word", 5, "garbage"},
+		{"lease counter 5, empty", 5, ""},
+		{"lease counter 5, digits then text", 5, "7x"},
+		{"lease counter 5, a float", 5, "1e3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := s.rdb.Set(ctx, fence, tc.value, 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			sh := &shardShared{f: f, shard: testShard, log: zap.NewNop(), epoch: tc.epoch}
+			err := sh.writeState(ctx, users)
+			if err == nil || !retry.IsPermanent(err) || !strings.Contains(err.Error(), fence) {
+				t.Fatalf("state write under the fence %q: %v, want a permanent error naming %s", tc.value, err, fence)
+			}
+			if n := len(userHashes(t, s.rdb, s.prefix)); n != 0 {
+				t.Fatalf("%d users' state written under the fence %q", n, tc.value)
+			}
+		})
+	}
+}
+
+// A flush whose shard's fence reads as no lease counter stops with a permanent error naming the key,
+// before it writes anything and without a checkpoint; so does the start of a holding period, which
+// raises the fence.
+func TestFlushStopsOnANonNumericFence(t *testing.T) {
+	shared := newSinks(t)
+	ctx := context.Background()
+	valid := func() time.Duration { return time.Minute }
+	for _, tc := range []struct {
+		name    string
+		counter int64 // the holding period's lease counter; 0: none
+		before  bool  // the fence is garbage before Initialize (else after it)
+	}{
+		{"without a lease counter, garbage after the start", 0, false},
+		{"with a lease counter, garbage after the start", 4, false},
+		{"without a lease counter, garbage before the start", 0, true},
+		{"with a lease counter, garbage before the start", 4, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := *shared
+			s.prefix = testenv.Name(t, "cf") + ":" // keys of its own
+			fence := session.FenceKey(s.prefix, testShard)
+			spoil := func() {
+				if err := s.rdb.Set(ctx, fence, "garbage", 0).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.before {
+				spoil()
+			}
+			p := newFactory(t, s.config("in")).NewProcessor(testShard)
+			cp := &fakeCheckpointer{}
+			err := p.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon, ValidFor: valid, LeaseCounter: tc.counter})
+			if err == nil {
+				if !tc.before {
+					spoil()
+				}
+				if err = p.ProcessRecords(ctx, batch(workload(50, 5, 3), cp)); err == nil {
+					err = p.ShutdownRequested(ctx, cp)
+				}
+			}
+			if err == nil || !retry.IsPermanent(err) || !strings.Contains(err.Error(), fence) || errors.Is(err, lease.ErrLeaseLost) {
+				t.Fatalf("holding period under the fence %q: %v, want a permanent error naming %s", "garbage", err, fence)
+			}
+			if n := len(userHashes(t, s.rdb, s.prefix)); n != 0 {
+				t.Fatalf("%d users' state written", n)
+			}
+			if cp.calls != 0 {
+				t.Fatalf("%d checkpoints", cp.calls)
+			}
+		})
+	}
 }

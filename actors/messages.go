@@ -96,7 +96,8 @@ type userEffects struct {
 	pos    session.Position
 	fields []any
 	// rowOnly: nothing was applied, only what the state says about the session row changed (fields
-	// holds just session.FieldRow); written only if the stored position is still pos.
+	// holds just session.FieldRow), written without the position; the probe keeps it only while the
+	// stored position is still pos.
 	rowOnly bool
 	// lags: the session row lags the state written (the user belongs in the shard's lagging set).
 	lags bool

@@ -29,6 +29,9 @@ type metrics struct {
 	// positionsRead counts users whose stored position a flush's probe read (only when the shard's fence
 	// is not the holding period's own).
 	positionsRead prometheus.Counter
+	// replicaWaits counts waits for Redis replicas (Config.WaitReplicas) by result: acknowledged, short
+	// (fewer replicas within the timeout), failed (the wait's own error).
+	replicaWaits *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -69,12 +72,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Users loaded when a shard's holding period started because a previous owner left their session rows lagging (a crash or a lost lease); their rows are written at their next trigger."}),
 		positionsRead: prometheus.NewCounter(prometheus.CounterOpts{Name: "clickfleet_actors_positions_read_total",
 			Help: "Users whose stored position a flush read before writing, to drop a deposed owner's or a duplicate's effects; 0 while every shard's fence in Redis is its holding period's own lease counter (then no one else can have written them)."}),
+		replicaWaits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clickfleet_actors_replica_waits_total",
+			Help: "Waits for Redis replicas to acknowledge a flush's state before its checkpoint (Config.WaitReplicas), by result: acknowledged, short (fewer replicas within the timeout: the state is written again and the checkpoint waits), failed (the wait's own error, e.g. a failover)."}, []string{"result"}),
 	}
 	for _, s := range []geo.Status{geo.StatusUnavailable, geo.StatusFound, geo.StatusNotFound, geo.StatusUnknown} {
 		m.located[s] = m.locatedVec.WithLabelValues(s.String())
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.usersLive, m.spawned, m.passivated, m.batchSeconds, m.flushSeconds, m.effects, m.errors, m.retrying, m.records, m.invalid, m.locatedVec, m.geoOffActor, m.heldReplies, m.duplicates, m.sessionWrites, m.sessionsStarted, m.rowsRecovered, m.positionsRead} {
+		for _, c := range []prometheus.Collector{m.usersLive, m.spawned, m.passivated, m.batchSeconds, m.flushSeconds, m.effects, m.errors, m.retrying, m.records, m.invalid, m.locatedVec, m.geoOffActor, m.heldReplies, m.duplicates, m.sessionWrites, m.sessionsStarted, m.rowsRecovered, m.positionsRead, m.replicaWaits} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

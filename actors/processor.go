@@ -139,8 +139,9 @@ func (p *processor) Initialize(ctx context.Context, in consumer.InitInput) error
 		return fmt.Errorf("shard %s: spawn ShardActor: %w", in.ShardID, err)
 	}
 	p.pid = pid
-	// Before any user state is read: no earlier owner's write lands from now on.
-	if err := sh.claimFence(p.ctx); err != nil {
+	// Before any user state is read: no earlier owner's write lands from now on (and, with
+	// WaitReplicas, every earlier write is on the replicas).
+	if err := sh.claimFenceDurably(p.ctx); err != nil {
 		p.shutdown()
 		return fmt.Errorf("shard %s: %w", in.ShardID, err)
 	}

@@ -52,8 +52,15 @@ func batch(recs []consumer.Record, cp consumer.Checkpointer) consumer.Batch {
 // run processes recs in batches of size with one processor of f, then shuts it down (final flush).
 func run(t *testing.T, f *Factory, recs []consumer.Record, size int) *fakeCheckpointer {
 	t.Helper()
-	ctx := context.Background()
 	cp := &fakeCheckpointer{}
+	runWith(t, f, recs, size, cp)
+	return cp
+}
+
+// runWith is run with a given checkpointer.
+func runWith(t *testing.T, f *Factory, recs []consumer.Record, size int, cp consumer.Checkpointer) {
+	t.Helper()
+	ctx := context.Background()
 	p := f.NewProcessor(testShard)
 	if err := p.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon}); err != nil {
 		t.Fatal(err)
@@ -66,7 +73,6 @@ func run(t *testing.T, f *Factory, recs []consumer.Record, size int) *fakeCheckp
 	if err := p.ShutdownRequested(ctx, cp); err != nil {
 		t.Fatal(err)
 	}
-	return cp
 }
 
 // sameResults compares two applications' sessions and user state.

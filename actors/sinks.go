@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -12,8 +13,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/actors/session"
+	"github.com/clickfleet/clickfleet/internal/retry"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
 )
@@ -25,48 +28,256 @@ const (
 	maxBatchWrite      = 25
 )
 
-// putRecords puts recs on stream in calls of at most 500 records and 5 MiB, retrying failed entries.
+// putRecords puts recs on stream and keeps each partition key's order: calls sharing a key are made
+// one after another, all others WriteConcurrency at a time (planPuts), and each call is repeated until
+// every record of it is stored (putCall).
 func (sh *shardShared) putRecords(ctx context.Context, stream, kind string, recs []outRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	var chunks [][]outRecord
-	for start := 0; start < len(recs); {
-		end, size := start, 0
-		for end < len(recs) && end-start < maxPutRecords && (end == start || size+len(recs[end].data)+len(recs[end].key) <= maxPutRecordsBytes) {
-			size += len(recs[end].data) + len(recs[end].key)
-			end++
+	lanes := planPuts(recs)
+	return parallel(len(lanes), sh.f.cfg.WriteConcurrency, func(i int) error {
+		for _, call := range lanes[i] {
+			if err := sh.putCall(ctx, stream, kind, call); err != nil {
+				return err
+			}
 		}
-		chunks = append(chunks, recs[start:end])
-		start = end
-	}
-	return parallel(len(chunks), sh.f.cfg.WriteConcurrency, func(i int) error {
-		left := chunks[i]
-		return sh.write(ctx, "PutRecords "+stream, func(ctx context.Context) error {
-			entries := make([]ktypes.PutRecordsRequestEntry, len(left))
-			for j, r := range left {
-				entries[j] = ktypes.PutRecordsRequestEntry{Data: r.data, PartitionKey: aws.String(r.key)}
-			}
-			out, err := sh.f.cfg.Kinesis.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: entries})
-			if err != nil {
-				return fmt.Errorf("PutRecords %s (%d records): %w", stream, len(entries), err)
-			}
-			var failed []outRecord
-			var code string
-			for j, res := range out.Records {
-				if res.ErrorCode != nil {
-					failed = append(failed, left[j])
-					code = aws.ToString(res.ErrorCode) + ": " + aws.ToString(res.ErrorMessage)
-				}
-			}
-			sh.f.m.effects.WithLabelValues(kind).Add(float64(len(left) - len(failed)))
-			left = failed
-			if len(failed) > 0 {
-				return fmt.Errorf("PutRecords %s: %d of %d records failed (%s)", stream, len(failed), len(entries), code)
-			}
-			return nil
-		})
+		return nil
 	})
+}
+
+// putCall stores one call's records with PutRecords attempts that send what the call's putQueue still
+// has to store, until it is empty. An attempt that stored nothing is retried with the growing backoff of
+// every write; one that stored some records and failed others made progress: the next follows after the
+// first pause (RetryBackoff), not a longer one.
+func (sh *shardShared) putCall(ctx context.Context, stream, kind string, call []outRecord) error {
+	q := newPutQueue(call)
+	for !q.empty() {
+		var partial error
+		err := sh.write(ctx, "PutRecords "+stream, func(ctx context.Context) error {
+			stored, err := sh.putAttempt(ctx, stream, q)
+			sh.f.m.effects.WithLabelValues(kind).Add(float64(stored))
+			if stored > 0 && err != nil && !errors.Is(err, lease.ErrLeaseLost) {
+				partial, err = err, nil
+			}
+			return err
+		})
+		switch {
+		case err != nil:
+			return err
+		case partial != nil:
+			sh.f.m.errors.WithLabelValues("write").Inc()
+			sh.log.Info("sending the failed entries of a partly stored PutRecords call again", zap.String("stream", stream), zap.Error(partial))
+			b := retry.Backoff{Initial: sh.f.cfg.RetryBackoff}
+			if err := retry.Sleep(ctx, b.Next()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// putAttempt sends q's next entries in one PutRecords call and returns how many records it stored for
+// good; the error says what failed, nil when q is empty now.
+func (sh *shardShared) putAttempt(ctx context.Context, stream string, q *putQueue) (int, error) {
+	sent := q.next()
+	entries := make([]ktypes.PutRecordsRequestEntry, len(sent))
+	for j, r := range sent {
+		entries[j] = ktypes.PutRecordsRequestEntry{Data: r.data, PartitionKey: aws.String(r.key)}
+	}
+	out, err := sh.f.cfg.Kinesis.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: entries})
+	if err != nil {
+		return 0, fmt.Errorf("PutRecords %s (%d records): %w", stream, len(entries), err)
+	}
+	if len(out.Records) != len(entries) {
+		return 0, fmt.Errorf("PutRecords %s: %d results for %d records", stream, len(out.Records), len(entries))
+	}
+	failed := make([]bool, len(entries))
+	n, code := 0, ""
+	for j, res := range out.Records {
+		if res.ErrorCode != nil {
+			failed[j] = true
+			n++
+			code = aws.ToString(res.ErrorCode) + ": " + aws.ToString(res.ErrorMessage)
+		}
+	}
+	stored := q.done(failed)
+	if n > 0 {
+		return stored, fmt.Errorf("PutRecords %s: %d of %d records failed (%s); %d records of their partition keys to send again",
+			stream, n, len(entries), code, q.len())
+	}
+	return stored, nil
+}
+
+// putQueue is what one PutRecords call still has to store, by partition key: each key's records in
+// their order, the first of them not yet stored. An attempt sends every key's records at once
+// (next), except for keys that saw a failed entry: Kinesis stores the entries after a failed one, so
+// a later record of that key may be on the stream ahead of it. Such a key keeps, from the failed
+// entry on, every record of its (the stored ones too: stored again behind it, the last copy of each
+// of its records is in the key's order), and from then on sends a window of them per attempt: one,
+// doubling after each attempt in which none of the key's entries failed, back to one when one did —
+// so a key meeting repeated failures (a throttled shard) is sent again a few copies at a time, not
+// its whole remainder each time.
+type putQueue struct {
+	keys []keyQueue
+}
+
+// keyQueue is one partition key's part of a putQueue.
+type keyQueue struct {
+	recs   []outRecord // not known to be stored for good, in the key's order
+	window int         // records per attempt; 0: all
+	sent   int         // sent by the attempt under way
+}
+
+// newPutQueue returns the queue of a call's records (each key's records together: planPuts).
+func newPutQueue(call []outRecord) *putQueue {
+	q := &putQueue{}
+	for i := 0; i < len(call); {
+		j := i + 1
+		for j < len(call) && call[j].key == call[i].key {
+			j++
+		}
+		q.keys = append(q.keys, keyQueue{recs: call[i:j:j]})
+		i = j
+	}
+	return q
+}
+
+// empty reports whether every record is stored.
+func (q *putQueue) empty() bool { return len(q.keys) == 0 }
+
+// len returns how many records are still to send.
+func (q *putQueue) len() int {
+	n := 0
+	for i := range q.keys {
+		n += len(q.keys[i].recs)
+	}
+	return n
+}
+
+// next returns the entries of the next attempt, in the keys' order.
+func (q *putQueue) next() []outRecord {
+	var out []outRecord
+	for i := range q.keys {
+		k := &q.keys[i]
+		k.sent = len(k.recs)
+		if k.window > 0 {
+			k.sent = min(k.sent, k.window)
+		}
+		out = append(out, k.recs[:k.sent]...)
+	}
+	return out
+}
+
+// done takes the outcome of the attempt that sent next's entries (failed[j]: entry j was not stored)
+// and returns how many records are stored for good.
+func (q *putQueue) done(failed []bool) int {
+	stored, j := 0, 0
+	keep := q.keys[:0]
+	for _, k := range q.keys {
+		first := -1
+		for e := range k.sent {
+			if failed[j+e] && first < 0 {
+				first = e
+			}
+		}
+		j += k.sent
+		switch {
+		case first < 0:
+			stored += k.sent
+			k.recs = k.recs[k.sent:]
+			if k.window > 0 {
+				k.window *= 2
+			}
+		default:
+			stored += first
+			k.recs, k.window = k.recs[first:], 1
+		}
+		if len(k.recs) > 0 {
+			keep = append(keep, k)
+		}
+	}
+	q.keys = keep
+	return stored
+}
+
+// planPuts arranges recs in PutRecords calls that keep each partition key's records in their order
+// while different keys travel in parallel. The records are grouped by key (each key's in its order, the
+// keys in the order they first appear) and whole groups are packed into calls of at most maxPutRecords
+// records and maxPutRecordsBytes; a group that does not fit in the call being filled starts the next
+// one, and a group too large for any call continues over consecutive calls. It returns lanes: each a
+// sequence of calls to make one after another (the calls a group continues over); two lanes share no
+// key, so they may be in flight at once.
+func planPuts(recs []outRecord) [][][]outRecord {
+	recs = groupByKey(recs)
+	var (
+		lanes [][][]outRecord
+		lane  [][]outRecord
+		start int // the call being filled is recs[start:i]
+		bytes int
+	)
+	endCall := func(end int, endLane bool) {
+		if end > start {
+			lane = append(lane, recs[start:end:end])
+			start, bytes = end, 0
+		}
+		if endLane && len(lane) > 0 {
+			lanes = append(lanes, lane)
+			lane = nil
+		}
+	}
+	for i := 0; i < len(recs); {
+		j, groupBytes := i, 0
+		for ; j < len(recs) && recs[j].key == recs[i].key; j++ {
+			groupBytes += putSize(recs[j])
+		}
+		if i-start+j-i > maxPutRecords || bytes+groupBytes > maxPutRecordsBytes {
+			endCall(i, true)
+		}
+		for ; i < j; i++ { // the group, continuing in the next call (same lane) where it does not fit
+			if size := putSize(recs[i]); i > start && (i-start == maxPutRecords || bytes+size > maxPutRecordsBytes) {
+				endCall(i, false)
+			}
+			bytes += putSize(recs[i])
+		}
+	}
+	endCall(len(recs), true)
+	return lanes
+}
+
+// putSize is what a record counts toward a PutRecords call's size limit.
+func putSize(r outRecord) int { return len(r.data) + len(r.key) }
+
+// groupByKey returns recs with each partition key's records together, in their order, the keys in the
+// order they first appear: recs itself when they are so already, otherwise a new slice.
+func groupByKey(recs []outRecord) []outRecord {
+	group := make(map[string]int, 64)
+	ids := make([]int, len(recs))
+	var counts []int
+	for i := range recs {
+		g, ok := group[recs[i].key]
+		if !ok {
+			g = len(counts)
+			group[recs[i].key] = g
+			counts = append(counts, 0)
+		}
+		ids[i] = g
+		counts[g]++
+	}
+	if slices.IsSorted(ids) {
+		return recs
+	}
+	next := make([]int, len(counts)) // where each group's next record goes
+	for g, sum := 1, 0; g < len(counts); g++ {
+		sum += counts[g-1]
+		next[g] = sum
+	}
+	out := make([]outRecord, len(recs))
+	for i := range recs {
+		out[next[ids[i]]] = recs[i]
+		next[ids[i]]++
+	}
+	return out
 }
 
 // sessionItem is a session row with absolute values (PutItem semantics).
@@ -140,6 +351,27 @@ func (sh *shardShared) writeSessions(ctx context.Context, sessions []messages.Se
 // small beside the writes, few enough that one EXEC holds Redis for about a millisecond.
 const stateTxUsers = 256
 
+// checkFence reads the shard's fence in tx (after its WATCH): nil when it is not set or not above this
+// holding period's epoch; errFenced when it is above; a permanent error naming the key when it is no
+// lease counter.
+func (sh *shardShared) checkFence(ctx context.Context, tx *redis.Tx, fenceKey string) error {
+	v, err := tx.Get(ctx, fenceKey).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil
+	case err != nil:
+		return err
+	}
+	fence, err := parseFence(fenceKey, v)
+	if err != nil {
+		return err
+	}
+	if fence > sh.epoch {
+		return fmt.Errorf("%w (%s is %d, above this holding period's lease counter %d)", errFenced, fenceKey, fence, sh.epoch)
+	}
+	return nil
+}
+
 // writeState writes the users' state and their place in the shard's lagging-rows set (where it may have
 // changed: userEffects.setLags) in transactions of stateTxUsers users, WriteConcurrency at a time. Each
 // transaction watches the shard's fence and runs only if the fence is not above this holding period's epoch: no newer owner has
@@ -165,14 +397,10 @@ func (sh *shardShared) writeState(ctx context.Context, users []userEffects) erro
 		part := idx[k*stateTxUsers : min(len(idx), (k+1)*stateTxUsers)]
 		return sh.write(ctx, "write user state", func(ctx context.Context) error {
 			err := sh.f.cfg.Redis.Watch(ctx, func(tx *redis.Tx) error {
-				v, err := tx.Get(ctx, fenceKey).Result()
-				if err != nil && !errors.Is(err, redis.Nil) {
+				if err := sh.checkFence(ctx, tx, fenceKey); err != nil {
 					return err
 				}
-				if fence, _ := strconv.ParseInt(v, 10, 64); err == nil && fence > sh.epoch {
-					return fmt.Errorf("%w (%s is %d, above this holding period's lease counter %d)", errFenced, fenceKey, fence, sh.epoch)
-				}
-				_, err = tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+				_, err := tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
 					// One argument array for the transaction's HSETs, boxed once where it can be.
 					size := 0
 					for _, i := range part {

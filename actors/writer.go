@@ -12,6 +12,7 @@ import (
 
 	"github.com/clickfleet/clickfleet/actors/session"
 	"github.com/clickfleet/clickfleet/consumer"
+	"github.com/clickfleet/clickfleet/internal/replicawait"
 	"github.com/clickfleet/clickfleet/internal/retry"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/lease/position"
@@ -55,23 +56,48 @@ func (sh *shardShared) retry(ctx context.Context, what string, fn func() error) 
 	}, func(context.Context) error { return fn() })
 }
 
-// write is retry for the writes a deposed owner must not make: every attempt starts only while the lease
-// is provably this worker's (consumer.InitInput.ValidFor) and is bounded by that validity; once it is
-// zero the write stops with an error matching lease.ErrLeaseLost. fn gets the attempt's context.
+// write is retry for the writes a deposed owner must not make: every attempt (see attempt) starts only
+// while the lease is provably this worker's and is bounded by that validity.
 func (sh *shardShared) write(ctx context.Context, what string, fn func(ctx context.Context) error) error {
-	return sh.retry(ctx, what, func() error {
-		if sh.validFor == nil {
-			return fn(ctx)
-		}
-		vf := sh.validFor()
-		if vf <= 0 {
-			return errDeposed
-		}
-		actx, cancel := context.WithTimeout(ctx, vf)
-		defer cancel()
-		err := fn(actx)
-		if err != nil && actx.Err() != nil && ctx.Err() == nil {
-			return fmt.Errorf("the lease's validity (%s) ran out during the attempt: %w", vf, err)
+	return sh.retry(ctx, what, func() error { return sh.attempt(ctx, fn) })
+}
+
+// attempt runs fn once, only while the lease is provably this worker's (consumer.InitInput.ValidFor),
+// with a context bounded by that validity; once it is zero, attempt returns an error matching
+// lease.ErrLeaseLost without calling fn.
+func (sh *shardShared) attempt(ctx context.Context, fn func(ctx context.Context) error) error {
+	if sh.validFor == nil {
+		return fn(ctx)
+	}
+	vf := sh.validFor()
+	if vf <= 0 {
+		return errDeposed
+	}
+	actx, cancel := context.WithTimeout(ctx, vf)
+	defer cancel()
+	err := fn(actx)
+	if err != nil && actx.Err() != nil && ctx.Err() == nil {
+		return fmt.Errorf("the lease's validity (%s) ran out during the attempt: %w", vf, err)
+	}
+	return err
+}
+
+// waitReplicas waits once, within the lease's validity, until Config.WaitReplicas replicas acknowledged
+// every write Redis applied before it (replicawait.Wait, which writes value at the shard's ack key),
+// at most Config.WaitTimeout. It counts the result and warns when fewer replicas acknowledged.
+func (sh *shardShared) waitReplicas(ctx context.Context, value string) error {
+	cfg := &sh.f.cfg
+	return sh.attempt(ctx, func(ctx context.Context) error {
+		acked, err := replicawait.Wait(ctx, cfg.Redis, replicawait.Key(cfg.Prefix, sh.shard), value, cfg.WaitReplicas, cfg.WaitTimeout)
+		switch {
+		case err == nil:
+			sh.f.m.replicaWaits.WithLabelValues("acknowledged").Inc()
+		case errors.Is(err, replicawait.ErrNotAcknowledged):
+			sh.f.m.replicaWaits.WithLabelValues("short").Inc()
+			sh.log.Warn("fewer Redis replicas than required acknowledged the shard's state in time: no checkpoint past it; it is written again",
+				zap.Int("replicas", cfg.WaitReplicas), zap.Int("acknowledged", acked), zap.Duration("timeout", cfg.WaitTimeout), zap.String("durable_up_to", value))
+		default:
+			sh.f.m.replicaWaits.WithLabelValues("failed").Inc()
 		}
 		return err
 	})
@@ -164,7 +190,7 @@ func (sh *shardShared) writeFlush(ctx context.Context, fs *flushState, cp consum
 	if err := sh.writeSessions(ctx, sessions); err != nil {
 		return resource("SessionsTable", "sessions table", cfg.SessionsTable, err)
 	}
-	if err := sh.writeState(ctx, users); err != nil {
+	if err := sh.writeDurableState(ctx, users, fs.upTo); err != nil {
 		return resource("Redis", "Redis user state", cfg.Prefix+"user:*", err)
 	}
 	if hook := sh.f.cfg.AfterFlush; hook != nil {
@@ -183,6 +209,25 @@ func (sh *shardShared) writeFlush(ctx context.Context, fs *flushState, cp consum
 	}
 	sh.checkpointed = fs.upTo
 	return nil
+}
+
+// writeDurableState writes the users' state (writeState) and, with Config.WaitReplicas set, makes it
+// durable before the flush goes on to its checkpoint at upTo: it waits until that many replicas
+// acknowledged it and, when fewer do in time or the wait fails, writes the state again and waits again,
+// after a backoff, until they do or the holding period ends. The state is written again, not only waited
+// for: the primary that took the first write may have failed over to a replica that never received it.
+// Writing it again is harmless: the same fields with the same values, in transactions under the same
+// fence, and no one else writes these users during the holding period.
+func (sh *shardShared) writeDurableState(ctx context.Context, users []userEffects, upTo position.Position) error {
+	if sh.f.cfg.WaitReplicas == 0 {
+		return sh.writeState(ctx, users)
+	}
+	return sh.retry(ctx, "write user state durably", func() error {
+		if err := sh.writeState(ctx, users); err != nil {
+			return err
+		}
+		return sh.waitReplicas(ctx, upTo.Encode())
+	})
 }
 
 // probe drops the users whose stored position on this shard is at or beyond the flushed one: whoever

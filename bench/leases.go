@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"go.uber.org/zap"
 
@@ -145,8 +144,8 @@ func (r *leasesRun) dropTable() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for _, name := range []string{r.table, lease.CoordinatorStateTable(r.table), lease.WorkerMetricsTable(r.table)} {
-		_, _ = r.cfg.DynamoDB.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(name)})
+	if err := lease.DeleteTables(ctx, r.cfg.DynamoDB, r.table); err != nil {
+		r.say("could not delete the tables of %s: %v", r.table, err)
 	}
 }
 

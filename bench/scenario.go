@@ -77,7 +77,7 @@ func (r *resources) leaseTable(ctx context.Context, name string) error {
 	if err := lease.EnsureTable(ctx, r.ddb, name); err != nil {
 		return err
 	}
-	r.onRelease(func(ctx context.Context) { r.deleteTable(ctx, name) })
+	r.onRelease(func(ctx context.Context) { _ = lease.DeleteTables(ctx, r.ddb, name) })
 	return nil
 }
 

@@ -31,14 +31,33 @@ type fleet struct {
 	extra              []string
 	mu                 sync.Mutex
 	procs              map[string]*exec.Cmd
-	logs               map[string]*bytes.Buffer
+	logs               map[string]*lockedBuffer
+}
+
+// lockedBuffer is a worker's output: written by the process's copying goroutine, read by the test while
+// the worker runs.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func newFleet(t *testing.T, stream string, redisURL string, extra ...string) *fleet {
 	t.Helper()
 	table := testenv.LeaseTable(t, testenv.DynamoDB(t))
 	f := &fleet{t: t, stream: stream, table: table, pfx: testenv.Name(t, "cf") + ":", redisURL: redisURL, extra: extra, bin: testenv.Binary(t),
-		procs: map[string]*exec.Cmd{}, logs: map[string]*bytes.Buffer{}}
+		procs: map[string]*exec.Cmd{}, logs: map[string]*lockedBuffer{}}
 	t.Cleanup(f.killAll)
 	return f
 }
@@ -50,13 +69,13 @@ func (f *fleet) start(id string) {
 		"--failover-time", "2s", "--take-interval", "1s", "--idle-time", "200ms", "--checkpoint-interval", "300ms",
 		"--shard-sync-interval", "2s", "--parent-poll-interval", "300ms", "--shutdown-timeout", "5s"}
 	cmd := exec.Command(f.bin, append(args, f.extra...)...)
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
+	buf := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = buf, buf
 	if err := cmd.Start(); err != nil {
 		f.t.Fatal(err)
 	}
 	f.mu.Lock()
-	f.procs[id], f.logs[id] = cmd, &buf
+	f.procs[id], f.logs[id] = cmd, buf
 	f.mu.Unlock()
 }
 

@@ -1,8 +1,11 @@
 package consumer_test
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,7 +14,8 @@ import (
 )
 
 // Redis goes away mid-run and comes back: workers retry, checkpoint nothing they have not written, and the
-// counts end exact.
+// counts end exact. The outage falls inside the load: Redis stays down until a worker has logged a batch
+// Redis refused, to be delivered again, and the producer has stored more records meanwhile.
 func TestRedisRestartMidRun(t *testing.T) {
 	kin := testenv.Kinesis(t)
 	testenv.Redis(t) // the stack is up, so redis-server is installed
@@ -22,17 +26,73 @@ func TestRedisRestartMidRun(t *testing.T) {
 	f := newFleet(t, stream, fmt.Sprintf("redis://127.0.0.1:%s/0", port))
 	f.start("w1")
 	f.start("w2")
-	sink, wait := countcheck.Produce(t, kin, stream, 8000, 100, 2000, 3)
+	// About 20 s of load (12,000 records at 600/s): the outage below must fall inside it, and fails the
+	// test when it does not.
+	sink, wait := countcheck.Produce(t, kin, stream, 12000, 100, 600, 3)
 	waitBalanced(t, f.table, 2, 4, 60*time.Second)
 	testenv.WaitFor(t, "some records counted", 30*time.Second, func() bool {
 		n, _ := rdb.DBSize(context.Background()).Result()
 		return n > 10
 	})
-	// Shut Redis down (it writes its append-only file) and keep it down while records flow.
+
+	// Shut Redis down (it writes its append-only file) and keep it down while records flow, until a
+	// worker has logged that it will deliver a batch Redis refused again; the exact counts at the end say
+	// that it did.
+	atShutdown := storedTotal(sink)
 	_ = rdb.Shutdown(context.Background()).Err() // the connection closes under the command
 	testenv.WaitFor(t, "redis to stop", 10*time.Second, func() bool { return rdb.Ping(context.Background()).Err() != nil })
-	time.Sleep(3 * time.Second) // an outage of a fixed length: workers must keep retrying through it
+	const during = 200
+	testenv.WaitForState(t, fmt.Sprintf("a worker to retry a batch Redis refused, and %d records produced, while Redis is down", during),
+		60*time.Second, func() (bool, string) {
+			retries, produced := f.redisRetries(t), storedTotal(sink)-atShutdown
+			return retries >= 1 && produced >= during, fmt.Sprintf("%d retries logged, %d records produced since Redis stopped", retries, produced)
+		})
+	atRestart := storedTotal(sink)
 	testenv.StartRedis(t, dir, port)
 	wait()
+	t.Logf("records stored: %d before the outage, %d during it, %d after it; batches Redis refused, delivered again: %d",
+		atShutdown, atRestart-atShutdown, storedTotal(sink)-atRestart, f.redisRetries(t))
 	countcheck.WaitExact(t, rdb, f.pfx, countcheck.OnStream(t, kin, stream, sink.Stored()), 90*time.Second)
+}
+
+// storedTotal is how many records the producer has had stored so far.
+func storedTotal(sink *countcheck.Sink) int64 {
+	var n int64
+	for _, c := range sink.Stored() {
+		n += c
+	}
+	return n
+}
+
+// redisRetries counts, from the workers' logs, the batches Redis refused that a worker said it would
+// deliver again after a backoff.
+func (f *fleet) redisRetries(t *testing.T) int {
+	t.Helper()
+	f.mu.Lock()
+	logs := make(map[string]string, len(f.logs))
+	for id, b := range f.logs {
+		logs[id] = b.String()
+	}
+	f.mu.Unlock()
+	retries := 0
+	for id, out := range logs {
+		sc := bufio.NewScanner(strings.NewReader(out))
+		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+		for sc.Scan() {
+			var line struct {
+				Msg   string `json:"msg"`
+				Error string `json:"error"`
+			}
+			if json.Unmarshal(sc.Bytes(), &line) != nil {
+				continue // not a log line (the race detector's output, a panic)
+			}
+			if line.Msg == "processor failed a batch; delivering it again after a backoff" && strings.Contains(line.Error, "in Redis") {
+				retries++
+			}
+		}
+		if err := sc.Err(); err != nil {
+			t.Fatalf("log of worker %s: %v", id, err)
+		}
+	}
+	return retries
 }

@@ -274,16 +274,55 @@ func TestCheckpointInsideAggregateResumesAfterIt(t *testing.T) {
 	}
 }
 
+// A record's Position orders it in its shard as the resume filter and the checkpoints need: by sequence
+// number as a number, then by sub-sequence inside a KPL aggregate, after every starting position and
+// before SHARD_END; and a bad configuration is refused naming the setting.
 func TestComparePositionsAndConfig(t *testing.T) {
-	_, err := consumer.New(nil, nil, consumer.Config{Stream: "s", NewProcessor: newRecorder().factory, InitialPosition: "NOW",
-		Lease: lease.Config{Table: "t"}})
-	if !errors.Is(err, consumer.ErrInvalidConfig) || !strings.Contains(err.Error(), "InitialPosition") {
-		t.Fatalf("err = %v, want ErrInvalidConfig naming InitialPosition", err)
+	const (
+		seqA = "49590338271490256608559692538361571095921575989136588802"
+		seqB = "49590338271490256608559692540925702759324208523137515618"
+	)
+	rec := func(seq string, sub int64) consumer.Record {
+		return consumer.Record{ShardID: "shardId-000000000000", SequenceNumber: seq, SubSequence: sub}
 	}
-	_, err = consumer.New(nil, nil, consumer.Config{Stream: "s", NewProcessor: newRecorder().factory, Lease: lease.Config{}})
-	if !errors.Is(err, consumer.ErrInvalidConfig) || !strings.Contains(err.Error(), "Table") {
-		t.Fatalf("err = %v, want ErrInvalidConfig naming the lease Table", err)
+	for _, tc := range []struct {
+		name string
+		a    consumer.Record
+		b    lease.Checkpoint
+		want int
+	}{
+		{"later record", rec(seqB, 0), rec(seqA, 0).Position(), 1},
+		{"earlier record", rec(seqA, 0), rec(seqB, 0).Position(), -1},
+		{"a longer sequence number is later", rec("100", 0), rec("99", 0).Position(), 1},
+		{"same record", rec(seqA, 0), rec(seqA, 0).Position(), 0},
+		{"sub-records of one aggregate in order", rec(seqA, 1), rec(seqA, 2).Position(), -1},
+		{"a sub-record after the aggregate's checkpointed first", rec(seqA, 1), lease.Checkpoint{SequenceNumber: seqA}, 1},
+		{"at its own checkpoint", rec(seqA, 3), lease.Checkpoint{SequenceNumber: seqA, SubSequence: 3}, 0},
+		{"the next record after an aggregate's last sub-record", rec(seqB, 0), rec(seqA, 7).Position(), 1},
+		{"after TRIM_HORIZON", rec("1", 0), lease.TrimHorizon, 1},
+		{"after LATEST", rec("1", 0), lease.Latest, 1},
+		{"before SHARD_END", rec(seqB, 9), lease.ShardEnd, -1},
+	} {
+		t.Run("positions/"+tc.name, func(t *testing.T) {
+			if got := tc.a.Position().Compare(tc.b); got != tc.want {
+				t.Errorf("record %s/%d compared with %s = %d, want %d", tc.a.SequenceNumber, tc.a.SubSequence, tc.b, got, tc.want)
+			}
+			if got := tc.b.Compare(tc.a.Position()); got != -tc.want {
+				t.Errorf("%s compared with record %s/%d = %d, want %d", tc.b, tc.a.SequenceNumber, tc.a.SubSequence, got, -tc.want)
+			}
+		})
 	}
+	t.Run("config", func(t *testing.T) {
+		_, err := consumer.New(nil, nil, consumer.Config{Stream: "s", NewProcessor: newRecorder().factory, InitialPosition: "NOW",
+			Lease: lease.Config{Table: "t"}})
+		if !errors.Is(err, consumer.ErrInvalidConfig) || !strings.Contains(err.Error(), "InitialPosition") {
+			t.Fatalf("err = %v, want ErrInvalidConfig naming InitialPosition", err)
+		}
+		_, err = consumer.New(nil, nil, consumer.Config{Stream: "s", NewProcessor: newRecorder().factory, Lease: lease.Config{}})
+		if !errors.Is(err, consumer.ErrInvalidConfig) || !strings.Contains(err.Error(), "Table") {
+			t.Fatalf("err = %v, want ErrInvalidConfig naming the lease Table", err)
+		}
+	})
 }
 
 // A missing stream or lease table stops the worker at start with an error that says what to do.

@@ -181,9 +181,10 @@ func BenchmarkIngestSlowClientFlood(b *testing.B) {
 			fmt.Fprintf(c, "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nX-Api-Key: %s\r\nContent-Length: 1000000\r\n\r\n%s", testKey, part)
 			conns = append(conns, c)
 		}
-		for h.metric("clickfleet_ingest_inflight_requests") < slowClients {
-			time.Sleep(10 * time.Millisecond)
-		}
+		testenv.WaitForState(b, fmt.Sprintf("%d slow clients' requests in flight", slowClients), 30*time.Second, func() (bool, string) {
+			n := h.metric("clickfleet_ingest_inflight_requests")
+			return n >= slowClients, fmt.Sprintf("clickfleet_ingest_inflight_requests %g", n)
+		})
 		if a := h.post(pocEvents("during", 1)[0], "application/json", testKey); a.status != 200 {
 			b.Fatalf("request during the flood: %d %s", a.status, a.body)
 		}

@@ -173,7 +173,7 @@ func TestKinesisStoppedMidLoad(t *testing.T) {
 					mu.Lock()
 					for i, res := range r.Results {
 						if res.Status == ingest.StatusStored {
-							acked[clickID(t, pending[i])] = true
+							acked[pending[i]] = true // the event's text: its click id is read after the load
 						} else {
 							again = append(again, pending[i])
 						}
@@ -194,8 +194,14 @@ func TestKinesisStoppedMidLoad(t *testing.T) {
 		t.Fatal("the load never reached 600 acknowledged events")
 	}
 	em.kill()
-	for n503.Load() == 0 && ctx.Err() == nil { // let clients meet the outage before the restart
+	// Let clients meet the outage before the restart.
+	for n503.Load() == 0 && ctx.Err() == nil {
 		time.Sleep(10 * time.Millisecond)
+	}
+	if n503.Load() == 0 {
+		cancel()
+		wg.Wait()
+		t.Fatal("no client was answered 503 while Kinesis was down, within the test's 50 s")
 	}
 	em.start()
 	wg.Wait()
@@ -215,8 +221,8 @@ func TestKinesisStoppedMidLoad(t *testing.T) {
 	defer stop()
 	var rmu sync.Mutex
 	missing := make(map[string]bool, len(acked))
-	for id := range acked {
-		missing[id] = true
+	for event := range acked {
+		missing[clickID(t, event)] = true
 	}
 	records := 0
 	errAll := errors.New("all found")
@@ -241,6 +247,7 @@ func TestKinesisStoppedMidLoad(t *testing.T) {
 }
 
 func clickID(t testing.TB, event string) string {
+	t.Helper()
 	ev, err := messages.Decode([]byte(event))
 	if err != nil {
 		t.Fatal(err)

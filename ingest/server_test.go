@@ -401,13 +401,10 @@ func TestStatuses(t *testing.T) {
 			t.Fatalf("/healthz: %d %s", a.status, a.body)
 		}
 		// /readyz probes Kinesis; on a loaded machine one probe may time out, so ask for a while.
-		deadline := time.Now().Add(20 * time.Second)
-		for a := h.get("/readyz"); a.status != 200; a = h.get("/readyz") {
-			if time.Now().After(deadline) {
-				t.Fatalf("/readyz: %d %s", a.status, a.body)
-			}
-			time.Sleep(250 * time.Millisecond)
-		}
+		testenv.WaitForState(t, "/readyz to answer 200", 20*time.Second, func() (bool, string) {
+			a := h.get("/readyz")
+			return a.status == 200, fmt.Sprintf("%d %s", a.status, a.body)
+		})
 		a := h.get("/metrics")
 		for _, series := range []string{`clickfleet_ingest_requests_total{code="401"} 1`, `clickfleet_ingest_requests_total{code="429"} 1`,
 			"clickfleet_ingest_putrecords_duration_seconds_bucket", `clickfleet_ingest_events_total{outcome="rejected"} 2`} {
@@ -571,6 +568,7 @@ func TestShutdownDrainsRequestsInFlight(t *testing.T) {
 	h := start(t, testConfig(t, stream), kin)
 
 	pr, pw := io.Pipe()
+	t.Cleanup(func() { pw.Close() }) // a failed test must not leave Serve waiting for the body
 	req, _ := http.NewRequest(http.MethodPost, h.url+"/v1/events", pr)
 	req.Header.Set("Content-Type", "application/x-ndjson")
 	req.Header.Set("X-Api-Key", testKey)
@@ -586,22 +584,29 @@ func TestShutdownDrainsRequestsInFlight(t *testing.T) {
 		got <- answer{status: resp.StatusCode, body: b}
 	}()
 	fmt.Fprintln(pw, labEvent("u1", "drain-1"))
-	for h.metric("clickfleet_ingest_inflight_requests") < 1 {
-		runtimeYield()
-	}
+	testenv.WaitFor(t, "the request in flight (clickfleet_ingest_inflight_requests ≥ 1)", 10*time.Second, func() bool {
+		return h.metric("clickfleet_ingest_inflight_requests") >= 1
+	})
 	stopped := make(chan error, 1)
 	go func() { stopped <- h.stop() }()
-	for h.get2("/readyz") != 503 {
-		runtimeYield()
-	}
+	testenv.WaitFor(t, "/readyz to answer 503 once shutdown has begun", 10*time.Second, func() bool { return h.get2("/readyz") == 503 })
 	fmt.Fprintln(pw, labEvent("u2", "drain-2"))
 	pw.Close()
-	a := <-got
-	if a.status != 200 {
-		t.Fatalf("in-flight request: %d %s", a.status, a.body)
+	select {
+	case a := <-got:
+		if a.status != 200 {
+			t.Fatalf("in-flight request: %d %s", a.status, a.body)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no answer to the in-flight request 30 s after its body ended")
 	}
-	if err := <-stopped; err != nil {
-		t.Fatalf("Serve: %v", err)
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Serve still running 30 s after shutdown began and the in-flight request was answered")
 	}
 	checkStoredOnce(t, h, readClickIDs(t, kin, stream, []string{"drain-1", "drain-2"}), []string{"drain-1", "drain-2"})
 }
@@ -648,8 +653,6 @@ func (r *recordingSink) clickIDs(t testing.TB) []string {
 	}
 	return ids
 }
-
-func runtimeYield() { time.Sleep(5 * time.Millisecond) }
 
 // The generator drives the ingest through HTTPSink: every generated event ends on the stream once.
 func TestGeneratorThroughIngest(t *testing.T) {

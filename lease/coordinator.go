@@ -321,6 +321,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	c.stop = stop
+	if err := c.checkTables(ctx); err != nil {
+		return err
+	}
 	c.log.Info("lease coordinator starting",
 		zap.String("table", c.cfg.Table), zap.Duration("failover", c.cfg.FailoverTime),
 		zap.Duration("renew_interval", c.cfg.RenewInterval), zap.Duration("take_interval", c.cfg.TakeInterval))
@@ -354,6 +357,26 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		return fatal
 	}
 	return err
+}
+
+// checkTables refuses, in AssignByLeader mode, a lease table without its owner index (made before the index
+// existed, or in the middle of an offline upgrade): the error names the table and 'clickfleet setup'. A
+// failure to tell is logged and left to the loops, whose calls then fail loudly if the index is missing.
+func (c *Coordinator) checkTables(ctx context.Context) error {
+	if c.lead == nil {
+		return nil
+	}
+	ioCtx, cancel := c.ioContext(ctx)
+	defer cancel()
+	err := CheckIndex(ioCtx, c.db, c.cfg.Table)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNoOwnerIndex), errors.Is(err, ErrUpgradeUnfinished), retry.IsPermanent(err):
+		return retry.Permanent(err)
+	}
+	c.log.Warn("could not check the lease table's owner index; going on", zap.Error(err))
+	return nil
 }
 
 // startTaking starts the loops that bring leases to this worker: in AssignByLeader mode the election,

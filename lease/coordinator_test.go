@@ -195,6 +195,11 @@ func TestStealHandoff(t *testing.T) {
 	if s := b.counter(t, "clickfleet_lease_stolen_total"); s != 4 {
 		t.Errorf("b stole %v leases, want 4", s)
 	}
+	completed := b.counter(t, "clickfleet_lease_handoffs_total", "result", "completed")
+	timedOut := b.counter(t, "clickfleet_lease_handoffs_total", "result", "timed_out")
+	if completed != 4 || timedOut != 0 {
+		t.Errorf("handoffs: %v completed, %v timed out; want 4 completed, 0 timed out", completed, timedOut)
+	}
 }
 
 // TestClockSkew gives three workers wall clocks minutes apart: they balance
@@ -248,8 +253,10 @@ func TestHandoffTimeout(t *testing.T) {
 		return len(hold[b.id]) == 1
 	})
 	t.Logf("b started %v after it was started (handoff timeout %v)", took.Round(time.Millisecond), testFailover)
-	if n := b.counter(t, "clickfleet_lease_handoffs_total"); n != 1 {
-		t.Errorf("handoffs %v, want 1 (timed out)", n)
+	timedOut := b.counter(t, "clickfleet_lease_handoffs_total", "result", "timed_out")
+	completed := b.counter(t, "clickfleet_lease_handoffs_total", "result", "completed")
+	if timedOut != 1 || completed != 0 {
+		t.Errorf("handoffs: %v timed out, %v completed; want 1 timed out, 0 completed", timedOut, completed)
 	}
 	close(proceed)
 	if err := <-late; !errors.Is(err, ErrLeaseLost) {

@@ -12,7 +12,11 @@
 //
 // # Parts
 //
-//   - Table: reads and fenced writes on the lease table; EnsureTable creates it.
+//   - Table: reads and fenced writes on the lease table. EnsureTable creates
+//     it with OwnerIndex, and the two tables that go with it
+//     (CoordinatorStateTable, WorkerMetricsTable); Upgrade adds the index to a
+//     table made before it; CheckIndex tells a worker at start whether the
+//     table is ready.
 //   - Plan and Observe: the pure planner (which leases to take or steal), a
 //     function of (leases, worker, this worker's observations, now).
 //   - Assign: the pure assignment of a leader (which lease goes to which

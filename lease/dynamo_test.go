@@ -56,9 +56,8 @@ func testDB(t testing.TB) *dynamodb.Client {
 
 var nonName = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
 
-// testTable creates a uniquely named lease table for the test and deletes it
-// afterwards.
-func testTable(t testing.TB, db *dynamodb.Client) string {
+// testTableName returns a lease table name unique to the test.
+func testTableName(t testing.TB) string {
 	t.Helper()
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -68,7 +67,14 @@ func testTable(t testing.TB, db *dynamodb.Client) string {
 	if len(name) > 180 {
 		name = name[:180]
 	}
-	name = "leases-" + name + "-" + hex.EncodeToString(b[:])
+	return "leases-" + name + "-" + hex.EncodeToString(b[:])
+}
+
+// testTable creates a uniquely named lease table (EnsureTable) for the test
+// and deletes its tables afterwards.
+func testTable(t testing.TB, db *dynamodb.Client) string {
+	t.Helper()
+	name := testTableName(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := EnsureTable(ctx, db, name); err != nil {
@@ -77,8 +83,8 @@ func testTable(t testing.TB, db *dynamodb.Client) string {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if _, err := db.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(name)}); err != nil {
-			t.Logf("delete table %s: %v", name, err)
+		if err := DeleteTables(ctx, db, name); err != nil {
+			t.Logf("delete tables of %s: %v", name, err)
 		}
 	})
 	return name

@@ -14,6 +14,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
@@ -309,7 +310,9 @@ func (w *worker) writes(t testing.TB) float64 {
 	return n
 }
 
-func (w *worker) counter(t testing.TB, name string) float64 {
+// counter sums the worker's counter name over its series whose labels hold every pair of labels
+// (name, value, name, value…); with no pairs, over all of them.
+func (w *worker) counter(t testing.TB, name string, labels ...string) float64 {
 	mfs, err := w.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -318,12 +321,24 @@ func (w *worker) counter(t testing.TB, name string) float64 {
 		if mf.GetName() == name {
 			var n float64
 			for _, m := range mf.GetMetric() {
-				n += m.GetCounter().GetValue()
+				if hasLabels(m.GetLabel(), labels) {
+					n += m.GetCounter().GetValue()
+				}
 			}
 			return n
 		}
 	}
 	return 0
+}
+
+// hasLabels reports whether got holds every (name, value) pair of want.
+func hasLabels(got []*dto.LabelPair, want []string) bool {
+	for i := 0; i+1 < len(want); i += 2 {
+		if !slices.ContainsFunc(got, func(l *dto.LabelPair) bool { return l.GetName() == want[i] && l.GetValue() == want[i+1] }) {
+			return false
+		}
+	}
+	return true
 }
 
 func ownersOf(leases []Lease) map[string]string {

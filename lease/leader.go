@@ -18,7 +18,6 @@ import (
 // like a lease — a conditional bump of its counter — and taken over by another worker once that worker has
 // seen the counter unchanged for the failover time by its own clock. Wall clocks are never compared.
 const (
-	attrStateKey      = "key"
 	attrLeaderOwner   = "owner"
 	attrLeaderCounter = "leaderCounter"
 	leaderItemKey     = "Leader"
@@ -37,11 +36,11 @@ type elector struct {
 
 	mu      sync.Mutex
 	leader  bool
-	counter int64       // leader: the counter we last wrote; otherwise the one last seen
-	seenAt  time.Time   // not leader: when (our clock) the counter was first seen at its value
-	bumpAt  time.Time   // leader: when the last successful bump was sent (our clock)
-	since   time.Time   // leader: when this leadership began
-	sawAny  bool        // not leader: whether the lock was ever read
+	counter int64     // leader: the counter we last wrote; otherwise the one last seen
+	seenAt  time.Time // not leader: when (our clock) the counter was first seen at its value
+	bumpAt  time.Time // leader: when the last successful bump was sent (our clock)
+	since   time.Time // leader: when this leadership began
+	sawAny  bool      // not leader: whether the lock was ever read
 }
 
 // validFor returns how much longer this worker is provably the leader by its own clock: the failover
@@ -127,10 +126,10 @@ func (el *elector) create(ctx context.Context) error {
 	sent := el.clock.Now()
 	_, err := el.db.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName: aws.String(el.table),
-		Item: map[string]types.AttributeValue{attrStateKey: str(leaderItemKey), attrLeaderOwner: str(el.me),
+		Item: map[string]types.AttributeValue{attrCoordinatorKey: str(leaderItemKey), attrLeaderOwner: str(el.me),
 			attrLeaderCounter: num(1)},
 		ConditionExpression:      aws.String("attribute_not_exists(#k)"),
-		ExpressionAttributeNames: map[string]string{"#k": attrStateKey},
+		ExpressionAttributeNames: map[string]string{"#k": attrCoordinatorKey},
 	})
 	err = classify(err)
 	el.metrics.call("leader_take", err)
@@ -197,7 +196,7 @@ func (el *elector) update(ctx context.Context, call, expr, cond string, counter 
 }
 
 func (el *elector) key() map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{attrStateKey: str(leaderItemKey)}
+	return map[string]types.AttributeValue{attrCoordinatorKey: str(leaderItemKey)}
 }
 
 func (el *elector) bumped(counter int64, sent time.Time) {

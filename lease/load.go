@@ -23,7 +23,6 @@ type Load struct {
 
 // Attribute names of the worker-metrics table (WorkerMetricsTable), one item per live worker.
 const (
-	attrWorkerID    = "wid"
 	attrReportCount = "counter"    // bumped at every report: the leader's sign of life
 	attrReportedAt  = "reportedAt" // Unix ms of the report by the worker's clock, for people; never compared
 	attrCPU         = "cpu"

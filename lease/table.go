@@ -26,6 +26,8 @@ type DynamoDBAPI interface {
 	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
 	Scan(ctx context.Context, in *dynamodb.ScanInput, opts ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
 	Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	UpdateTable(ctx context.Context, in *dynamodb.UpdateTableInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateTableOutput, error)
+	DeleteTable(ctx context.Context, in *dynamodb.DeleteTableInput, opts ...func(*dynamodb.Options)) (*dynamodb.DeleteTableOutput, error)
 }
 
 var _ DynamoDBAPI = (*dynamodb.Client)(nil)
@@ -53,60 +55,6 @@ const (
 
 // errConditionFailed is the internal form of a ConditionalCheckFailedException.
 var errConditionFailed = errors.New("lease: condition failed")
-
-// EnsureTable creates the lease table (hash key leaseKey of type S, billing
-// PAY_PER_REQUEST) if it does not exist, then waits until it is ACTIVE. It is
-// idempotent and safe to call from several processes at once. It waits at most
-// five minutes unless ctx ends sooner.
-func EnsureTable(ctx context.Context, db DynamoDBAPI, table string) error {
-	ctx, cancel := context.WithTimeout(ctx, defaultEnsureTableWait)
-	defer cancel()
-	_, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
-	var notFound *types.ResourceNotFoundException
-	switch {
-	case errors.As(err, &notFound):
-		_, err = db.CreateTable(ctx, &dynamodb.CreateTableInput{
-			TableName: aws.String(table),
-			AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(attrKey), AttributeType: types.ScalarAttributeTypeS},
-				{AttributeName: aws.String(attrOwner), AttributeType: types.ScalarAttributeTypeS}},
-			KeySchema:   []types.KeySchemaElement{{AttributeName: aws.String(attrKey), KeyType: types.KeyTypeHash}},
-			BillingMode: types.BillingModePayPerRequest,
-			GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{{IndexName: aws.String(OwnerIndex),
-				KeySchema:  []types.KeySchemaElement{{AttributeName: aws.String(attrOwner), KeyType: types.KeyTypeHash}, {AttributeName: aws.String(attrKey), KeyType: types.KeyTypeRange}},
-				Projection: &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly}}},
-		})
-		for _, side := range [][2]string{{CoordinatorStateTable(table), attrStateKey}, {WorkerMetricsTable(table), attrWorkerID}} { // TEMPORARY
-			_, _ = db.CreateTable(ctx, &dynamodb.CreateTableInput{TableName: aws.String(side[0]), BillingMode: types.BillingModePayPerRequest,
-				AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(side[1]), AttributeType: types.ScalarAttributeTypeS}},
-				KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(side[1]), KeyType: types.KeyTypeHash}}})
-		}
-		time.Sleep(200 * time.Millisecond) // TEMPORARY
-		var inUse *types.ResourceInUseException
-		if err != nil && !errors.As(err, &inUse) { // in use: another process created it first
-			return fmt.Errorf("create lease table %s: %w", table, err)
-		}
-	case err != nil:
-		return fmt.Errorf("describe lease table %s: %w", table, err)
-	}
-	delay := tableActivePollMin
-	for {
-		out, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
-		if err != nil && !errors.As(err, &notFound) {
-			return fmt.Errorf("wait for lease table %s: %w", table, err)
-		}
-		if err == nil && out.Table != nil && out.Table.TableStatus == types.TableStatusActive {
-			return nil
-		}
-		t := time.NewTimer(delay) // polling a remote state, not waiting for ours to settle
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("wait for lease table %s to become ACTIVE: %w", table, context.Cause(ctx))
-		case <-t.C:
-		}
-		delay = min(2*delay, tableActivePollMax)
-	}
-}
 
 // Table reads and writes leases in one DynamoDB lease table. Every write to an
 // existing lease is an UpdateItem that sets or removes only the attributes it

@@ -110,10 +110,18 @@ func TestParse(t *testing.T) {
 	if r.Name != want.Name || r.Stream != want.Stream || r.Expr != want.Expr || !r.Enrich {
 		t.Errorf("Parse = %+v, want %+v", r, want)
 	}
-	for _, bad := range []string{"offers", "offers=stream", "=s"} {
-		if _, err := route.Parse(bad); !errors.Is(err, settings.ErrInvalid) && bad != "=s" {
+	for _, bad := range []string{"offers", "offers=stream", "=s", ""} {
+		if _, err := route.Parse(bad); !errors.Is(err, settings.ErrInvalid) {
 			t.Errorf("Parse(%q): %v, want a settings error", bad, err)
 		}
+	}
+	// Parse checks the flag's syntax only: an empty name parses, and Compile refuses it.
+	r, err = route.Parse("=s:true")
+	if err != nil || r.Name != "" || r.Stream != "s" || r.Expr != "true" {
+		t.Fatalf(`Parse("=s:true") = %+v, %v; want the route with no name`, r, err)
+	}
+	if _, err := route.Compile([]route.Route{r}); !errors.Is(err, settings.ErrInvalid) || !strings.Contains(err.Error(), "no name") {
+		t.Errorf("Compile of a route with no name: %v, want a settings error saying so", err)
 	}
 }
 

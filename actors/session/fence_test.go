@@ -3,6 +3,7 @@ package session_test
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -63,6 +64,31 @@ func TestFenceScript(t *testing.T) {
 	}
 	if got := raise(parent, 2, ""); got != 2 {
 		t.Fatalf("raise after the reset: fence %d, want 2", got)
+	}
+}
+
+// A fence that is not a lease counter is an error of the script that names the key, for a raise and for
+// a reset alike, and the script leaves the value as it is (it is not read as 0, nor overwritten).
+func TestFenceScriptRefusesANonNumericFence(t *testing.T) {
+	ctx := context.Background()
+	rdb := testenv.Redis(t)
+	prefix := testenv.Name(t, "f") + ":"
+	dropAtCleanup(t, rdb, prefix)
+	fence := redis.NewScript(session.FenceScript)
+	key := session.FenceKey(prefix, "shardId-000000000000")
+	for _, value := range []string{"garbage", "", "7x", "1e3", " 7"} {
+		for _, seen := range []string{"", "7"} {
+			if err := rdb.Set(ctx, key, value, 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			n, err := fence.Run(ctx, rdb, []string{key}, "5", seen).Int64()
+			if err == nil || !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "not a lease counter") {
+				t.Fatalf("fence %q, seen %q: %d, %v; want an error naming %s", value, seen, n, err, key)
+			}
+			if got, _ := rdb.Get(ctx, key).Result(); got != value {
+				t.Fatalf("fence %q, seen %q: the script left %q", value, seen, got)
+			}
+		}
 	}
 }
 

@@ -61,9 +61,13 @@ func FenceKey(prefix, shardID string) string { return prefix + "fence:" + shardI
 // epoch, ARGV[2] empty, or the fence value the caller saw (then the fence is set to the epoch only if it
 // still holds that value, even when that lowers it: a fence left by an earlier lease table whose
 // counters started again). With ARGV[2] empty it sets the fence to the epoch unless the fence is higher.
-// It returns the fence after the call.
+// It returns the fence after the call; a fence that is not an integer (not a lease counter) is an error
+// naming the key, and the fence is left as it is.
 const FenceScript = `
 local cur = redis.call('GET', KEYS[1])
+if cur and not string.match(cur, '^[+-]?%d+$') then
+  return redis.error_reply(KEYS[1] .. ' holds a value that is not a lease counter')
+end
 if ARGV[2] ~= '' then
   if cur == ARGV[2] then redis.call('SET', KEYS[1], ARGV[1]) return tonumber(ARGV[1]) end
   return tonumber(cur or '-1')

@@ -21,6 +21,7 @@ import (
 	"github.com/clickfleet/clickfleet/consumer/usercount"
 	"github.com/clickfleet/clickfleet/enrich/geo"
 	"github.com/clickfleet/clickfleet/enrich/names"
+	"github.com/clickfleet/clickfleet/internal/replicawait"
 	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
 )
@@ -148,6 +149,8 @@ type consumeOptions struct {
 	pgDSN                                 string
 	syncInterval                          time.Duration
 	rf                                    routeFlags
+	waitReplicas                          int
+	waitTimeout                           time.Duration
 }
 
 func newConsumeCommand(g *globals) *cobra.Command {
@@ -229,6 +232,9 @@ func (o *consumeOptions) check(flags *pflag.FlagSet) error {
 	if o.proc == "actors" && (o.sessionGap <= 0 || o.sessionGap%time.Millisecond != 0) {
 		return usagef("--session-gap (CLICKFLEET_SESSION_GAP) must be a positive whole number of milliseconds, not %s", o.sessionGap)
 	}
+	if o.waitTimeout <= 0 {
+		return usagef("--redis-wait-timeout (CLICKFLEET_REDIS_WAIT_TIMEOUT): must be positive, got %s", o.waitTimeout)
+	}
 	if o.namesSync && o.pgDSN == "" {
 		return usagef("--names-sync needs --pg-dsn (CLICKFLEET_PG_DSN)")
 	}
@@ -243,9 +249,10 @@ func (o *consumeOptions) check(flags *pflag.FlagSet) error {
 // geo resolver they use); what it opens is added to td.
 func (o *consumeOptions) processor(rdb *redis.Client, awsCfg aws.Config, reg *prometheus.Registry, log *zap.Logger, td *teardown) (*actors.Factory, error) {
 	if o.proc == "count" {
-		factory, err := usercount.Factory(usercount.Config{Redis: rdb, Prefix: o.keyPrefix, CheckpointInterval: o.checkpointInterval, Logger: log})
+		factory, err := usercount.Factory(usercount.Config{Redis: rdb, Prefix: o.keyPrefix, CheckpointInterval: o.checkpointInterval,
+			WaitReplicas: o.waitReplicas, WaitTimeout: o.waitTimeout, Logger: log, Registerer: reg})
 		if err != nil {
-			return nil, usageError{err}
+			return nil, settingUsage(err, consumeFlags)
 		}
 		o.cfg.NewProcessor = factory
 		return nil, nil
@@ -254,6 +261,7 @@ func (o *consumeOptions) processor(rdb *redis.Client, awsCfg aws.Config, reg *pr
 	act.Stream, act.Prefix, act.Logger, act.Registerer = o.cfg.Stream, o.keyPrefix, log, reg
 	act.Kinesis, act.DynamoDB, act.Redis = kinesis.NewFromConfig(awsCfg), dynamodb.NewFromConfig(awsCfg), rdb
 	act.Rules.GapMs = o.sessionGap.Milliseconds()
+	act.WaitReplicas, act.WaitTimeout = o.waitReplicas, o.waitTimeout
 	resolver, closeGeo, err := newGeoResolver(o.gs, rdb, o.keyPrefix, reg, log)
 	if err != nil {
 		return nil, err
@@ -328,6 +336,10 @@ func (o *consumeOptions) register(f *pflag.FlagSet) {
 	f.DurationVar(&o.syncInterval, "sync-interval", names.DefaultInterval, "period of the names sync's full copy (--names-sync)")
 	f.StringVar(&o.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis for the processors' state")
 	f.StringVar(&o.keyPrefix, "key-prefix", session.DefaultPrefix, "prefix of every Redis key")
+	f.IntVar(&o.waitReplicas, "redis-wait-replicas", 0, "before a checkpoint, wait until this many Redis replicas acknowledged the state it covers (WAIT), so that a failover to a replica loses nothing; "+
+		"for asynchronous replication with failover (ElastiCache with replicas: at most the replicas there are); 0: no wait (a standalone Redis, or MemoryDB, which is durable on acknowledgement)")
+	f.DurationVar(&o.waitTimeout, "redis-wait-timeout", replicawait.DefaultTimeout, "longest wait for --redis-wait-replicas; fewer acknowledgements in time: no checkpoint, the state is written again after a backoff "+
+		"(actors) or the batch delivered again (count); each wait is also cut at the lease's remaining validity (--failover-time)")
 	f.DurationVar(&o.checkpointInterval, "checkpoint-interval", usercount.DefaultCheckpointInterval, "least time between two checkpoints of a shard (count)")
 	f.StringVar(&o.httpListen, "http-listen", "127.0.0.1:9090", "address for /metrics, /healthz and /readyz (empty: none)")
 	addEMFFlag(f, &o.emfInterval)

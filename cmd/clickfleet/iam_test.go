@@ -25,6 +25,7 @@ import (
 	"github.com/clickfleet/clickfleet/internal/awscalls"
 	"github.com/clickfleet/clickfleet/internal/crashpoint"
 	"github.com/clickfleet/clickfleet/internal/testenv"
+	"github.com/clickfleet/clickfleet/lease"
 )
 
 // iamRun runs the test build of clickfleet with its AWS calls recorded, one log per command.
@@ -327,9 +328,10 @@ func TestTaskRolesAreTheCallsTheCodeMakes(t *testing.T) {
 		for _, s := range []string{"StreamName", "OffersStreamName", "ErrorsStreamName"} {
 			_, _ = kin.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String(names[s]), EnforceConsumerDeletion: aws.Bool(true)})
 		}
-		for _, s := range []string{"LeaseTableName", "ArchiveLeaseTableName", "SessionsTableName", "ScaleLeaseTableName"} {
-			_, _ = ddb.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(names[s])})
+		for _, s := range []string{"LeaseTableName", "ArchiveLeaseTableName", "ScaleLeaseTableName"} {
+			_ = lease.DeleteTables(ctx, ddb, names[s])
 		}
+		_, _ = ddb.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(names["SessionsTableName"])})
 		bucket := aws.String(names["LakeBucketName"])
 		for p := s3.NewListObjectsV2Paginator(s3c, &s3.ListObjectsV2Input{Bucket: bucket}); p.HasMorePages(); {
 			page, err := p.NextPage(ctx)

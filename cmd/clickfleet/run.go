@@ -189,6 +189,7 @@ var consumeFlags = withFlags(workerFlags, map[string]string{
 	"FlushMaxRecords": "flush-max-records", "PassivateAfter": "passivate-after", "SweepInterval": "sweep-interval",
 	"WriteConcurrency": "write-concurrency", "Rules": "session-gap",
 	"SessionUpdateInterval": "session-update-interval", "SessionCloseDelay": "session-close-delay",
+	"WaitReplicas": "redis-wait-replicas", "WaitTimeout": "redis-wait-timeout", "CheckpointInterval": "checkpoint-interval",
 })
 
 // archiveFlags are the archive worker's: workerFlags.

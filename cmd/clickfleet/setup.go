@@ -34,8 +34,12 @@ func newSetupCommand(g *globals) *cobra.Command {
 		Long: `setup creates what is missing and leaves what exists: the input, offers and errors streams, the lease
 table, the sessions table (with its user_id index), the archive's lease table, the autoscaler's lock table, the lake's bucket, and
 the customers table with its change trigger, and the stream of every output route (--route,
---routes-file: give setup the routes consume gets).
-It waits until streams and tables are ACTIVE. Endpoints come from the AWS SDK's environment
+--routes-file: give setup the routes consume gets). Each lease table has the owner index LeaseOwnerToLeaseKeyIndex and
+two tables of its own, <table>-CoordinatorState and <table>-WorkerMetricStats.
+A lease table made before the owner index gets it: online where the server adds an index (DynamoDB: the workers
+may run on), else (an emulator) by copying the table offline, which setup refuses while a worker renews a lease
+within --failover-time (stop the workers first); a run after an interruption finishes the copy.
+It waits until streams, tables and indexes are ACTIVE. Endpoints come from the AWS SDK's environment
 (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_KINESIS, AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_S3), so it sets up the local stack,
 LocalStack and AWS alike.`,
 		Args: cobra.NoArgs,
@@ -108,6 +112,8 @@ LocalStack and AWS alike.`,
 	f.StringVar(&lakeURL, "lake-url", lake.DefaultURL, "the lake, whose bucket is created (empty: no bucket)")
 	f.StringVar(&pathStyle, "s3-path-style", "auto", "path-style S3 addressing: auto (on when AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL is set), true or false")
 	f.StringVar(&pgDSN, "pg-dsn", "", "PostgreSQL connection string for the customers schema (empty: skip PostgreSQL)")
+	f.DurationVar(&res.FailoverTime, "failover-time", res.FailoverTime, "the workers' --failover-time: before a lease table made without its owner index is copied offline "+
+		"(on a server that cannot add an index, such as dynalite), its leases are watched this long, and a renewed one stops setup")
 	f.DurationVar(&timeout, "timeout", 2*time.Minute, "give up when set-up takes longer")
 	f.BoolVar(&demo, "demo", false, "also load demo customers (ids 1..N, the generator's POC users) with names and prices; needs --pg-dsn")
 	f.IntVar(&demoN, "demo-customers", 300, "how many demo customers --demo loads")

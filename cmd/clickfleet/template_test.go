@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -496,20 +495,30 @@ func TestTemplateNamedQueriesAreTheReportSQL(t *testing.T) {
 	}
 }
 
-// captureTables is a DynamoDB API that records the CreateTable inputs and creates nothing.
+// captureTables is a DynamoDB API that records the CreateTable inputs and describes the tables it
+// recorded as ACTIVE (with their indexes), the others as missing.
 type captureTables struct {
 	lease.DynamoDBAPI // nil: only CreateTable and DescribeTable are called
 	created           []*dynamodb.CreateTableInput
 }
 
-var errCaptured = errors.New("captured")
-
 func (c *captureTables) CreateTable(_ context.Context, in *dynamodb.CreateTableInput, _ ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error) {
 	c.created = append(c.created, in)
-	return nil, errCaptured
+	return &dynamodb.CreateTableOutput{}, nil
 }
 
-func (c *captureTables) DescribeTable(context.Context, *dynamodb.DescribeTableInput, ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error) {
+func (c *captureTables) DescribeTable(_ context.Context, in *dynamodb.DescribeTableInput, _ ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error) {
+	for _, t := range c.created {
+		if *t.TableName != *in.TableName {
+			continue
+		}
+		desc := &dtypes.TableDescription{TableName: t.TableName, TableStatus: dtypes.TableStatusActive, KeySchema: t.KeySchema}
+		for _, g := range t.GlobalSecondaryIndexes {
+			desc.GlobalSecondaryIndexes = append(desc.GlobalSecondaryIndexes, dtypes.GlobalSecondaryIndexDescription{
+				IndexName: g.IndexName, KeySchema: g.KeySchema, Projection: g.Projection, IndexStatus: dtypes.IndexStatusActive})
+		}
+		return &dynamodb.DescribeTableOutput{Table: desc}, nil
+	}
 	return nil, &dtypes.ResourceNotFoundException{}
 }
 
@@ -519,12 +528,16 @@ func TestTemplateTablesAreSetups(t *testing.T) {
 	tp := loadTemplate(t, nil)
 	var capture captureTables
 	ctx := context.Background()
-	_ = lease.EnsureTable(ctx, &capture, tp.params["LeaseTableName"])
-	_ = lease.EnsureTable(ctx, &capture, tp.params["ArchiveLeaseTableName"])
-	_ = lease.EnsureTable(ctx, &capture, tp.params["ScaleLeaseTableName"])
-	_, _ = provision.EnsureSessionsTable(ctx, &capture, tp.params["SessionsTableName"])
-	if len(capture.created) != 4 {
-		t.Fatalf("captured %d CreateTable calls, want 4", len(capture.created))
+	for _, p := range []string{"LeaseTableName", "ArchiveLeaseTableName", "ScaleLeaseTableName"} {
+		if err := lease.EnsureTable(ctx, &capture, tp.params[p]); err != nil {
+			t.Fatalf("lease tables of %s: %v", tp.params[p], err)
+		}
+	}
+	if _, err := provision.EnsureSessionsTable(ctx, &capture, tp.params["SessionsTableName"]); err != nil {
+		t.Fatal(err)
+	}
+	if len(capture.created) != 10 { // three per lease table, the sessions table
+		t.Fatalf("captured %d CreateTable calls, want 10", len(capture.created))
 	}
 	byName := map[string]map[string]any{}
 	for _, name := range tp.resourcesOfType("AWS::DynamoDB::Table") {

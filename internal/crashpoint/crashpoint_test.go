@@ -10,14 +10,6 @@ import (
 	"github.com/clickfleet/clickfleet/internal/crashpoint"
 )
 
-// A build without the tag has no crash points, whatever the environment says.
-func TestOffWithoutTheTag(t *testing.T) {
-	t.Setenv(crashpoint.Env, crashpoint.AfterFlush+":1")
-	if crashpoint.At(crashpoint.AfterFlush) != nil {
-		t.Skip("this test binary was built with -tags clickfleet_crashpoints")
-	}
-}
-
 // With the tag, the Nth call of an armed point exits 137 and an unarmed point is nil.
 func TestOnWithTheTag(t *testing.T) {
 	if os.Getenv("CRASHPOINT_CHILD") == "1" {

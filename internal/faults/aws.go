@@ -52,6 +52,14 @@ type Fault struct {
 	// Operations limits the fault to these operations (the X-Amz-Target action, e.g. "GetRecords" or
 	// "UpdateItem"; for S3 the HTTP method, e.g. "PUT"); empty: every call.
 	Operations []string
+	// Entries fails single entries of Kinesis PutRecords calls instead of whole calls: each entry fails
+	// with probability Fraction, answered with Kind as its ErrorCode, while the call itself succeeds and
+	// its other entries are stored — a partial failure, answered as Kinesis answers one. Kind
+	// must be ThroughputExceeded or InternalFailure (the codes Kinesis gives an entry), and Operations
+	// empty or just "PutRecords"; every other call is forwarded untouched. The forwarded call carries
+	// only the other entries, so its SigV4 signature no longer matches its body: fine for the local
+	// emulators, which do not verify signatures. Default: false (whole calls).
+	Entries bool
 }
 
 func (f Fault) validate() error {
@@ -60,6 +68,14 @@ func (f Fault) validate() error {
 	}
 	if f.Fraction <= 0 || f.Fraction > 1 {
 		return fmt.Errorf("faults: fraction %v not in (0, 1]", f.Fraction)
+	}
+	if f.Entries {
+		if f.Kind != ThroughputExceeded && f.Kind != InternalFailure {
+			return fmt.Errorf("faults: Entries with kind %q: an entry of PutRecords fails with %s or %s only", f.Kind, ThroughputExceeded, InternalFailure)
+		}
+		if len(f.Operations) > 1 || (len(f.Operations) == 1 && f.Operations[0] != putRecords) {
+			return fmt.Errorf("faults: Entries with operations %v: only PutRecords has entries", f.Operations)
+		}
 	}
 	return nil
 }
@@ -115,7 +131,8 @@ func (r *Reply) answer(req *http.Request) answer {
 type Second struct {
 	Unix    int64 // the second, Unix time
 	Calls   int   // every call that arrived, faulted or not
-	Faulted int   // calls answered with the fault
+	Faulted int   // calls answered with the fault (Fault.Entries: calls with at least one failed entry)
+	Entries int   // entries failed (Fault.Entries)
 }
 
 // AWSLayer is an HTTP reverse proxy in front of one AWS endpoint (an emulator) that fails a fraction of
@@ -148,7 +165,11 @@ func NewAWSLayer(upstream string, seed uint64) (*AWSLayer, error) {
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(u)
 			r.Out.Host = r.In.Host // SigV4 signed the client's Host; the emulators ignore it either way
+			if failedEntriesOf(r.Out.Context()) != nil {
+				r.Out.Header.Del("Accept-Encoding") // the answer is rewritten: take it uncompressed
+			}
 		},
+		ModifyResponse: mergeEntries,
 		// No transparent gzip: DynamoDB's X-Amz-Crc32 covers the bytes as sent.
 		Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second, DisableCompression: true},
 		// An upstream failure (a reset below this layer, say) becomes a 502, which the SDK retries.
@@ -230,6 +251,10 @@ func Operation(r *http.Request) string {
 // ServeHTTP forwards r upstream, or answers it with a queued reply or the fault.
 func (l *AWSLayer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	op := Operation(r)
+	if f := l.entriesFault(op); f != nil {
+		l.serveEntries(w, r, f)
+		return
+	}
 	reply, fault := l.decide(op)
 	switch {
 	case reply != nil:
@@ -244,32 +269,53 @@ func (l *AWSLayer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// decide counts a call of op and says how to answer it: with a queued reply, the fault, or (both nil)
-// the server's answer.
-func (l *AWSLayer) decide(op string) (*Reply, *Fault) {
+// entriesFault returns the fault when it fails single entries of op's calls (Fault.Entries, PutRecords):
+// those calls are counted and answered by serveEntries.
+func (l *AWSLayer) entriesFault(op string) *Fault {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	sec := l.now().Unix()
+	f := l.fault
+	if f == nil || !f.Entries || op != putRecords || (len(f.Operations) > 0 && !slices.Contains(f.Operations, op)) {
+		return nil
+	}
+	s, tot := l.count(op)
+	s.Calls++
+	tot.Calls++
+	return f
+}
+
+// count returns op's counts of this second and since the start; l.mu is held.
+func (l *AWSLayer) count(op string) (sec, total *Second) {
+	unix := l.now().Unix()
 	byOp := l.counts[op]
 	if byOp == nil {
 		byOp = map[int64]*Second{}
 		l.counts[op] = byOp
 	}
-	s := byOp[sec]
+	s := byOp[unix]
 	if s == nil {
-		s = &Second{Unix: sec}
-		byOp[sec] = s
+		s = &Second{Unix: unix}
+		byOp[unix] = s
 	}
 	tot := l.totals[op]
 	if tot == nil {
 		tot = &Second{}
 		l.totals[op] = tot
 	}
+	return s, tot
+}
+
+// decide counts a call of op and says how to answer it: with a queued reply, the fault, or (both nil)
+// the server's answer.
+func (l *AWSLayer) decide(op string) (*Reply, *Fault) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s, tot := l.count(op)
 	s.Calls++
 	tot.Calls++
 	reply := l.takeReply(op)
 	var fault *Fault
-	if f := l.fault; reply == nil && f != nil && (len(f.Operations) == 0 || slices.Contains(f.Operations, op)) && l.rnd.Float64() < f.Fraction {
+	if f := l.fault; reply == nil && f != nil && !f.Entries && (len(f.Operations) == 0 || slices.Contains(f.Operations, op)) && l.rnd.Float64() < f.Fraction {
 		fault = f
 	}
 	if reply != nil || fault != nil {
@@ -411,6 +457,16 @@ func (l *AWSLayer) Operations() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// FailedEntries returns how many entries of op's calls the layer failed since it was made (Fault.Entries).
+func (l *AWSLayer) FailedEntries(op string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t := l.totals[op]; t != nil {
+		return t.Entries
+	}
+	return 0
 }
 
 // Total returns op's calls and faulted calls since the layer was made.

@@ -4,7 +4,8 @@
 // Two layers, used together or alone:
 //   - Proxies runs Toxiproxy (github.com/Shopify/toxiproxy/v2) in process: one TCP proxy per server
 //     (Kinesis, DynamoDB, Redis, S3, PostgreSQL), each of which can add latency, cap bandwidth, stall
-//     connections (timeout) or reset them, and be switched off and on.
+//     connections (timeout) or reset them, be switched off and on, and be pointed at another server
+//     (SetUpstream: a failover moving an endpoint).
 //   - AWSLayer is an HTTP reverse proxy in front of an AWS emulator that answers a configurable fraction
 //     of calls with the error AWS itself sends when it throttles or fails
 //     (ProvisionedThroughputExceededException, LimitExceededException, ThrottlingException, 500
@@ -12,7 +13,10 @@
 //     the SDK's retryer and clickfleet's backoff see what they would see on AWS. It can also answer the
 //     next N matching calls with any status and error code (AWSLayer.Reply: S3's 409
 //     ConditionalRequestConflict, say), before or after the call reached the server. It counts calls per
-//     operation and second, faulted or not, so a test can tell a backoff from a tight retry loop.
+//     operation and second, faulted or not, so a test can tell a backoff from a tight retry loop. With
+//     Fault.Entries it fails single entries of Kinesis PutRecords calls instead (a partial failure: the
+//     call succeeds, some entries carry an ErrorCode, the others are stored), for the code that must
+//     retry just those.
 //
 // The emulators never throttle, stall or reset a connection; these layers make the code paths that
 // handle that testable. This package is for tests and benchmarks, not for production processes.

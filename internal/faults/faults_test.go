@@ -352,3 +352,176 @@ func checkAnswer(t *testing.T, err error, code string, status int) {
 		t.Fatalf("retry.IsPermanent(%v) = true, want transient", err)
 	}
 }
+
+// SetUpstream moves a proxy to another server, as a failover moves an endpoint's name: connections open
+// through it are closed, and the client's next commands reach the new server on the same address.
+func TestProxiesSetUpstream(t *testing.T) {
+	testenv.Redis(t) // the stack is up, so redis-server is installed
+	ports := testenv.FreePorts(t, 2)
+	first := testenv.StartRedis(t, t.TempDir(), ports[0])
+	second := testenv.StartRedis(t, t.TempDir(), ports[1])
+	ctx := context.Background()
+	for i, c := range []*redis.Client{first, second} {
+		if err := c.Set(ctx, "server", i+1, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := faults.NewProxies()
+	defer p.Close()
+	addr, err := p.Add("redis", "127.0.0.1:0", first.Options().Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	if got, err := rdb.Get(ctx, "server").Result(); err != nil || got != "1" {
+		t.Fatalf("through the proxy before the move: %q, %v; want the first server's 1", got, err)
+	}
+	raw, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Write([]byte("PING\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	reply := make([]byte, 64)
+	if n, err := raw.Read(reply); err != nil || string(reply[:n]) != "+PONG\r\n" {
+		t.Fatalf("PING through the proxy: %q, %v", reply[:n], err)
+	}
+	if err := p.SetUpstream("redis", second.Options().Addr); err != nil {
+		t.Fatal(err)
+	}
+	// A connection opened before the move is closed by it; new ones reach the second server.
+	_ = raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := raw.Read(reply); err == nil {
+		t.Fatalf("a connection opened before the move still delivered %q after it", reply[:n])
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("a connection opened before the move was still open 5 s after it")
+	}
+	if got, err := rdb.Get(ctx, "server").Result(); err != nil || got != "2" {
+		t.Fatalf("through the proxy after the move: %q, %v; want the second server's 2", got, err)
+	}
+	if got, err := p.Addr("redis"); err != nil || got != addr {
+		t.Fatalf("the proxy listens on %q (%v) after the move, want %q", got, err, addr)
+	}
+	if err := p.SetUpstream("nope", addr); !errors.Is(err, faults.ErrNoProxy) {
+		t.Fatalf("unknown proxy: %v, want ErrNoProxy", err)
+	}
+}
+
+// With Fault.Entries the layer fails single entries of a PutRecords call, as Kinesis reports a partial
+// failure: the call succeeds, each failed entry carries the error code and no sequence number, the
+// count says how many failed, and exactly the other entries are stored, in their order, under the
+// sequence numbers the answer gives. Other calls pass untouched, and a fraction of 1 stores nothing.
+func TestAWSLayerFailsPutRecordsEntries(t *testing.T) {
+	kin := testenv.Kinesis(t)
+	stream := testenv.Stream(t, kin, 1)
+	kl := layer(t, os.Getenv("AWS_ENDPOINT_URL_KINESIS"))
+	kc := kinesis.NewFromConfig(testenv.AWSConfig(t), func(o *kinesis.Options) { o.BaseEndpoint = aws.String(kl.url) })
+	ctx := context.Background()
+	for _, bad := range []faults.Fault{
+		{Kind: faults.Throttling, Fraction: 0.5, Entries: true},
+		{Kind: faults.InternalFailure, Fraction: 0.5, Entries: true, Operations: []string{"GetRecords"}},
+	} {
+		if err := kl.Set(bad); err == nil {
+			t.Fatalf("Set(%+v) accepted", bad)
+		}
+	}
+	put := func(from, n int) *kinesis.PutRecordsOutput {
+		t.Helper()
+		entries := make([]ktypes.PutRecordsRequestEntry, n)
+		for i := range entries {
+			entries[i] = ktypes.PutRecordsRequestEntry{Data: []byte(fmt.Sprintf("e%03d", from+i)), PartitionKey: aws.String(fmt.Sprintf("k%d", i%7))}
+		}
+		out, err := kc.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: entries})
+		if err != nil {
+			t.Fatalf("PutRecords through the layer: %v", err)
+		}
+		if len(out.Records) != n {
+			t.Fatalf("%d results for %d entries", len(out.Records), n)
+		}
+		return out
+	}
+
+	if err := kl.Set(faults.Fault{Kind: faults.ThroughputExceeded, Fraction: 0.4, Entries: true}); err != nil {
+		t.Fatal(err)
+	}
+	out := put(0, 200)
+	var stored []string // the data the answer says were stored, in request order
+	seqs := map[string]string{}
+	failed := 0
+	for i, r := range out.Records {
+		data := fmt.Sprintf("e%03d", i)
+		switch {
+		case r.ErrorCode != nil:
+			failed++
+			if aws.ToString(r.ErrorCode) != "ProvisionedThroughputExceededException" || r.SequenceNumber != nil || aws.ToString(r.ErrorMessage) == "" {
+				t.Fatalf("failed entry %d: code %q, message %q, sequence %q", i, aws.ToString(r.ErrorCode), aws.ToString(r.ErrorMessage), aws.ToString(r.SequenceNumber))
+			}
+		case r.SequenceNumber == nil || r.ShardId == nil:
+			t.Fatalf("entry %d neither failed nor stored: %+v", i, r)
+		default:
+			stored = append(stored, data)
+			seqs[data] = aws.ToString(r.SequenceNumber)
+		}
+	}
+	if int(aws.ToInt32(out.FailedRecordCount)) != failed || kl.FailedEntries("PutRecords") != failed {
+		t.Fatalf("FailedRecordCount %d, layer's count %d, failed entries %d", aws.ToInt32(out.FailedRecordCount), kl.FailedEntries("PutRecords"), failed)
+	}
+	if failed < 40 || failed > 120 {
+		t.Fatalf("%d of 200 entries failed at fraction 0.4", failed)
+	}
+	if _, faulted := kl.Total("PutRecords"); faulted != 1 {
+		t.Fatalf("%d calls counted as faulted, want the one", faulted)
+	}
+	// GetRecords passes through the layer untouched while the fault is set.
+	got := readAll(t, kc, stream)
+	if len(got) != len(stored) {
+		t.Fatalf("%d records stored, the answer says %d", len(got), len(stored))
+	}
+	for i, r := range got {
+		if string(r.Data) != stored[i] || aws.ToString(r.SequenceNumber) != seqs[stored[i]] {
+			t.Fatalf("record %d: %s at %s, want %s at %s", i, r.Data, aws.ToString(r.SequenceNumber), stored[i], seqs[stored[i]])
+		}
+	}
+
+	if err := kl.Set(faults.Fault{Kind: faults.InternalFailure, Fraction: 1, Entries: true, Operations: []string{"PutRecords"}}); err != nil {
+		t.Fatal(err)
+	}
+	out = put(200, 30)
+	for i, r := range out.Records {
+		if aws.ToString(r.ErrorCode) != "InternalFailure" {
+			t.Fatalf("entry %d at fraction 1: %+v", i, r)
+		}
+	}
+	if aws.ToInt32(out.FailedRecordCount) != 30 {
+		t.Fatalf("FailedRecordCount %d, want 30", aws.ToInt32(out.FailedRecordCount))
+	}
+	if n := len(readAll(t, kin, stream)); n != len(stored) {
+		t.Fatalf("%d records stored after a call whose every entry failed, want %d", n, len(stored))
+	}
+}
+
+// readAll returns the records of a one-shard stream from its start.
+func readAll(t *testing.T, kin *kinesis.Client, stream string) []ktypes.Record {
+	t.Helper()
+	ctx := context.Background()
+	it, err := kin.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String(stream), ShardId: aws.String("shardId-000000000000"), ShardIteratorType: ktypes.ShardIteratorTypeTrimHorizon})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []ktypes.Record
+	for iter := it.ShardIterator; iter != nil; {
+		page, err := kin.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Records) == 0 {
+			return out
+		}
+		out = append(out, page.Records...)
+		iter = page.NextShardIterator
+	}
+	return out
+}

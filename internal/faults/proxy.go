@@ -172,6 +172,24 @@ func (p *Proxies) Enable(name string) error {
 	return nil
 }
 
+// SetUpstream points proxy name at upstream (host:port) from now on, as a failover moves a managed
+// endpoint's name to another server: it closes every connection through the proxy (clients reconnect
+// and reach the new upstream), listens again on the same address (enabling a disabled proxy) and keeps
+// its toxics.
+func (p *Proxies) SetUpstream(name, upstream string) error {
+	px, err := p.get(name)
+	if err != nil {
+		return err
+	}
+	px.Lock()
+	listen := px.Listen
+	px.Unlock()
+	if err := px.Update(&toxiproxy.Proxy{Name: name, Listen: listen, Upstream: upstream, Enabled: true}); err != nil {
+		return fmt.Errorf("faults: point proxy %s at %s: %w", name, upstream, err)
+	}
+	return nil
+}
+
 // Close stops every proxy and closes their connections. It is idempotent.
 func (p *Proxies) Close() {
 	p.mu.Lock()

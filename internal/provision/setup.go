@@ -3,6 +3,7 @@ package provision
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -32,6 +33,10 @@ type Resources struct {
 	RouteStreams []string
 	// Buckets are the lake's buckets, created when Clients.S3 is set. Default: clickfleet-lake
 	Buckets []string
+	// FailoverTime is the workers' failover time. A lease table made before the owner index, on a server
+	// that cannot add an index (an emulator), is copied offline: its leases are watched this long first,
+	// and a renewed one (a worker still running) stops the setup. Default: lease.DefaultFailoverTime (10s)
+	FailoverTime time.Duration
 }
 
 // DefaultScaleLeaseTable is the lock table of 'clickfleet scale' (package scale's DefaultLockTable; scale
@@ -44,6 +49,7 @@ func DefaultResources() Resources {
 		Stream: messages.Stream, OffersStream: messages.OffersStream, ErrorsStream: messages.ErrorStream,
 		Shards: 4, OutputShards: 1, LeaseTable: lease.DefaultTable, SessionsTable: messages.SessionsTable,
 		ArchiveLeaseTable: lake.DefaultLeaseTable, ScaleLeaseTable: DefaultScaleLeaseTable, Buckets: []string{lake.DefaultBucket},
+		FailoverTime: lease.DefaultFailoverTime,
 	}
 }
 
@@ -63,6 +69,9 @@ func (r Resources) Validate() error {
 	}
 	if r.OutputShards < 1 {
 		return fmt.Errorf("output-shards: must be at least 1, got %d", r.OutputShards)
+	}
+	if r.FailoverTime <= 0 {
+		return fmt.Errorf("failover-time: must be positive, got %v", r.FailoverTime)
 	}
 	return nil
 }
@@ -109,23 +118,20 @@ func Setup(ctx context.Context, c Clients, r Resources, log *zap.Logger) error {
 				zap.Int32("open_shards", res.Shards), zap.Int32("asked", s.shards))
 		}
 	}
-	if err := lease.EnsureTable(ctx, c.DynamoDB, r.LeaseTable); err != nil {
+	if err := ensureLeaseTable(ctx, c, r, r.LeaseTable, "leases", log); err != nil {
 		return err
 	}
-	log.Info("table ready", zap.String("table", r.LeaseTable), zap.String("role", "leases"))
 	created, err := EnsureSessionsTable(ctx, c.DynamoDB, r.SessionsTable)
 	if err != nil {
 		return err
 	}
 	log.Info("table ready", zap.String("table", r.SessionsTable), zap.String("role", "sessions"), zap.Bool("created", created))
-	if err := lease.EnsureTable(ctx, c.DynamoDB, r.ArchiveLeaseTable); err != nil {
+	if err := ensureLeaseTable(ctx, c, r, r.ArchiveLeaseTable, "archive leases", log); err != nil {
 		return err
 	}
-	log.Info("table ready", zap.String("table", r.ArchiveLeaseTable), zap.String("role", "archive leases"))
-	if err := lease.EnsureTable(ctx, c.DynamoDB, r.ScaleLeaseTable); err != nil {
+	if err := ensureLeaseTable(ctx, c, r, r.ScaleLeaseTable, "stream autoscaler's lock", log); err != nil {
 		return err
 	}
-	log.Info("table ready", zap.String("table", r.ScaleLeaseTable), zap.String("role", "stream autoscaler's lock"))
 	if c.S3 != nil {
 		for _, b := range r.Buckets {
 			created, err := EnsureBucket(ctx, c.S3, b)
@@ -143,5 +149,16 @@ func Setup(ctx context.Context, c Clients, r Resources, log *zap.Logger) error {
 		return err
 	}
 	log.Info("postgres schema ready", zap.String("table", "customers"), zap.String("notify_channel", names.Channel))
+	return nil
+}
+
+// ensureLeaseTable creates a lease table and the tables that go with it, or upgrades one made before the
+// owner index (lease.Upgrade).
+func ensureLeaseTable(ctx context.Context, c Clients, r Resources, table, role string, log *zap.Logger) error {
+	if err := lease.Upgrade(ctx, c.DynamoDB, table, lease.UpgradeConfig{FailoverTime: r.FailoverTime, Logger: log}); err != nil {
+		return err
+	}
+	log.Info("table ready", zap.String("table", table), zap.String("role", role),
+		zap.Strings("with", []string{lease.OwnerIndex, lease.CoordinatorStateTable(table), lease.WorkerMetricsTable(table)}))
 	return nil
 }

@@ -208,8 +208,8 @@ func Bucket(t testing.TB, c *s3.Client) string {
 	return name
 }
 
-// LeaseTable creates a lease table with a name unique to the test, waits until it is ACTIVE, and deletes
-// it when the test ends.
+// LeaseTable creates a lease table (and the tables that go with it, lease.EnsureTable) with a name unique
+// to the test, waits until it is ACTIVE, and deletes them when the test ends.
 func LeaseTable(t testing.TB, ddb *dynamodb.Client) string {
 	t.Helper()
 	name := Name(t, "leases")
@@ -221,7 +221,7 @@ func LeaseTable(t testing.TB, ddb *dynamodb.Client) string {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_, _ = ddb.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(name)})
+		_ = lease.DeleteTables(ctx, ddb, name)
 	})
 	return name
 }

@@ -74,7 +74,7 @@ func newFleet(t *testing.T, shards int32) *fleet {
 				}
 			}
 		}
-		_, _ = f.ddb.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(f.leases)})
+		_ = lease.DeleteTables(context.Background(), f.ddb, f.leases)
 	})
 	return f
 }

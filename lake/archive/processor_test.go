@@ -46,15 +46,25 @@ func newHarness(t *testing.T, c *s3.Client, bucket string, mod func(*Config)) *h
 	return &harness{t: t, s3: c, bucket: bucket, arch: a, cfg: cfg}
 }
 
+// initialize starts p's holding period of testShard from TRIM_HORIZON, its lease valid for as long as
+// validFor says, and fails the test when Initialize fails.
+func initialize(t testing.TB, ctx context.Context, p consumer.Processor, validFor func() time.Duration) {
+	t.Helper()
+	if err := p.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon, ValidFor: validFor}); err != nil {
+		t.Fatalf("Initialize: %v", err)
+	}
+}
+
+// aMinute is a lease that stays valid for the test: a minute.
+func aMinute() time.Duration { return time.Minute }
+
 // run feeds recs to one processor in batches of batch records, then shuts it down (final flush).
 func (h *harness) run(recs []consumer.Record, batch int) *fakeCheckpointer {
 	h.t.Helper()
 	ctx := context.Background()
 	cp := &fakeCheckpointer{}
 	p := h.arch.NewProcessor(testShard)
-	if err := p.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon, ValidFor: func() time.Duration { return time.Minute }}); err != nil {
-		h.t.Fatal(err)
-	}
+	initialize(h.t, ctx, p, aMinute)
 	for i := 0; i < len(recs); i += batch {
 		if err := p.ProcessRecords(ctx, consumer.Batch{Records: recs[i:min(i+batch, len(recs))], Checkpointer: cp}); err != nil {
 			h.t.Fatalf("ProcessRecords: %v", err)
@@ -180,9 +190,7 @@ func TestRollsAtHourBoundary(t *testing.T) {
 	ctx := context.Background()
 	cp := &fakeCheckpointer{}
 	p := h.arch.NewProcessor(testShard)
-	if err := p.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon, ValidFor: func() time.Duration { return time.Minute }}); err != nil {
-		t.Fatal(err)
-	}
+	initialize(t, ctx, p, aMinute)
 	if err := p.ProcessRecords(ctx, consumer.Batch{Records: recs, Checkpointer: cp}); err != nil {
 		t.Fatal(err)
 	}
@@ -228,9 +236,7 @@ func TestRollsAtBufferInterval(t *testing.T) {
 	ctx := context.Background()
 	cp := &fakeCheckpointer{}
 	p := h.arch.NewProcessor(testShard)
-	if err := p.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon, ValidFor: func() time.Duration { return time.Minute }}); err != nil {
-		t.Fatal(err)
-	}
+	initialize(t, ctx, p, aMinute)
 	defer p.LeaseLost(ctx)
 	recs := pocRecords(8, time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC))
 	if err := p.ProcessRecords(ctx, consumer.Batch{Records: recs, Checkpointer: cp}); err != nil {
@@ -348,12 +354,12 @@ func TestDeposedOwnerWritesNothing(t *testing.T) {
 	var valid atomic.Bool
 	valid.Store(true)
 	p := h.arch.NewProcessor(testShard)
-	_ = p.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon, ValidFor: func() time.Duration {
+	initialize(t, ctx, p, func() time.Duration {
 		if valid.Load() {
 			return time.Minute
 		}
 		return 0
-	}})
+	})
 	defer p.LeaseLost(ctx)
 	cp := &fakeCheckpointer{}
 	recs := pocRecords(40, time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC))
@@ -379,10 +385,13 @@ func TestMissingBucketIsFatal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	p := h.arch.NewProcessor(testShard)
-	_ = p.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon, ValidFor: func() time.Duration { return time.Minute }})
+	initialize(t, ctx, p, aMinute)
 	defer p.LeaseLost(ctx)
 	cp := &fakeCheckpointer{}
-	_ = p.ProcessRecords(ctx, consumer.Batch{Records: pocRecords(3, time.Now()), Checkpointer: cp})
+	// Three records fit the buffer: nothing is stored yet, or the store fails on the missing bucket.
+	if err := p.ProcessRecords(ctx, consumer.Batch{Records: pocRecords(3, time.Now()), Checkpointer: cp}); err != nil && (!errors.As(err, &fe) || fe.Location.Bucket != missing) {
+		t.Fatalf("ProcessRecords: %v, want nil (buffered) or a FatalError on %s", err, missing)
+	}
 	if err := p.ShutdownRequested(ctx, cp); err == nil {
 		t.Fatal("storing into a missing bucket succeeded")
 	}
@@ -417,7 +426,7 @@ func TestUnreachableS3IsRetried(t *testing.T) {
 	ctx := context.Background()
 	cp := &fakeCheckpointer{}
 	p := h.arch.NewProcessor(testShard)
-	_ = p.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon, ValidFor: func() time.Duration { return time.Minute }})
+	initialize(t, ctx, p, aMinute)
 	recs := pocRecords(100, time.Date(2026, 12, 1, 6, 0, 0, 0, time.UTC))
 	px.down()
 	done := make(chan error, 1)

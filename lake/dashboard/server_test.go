@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/lake/dashboard"
@@ -58,9 +61,18 @@ func newServer(t *testing.T, cfg dashboard.Config) *httptest.Server {
 
 func get(t *testing.T, url string, hdr map[string]string) (*http.Response, map[string]any) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
+	resp, body, err := request(url, hdr)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return resp, body
+}
+
+// request is get for any goroutine: it returns its failure instead of ending the test.
+func request(url string, hdr map[string]string) (*http.Response, map[string]any, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return nil, nil, err
 	}
 	for k, v := range hdr {
 		req.Header.Set(k, v)
@@ -68,16 +80,16 @@ func get(t *testing.T, url string, hdr map[string]string) (*http.Response, map[s
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := c.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	var body map[string]any
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-			t.Fatalf("GET %s: %v", url, err)
+			return nil, nil, fmt.Errorf("GET %s: %w", url, err)
 		}
 	}
-	return resp, body
+	return resp, body, nil
 }
 
 func TestChartRanges(t *testing.T) {
@@ -166,20 +178,24 @@ func TestChartRowsAreReusedWithinTheRefreshInterval(t *testing.T) {
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	ts := newServer(t, dashboard.Config{Datasets: ds, RefreshInterval: 10 * time.Second, Now: clock})
-	var wg sync.WaitGroup
+	release := sync.OnceFunc(func() { close(ds.block) })
+	t.Cleanup(release) // before the server's Close, which waits for the blocked handlers
+	var g errgroup.Group
 	for range 4 { // concurrent identical requests share one query
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if resp, body := get(t, ts.URL+"/api/event_ratio?from=2026-12-01", nil); resp.StatusCode != 200 {
-				t.Errorf("%d %v", resp.StatusCode, body)
+		g.Go(func() error {
+			resp, body, err := request(ts.URL+"/api/event_ratio?from=2026-12-01", nil)
+			if err == nil && resp.StatusCode != 200 {
+				err = fmt.Errorf("status %d: %v", resp.StatusCode, body)
 			}
-		}()
+			return err
+		})
 	}
 	// Whether the others arrive while the first runs or after it, none of them queries again.
 	testenv.WaitFor(t, "the first query", 10*time.Second, func() bool { return ds.calls.Load() > 0 })
-	close(ds.block)
-	wg.Wait()
+	release()
+	if err := g.Wait(); err != nil {
+		t.Fatalf("concurrent identical requests: %v", err)
+	}
 	if n := ds.calls.Load(); n != 1 {
 		t.Fatalf("%d queries for 4 identical requests, want 1", n)
 	}
@@ -303,7 +319,10 @@ func TestAssetsUpToDate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checked, _ := os.ReadDir("static/vendor")
+	checked, err := os.ReadDir("static/vendor")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(names) != len(checked) || len(names) < 4 {
 		t.Fatalf("the generator makes %d files, static/vendor holds %d", len(names), len(checked))
 	}
