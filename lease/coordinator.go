@@ -653,7 +653,11 @@ func (c *Coordinator) acquire(ctx context.Context, l Lease, kind claimKind) (rac
 		c.metrics.stolen.Inc()
 		log.Info("claimed lease for balance; waiting for its owner to hand it over", zap.String("from", l.Owner))
 	case claimAdopt:
-		c.metrics.taken.Inc()
+		if got.CheckpointOwner != "" { // the receiving end of a handoff the leader started for balance
+			c.metrics.stolen.Inc()
+		} else {
+			c.metrics.taken.Inc()
+		}
 		log.Info("adopted the lease the leader assigned", zap.String("previous_owner", got.CheckpointOwner), zap.Int64("counter", got.Counter))
 	default:
 		c.metrics.taken.Inc()

@@ -34,7 +34,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		taken: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "lease",
 			Name: "taken_total", Help: "Leases taken because they were unowned or expired."}),
 		stolen: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "lease",
-			Name: "stolen_total", Help: "Leases claimed from a live owner for balance (handoffs started)."}),
+			Name: "stolen_total", Help: "Leases claimed from a live owner for balance, or (leader mode) adopted from one by a handoff the leader started."}),
 		lost: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "lease",
 			Name: "lost_total", Help: "Leases lost: taken by another worker or not renewed within the failover time."}),
 		released: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "lease",
