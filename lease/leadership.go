@@ -78,13 +78,30 @@ func (c *Coordinator) assignLoop(ctx context.Context) {
 	})
 }
 
-// ownLoop adopts, every TakeInterval, the leases the leader assigned to this worker.
+// ownLoop adopts the leases the leader assigned to this worker: it reads its own keys every TakeInterval
+// while it finds new ones, and backs off, doubling, to RenewInterval while it finds none — the reads of a
+// settled fleet are then one small Query per worker per RenewInterval, and a lease reassigned after a crash
+// is still found within RenewInterval.
 func (c *Coordinator) ownLoop(ctx context.Context) {
-	c.every(ctx, c.cfg.TakeInterval, func(ioCtx context.Context) {
-		if err := c.adoptOwn(ioCtx); err != nil {
+	interval := c.cfg.TakeInterval
+	for {
+		ioCtx, cancel := c.ioContext(ctx)
+		adopted, err := c.adoptOwn(ioCtx)
+		cancel()
+		if err != nil {
 			c.retryLater(c.log, "reading own leases", err)
 		}
-	})
+		if adopted > 0 || err != nil {
+			interval = c.cfg.TakeInterval
+		} else {
+			interval = min(2*interval, max(c.cfg.RenewInterval, c.cfg.TakeInterval))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.cfg.Clock.After(interval):
+		}
+	}
 }
 
 // every runs fn now and then every d until ctx ends; each run gets a context bounded like every lease-table
@@ -194,11 +211,11 @@ func (c *Coordinator) forgetMoves(leases []Lease, now time.Time) {
 }
 
 // adoptOwn reads the keys the owner index lists for this worker and adopts each lease it does not hold yet
-// whose consistent read still names it.
-func (c *Coordinator) adoptOwn(ctx context.Context) error {
+// whose consistent read still names it; it returns how many it adopted.
+func (c *Coordinator) adoptOwn(ctx context.Context) (adopted int, err error) {
 	keys, err := c.table.OwnedKeys(ctx, c.cfg.WorkerID)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var errs []error
 	for _, k := range keys {
@@ -216,11 +233,14 @@ func (c *Coordinator) adoptOwn(ctx context.Context) error {
 		if l.Owner != c.cfg.WorkerID {
 			continue // the index lagged
 		}
-		if _, err := c.acquire(ctx, l, claimAdopt); err != nil {
+		raced, err := c.acquire(ctx, l, claimAdopt)
+		if err != nil {
 			errs = append(errs, err)
+		} else if !raced {
+			adopted++
 		}
 	}
-	return errors.Join(errs...)
+	return adopted, errors.Join(errs...)
 }
 
 // mayAdopt reports whether key is neither held nor being handed over by this worker, and the coordinator
