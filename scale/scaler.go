@@ -126,9 +126,10 @@ type Scaler struct {
 	log     *zap.Logger
 	metrics *metrics
 
-	ready   atomic.Bool
-	leading atomic.Bool
-	running atomic.Bool
+	ready      atomic.Bool
+	leading    atomic.Bool
+	running    atomic.Bool
+	openShards atomic.Int64 // the stream's open shards at the last evaluation
 
 	mu      sync.Mutex
 	samples []Sample
@@ -176,6 +177,15 @@ func (s *Scaler) Ready() bool { return s.ready.Load() }
 
 // Leading reports whether this scaler holds the lock and acts (always true with DryRun once running).
 func (s *Scaler) Leading() bool { return s.leading.Load() }
+
+// OpenShards returns the stream's open shards as the last evaluation found them, 0 before the first one
+// or while this scaler does not lead (the leader reports the count; a deployment caps its workers at it).
+func (s *Scaler) OpenShards() int {
+	if !s.Leading() {
+		return 0
+	}
+	return int(s.openShards.Load())
+}
 
 // Run decides and resizes until ctx ends; then it releases the lock and returns nil. Without DryRun it
 // first makes sure the lock's row exists and that the lock table holds no shard leases
@@ -330,6 +340,7 @@ func (s *Scaler) evaluate(ctx context.Context, h *lease.Handle) error {
 		return s.transient(ctx, "describe", err)
 	}
 	s.metrics.shards.Set(float64(st.OpenShards))
+	s.openShards.Store(int64(st.OpenShards))
 	if st.OnDemand {
 		s.mu.Lock()
 		first := !s.onDem

@@ -16,6 +16,7 @@ const (
 	emfMetricLag       = "MaxMillisBehindLatest"
 	emfMetricRecords   = "RecordsPerSecond"
 	emfMetricLeases    = "LeasesHeld"
+	emfMetricShards    = "OpenShards"
 	emfDimStream       = "stream"
 	emfDimApplication  = "application"
 	defaultEMFInterval = time.Minute
@@ -49,6 +50,24 @@ func emfComponent(w *consumer.Worker, stream, application string, interval time.
 				{Name: emfMetricRecords, Unit: emf.CountPerSecond, Value: rate},
 				{Name: emfMetricLeases, Unit: emf.Count, Value: float64(len(w.Holding()))},
 			}
+		}}
+	return component{name: "emf reporter", run: r.Run}, true
+}
+
+// scaleEMFComponent returns the component that reports the stream's open shards (scale.Scaler.OpenShards,
+// while this instance leads) every interval on out, dimension stream: the cap of the worker services'
+// task counts in deploy/aws. ok is false for interval 0.
+func scaleEMFComponent(openShards func() int, stream string, interval time.Duration, out io.Writer) (component, bool) {
+	if interval <= 0 {
+		return component{}, false
+	}
+	r := &emf.Reporter{Namespace: emfNamespace, Interval: interval, Out: out, Dimensions: map[string]string{emfDimStream: stream},
+		Collect: func(time.Duration) []emf.Metric {
+			n := openShards()
+			if n == 0 {
+				return nil // not leading, or not evaluated yet: the leader reports
+			}
+			return []emf.Metric{{Name: emfMetricShards, Unit: emf.Count, Value: float64(n)}}
 		}}
 	return component{name: "emf reporter", run: r.Run}, true
 }

@@ -315,7 +315,7 @@ func TestTaskRolesAreTheCallsTheCodeMakes(t *testing.T) {
 		"ScaleLeaseTableName": "c-" + base,
 		"LakeBucketName":      "b-" + base,
 	}
-	params := map[string]string{"CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/x", "DashboardDomainName": "dash.example.com"}
+	params := withTLS(nil)
 	for k, v := range names {
 		params[k] = v
 	}

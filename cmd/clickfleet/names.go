@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -27,7 +26,9 @@ func newNamesSyncCommand(g *globals) *cobra.Command {
 the Redis hash <key-prefix>user:<customer_id>, every --sync-interval and at once on each change (LISTEN on the
 trigger that 'clickfleet setup --pg-dsn' installs). A deleted customer loses those two fields; other fields
 of the hash (the actors') are never touched. It reconnects to PostgreSQL with backoff and copies everything
-again after a reconnect. Stop it with SIGTERM or SIGINT.`,
+again after a reconnect. Until the customers table exists ('clickfleet setup --pg-dsn' creates it) it
+waits: /readyz answers 503, a warning is logged once a minute, and the first copy follows as soon as the
+table appears. Stop it with SIGTERM or SIGINT.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()

@@ -151,11 +151,20 @@ func loadAWS(ctx context.Context) (aws.Config, error) {
 	return cfg, nil
 }
 
-// newRedis returns a client for a --redis-url value; a bad URL is a usage error naming the flag.
+// redisPasswordEnv names the environment variable that gives the Redis password (AUTH, or an ACL user's
+// with the user in the URL) when --redis-url carries none: redis-cli's own, as PGPASSWORD is for
+// PostgreSQL, so that a secret injected into the environment stays out of the URL and the command line.
+const redisPasswordEnv = "REDISCLI_AUTH"
+
+// newRedis returns a client for a --redis-url value; a bad URL is a usage error naming the flag. The
+// password is the URL's, else REDISCLI_AUTH's.
 func newRedis(url string) (*redis.Client, error) {
 	opts, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, usagef("--redis-url (CLICKFLEET_REDIS_URL) %q: %v", url, err)
+	}
+	if opts.Password == "" {
+		opts.Password = os.Getenv(redisPasswordEnv)
 	}
 	return redis.NewClient(opts), nil
 }

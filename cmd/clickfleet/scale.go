@@ -40,7 +40,7 @@ func newScaleCommand(g *globals) *cobra.Command {
 	var (
 		cfg                         scale.Config
 		source, workers, httpListen string
-		cloudWatchDelay             time.Duration
+		cloudWatchDelay, emfEvery   time.Duration
 	)
 	host, _ := os.Hostname()
 	cmd := &cobra.Command{
@@ -100,6 +100,9 @@ instance takes over after --failover-time when the first dies, with the same bud
 				return settingUsage(err, scaleFlags)
 			}
 			parts := []component{{name: "scaler", run: s.Run}}
+			if c, ok := scaleEMFComponent(s.OpenShards, cfg.Stream, emfEvery, cmd.OutOrStdout()); ok {
+				parts = append(parts, c)
+			}
 			ops, ok, err := opsServer(httpListen, reg, s.Ready, log)
 			if err != nil {
 				return err
@@ -137,6 +140,8 @@ instance takes over after --failover-time when the first dies, with the same bud
 	f.Float64Var(&cfg.Policy.ShardBytesPerSecond, "shard-bytes-per-second", scale.ShardBytesPerSecond, "one shard's write capacity in bytes/s (the Kinesis limit; lower it only to try scaling with a small load)")
 	f.Float64Var(&cfg.Policy.ShardRecordsPerSecond, "shard-records-per-second", scale.ShardRecordsPerSecond, "one shard's write capacity in records/s (the Kinesis limit; lower it only to try scaling with a small load)")
 	f.StringVar(&httpListen, "http-listen", "127.0.0.1:9093", "address for /metrics, /healthz and /readyz (empty: none)")
+	f.DurationVar(&emfEvery, "emf-interval", defaultEMFInterval, "how often the leading instance writes a CloudWatch Embedded Metric Format line "+
+		"(namespace clickfleet, metric OpenShards, dimension stream) to standard output, for capping the workers' task count on ECS/EC2 (0: none)")
 	return cmd
 }
 

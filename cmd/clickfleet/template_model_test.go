@@ -88,14 +88,23 @@ func decodeNode(n *yaml.Node) (any, error) {
 
 // template is the parsed template and the parameter values it is evaluated with.
 type template struct {
+	stack      string // the stack's name (AWS::StackName)
+	stackID    string // the uuid ending AWS::StackId
 	raw        map[string]any
 	resources  map[string]map[string]any
 	params     map[string]string
 	conditions map[string]bool
 }
 
-// loadTemplate parses the template and takes each parameter's default, overridden by params.
+// loadTemplate parses the template and takes each parameter's default, overridden by params, for the
+// stack fakeStack.
 func loadTemplate(t testing.TB, params map[string]string) *template {
+	t.Helper()
+	return loadTemplateAs(t, fakeStack, "0a1b2c3d-0000-1111-2222-333344445555", params)
+}
+
+// loadTemplateAs is loadTemplate for a stack of another name and id.
+func loadTemplateAs(t testing.TB, stack, stackID string, params map[string]string) *template {
 	t.Helper()
 	b, err := os.ReadFile(templatePath)
 	if err != nil {
@@ -109,7 +118,7 @@ func loadTemplate(t testing.TB, params map[string]string) *template {
 	if err != nil {
 		t.Fatalf("%s: %v", templatePath, err)
 	}
-	tp := &template{raw: v.(map[string]any), resources: map[string]map[string]any{}, params: map[string]string{}, conditions: map[string]bool{}}
+	tp := &template{stack: stack, stackID: stackID, raw: v.(map[string]any), resources: map[string]map[string]any{}, params: map[string]string{}, conditions: map[string]bool{}}
 	for name, p := range tp.raw["Parameters"].(map[string]any) {
 		if d, ok := p.(map[string]any)["Default"]; ok {
 			tp.params[name] = fmt.Sprint(d)
@@ -301,9 +310,9 @@ func (tp *template) ref(t testing.TB, name string) any {
 	case "AWS::Partition":
 		return "aws"
 	case "AWS::StackName":
-		return fakeStack
+		return tp.stack
 	case "AWS::StackId":
-		return "arn:aws:cloudformation:" + fakeRegion + ":" + fakeAccount + ":stack/" + fakeStack + "/0a1b2c3d-0000-1111-2222-333344445555"
+		return "arn:aws:cloudformation:" + fakeRegion + ":" + fakeAccount + ":stack/" + tp.stack + "/" + tp.stackID
 	case "AWS::NoValue":
 		return noValue{}
 	}
@@ -315,13 +324,20 @@ func (tp *template) ref(t testing.TB, name string) any {
 		t.Fatalf("!Ref %s: no such parameter or resource", name)
 	}
 	props, _ := r["Properties"].(map[string]any)
+	physical := func(prop string) any {
+		if v := tp.eval(t, props[prop]); v != nil && v != (noValue{}) {
+			return v
+		}
+		// CloudFormation's own name: the stack's, the logical id's and a random part, lower case.
+		return strings.ToLower(tp.stack + "-" + name + "-" + tp.stackID[:12])
+	}
 	switch r["Type"] {
 	case "AWS::Kinesis::Stream":
-		return tp.eval(t, props["Name"])
+		return physical("Name")
 	case "AWS::DynamoDB::Table":
-		return tp.eval(t, props["TableName"])
+		return physical("TableName")
 	case "AWS::S3::Bucket":
-		return tp.eval(t, props["BucketName"])
+		return physical("BucketName")
 	case "AWS::IAM::ManagedPolicy":
 		return "arn:aws:iam::" + fakeAccount + ":policy/" + name
 	}
@@ -345,6 +361,12 @@ func (tp *template) getAtt(t testing.TB, res, attr string) any {
 		}
 	}
 	return "fake:" + res + "." + attr
+}
+
+// name returns the physical name of a stream, table or bucket of the template (what !Ref gives).
+func (tp *template) name(t testing.TB, resource string) string {
+	t.Helper()
+	return fmt.Sprint(tp.ref(t, resource))
 }
 
 // props returns a resource's evaluated properties.
@@ -488,4 +510,45 @@ func (tp *template) containers(t testing.TB) []container {
 func asSlice(v any) []any {
 	s, _ := v.([]any)
 	return s
+}
+
+// ruleFailures returns the AssertDescription of every Rules assertion that fails under the parameters
+// (CloudFormation refuses to create or update the stack then), in rule order.
+func (tp *template) ruleFailures(t testing.TB) []string {
+	t.Helper()
+	rules, _ := tp.raw["Rules"].(map[string]any)
+	names := make([]string, 0, len(rules))
+	for name := range rules {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	cond := func(c string) bool { return tp.conditions[c] }
+	var out []string
+	for _, name := range names {
+		r := rules[name].(map[string]any)
+		if c, ok := r["RuleCondition"]; ok && !tp.truth(t, c, cond) {
+			continue
+		}
+		for _, a := range asSlice(r["Assertions"]) {
+			m := a.(map[string]any)
+			if !tp.truth(t, m["Assert"], cond) {
+				out = append(out, name+": "+fmt.Sprint(m["AssertDescription"]))
+			}
+		}
+	}
+	return out
+}
+
+// outputs returns the evaluated values of the outputs that exist under the parameters.
+func (tp *template) outputs(t testing.TB) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for name, o := range tp.raw["Outputs"].(map[string]any) {
+		m := o.(map[string]any)
+		if c, ok := m["Condition"].(string); ok && !tp.conditions[c] {
+			continue
+		}
+		out[name] = fmt.Sprint(tp.eval(t, m["Value"]))
+	}
+	return out
 }

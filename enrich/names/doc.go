@@ -5,7 +5,9 @@
 // writes only these two fields and never deletes the key; a deleted customer loses just these fields). It
 // copies everything every Interval and, in between, applies each change at once when the table's trigger
 // NOTIFYs the channel Channel. It reconnects to PostgreSQL with backoff and copies
-// everything again after each reconnect, so a change made while it was disconnected is not missed.
+// everything again after each reconnect, so a change made while it was disconnected is not missed. A
+// database without the customers table is waited for (not Ready, a warning a minute) until
+// 'clickfleet setup' creates it: a deployment may start the Syncer before the schema exists.
 //
 // # Reading names
 //

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -51,6 +52,9 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the pause before reconnecting or retrying a failed copy; it doubles
 	// on each consecutive failure. Defaults: 100ms, 10s.
 	MinBackoff, MaxBackoff time.Duration
+	// MissingTableLog is how often, at most, the Syncer logs that it is waiting for the customers table
+	// (see Run). Default: 1m.
+	MissingTableLog time.Duration
 	// Logger: default zap.NewNop().
 	Logger *zap.Logger
 	// Registerer receives the metrics (clickfleet_names_*). Default: none.
@@ -69,6 +73,8 @@ type Syncer struct {
 	mu    sync.RWMutex
 	byID  map[string]Customer
 	ready bool
+
+	missingSince, missingLogged time.Time // the customers table missing (Run's goroutine only)
 }
 
 // DefaultInterval is the default period of the full copy (Config.Interval).
@@ -90,6 +96,8 @@ func New(cfg Config) (*Syncer, error) {
 		return nil, bad("MinBackoff", "must not be negative, got %s", cfg.MinBackoff)
 	case cfg.MaxBackoff < 0:
 		return nil, bad("MaxBackoff", "must not be negative, got %s", cfg.MaxBackoff)
+	case cfg.MissingTableLog < 0:
+		return nil, bad("MissingTableLog", "must not be negative, got %s", cfg.MissingTableLog)
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = session.DefaultPrefix
@@ -105,6 +113,9 @@ func New(cfg Config) (*Syncer, error) {
 	}
 	if cfg.MaxBackoff == 0 {
 		cfg.MaxBackoff = 10 * time.Second
+	}
+	if cfg.MissingTableLog == 0 {
+		cfg.MissingTableLog = time.Minute
 	}
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		return nil, bad("MaxBackoff", "%s is below MinBackoff %s", cfg.MaxBackoff, cfg.MinBackoff)
@@ -137,8 +148,12 @@ func (s *Syncer) Ready() bool {
 
 // Run copies until ctx ends, then returns nil once its goroutines have stopped. Transient PostgreSQL and
 // Redis failures (no connection, a restart, a timeout) never end it: they are logged, counted, and
-// retried with backoff. A permanent one (retry.IsPermanent: the customers table missing, authentication
-// or permission refused, a Redis error reply) ends it with that error. Call it once.
+// retried with backoff. A missing customers table does not end it either: 'clickfleet setup' may not
+// have run yet (on AWS the stack starts names-sync before or while the setup task runs), so Run keeps
+// asking, with backoff up to MaxBackoff, logs a warning at most every MissingTableLog, and stays not
+// Ready until the table appears and a full copy succeeds. Any other permanent failure
+// (retry.IsPermanent: authentication or permission refused, a Redis error reply) ends it with that
+// error. Call it once.
 func (s *Syncer) Run(ctx context.Context) error {
 	ctx, stop := context.WithCancel(ctx)
 	notes := make(chan string, 1024)
@@ -182,6 +197,12 @@ func (s *Syncer) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			if tableMissing(err) {
+				s.waitForTable(err)
+				timer.Reset(backoff.Next())
+				continue
+			}
+			s.tableFound()
 			if retry.IsPermanent(err) {
 				return fatal(fmt.Errorf("full copy of customers: %w", err))
 			}
@@ -198,6 +219,40 @@ func (s *Syncer) Run(ctx context.Context) error {
 			timer.Reset(s.cfg.Interval)
 		}
 	}
+}
+
+// undefinedTable is PostgreSQL's SQLSTATE for a relation that does not exist.
+const undefinedTable = "42P01"
+
+// tableMissing reports whether err says the customers table does not exist.
+func tableMissing(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == undefinedTable
+}
+
+// waitForTable notes that the customers table is missing and logs it, at most every MissingTableLog.
+func (s *Syncer) waitForTable(err error) {
+	now := time.Now()
+	if s.missingSince.IsZero() {
+		s.missingSince = now
+	}
+	s.m.tableMissing.Set(1)
+	if !s.missingLogged.IsZero() && now.Sub(s.missingLogged) < s.cfg.MissingTableLog {
+		return
+	}
+	s.missingLogged = now
+	s.log.Warn("waiting for the customers table: run 'clickfleet setup --pg-dsn' against this database; not ready until it exists",
+		zap.Duration("waiting", now.Sub(s.missingSince).Round(time.Second)), zap.Error(err))
+}
+
+// tableFound ends a wait for the customers table, if there was one.
+func (s *Syncer) tableFound() {
+	if s.missingSince.IsZero() {
+		return
+	}
+	s.log.Info("the customers table exists now", zap.Duration("waited", time.Since(s.missingSince).Round(time.Second)))
+	s.missingSince, s.missingLogged = time.Time{}, time.Time{}
+	s.m.tableMissing.Set(0)
 }
 
 // listen holds a LISTEN connection and forwards each notified customer_id; after every (re)connect it asks
@@ -401,7 +456,7 @@ func (s *Syncer) syncOne(ctx context.Context, id string) error {
 type metrics struct {
 	syncs                              *prometheus.CounterVec
 	notifications, applied, reconnects prometheus.Counter
-	customers, listening               prometheus.Gauge
+	customers, listening, tableMissing prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (metrics, error) {
@@ -418,11 +473,13 @@ func newMetrics(reg prometheus.Registerer) (metrics, error) {
 			Help: "Customers in the latest full copy."}),
 		listening: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "clickfleet", Subsystem: "names", Name: "listening",
 			Help: "1 while the LISTEN connection is up."}),
+		tableMissing: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "clickfleet", Subsystem: "names", Name: "table_missing",
+			Help: "1 while the customers table does not exist (names-sync waits for 'clickfleet setup')."}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.syncs, m.notifications, m.applied, m.reconnects, m.customers, m.listening} {
+	for _, c := range []prometheus.Collector{m.syncs, m.notifications, m.applied, m.reconnects, m.customers, m.listening, m.tableMissing} {
 		if err := reg.Register(c); err != nil {
 			return m, fmt.Errorf("register names metrics: %w", err)
 		}

@@ -11,6 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/clickfleet/clickfleet/actors/session"
 	"github.com/clickfleet/clickfleet/enrich/names"
@@ -20,25 +22,8 @@ import (
 )
 
 // freshDatabase creates a database of its own on the stack's PostgreSQL (so the customers table is the
-// test's alone), with the customers schema, and drops it when the test ends. It returns its DSN.
-func freshDatabase(t *testing.T) string {
-	t.Helper()
-	admin := testenv.Postgres(t)
-	db := strings.ReplaceAll(testenv.Name(t, "t"), "-", "_")
-	ctx := context.Background()
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
-		t.Fatalf("create database %s: %v", db, err)
-	}
-	t.Cleanup(func() {
-		_, _ = admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)")
-	})
-	u, err := url.Parse(testenv.PostgresDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + db
-	return u.String()
-}
+// test's alone), without schema, and drops it when the test ends. It returns its DSN.
+func freshDatabase(t *testing.T) string { return testenv.EmptyDatabase(t) }
 
 func newPool(t *testing.T, dsn string) *pgxpool.Pool {
 	t.Helper()
@@ -194,20 +179,93 @@ func TestNewValidates(t *testing.T) {
 	}
 }
 
-// A database without the customers table is a failure that repeats: Run returns it at once instead of
-// retrying forever (a PostgreSQL that restarts is retried: see restart_test.go).
-func TestSyncerStopsWhenTheTableIsMissing(t *testing.T) {
+// A database without the customers table is waited for, not a reason to stop: Run keeps going and the
+// Syncer is not Ready (it logs that it waits), until the schema appears; then the first copy puts the
+// customers in Redis and it is Ready.
+func TestSyncerWaitsForTheTable(t *testing.T) {
 	rdb := testenv.Redis(t)
-	pool := newPool(t, freshDatabase(t)) // no customers schema
+	pool := newPool(t, freshDatabase(t)) // no customers schema yet
+	prefix := testenv.Name(t, "cf") + ":"
+	t.Cleanup(func() {
+		if keys := rdb.Keys(context.Background(), prefix+"*").Val(); len(keys) > 0 {
+			rdb.Del(context.Background(), keys...)
+		}
+	})
+	core, logs := observer.New(zap.WarnLevel)
+	s, err := names.New(names.Config{Pool: pool, Redis: rdb, Prefix: prefix, Interval: time.Hour, MaxBackoff: 500 * time.Millisecond, Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	// Two failed copies at least: the warning comes with the first, and Run is still running after it.
+	testenv.WaitFor(t, "the warning that the Syncer waits for the customers table", 20*time.Second, func() bool {
+		return logs.FilterMessageSnippet("waiting for the customers table").Len() > 0
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned %v while the customers table was missing, want it to wait", err)
+	default:
+	}
+	if s.Ready() {
+		t.Fatal("Ready before the customers table exists")
+	}
+	if n := logs.FilterMessageSnippet("waiting for the customers table").Len(); n != 1 {
+		t.Errorf("%d warnings while waiting, want 1 (at most one a minute)", n)
+	}
+	if err := provision.EnsureCustomersSchema(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO customers (customer_id, name, price_per_click) VALUES ('7', 'Ada Byron', 0.5)`); err != nil {
+		t.Fatal(err)
+	}
+	hasName(t, rdb, prefix, "7", "Ada Byron", "0.5000", 15*time.Second)
+	testenv.WaitFor(t, "Ready after the table appeared", 10*time.Second, s.Ready)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run returned %v after cancel, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10s of cancel")
+	}
+}
+
+// Other failures that repeat still end Run: a table the user may not read (permission denied, 42501).
+func TestSyncerStopsWhenTheTableIsDenied(t *testing.T) {
+	rdb := testenv.Redis(t)
+	admin := testenv.Postgres(t)
+	dsn := freshDatabase(t)
+	owner := newPool(t, dsn)
+	ctx := context.Background()
+	if err := provision.EnsureCustomersSchema(ctx, owner); err != nil {
+		t.Fatal(err)
+	}
+	role := strings.ReplaceAll(testenv.Name(t, "r"), "-", "_")
+	if _, err := owner.Exec(ctx, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN PASSWORD 'denied-reader'"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = admin.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize())
+	})
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(role, "denied-reader")
+	pool := newPool(t, u.String())
 	s, err := names.New(names.Config{Pool: pool, Redis: rdb, Prefix: testenv.Name(t, "cf") + ":", Interval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	runCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	err = s.Run(ctx)
-	if ctx.Err() != nil {
-		t.Fatal("Run kept retrying a missing table until the test's deadline")
+	err = s.Run(runCtx)
+	if runCtx.Err() != nil {
+		t.Fatal("Run kept retrying a table it may not read until the test's deadline")
 	}
 	if !retry.IsPermanent(err) || !strings.Contains(err.Error(), "customers") {
 		t.Fatalf("Run returned %v, want a permanent error naming the customers table", err)

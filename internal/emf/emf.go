@@ -80,6 +80,7 @@ type Reporter struct {
 	// Interval between lines. Default: 60s.
 	Interval time.Duration
 	// Collect returns the metrics of one report; elapsed is the time since the previous one (for rates).
+	// No metrics: no line this time.
 	Collect func(elapsed time.Duration) []Metric
 	// Out receives the lines (a process's standard output, which the container's log driver ships).
 	Out io.Writer
@@ -111,8 +112,12 @@ func (r *Reporter) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 		at := now()
-		line, err := Line(at, r.Namespace, r.Dimensions, r.Collect(at.Sub(last)))
+		metrics := r.Collect(at.Sub(last))
 		last = at
+		if len(metrics) == 0 {
+			continue // nothing to report this time
+		}
+		line, err := Line(at, r.Namespace, r.Dimensions, metrics)
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
@@ -125,6 +127,26 @@ func Postgres(t testing.TB) *pgxpool.Pool {
 	}
 	t.Cleanup(pool.Close)
 	return pool
+}
+
+// EmptyDatabase creates a database of the test's own, without any schema, on the PostgreSQL server named
+// by CLICKFLEET_PG_DSN, drops it when the test ends and returns its DSN.
+func EmptyDatabase(t testing.TB) string {
+	t.Helper()
+	admin := Postgres(t)
+	db := strings.ReplaceAll(Name(t, "t"), "-", "_")
+	if _, err := admin.Exec(context.Background(), "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
+		t.Fatalf("create database %s: %v", db, err)
+	}
+	t.Cleanup(func() {
+		_, _ = admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)")
+	})
+	u, err := url.Parse(PostgresDSN(t))
+	if err != nil {
+		t.Fatalf("CLICKFLEET_PG_DSN: %v", err)
+	}
+	u.Path = "/" + db
+	return u.String()
 }
 
 // Name returns a name unique to this test run, for streams, tables and key prefixes: prefix, the test's
