@@ -82,11 +82,12 @@ const (
 	DefaultMaxBackoff         = 10 * time.Second
 )
 
-// DefaultTakeInterval is the take interval the fleet's commands (consume, archive) give Lease.TakeInterval:
-// a worker scans the lease table every second (reads only) instead of at the lease package's default, the
-// Java KCL's 2 × (failover time + 25ms), so that a crashed worker's shards move within about the failover
-// time + 2s rather than up to four failover times. Config leaves a zero Lease.TakeInterval to the lease
-// package's default.
+// DefaultTakeInterval is the take interval the fleet's commands (consume, archive) give Lease.TakeInterval
+// in either assignment mode: the lease package's own default in AssignByLeader mode (the leader's rounds
+// and each worker's read of its own leases), and in AssignByScan mode a scan every second (reads only)
+// instead of the Java KCL's 2 × (failover time + 25ms), so that a crashed worker's shards move within about
+// the failover time + 2s rather than up to four failover times. Config leaves a zero Lease.TakeInterval to
+// the lease package's default.
 const DefaultTakeInterval = time.Second
 
 // Validate fills in defaults and returns an error wrapping ErrInvalidConfig and a *settings.Error naming

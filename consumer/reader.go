@@ -45,6 +45,8 @@ func (w *Worker) run(h *lease.Handle) {
 	w.metrics.readers.Inc()
 	defer w.metrics.readers.Dec()
 	defer w.lags.drop(r.shard)
+	w.meter.hold(r.shard)
+	defer w.meter.release(r.shard)
 	r.runPeriod()
 }
 
@@ -296,6 +298,7 @@ func (r *shardReader) countRead(recs []ktypes.Record) {
 	}
 	r.w.metrics.readRecords.Add(float64(len(recs)))
 	r.w.metrics.readBytes.Add(float64(n))
+	r.w.meter.read(r.shard, len(recs), n)
 }
 
 // after says rec lies beyond the last delivered position (always true for sentinel positions).

@@ -29,6 +29,7 @@ type Worker struct {
 	metrics *metrics
 	syncNow chan struct{}
 	lags    lags
+	meter   *loadMeter
 	// processed counts the records the processors accepted.
 	processed atomic.Int64
 	ready     atomic.Bool
@@ -45,7 +46,7 @@ func New(api KinesisAPI, db lease.DynamoDBAPI, cfg Config) (*Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	w := &Worker{cfg: cfg, api: api, syncNow: make(chan struct{}, 1)}
+	w := &Worker{cfg: cfg, api: api, syncNow: make(chan struct{}, 1), meter: newLoadMeter()}
 	m, err := newMetrics(cfg.Registerer, w.Lag)
 	if err != nil {
 		return nil, err
@@ -56,6 +57,9 @@ func New(api KinesisAPI, db lease.DynamoDBAPI, cfg Config) (*Worker, error) {
 	}
 	lc := cfg.Lease
 	lc.Process = w.run
+	if lc.Load == nil {
+		lc.Load = w.meter.load
+	}
 	coord, err := lease.New(db, lc)
 	if err != nil {
 		return nil, err

@@ -60,6 +60,7 @@ func TestConfigValidate(t *testing.T) {
 		{"negative max leases", Config{Table: "t", Process: proc, MaxLeasesPerWorker: -1}, "MaxLeasesPerWorker"},
 		{"handoff shorter than failover", Config{Table: "t", Process: proc, FailoverTime: 10 * time.Second, HandoffTimeout: time.Second}, "HandoffTimeout"},
 		{"negative handoff", Config{Table: "t", Process: proc, HandoffTimeout: -time.Second}, "HandoffTimeout"},
+		{"unknown assignment", Config{Table: "t", Process: proc, Assignment: "random"}, "Assignment"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -70,8 +71,13 @@ func TestConfigValidate(t *testing.T) {
 				}
 				c := tc.cfg
 				if c.FailoverTime != 10*time.Second || c.RenewInterval != 10*time.Second/3-25*time.Millisecond ||
-					c.TakeInterval != 2*(10*time.Second+25*time.Millisecond) || c.MaxLeasesToStealAtOneTime != 1 || c.WorkerID == "" {
+					c.Assignment != AssignByLeader || c.TakeInterval != time.Second || c.MaxMovesPerRound != 2 ||
+					c.MaxLeasesToStealAtOneTime != 1 || c.WorkerID == "" {
 					t.Fatalf("defaults: %+v", c)
+				}
+				scan := Config{Table: "t", Process: proc, Assignment: AssignByScan}
+				if err := scan.Validate(); err != nil || scan.TakeInterval != 2*(10*time.Second+25*time.Millisecond) {
+					t.Fatalf("scan mode's take interval %v (%v), want the KCL's 2 × (failover + 25ms)", scan.TakeInterval, err)
 				}
 				return
 			}

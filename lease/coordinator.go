@@ -32,6 +32,7 @@ const (
 	DefaultFailoverTime              = 10 * time.Second
 	DefaultShutdownTimeout           = 5 * time.Second
 	DefaultMaxLeasesToStealAtOneTime = 1
+	DefaultLeaderTakeInterval        = time.Second
 )
 
 // Config configures a Coordinator. Zero values take the documented defaults;
@@ -48,9 +49,24 @@ type Config struct {
 	// RenewInterval is how often held leases are renewed; at most
 	// FailoverTime/2. Default: FailoverTime/3 − 25ms.
 	RenewInterval time.Duration
-	// TakeInterval is how often the table is scanned to take and steal
-	// leases. Default: 2 × (FailoverTime + 25ms).
+	// Assignment is how leases find their workers: AssignByLeader (one
+	// elected leader assigns by reported load; workers read only their own
+	// leases) or AssignByScan (every worker scans the table and takes for
+	// itself). Default: AssignByLeader.
+	Assignment string
+	// TakeInterval is how often a worker looks for leases to take: in
+	// AssignByLeader mode how often the leader assigns and every worker reads
+	// its own leases (default: 1s); in AssignByScan mode how often each worker
+	// scans the table (default: 2 × (FailoverTime + 25ms), the Java KCL's).
 	TakeInterval time.Duration
+	// Load, in AssignByLeader mode, returns this worker's load (CPU and what
+	// it read per held shard) for the leader, every RenewInterval; nil: the
+	// worker reports none, and a fleet that reports none is balanced by lease
+	// count. Called from one goroutine.
+	Load func() Load
+	// MaxMovesPerRound caps the leases the leader moves for balance in one
+	// round (AssignByLeader). Default: 2.
+	MaxMovesPerRound int
 	// MaxLeasesPerWorker caps the leases this worker takes. Default: 0 (no cap).
 	MaxLeasesPerWorker int
 	// MaxLeasesToStealAtOneTime caps steals per take cycle. Default: 1.
@@ -126,8 +142,24 @@ func (c *Config) Check() error {
 	if c.RenewInterval <= 0 || c.RenewInterval > c.FailoverTime/2 {
 		return bad("RenewInterval", fmt.Sprintf("%v must be positive and at most FailoverTime/2 (%v)", c.RenewInterval, c.FailoverTime/2))
 	}
+	switch c.Assignment {
+	case "":
+		c.Assignment = AssignByLeader
+	case AssignByLeader, AssignByScan:
+	default:
+		return bad("Assignment", fmt.Sprintf("must be %q or %q, not %q", AssignByLeader, AssignByScan, c.Assignment))
+	}
 	if c.TakeInterval == 0 {
-		c.TakeInterval = 2 * (c.FailoverTime + epsilon)
+		c.TakeInterval = DefaultLeaderTakeInterval
+		if c.Assignment == AssignByScan {
+			c.TakeInterval = 2 * (c.FailoverTime + epsilon)
+		}
+	}
+	if c.MaxMovesPerRound == 0 {
+		c.MaxMovesPerRound = DefaultMaxMovesPerRound
+	}
+	if c.MaxMovesPerRound < 0 {
+		return bad("MaxMovesPerRound", "must not be negative")
 	}
 	if c.TakeInterval <= 0 {
 		return bad("TakeInterval", "must be positive")
@@ -177,12 +209,13 @@ func (c *Config) Check() error {
 }
 
 // ShutdownBound is the longest Run takes to return once its context ended (see Run): a take call in
-// flight (bounded like every lease-table call by max(2 × FailoverTime, 10s)), ShutdownTimeout for holders to
+// flight and, in AssignByLeader mode, leaving the fleet (each bounded like every round of lease-table calls
+// by max(2 × FailoverTime, 10s)), ShutdownTimeout for holders to
 // finish, the final releases (all of the shutdown's calls share a deadline of ShutdownTimeout +
 // FailoverTime), and ShutdownTimeout for Process calls to return. Call it on a validated Config; a process
 // that stops its parts gives the coordinator this long before it exits anyway.
 func (c Config) ShutdownBound() time.Duration {
-	return ioBound(c.FailoverTime) + 2*c.ShutdownTimeout + c.FailoverTime
+	return 2*ioBound(c.FailoverTime) + 2*c.ShutdownTimeout + c.FailoverTime
 }
 
 // ioBound bounds one round of lease-table calls: max(2 × failover time, 10s).
@@ -192,11 +225,14 @@ func ioBound(failover time.Duration) time.Duration { return max(2*failover, 10*t
 // steals leases to balance the fleet, hands leases over gracefully, and tells
 // the consumer about each lease it starts holding through Config.Process.
 type Coordinator struct {
-	cfg     Config
-	table   *Table
-	log     *zap.Logger
-	metrics *metrics
-	rng     *mrand.Rand // take loop only
+	cfg       Config
+	db        DynamoDBAPI
+	table     *Table
+	lead      *leadership  // AssignByLeader mode only
+	moveCount atomic.Int64 // assignments written while leading
+	log       *zap.Logger
+	metrics   *metrics
+	rng       *mrand.Rand // take loop only
 
 	running atomic.Bool
 	holders sync.WaitGroup
@@ -224,8 +260,9 @@ func New(db DynamoDBAPI, cfg Config) (*Coordinator, error) {
 	}
 	t := NewTable(db, cfg.Table)
 	t.metrics = m
-	return &Coordinator{
+	c := &Coordinator{
 		cfg:        cfg,
+		db:         db,
 		table:      t,
 		log:        cfg.Logger.Named("lease").With(zap.String("worker_id", cfg.WorkerID)),
 		metrics:    m,
@@ -233,7 +270,11 @@ func New(db DynamoDBAPI, cfg Config) (*Coordinator, error) {
 		held:       map[string]*entry{},
 		draining:   map[*entry]struct{}{},
 		processing: map[*entry]struct{}{},
-	}, nil
+	}
+	if cfg.Assignment == AssignByLeader {
+		c.lead = newLeadership(c)
+	}
+	return c, nil
 }
 
 // WorkerID returns the worker id this coordinator writes in leaseOwner.
@@ -280,6 +321,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	c.stop = stop
+	if err := c.checkTables(ctx); err != nil {
+		return err
+	}
 	c.log.Info("lease coordinator starting",
 		zap.String("table", c.cfg.Table), zap.Duration("failover", c.cfg.FailoverTime),
 		zap.Duration("renew_interval", c.cfg.RenewInterval), zap.Duration("take_interval", c.cfg.TakeInterval))
@@ -290,11 +334,16 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	var upkeep, taker sync.WaitGroup
 	upkeep.Go(func() { c.renewLoop(upkeepCtx) })
 	upkeep.Go(func() { c.handoffLoop(upkeepCtx) })
-	taker.Go(func() { c.takeLoop(ctx) })
+	c.startTaking(ctx, &taker)
 
 	<-ctx.Done()
 	taker.Wait() // 1
 	c.log.Info("lease coordinator shutting down")
+	if c.lead != nil {
+		ioCtx, cancel := c.ioContext(ctx)
+		c.leaveFleet(ioCtx)
+		cancel()
+	}
 	finalCtx, cancelFinal := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.ShutdownTimeout+c.cfg.FailoverTime)
 	defer cancelFinal()
 	holdersDone := c.holdersDone()
@@ -308,6 +357,40 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		return fatal
 	}
 	return err
+}
+
+// checkTables refuses, in AssignByLeader mode, a lease table without its owner index (made before the index
+// existed, or in the middle of an offline upgrade): the error names the table and 'clickfleet setup'. A
+// failure to tell is logged and left to the loops, whose calls then fail loudly if the index is missing.
+func (c *Coordinator) checkTables(ctx context.Context) error {
+	if c.lead == nil {
+		return nil
+	}
+	ioCtx, cancel := c.ioContext(ctx)
+	defer cancel()
+	err := CheckIndex(ioCtx, c.db, c.cfg.Table)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNoOwnerIndex), errors.Is(err, ErrUpgradeUnfinished), retry.IsPermanent(err):
+		return retry.Permanent(err)
+	}
+	c.log.Warn("could not check the lease table's owner index; going on", zap.Error(err))
+	return nil
+}
+
+// startTaking starts the loops that bring leases to this worker: in AssignByLeader mode the election,
+// the load reports, the leader's rounds and the adoption of this worker's own leases; in AssignByScan mode
+// the scanning take loop.
+func (c *Coordinator) startTaking(ctx context.Context, wg *sync.WaitGroup) {
+	if c.lead == nil {
+		wg.Go(func() { c.takeLoop(ctx) })
+		return
+	}
+	wg.Go(func() { c.electLoop(ctx) })
+	wg.Go(func() { c.reportLoop(ctx) })
+	wg.Go(func() { c.assignLoop(ctx) })
+	wg.Go(func() { c.ownLoop(ctx) })
 }
 
 // holdersDone returns a channel closed once every Process call has returned.
@@ -513,7 +596,7 @@ func (c *Coordinator) takeOnce(ctx context.Context) (raced bool, err error) {
 		if ctx.Err() != nil {
 			break
 		}
-		lost, err := c.acquire(ioCtx, l, false)
+		lost, err := c.acquire(ioCtx, l, claimTake)
 		raced = raced || lost
 		errs = append(errs, err)
 	}
@@ -521,16 +604,24 @@ func (c *Coordinator) takeOnce(ctx context.Context) (raced bool, err error) {
 		if ctx.Err() != nil {
 			break
 		}
-		_, err := c.acquire(ioCtx, l, true)
+		_, err := c.acquire(ioCtx, l, claimSteal)
 		errs = append(errs, err)
 	}
 	return raced, errors.Join(errs...)
 }
 
-// acquire takes (steal=false) or steals l as observed in the scan and starts
-// tracking it. Losing the race to another worker is not an error: raced
-// reports it.
-func (c *Coordinator) acquire(ctx context.Context, l Lease, steal bool) (raced bool, err error) {
+// claimKind is how a worker comes to hold a lease.
+type claimKind int
+
+const (
+	claimTake  claimKind = iota // an unowned or expired lease, taken by the worker itself (scan mode)
+	claimSteal                  // a live lease claimed for balance, with a handoff (scan mode)
+	claimAdopt                  // a lease the leader assigned to this worker (leader mode)
+)
+
+// acquire takes, steals or adopts l as observed and starts tracking it. Losing
+// the race to another worker is not an error: raced reports it.
+func (c *Coordinator) acquire(ctx context.Context, l Lease, kind claimKind) (raced bool, err error) {
 	c.mu.Lock()
 	_, mine := c.held[l.Key]
 	stop := c.shuttingDown
@@ -541,23 +632,34 @@ func (c *Coordinator) acquire(ctx context.Context, l Lease, steal bool) (raced b
 	log := c.log.With(zap.String("shard_id", l.Key))
 	sent := c.cfg.Clock.Now()
 	var got Lease
-	if steal {
+	switch kind {
+	case claimSteal:
 		got, err = c.table.steal(ctx, l, c.cfg.WorkerID)
-	} else {
+	case claimAdopt:
+		got, err = c.table.adopt(ctx, l.Key, c.cfg.WorkerID, l.Counter)
+	default:
 		got, err = c.table.take(ctx, l, c.cfg.WorkerID)
 	}
 	if errors.Is(err, errConditionFailed) {
-		log.Debug("lease changed before we could take it", zap.Bool("steal", steal))
+		log.Debug("lease changed before we could take it", zap.Int("kind", int(kind)))
 		return true, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("worker %s: %w", c.cfg.WorkerID, err)
 	}
 	e := &entry{c: c, key: l.Key, log: log, counter: got.Counter, lease: got, state: statePending}
-	if steal {
+	switch kind {
+	case claimSteal:
 		c.metrics.stolen.Inc()
 		log.Info("claimed lease for balance; waiting for its owner to hand it over", zap.String("from", l.Owner))
-	} else {
+	case claimAdopt:
+		if got.CheckpointOwner != "" { // the receiving end of a handoff the leader started for balance
+			c.metrics.stolen.Inc()
+		} else {
+			c.metrics.taken.Inc()
+		}
+		log.Info("adopted the lease the leader assigned", zap.String("previous_owner", got.CheckpointOwner), zap.Int64("counter", got.Counter))
+	default:
 		c.metrics.taken.Inc()
 		log.Info("took lease", zap.String("from", l.Owner), zap.Int64("counter", got.Counter))
 	}

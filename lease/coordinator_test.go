@@ -10,18 +10,22 @@ import (
 	"time"
 )
 
-// TestBalance runs two, three and five workers on 16 leases until every
+// TestBalance runs two, three and five workers (and three in the every-worker-scan mode) on 16 leases until every
 // worker holds within one lease of every other, checking at every scan that
 // no shard is processed by two workers and that each new owner starts from
 // its predecessor's final checkpoint. It logs the steady-state DynamoDB
 // writes per second per held lease.
 func TestBalance(t *testing.T) {
-	for _, n := range []int{2, 3, 5} {
-		t.Run(fmt.Sprintf("%d workers", n), func(t *testing.T) {
+	for _, tc := range []struct {
+		mode string
+		n    int
+	}{{AssignByLeader, 2}, {AssignByLeader, 3}, {AssignByLeader, 5}, {AssignByScan, 3}} {
+		n := tc.n
+		t.Run(fmt.Sprintf("%s, %d workers", tc.mode, n), func(t *testing.T) {
 			f := newFleet(t, 16)
 			var ws []*worker
 			for i := range n {
-				ws = append(ws, f.start(fmt.Sprintf("worker-%d", i), nil))
+				ws = append(ws, f.start(fmt.Sprintf("worker-%d", i), func(c *Config) { c.Assignment = tc.mode }))
 			}
 			took := f.waitFor("balance", 60*time.Second, func(_ []Lease, hold map[string][]string) bool {
 				return balanced(hold, f.ids(ws...), 16)

@@ -19,10 +19,55 @@
 //     table is ready.
 //   - Plan and Observe: the pure planner (which leases to take or steal), a
 //     function of (leases, worker, this worker's observations, now).
-//   - Coordinator: one per worker; a renew loop (every RenewInterval), a take
-//     loop (every TakeInterval) and a handoff poll loop, on an injected Clock.
+//   - Assign: the pure assignment of a leader (which lease goes to which
+//     worker, by reported load or by count), a function of (leases, the
+//     leader's observations, the live workers' loads, recent moves, now).
+//   - Coordinator: one per worker; a renew loop (every RenewInterval) and a
+//     handoff poll loop, and, by Config.Assignment, either the leader mode's
+//     loops — the election and the load report (every RenewInterval), the
+//     leader's assignment round and the adoption of the worker's own leases
+//     (every TakeInterval) — or the scan mode's take loop, on an injected Clock.
 //   - Handle: a holding period — its context, start checkpoint, Checkpointer
 //     and Release.
+//
+// # The leader mode (AssignByLeader, the default)
+//
+// Reads must not grow as workers × shards, so one worker at a time — the
+// leader — scans the lease table and assigns, and every other worker reads only
+// its own leases:
+//
+//   - The leader lock is the item key="Leader" of CoordinatorStateTable:
+//     {owner, leaderCounter}. Its holder bumps the counter every RenewInterval,
+//     conditioned on owner and counter; every other worker reads it (eventually
+//     consistent) and takes it over, conditioned on the counter it saw, once
+//     that counter has stayed unchanged for FailoverTime by its own clock — the
+//     rule of the leases themselves. The leader acts only while its lock is
+//     provably its own by its own clock (the failover time since its last bump
+//     was sent) and bounds each assignment write by that validity.
+//   - Each round (TakeInterval) the leader scans the lease table and
+//     WorkerMetricsTable eventually consistently, folds the scan into its
+//     observations (Observe), keeps the workers whose report counter changed
+//     within FailoverTime, and writes what Assign decides: a take (fenced on
+//     the observed counter) of an unowned, released or expired lease on behalf
+//     of its new owner, or a steal (the scan mode's handoff write) of a live
+//     lease for balance. Every one of these writes is conditional on the lease's
+//     counter as scanned, which a live owner bumps every RenewInterval; so a
+//     stale scan, or a deposed leader's late write, fails its condition instead
+//     of taking a lease from a live holder.
+//   - Every worker reports its load (Config.Load) to WorkerMetricsTable every
+//     RenewInterval, Queries OwnerIndex for its own keys every TakeInterval,
+//     and adopts each key it does not hold whose consistent read names it: a
+//     renew fenced on the counter the leader wrote, which starts its own clock on
+//     the lease (a checkpointOwner still set makes it wait for the handoff as a
+//     thief does).
+//   - A worker that stops cleanly deletes its load report (the leader assigns it
+//     nothing more), releases the leader lock if it holds it, then releases its
+//     leases as always; the leader gives them away at its next round.
+//
+// A new leader has seen no lease's counter before it takes over, so the leases
+// of workers that died before then are reassigned only after another
+// FailoverTime of its own observation: about twice the failover time when the
+// leader dies with them.
 //
 // # Table and writes
 //

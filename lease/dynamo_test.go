@@ -110,6 +110,9 @@ type freezableDB struct {
 	DynamoDBAPI
 	mu     sync.Mutex
 	frozen chan struct{} // non-nil and open while frozen
+	// late makes a call held by a freeze go through when thawed (a paused process whose requests arrive
+	// late) instead of failing.
+	late bool
 }
 
 var errFrozen = errors.New("frozen")
@@ -142,6 +145,12 @@ func (f *freezableDB) gate(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("%w: %w", errFrozen, ctx.Err())
 	case <-ch:
+		f.mu.Lock()
+		late := f.late
+		f.mu.Unlock()
+		if late {
+			return nil // the paused process's request goes out late
+		}
 		return fmt.Errorf("%w: thawed mid-call", errFrozen) // the call was "in flight" during the freeze: drop it
 	}
 }
@@ -165,6 +174,27 @@ func (f *freezableDB) Scan(ctx context.Context, in *dynamodb.ScanInput, o ...fun
 		return nil, err
 	}
 	return f.DynamoDBAPI.Scan(ctx, in, o...)
+}
+
+func (f *freezableDB) Query(ctx context.Context, in *dynamodb.QueryInput, o ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	if err := f.gate(ctx); err != nil {
+		return nil, err
+	}
+	return f.DynamoDBAPI.Query(ctx, in, o...)
+}
+
+func (f *freezableDB) PutItem(ctx context.Context, in *dynamodb.PutItemInput, o ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	if err := f.gate(ctx); err != nil {
+		return nil, err
+	}
+	return f.DynamoDBAPI.PutItem(ctx, in, o...)
+}
+
+func (f *freezableDB) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, o ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	if err := f.gate(ctx); err != nil {
+		return nil, err
+	}
+	return f.DynamoDBAPI.DeleteItem(ctx, in, o...)
 }
 
 func shortName(worker string) string { return strings.TrimPrefix(worker, "worker-") }

@@ -19,6 +19,9 @@ type metrics struct {
 	renewLatency  prometheus.Histogram
 	renewFailures prometheus.Counter
 	calls         *prometheus.CounterVec // call: renew, take, ...; result: ok, condition_failed, error
+	leader        prometheus.Gauge
+	leaderTakes   prometheus.Counter
+	moves         *prometheus.CounterVec // kind: take, handoff; result: ok, condition_failed, error
 }
 
 // newMetrics builds the metrics and registers them on reg (nil: not
@@ -31,7 +34,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		taken: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "lease",
 			Name: "taken_total", Help: "Leases taken because they were unowned or expired."}),
 		stolen: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "lease",
-			Name: "stolen_total", Help: "Leases claimed from a live owner for balance (handoffs started)."}),
+			Name: "stolen_total", Help: "Leases claimed from a live owner for balance, or (leader mode) adopted from one by a handoff the leader started."}),
 		lost: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "lease",
 			Name: "lost_total", Help: "Leases lost: taken by another worker or not renewed within the failover time."}),
 		released: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "lease",
@@ -45,6 +48,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "renew_failures_total", Help: "Renewals that failed (lost, handed off or errored)."}),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "lease",
 			Name: "dynamodb_calls_total", Help: "DynamoDB calls on the lease table by kind and result."}, []string{"call", "result"}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "clickfleet", Subsystem: "lease",
+			Name: "leader", Help: "1 while this process is the leader that assigns leases."}),
+		leaderTakes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "lease",
+			Name: "leader_elections_total", Help: "Times this process became the leader."}),
+		moves: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "clickfleet", Subsystem: "lease",
+			Name: "leader_moves_total", Help: "Lease assignments the leader wrote, by kind (take: unowned or expired; handoff: moved for balance) and result."}, []string{"kind", "result"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -59,6 +68,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.renewLatency = register(reg, m.renewLatency, &err)
 	m.renewFailures = register(reg, m.renewFailures, &err)
 	m.calls = register(reg, m.calls, &err)
+	m.leader = register(reg, m.leader, &err)
+	m.leaderTakes = register(reg, m.leaderTakes, &err)
+	m.moves = register(reg, m.moves, &err)
 	if err != nil {
 		return nil, fmt.Errorf("lease metrics: %w", err)
 	}

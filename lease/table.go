@@ -138,18 +138,28 @@ func (t *Table) Get(ctx context.Context, key string) (Lease, error) {
 }
 
 // List reads every lease with a strongly consistent, paginated Scan, sorted by key.
-func (t *Table) List(ctx context.Context) ([]Lease, error) {
+func (t *Table) List(ctx context.Context) ([]Lease, error) { return t.list(ctx, true) }
+
+// ListEventually is List with an eventually consistent Scan, at half the read units: for a reader whose
+// every write on what it read is conditional (the leader), so a stale item only costs a failed condition.
+func (t *Table) ListEventually(ctx context.Context) ([]Lease, error) { return t.list(ctx, false) }
+
+func (t *Table) list(ctx context.Context, consistent bool) ([]Lease, error) {
 	var (
 		leases []Lease
 		start  map[string]types.AttributeValue
 	)
+	call := "scan_eventually"
+	if consistent {
+		call = "scan"
+	}
 	for {
 		out, err := t.db.Scan(ctx, &dynamodb.ScanInput{
 			TableName:         aws.String(t.name),
-			ConsistentRead:    aws.Bool(true),
+			ConsistentRead:    aws.Bool(consistent),
 			ExclusiveStartKey: start,
 		})
-		t.metrics.call("scan", err)
+		t.metrics.call(call, err)
 		if err != nil {
 			return nil, fmt.Errorf("list leases in %s: %w", t.name, err)
 		}
@@ -175,6 +185,41 @@ func (t *Table) List(ctx context.Context) ([]Lease, error) {
 		return 0
 	})
 	return leases, nil
+}
+
+// OwnedKeys returns the keys of the leases whose leaseOwner is owner, sorted, from the owner index
+// (OwnerIndex): a read of the worker's own rows only, eventually consistent as every index read is — a
+// lease assigned a moment ago may be missing, one taken away a moment ago may still be listed.
+func (t *Table) OwnedKeys(ctx context.Context, owner string) ([]string, error) {
+	var (
+		keys  []string
+		start map[string]types.AttributeValue
+	)
+	for {
+		out, err := t.db.Query(ctx, &dynamodb.QueryInput{
+			TableName:                 aws.String(t.name),
+			IndexName:                 aws.String(OwnerIndex),
+			KeyConditionExpression:    aws.String("#o = :o"),
+			ExpressionAttributeNames:  map[string]string{"#o": attrOwner},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":o": str(owner)},
+			ExclusiveStartKey:         start,
+		})
+		t.metrics.call("query_owned", err)
+		if err != nil {
+			return nil, fmt.Errorf("list the leases of %s in %s: %w", owner, t.name, err)
+		}
+		for _, item := range out.Items {
+			if k, ok := item[attrKey].(*types.AttributeValueMemberS); ok {
+				keys = append(keys, k.Value)
+			}
+		}
+		if len(out.LastEvaluatedKey) == 0 {
+			break
+		}
+		start = out.LastEvaluatedKey
+	}
+	slices.Sort(keys)
+	return keys, nil
 }
 
 // MayStart reports whether the shard's lease may start processing: every
@@ -365,6 +410,12 @@ func (t *Table) steal(ctx context.Context, l Lease, thief string) (Lease, error)
 		setTo(attrOwner, str(thief)).setTo(attrCheckpointOwner, str(l.Owner)).bumpOwnerSwitches()
 	u.n(attrCheckpointOwner)
 	return t.apply(ctx, "steal", l.Key, u)
+}
+
+// adopt starts a holding period of a lease the leader assigned to owner at counter: a renew under its own
+// call name, which starts owner's clock on the lease.
+func (t *Table) adopt(ctx context.Context, key, owner string, counter int64) (Lease, error) {
+	return t.apply(ctx, "adopt", key, newUpdate().fenceCounter(counter).ownerIs(owner))
 }
 
 // evict releases a lease owner holds at counter: leaseOwner is removed, so the

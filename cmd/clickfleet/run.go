@@ -175,7 +175,7 @@ var workerFlags = map[string]string{
 	"Stream": "stream", "Lease.Table": "lease-table", "Lease.WorkerID": "worker-id",
 	"Lease.FailoverTime": "failover-time", "FailoverTime": "failover-time",
 	"Lease.RenewInterval": "renew-interval", "RenewInterval": "renew-interval",
-	"Lease.TakeInterval": "take-interval", "Lease.MaxLeasesPerWorker": "max-leases",
+	"Lease.TakeInterval": "take-interval", "Lease.MaxLeasesPerWorker": "max-leases", "Lease.Assignment": "lease-assignment",
 	"Lease.MaxLeasesToStealAtOneTime": "max-steals", "Lease.HandoffTimeout": "handoff-timeout",
 	"HandoffTimeout": "handoff-timeout", "Lease.ShutdownTimeout": "shutdown-timeout",
 	"InitialPosition": "initial-position", "InitialTimestamp": "initial-timestamp", "MaxRecords": "max-records",
