@@ -80,7 +80,7 @@ func writeLeases(r bench.LeasesResult) error {
 	fmt.Fprintf(w, "shards × workers\t%d × %d (hot %d ×%v)\n", r.Shards, r.Workers, r.HotShards, r.HotFactor)
 	fmt.Fprintf(w, "read units/s\t%.1f (baseline, every worker scans: %.1f; %.1f %%)\n", r.ReadUnitsPerS, r.BaselineReadUnitsPerS, 100*r.ReadRatio)
 	fmt.Fprintf(w, "write units/s\t%.1f (baseline %.1f)\n", r.WriteUnitsPerS, r.BaselineWriteUnitsPerS)
-	fmt.Fprintf(w, "balanced after\t%.1f s (max/mean load at the end %.2f)\n", r.SecondsToBalance, r.MaxOverMeanLoad)
+	fmt.Fprintf(w, "balanced after\t%.1f s (max/mean load %.2f then, %.2f at the end)\n", r.SecondsToBalance, r.MaxOverMeanLoad, r.MaxOverMeanLoadAtEnd)
 	fmt.Fprintf(w, "recovery after killing %v\t%.1f s (failover time %.0f s)\n", r.Killed, r.RecoverySeconds, r.FailoverTimeS)
 	fmt.Fprintf(w, "leader failover\t%.1f s, every shard held after %.1f s\n", r.FailoverSeconds, r.LeaderRecoverySeconds)
 	fmt.Fprintf(w, "lease moves\t%d\n", r.LeaseMoves)
