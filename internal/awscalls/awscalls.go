@@ -32,10 +32,14 @@ const Env = "CLICKFLEET_AWS_CALL_LOG"
 // Kinds of resource a call names.
 const (
 	Stream = "stream" // a Kinesis stream: Name is the stream's name
-	Table  = "table"  // a DynamoDB table: Name is the table's name
-	Index  = "index"  // a DynamoDB index: Name is "<table>/index/<index>"
-	Bucket = "bucket" // an S3 bucket: Name is the bucket's name
-	Object = "object" // an S3 object: Name is "<bucket>/<key>"
+	// Consumer is a Kinesis stream consumer (enhanced fan-out): Name is "<stream>/consumer/<name>:<creation
+	// timestamp>", the part of its ARN after "stream/", with "*" for the timestamp when the request names the
+	// consumer by stream and name (DescribeStreamConsumer): IAM evaluates those calls on the consumer's ARN.
+	Consumer = "consumer"
+	Table    = "table"  // a DynamoDB table: Name is the table's name
+	Index    = "index"  // a DynamoDB index: Name is "<table>/index/<index>"
+	Bucket   = "bucket" // an S3 bucket: Name is the bucket's name
+	Object   = "object" // an S3 object: Name is "<bucket>/<key>"
 )
 
 // Resource is one resource a call names.
@@ -91,7 +95,7 @@ func (r *Recorder) handle(ctx context.Context, in middleware.InitializeInput, ne
 
 // record makes the call through next and appends it to the log.
 func (r *Recorder) record(ctx context.Context, service, op string, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-	c := Call{Service: service, Operation: op, Action: Action(service, op), Resources: r.resources(service, in.Parameters)}
+	c := Call{Service: service, Operation: op, Action: Action(service, op), Resources: r.resources(service, op, in.Parameters)}
 	out, md, err := next.HandleInitialize(ctx, in)
 	c.Failed = err != nil
 	if err == nil && service == "Kinesis" {
@@ -129,9 +133,10 @@ func Action(service, op string) string {
 	return prefix + ":" + op
 }
 
-// resources reads the resource names of a request: the fields StreamName, StreamARN, TableName (with
-// IndexName), RequestItems (batch calls: one table per key), Bucket and Key; a GetRecords' iterator.
-func (r *Recorder) resources(service string, params any) []Resource {
+// resources reads the resource names of a request: the fields StreamName, StreamARN, ConsumerARN,
+// ConsumerName (but for RegisterStreamConsumer, an action on the stream), TableName (with IndexName),
+// RequestItems (batch calls: one table per key), Bucket and Key; a GetRecords' iterator.
+func (r *Recorder) resources(service, op string, params any) []Resource {
 	v := reflect.ValueOf(params)
 	for v.Kind() == reflect.Pointer {
 		if v.IsNil() {
@@ -152,6 +157,9 @@ func (r *Recorder) resources(service string, params any) []Resource {
 	var out []Resource
 	switch service {
 	case "Kinesis":
+		if c := consumerResource(op, str("ConsumerARN"), str("StreamARN"), str("ConsumerName")); c != "" {
+			return []Resource{{Consumer, c}}
+		}
 		name := str("StreamName")
 		if arn := str("StreamARN"); name == "" && arn != "" {
 			name = arn[strings.LastIndex(arn, "/")+1:]
@@ -193,6 +201,21 @@ func (r *Recorder) resources(service string, params any) []Resource {
 		}
 	}
 	return out
+}
+
+// consumerResource returns the Consumer resource name of a Kinesis request that names a stream consumer
+// (by ARN, or by stream ARN and name), or "" for a request on a stream.
+func consumerResource(op, consumerARN, streamARN, consumerName string) string {
+	if consumerARN != "" {
+		if i := strings.Index(consumerARN, ":stream/"); i >= 0 {
+			return consumerARN[i+len(":stream/"):]
+		}
+		return consumerARN
+	}
+	if consumerName == "" || streamARN == "" || op == "RegisterStreamConsumer" {
+		return ""
+	}
+	return streamARN[strings.LastIndex(streamARN, "/")+1:] + "/consumer/" + consumerName + ":*"
 }
 
 // learnIterators remembers the stream of the iterators a GetShardIterator or GetRecords returned.

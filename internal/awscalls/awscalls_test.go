@@ -36,21 +36,30 @@ func TestResources(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		service string
+		op      string
 		in      any
 		want    []Resource
 	}{
-		{"stream by name", "Kinesis", &kinesis.ListShardsInput{StreamName: aws.String("s1")}, []Resource{{Stream, "s1"}}},
-		{"stream by ARN", "Kinesis", &kinesis.PutRecordsInput{StreamARN: aws.String("arn:aws:kinesis:us-east-1:1:stream/s2")}, []Resource{{Stream, "s2"}}},
-		{"unknown iterator", "Kinesis", &kinesis.GetRecordsInput{ShardIterator: aws.String("never-seen")}, nil},
-		{"table", "DynamoDB", &dynamodb.ScanInput{TableName: aws.String("t")}, []Resource{{Table, "t"}}},
-		{"index", "DynamoDB", &dynamodb.QueryInput{TableName: aws.String("t"), IndexName: aws.String("i")}, []Resource{{Index, "t/index/i"}}},
-		{"batch", "DynamoDB", &dynamodb.BatchWriteItemInput{RequestItems: map[string][]dtypes.WriteRequest{"b": nil, "a": nil}}, []Resource{{Table, "a"}, {Table, "b"}}},
-		{"bucket", "S3", &s3.HeadBucketInput{Bucket: aws.String("lake")}, []Resource{{Bucket, "lake"}}},
-		{"object", "S3", &s3.PutObjectInput{Bucket: aws.String("lake"), Key: aws.String("raw/x")}, []Resource{{Object, "lake/raw/x"}}},
-		{"no resource", "CloudWatch", &struct{}{}, nil},
+		{"stream by name", "Kinesis", "", &kinesis.ListShardsInput{StreamName: aws.String("s1")}, []Resource{{Stream, "s1"}}},
+		{"stream by ARN", "Kinesis", "", &kinesis.PutRecordsInput{StreamARN: aws.String("arn:aws:kinesis:us-east-1:1:stream/s2")}, []Resource{{Stream, "s2"}}},
+		{"consumer by ARN", "Kinesis", "SubscribeToShard", &kinesis.SubscribeToShardInput{ConsumerARN: aws.String("arn:aws:kinesis:us-east-1:1:stream/s3/consumer/c1:1700000000")},
+			[]Resource{{Consumer, "s3/consumer/c1:1700000000"}}},
+		{"consumer by stream and name", "Kinesis", "DescribeStreamConsumer",
+			&kinesis.DescribeStreamConsumerInput{StreamARN: aws.String("arn:aws:kinesis:us-east-1:1:stream/s3"), ConsumerName: aws.String("c1")},
+			[]Resource{{Consumer, "s3/consumer/c1:*"}}},
+		{"consumer registration", "Kinesis", "RegisterStreamConsumer",
+			&kinesis.RegisterStreamConsumerInput{StreamARN: aws.String("arn:aws:kinesis:us-east-1:1:stream/s3"), ConsumerName: aws.String("c1")},
+			[]Resource{{Stream, "s3"}}},
+		{"unknown iterator", "Kinesis", "", &kinesis.GetRecordsInput{ShardIterator: aws.String("never-seen")}, nil},
+		{"table", "DynamoDB", "", &dynamodb.ScanInput{TableName: aws.String("t")}, []Resource{{Table, "t"}}},
+		{"index", "DynamoDB", "", &dynamodb.QueryInput{TableName: aws.String("t"), IndexName: aws.String("i")}, []Resource{{Index, "t/index/i"}}},
+		{"batch", "DynamoDB", "", &dynamodb.BatchWriteItemInput{RequestItems: map[string][]dtypes.WriteRequest{"b": nil, "a": nil}}, []Resource{{Table, "a"}, {Table, "b"}}},
+		{"bucket", "S3", "", &s3.HeadBucketInput{Bucket: aws.String("lake")}, []Resource{{Bucket, "lake"}}},
+		{"object", "S3", "", &s3.PutObjectInput{Bucket: aws.String("lake"), Key: aws.String("raw/x")}, []Resource{{Object, "lake/raw/x"}}},
+		{"no resource", "CloudWatch", "", &struct{}{}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := r.resources(tc.service, tc.in); !reflect.DeepEqual(got, tc.want) {
+			if got := r.resources(tc.service, tc.op, tc.in); !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("resources = %v, want %v", got, tc.want)
 			}
 		})
