@@ -360,6 +360,9 @@ func (tp *template) getAtt(t testing.TB, res, attr string) any {
 			return fmt.Sprintf("arn:aws:s3:::%s", tp.ref(t, res))
 		}
 	}
+	if r["Type"] == "AWS::Kinesis::StreamConsumer" && attr == "ConsumerName" {
+		return tp.props(t, res)["ConsumerName"]
+	}
 	return "fake:" + res + "." + attr
 }
 
