@@ -1511,3 +1511,99 @@ func checkSystemdOperations(t *testing.T, tp *template, userData string) {
 		t.Error("the user-data sends no cfn-signal for the rolling update")
 	}
 }
+
+// ReadMode efo makes one stream consumer per reading application on the input stream, named after its
+// lease table (the --efo-consumer-name default), and runs consume and archive — in containers and under
+// systemd — with CLICKFLEET_READ_MODE=efo; polling makes none and runs them with polling.
+func TestTemplateReadMode(t *testing.T) {
+	for _, mode := range []string{"polling", "efo"} {
+		for _, v := range []int{0, 3} { // fargate, ec2-systemd
+			t.Run(mode+"/"+templateVariants[v].name, func(t *testing.T) {
+				params := map[string]string{"ReadMode": mode}
+				for k, val := range templateVariants[v].params {
+					params[k] = val
+				}
+				tp := loadTemplate(t, params)
+				want := map[string]string{}
+				if mode == "efo" {
+					want[tp.name(t, "LeaseTable")], want[tp.name(t, "ArchiveLeaseTable")] = "consume", "archive"
+				}
+				got := map[string]string{}
+				for _, c := range tp.resourcesOfType("AWS::Kinesis::StreamConsumer") {
+					p := tp.props(t, c)
+					if arn := tp.getAtt(t, "InputStream", "Arn"); p["StreamARN"] != arn {
+						t.Errorf("%s reads %v, want the input stream %v", c, p["StreamARN"], arn)
+					}
+					got[fmt.Sprint(p["ConsumerName"])] = c
+				}
+				if len(got) != len(want) {
+					t.Errorf("stream consumers %v, want one named after each of %v", got, want)
+				}
+				for name, app := range want {
+					if got[name] == "" {
+						t.Errorf("no stream consumer named %s (%s's lease table)", name, app)
+					}
+				}
+				checkReadModeEnv(t, tp, mode, v == 3)
+			})
+		}
+	}
+}
+
+// checkReadModeEnv checks consume's and archive's CLICKFLEET_READ_MODE (and, efo, their
+// CLICKFLEET_EFO_CONSUMER_NAME) in the task definitions, or in the user-data's environment files.
+func checkReadModeEnv(t *testing.T, tp *template, mode string, systemd bool) {
+	t.Helper()
+	tables := map[string]string{"consume": tp.name(t, "LeaseTable"), "archive": tp.name(t, "ArchiveLeaseTable")}
+	if systemd {
+		lt := tp.props(t, "LaunchTemplate")["LaunchTemplateData"].(map[string]any)
+		userData := fmt.Sprint(lt["UserData"])
+		for app, table := range tables {
+			file := regexp.MustCompile(`(?s)cat > /etc/clickfleet/` + app + `\.env <<'ENV'\n(.*?)\nENV\n`).FindStringSubmatch(userData)
+			if file == nil {
+				t.Fatalf("the user-data writes no /etc/clickfleet/%s.env", app)
+			}
+			if !strings.Contains(file[1], "CLICKFLEET_LEASE_TABLE="+table) || !strings.Contains(file[1], "CLICKFLEET_READ_MODE="+mode+"\n") {
+				t.Errorf("/etc/clickfleet/%s.env lacks CLICKFLEET_READ_MODE=%s:\n%s", app, mode, file[1])
+			}
+		}
+		return
+	}
+	seen := 0
+	for _, c := range tp.containers(t) {
+		table, ok := tables[c.Command[0]]
+		if !ok {
+			continue
+		}
+		seen++
+		if got := c.Environment["CLICKFLEET_READ_MODE"]; got != mode {
+			t.Errorf("%s: CLICKFLEET_READ_MODE=%q, want %s", c.TaskDefinition, got, mode)
+		}
+		name, set := c.Environment["CLICKFLEET_EFO_CONSUMER_NAME"]
+		if mode == "efo" && name != table || mode != "efo" && set {
+			t.Errorf("%s: CLICKFLEET_EFO_CONSUMER_NAME=%q (set: %v) with ReadMode %s, want the lease table's name %s in efo only", c.TaskDefinition, name, set, mode, table)
+		}
+	}
+	if seen != 2 {
+		t.Errorf("%d consume and archive containers, want 2", seen)
+	}
+}
+
+// The read-throttle alarm is on the share of GetRecords calls throttled, sustained over 15 minutes, not on
+// one throttled call: polling's budget allows an occasional one (the template's comment has the
+// arithmetic).
+func TestTemplateReadThrottleAlarmToleratesPolling(t *testing.T) {
+	p := loadTemplate(t, templateVariants[0].params).props(t, "ReadThroughputExceededAlarm")
+	if p["MetricName"] != "ReadProvisionedThroughputExceeded" || p["Statistic"] != "Average" {
+		t.Fatalf("ReadThroughputExceededAlarm: %v of %v, want the Average (share of calls throttled) of ReadProvisionedThroughputExceeded", p["Statistic"], p["MetricName"])
+	}
+	threshold, _ := strconv.ParseFloat(fmt.Sprint(p["Threshold"]), 64)
+	period, _ := strconv.Atoi(fmt.Sprint(p["Period"]))
+	periods, _ := strconv.Atoi(fmt.Sprint(p["DatapointsToAlarm"]))
+	if threshold < 0.05 || threshold >= 1 {
+		t.Errorf("threshold %v: want a share of calls, at least 5%% and below all", p["Threshold"])
+	}
+	if period*periods < 900 {
+		t.Errorf("alarms after %d s of throttling (%d × %d s), want at least 15 minutes sustained", period*periods, periods, period)
+	}
+}
