@@ -182,7 +182,7 @@ func callARNs(c awscalls.Call) []string {
 	var out []string
 	for _, r := range c.Resources {
 		switch r.Kind {
-		case awscalls.Stream:
+		case awscalls.Stream, awscalls.Consumer:
 			out = append(out, fmt.Sprintf("arn:aws:kinesis:%s:%s:stream/%s", fakeRegion, fakeAccount, r.Name))
 		case awscalls.Table, awscalls.Index:
 			out = append(out, fmt.Sprintf("arn:aws:dynamodb:%s:%s:table/%s", fakeRegion, fakeAccount, r.Name))
@@ -454,6 +454,7 @@ func TestTaskRolesAreTheCallsTheCodeMakes(t *testing.T) {
 	}
 	consume.stop(t)
 	archive.stop(t)
+	runEFO(t, r, setupArgs, names, fast)
 
 	// names-sync: PostgreSQL to Redis, no AWS.
 	sync := r.start("names-sync", nil, "names-sync", "--pg-dsn", pgDSN, "--http-listen", "127.0.0.1:"+port, "--key-prefix", base+":")
@@ -499,6 +500,23 @@ func TestTaskRolesAreTheCallsTheCodeMakes(t *testing.T) {
 			checkPolicy(t, role, stmts, calls)
 		})
 	}
+	// ReadMode efo: the roles of the template made with it allow what consume and archive call in either
+	// read mode, and nothing more; the polling roles above hold none of the fan-out calls.
+	efoParams := map[string]string{"ReadMode": "efo"}
+	for k, v := range params {
+		efoParams[k] = v
+	}
+	tpEFO := loadTemplate(t, efoParams)
+	for _, command := range []string{"consume", "archive"} {
+		t.Run(command+"/efo", func(t *testing.T) {
+			efo := read(command + "-efo")
+			if len(efo) == 0 {
+				t.Fatalf("clickfleet %s --read-mode efo made no AWS call the recorder saw", command)
+			}
+			stmts, _ := tpEFO.roleStatements(t, roles[command])
+			checkPolicy(t, roles[command]+" (ReadMode efo)", stmts, append(read(command), efo...))
+		})
+	}
 	for _, command := range []string{"scale", "dashboard"} {
 		t.Run(command, func(t *testing.T) {
 			if !r.has(command) {
@@ -527,4 +545,28 @@ func TestTaskRolesAreTheCallsTheCodeMakes(t *testing.T) {
 		}
 		checkPolicy(t, "OperatorAccess", tp.policyStatements(t, "OperatorAccess"), calls)
 	})
+}
+
+// runEFO runs consume and archive once more with --read-mode efo (their AWS calls recorded as
+// consume-efo and archive-efo) until each has subscribed to the shards through its stream consumer,
+// which setup --read-mode efo registers first, unrecorded, as CloudFormation does with ReadMode efo.
+func runEFO(t *testing.T, r *iamRun, setupArgs []string, names map[string]string, fast []string) {
+	t.Helper()
+	testenv.KinesisFanOut(t) // the stack's fan-out proxy, named by CLICKFLEET_EFO_ENDPOINT
+	r.run("", append(append([]string{}, setupArgs...), "--read-mode", "efo")...)
+	stream := names["StreamName"]
+	consume := r.start("consume-efo", nil, append([]string{"consume", "--read-mode", "efo", "--stream", stream, "--lease-table", names["LeaseTableName"],
+		"--sessions-table", names["SessionsTableName"], "--offers-stream", names["OffersStreamName"], "--errors-stream", names["ErrorsStreamName"],
+		"--http-listen", "127.0.0.1:" + testenv.FreePort(t)}, fast...)...)
+	archive := r.start("archive-efo", nil, append([]string{"archive", "--read-mode", "efo", "--stream", stream, "--lease-table", names["ArchiveLeaseTableName"],
+		"--lake-url", "s3://" + names["LakeBucketName"] + "/", "--buffer-interval", "1s", "--buffer-interval-unchecked", "--http-listen", ""}, fast...)...)
+	r.run("gen", "gen", "--stream", stream, "--count", "100", "--time-scale", "0", "--users", "10", "--seed", "3")
+	for _, app := range []string{names["LeaseTableName"], names["ArchiveLeaseTableName"]} {
+		testenv.WaitFor(t, "subscriptions through the stream consumer "+app, 2*time.Minute, func() bool {
+			opened, _ := testenv.Subscriptions(t, app)
+			return opened > 0
+		})
+	}
+	consume.stop(t)
+	archive.stop(t)
 }
