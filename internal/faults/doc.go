@@ -11,7 +11,13 @@
 //     InternalFailure, 503 ServiceUnavailable, S3's 503 SlowDown), in the service's own wire shape, so
 //     the SDK's retryer and clickfleet's backoff see what they would see on AWS. It counts calls per
 //     operation and second, faulted or not, so a test can tell a backoff from a tight retry loop.
+//   - Limits, in front of an AWSLayer to a Kinesis emulator, enforces Kinesis' documented limits summed
+//     over every caller — per shard 5 GetRecords calls/s and 2 MiB/s read, 1,000 records/s and 1 MiB/s
+//     written, 5 GetShardIterator calls/s; the control-plane operations' rates — and answers a call over
+//     one as AWS does (ProvisionedThroughputExceededException, LimitExceededException), counting calls and
+//     refusals per operation and shard. The local stack runs it as a process (cmd/kinesis-limits,
+//     deploy/local/stack up --aws-limits) so that tests and benchmarks read within AWS's limits.
 //
-// The emulators never throttle, stall or reset a connection; these layers make the code paths that
-// handle that testable. This package is for tests and benchmarks, not for production processes.
+// The emulators never throttle, stall or reset a connection, nor enforce AWS's limits; these layers make
+// the code paths that handle that testable. This package is for tests and benchmarks, not for production processes.
 package faults
