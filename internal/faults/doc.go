@@ -1,7 +1,7 @@
 // Package faults injects faults between clickfleet's processes and the servers they talk to, for chaos
 // tests and benchmarks on the local stack.
 //
-// Two layers, used together or alone:
+// Three layers, used together or alone:
 //   - Proxies runs Toxiproxy (github.com/Shopify/toxiproxy/v2) in process: one TCP proxy per server
 //     (Kinesis, DynamoDB, Redis, S3, PostgreSQL), each of which can add latency, cap bandwidth, stall
 //     connections (timeout) or reset them, and be switched off and on.

@@ -110,7 +110,7 @@ func TestLimitsGetRecordsBytes(t *testing.T) {
 	}
 	it := r.iterator(t, stream, shard)
 	var read int64
-	start := time.Now() // the debt starts when the layer has the first answer, after this
+	start := time.Now()       // the debt starts when the layer has the first answer, after this
 	for read < records*size { // an emulator may answer in more than one call: read it all, as fast as allowed
 		out, err := r.via.GetRecords(context.Background(), &kinesis.GetRecordsInput{ShardIterator: it})
 		if isThroughputExceeded(err) {
