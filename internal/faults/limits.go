@@ -99,13 +99,15 @@ const DefaultShardMapRefresh = time.Second
 // LimitStats is what a Limits layer counted of one operation on one shard (Shard empty: on one stream;
 // Stream and Shard empty: on the account).
 type LimitStats struct {
-	Operation, Stream, Shard string
+	Operation string `json:"operation"`
+	Stream    string `json:"stream,omitempty"`
+	Shard     string `json:"shard,omitempty"`
 	// Calls that arrived, refused or not; for PutRecords and PutRecord, records.
-	Calls int
+	Calls int `json:"calls"`
 	// Throttled calls (records), answered with AWS's exception.
-	Throttled int
+	Throttled int `json:"throttled"`
 	// Bytes of record data (PutRecords, PutRecord: plus partition keys) read or written.
-	Bytes int64
+	Bytes int64 `json:"bytes"`
 }
 
 // Limits is an HTTP layer in front of an AWSLayer to a Kinesis emulator that enforces Kinesis' documented
