@@ -5,8 +5,7 @@ import "time"
 // bucket is a token bucket: it holds up to burst tokens and refills at rate tokens per second; a new
 // bucket is full. A caller checks has before it spends with take, and take may also spend what the bucket
 // does not hold (a read's bytes are known only after the read): the level then goes negative, a debt the
-// refill repays before has(0) is true again. With burst 0 the bucket is only that debt: whatever is
-// taken is repaid at rate, and nothing is admitted while any is owed. Not safe for concurrent use.
+// refill repays before has(0) is true again. Not safe for concurrent use.
 type bucket struct {
 	rate, burst float64
 	level       float64

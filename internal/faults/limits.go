@@ -35,14 +35,16 @@ type rate struct {
 	key, name        string
 }
 
-// The per-shard data-plane limits. A call bucket holds one second's calls (a token bucket of 5: after a
-// quiet second, five calls may come at once, and 5 per second on average). The read-bytes bucket has no
-// burst: a read's bytes are a debt repaid at 2 MiB/s, and nothing is read while any is owed, so a call
-// that returned 10 MiB refuses the shard's reads for the next 5 s, as AWS documents; smaller reads cost
-// proportionally (1 MiB: 0.5 s). The write buckets hold one second's records and bytes.
+// The per-shard data-plane limits, each a token bucket holding one second's worth: after a quiet second
+// five calls may come at once, and 5 per second on average. A read's bytes are known only from its answer,
+// so a call is admitted while the read-bytes bucket is not below zero and its answer's bytes are then
+// taken, into debt if need be: a call that returned 10 MiB from a full bucket refuses the shard's reads
+// for the next 4 s (AWS documents 5 s; the layer lets the second's 2 MiB through first), one that
+// returned 3 MiB for 0.5 s. Readers whose calls together read less than 2 MiB/s are never refused for
+// bytes, at whatever phase their calls come. The write buckets hold one second's records and bytes.
 var (
 	readCalls     = rate{5, 5, "read-calls", "calls"}
-	readBytes     = rate{2 * mib, 0, "read-bytes", "bytes"}
+	readBytes     = rate{2 * mib, 2 * mib, "read-bytes", "bytes"}
 	writeRecords  = rate{1000, 1000, "write-records", "records"}
 	writeBytes    = rate{mib, mib, "write-bytes", "bytes"}
 	iteratorCalls = rate{5, 5, "iterator-calls", "calls"}

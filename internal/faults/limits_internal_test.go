@@ -27,7 +27,8 @@ func fakeLimits(t *testing.T) (*Limits, *time.Time) {
 }
 
 // GetRecords on one shard: five calls at once (a second's worth), then one per 200 ms; a read of 10 MiB
-// refuses the shard's calls for the next 5 s (AWS's documented rule), whatever the call budget.
+// refuses the shard's calls for the next 4 s (its first 2 MiB are the second's), whatever the call budget;
+// reads of less than 2 MiB a second, however they fall, are never refused for bytes.
 func TestReadLimitsOnOneShard(t *testing.T) {
 	l, now := fakeLimits(t)
 	admit := func() string { return l.admitRead("s", "shardId-0") }
@@ -53,13 +54,41 @@ func TestReadLimitsOnOneShard(t *testing.T) {
 
 	*now = now.Add(10 * time.Second) // calls back at 5
 	l.afterRead(issuedIterator{stream: "s", shard: "shardId-0"}, 10*mib, nil)
-	*now = now.Add(4990 * time.Millisecond)
+	*now = now.Add(3990 * time.Millisecond)
 	if got := admit(); got != "bytes" {
-		t.Fatalf("4.99 s after a 10 MiB read: %q, want refused for bytes", got)
+		t.Fatalf("3.99 s after a 10 MiB read: %q, want refused for bytes", got)
 	}
 	*now = now.Add(10 * time.Millisecond)
 	if got := admit(); got != "" {
-		t.Fatalf("5 s after a 10 MiB read: refused (%s), want admitted", got)
+		t.Fatalf("4 s after a 10 MiB read: refused (%s), want admitted", got)
+	}
+
+	// Two readers calling 10 ms apart every 500 ms: reading 0.45 MiB each (1.8 MiB/s together) they are
+	// never refused for bytes, though each read follows the other's at once; reading 0.9 MiB each (3.6
+	// MiB/s offered), some calls are refused for bytes.
+	*now = now.Add(10 * time.Second)
+	it := issuedIterator{stream: "s", shard: "shardId-2"}
+	refusedForBytes := 0
+	for i := range 80 { // 20 s
+		if i%2 == 0 {
+			*now = now.Add(490 * time.Millisecond)
+		} else {
+			*now = now.Add(10 * time.Millisecond)
+		}
+		got := l.admitRead("s", "shardId-2")
+		switch {
+		case i < 40 && got != "":
+			t.Fatalf("call %d, reading 1.8 MiB/s in all: refused for %s", i, got)
+		case i < 40:
+			l.afterRead(it, 45*mib/100, nil)
+		case got == "bytes":
+			refusedForBytes++
+		case got == "":
+			l.afterRead(it, 9*mib/10, nil)
+		}
+	}
+	if refusedForBytes == 0 {
+		t.Fatal("reads offered at 3.6 MiB/s were never refused for bytes")
 	}
 	st := l.Stats("GetRecords", "s", "shardId-0")
 	if st.Calls != 10 || st.Throttled != 3 || st.Bytes != 10*mib {
