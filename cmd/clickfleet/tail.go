@@ -25,6 +25,7 @@ func newTailCommand(g *globals) *cobra.Command {
 		latest  bool
 		max     int64
 		timeout time.Duration
+		poll    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "tail",
@@ -50,7 +51,10 @@ and writes no checkpoints, so it runs beside the consumers without disturbing th
 				mu   sync.Mutex
 				seen atomic.Int64
 			)
-			err = streamtail.Tail(ctx, kinesis.NewFromConfig(awsCfg), stream, streamtail.Options{Latest: latest}, func(r streamtail.Record) error {
+			if poll <= 0 {
+				return usagef("--poll-interval (CLICKFLEET_POLL_INTERVAL) must be positive, got %s", poll)
+			}
+			err = streamtail.Tail(ctx, kinesis.NewFromConfig(awsCfg), stream, streamtail.Options{Latest: latest, PollInterval: poll}, func(r streamtail.Record) error {
 				if max > 0 && seen.Load() >= max {
 					return errEnoughRecords
 				}
@@ -73,5 +77,7 @@ and writes no checkpoints, so it runs beside the consumers without disturbing th
 	f.BoolVar(&latest, "latest", false, "start at the newest record of each shard instead of the oldest")
 	f.Int64Var(&max, "max", 0, "stop after printing this many records (0: no limit)")
 	f.DurationVar(&timeout, "timeout", 0, "stop after this long (0: until interrupted)")
+	f.DurationVar(&poll, "poll-interval", streamtail.DefaultPollInterval, "least time between two GetRecords calls on one shard. "+
+		"Kinesis allows 5 calls/s per shard for every application reading the stream together: consume and archive take 4 at their defaults, the default here the fifth")
 	return cmd
 }
