@@ -180,7 +180,7 @@ func TestLabScenarioMatchesSQL(t *testing.T) {
 func runWorker(t *testing.T, s *sinks, stream, table, id string, f *Factory) (stop func()) {
 	t.Helper()
 	w, err := consumer.New(s.kin, s.ddb, consumer.Config{Stream: stream, NewProcessor: f.NewProcessor, MaxRecords: 100,
-		IdleTime: 100 * time.Millisecond, MinCallInterval: 50 * time.Millisecond, ShardSyncInterval: time.Second,
+		IdleTime: 100 * time.Millisecond, MinCallInterval: 250 * time.Millisecond, ShardSyncInterval: time.Second,
 		Lease: lease.Config{Table: table, WorkerID: id, FailoverTime: 2 * time.Second, TakeInterval: 300 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)

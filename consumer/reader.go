@@ -157,7 +157,7 @@ func (r *shardReader) readLoop(hctx, pctx context.Context) bool {
 		if !r.pace.Wait(hctx) {
 			return false
 		}
-		out, err := r.w.api.GetRecords(pctx, &kinesis.GetRecordsInput{ShardIterator: r.iterator, Limit: aws.Int32(r.w.cfg.MaxRecords)}, noThrottleRetries)
+		out, err := r.w.api.GetRecords(pctx, &kinesis.GetRecordsInput{ShardIterator: r.iterator, Limit: aws.Int32(r.w.cfg.MaxRecords)}, pace.NoThrottleRetries)
 		r.w.metrics.calls.WithLabelValues("get_records", outcome(err)).Inc()
 		if err != nil {
 			if hctx.Err() != nil {
@@ -209,10 +209,6 @@ func (r *shardReader) readLoop(hctx, pctx context.Context) bool {
 	}
 	return false
 }
-
-// noThrottleRetries makes a GetRecords call's throttle come back at once rather than be retried within the
-// call (the SDK's waits would hide it from the pacer, and its retries spend the shard's budget).
-func noThrottleRetries(o *kinesis.Options) { o.Retryer = retry.NoThrottleRetries(o.Retryer) }
 
 // deliver hands a batch to the processor, again after a backoff while it fails. It returns false when the
 // lease was lost meanwhile; a planned end of the period (shutdown, handoff) waits for the batch.

@@ -12,7 +12,6 @@ import (
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/clickfleet/clickfleet/internal/pace"
-	"github.com/clickfleet/clickfleet/internal/retry"
 )
 
 // API is the part of the Kinesis client a tail uses.
@@ -137,7 +136,7 @@ func readShard(ctx context.Context, api API, stream, shard string, latest bool, 
 		if !p.Wait(ctx) {
 			return nil
 		}
-		out, err := api.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)}, noThrottleRetries)
+		out, err := api.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)}, pace.NoThrottleRetries)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -159,6 +158,3 @@ func readShard(ctx context.Context, api API, stream, shard string, latest bool, 
 	}
 	return nil // the shard is closed and read to its end
 }
-
-// noThrottleRetries makes a throttled GetRecords come back at once, for the pacer to pause.
-func noThrottleRetries(o *kinesis.Options) { o.Retryer = retry.NoThrottleRetries(o.Retryer) }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+
 	"github.com/clickfleet/clickfleet/internal/retry"
 )
 
@@ -61,3 +63,8 @@ func later(a, b time.Time) time.Time {
 	}
 	return b
 }
+
+// NoThrottleRetries is the per-call option of a paced GetRecords: a throttled call comes back from the
+// SDK at once (retry.NoThrottleRetries) for the Pacer to pause, rather than being retried within the call
+// — the SDK's waits would hide the throttle, and its extra attempts spend the shard's budget.
+func NoThrottleRetries(o *kinesis.Options) { o.Retryer = retry.NoThrottleRetries(o.Retryer) }
