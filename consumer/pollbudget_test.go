@@ -173,11 +173,7 @@ func TestDefaultPollingStaysWithinReadLimits(t *testing.T) {
 func pollBudgetStream(t *testing.T, shards int32) (*faults.Limits, string, string) {
 	t.Helper()
 	upstream := testenv.StartKinesalite(t)
-	layer, err := faults.NewAWSLayer(upstream, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lim, err := faults.NewLimits(layer, faults.LimitsConfig{})
+	lim, err := faults.NewKinesisLimits(upstream, faults.LimitsConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

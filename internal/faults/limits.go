@@ -179,6 +179,16 @@ func NewLimits(next *AWSLayer, cfg LimitsConfig) (*Limits, error) {
 	return l, nil
 }
 
+// NewKinesisLimits returns a Limits in front of a new AWSLayer (with no fault set) to the Kinesis emulator
+// at upstream; it does no I/O.
+func NewKinesisLimits(upstream string, cfg LimitsConfig) (*Limits, error) {
+	layer, err := NewAWSLayer(upstream, 1)
+	if err != nil {
+		return nil, err
+	}
+	return NewLimits(layer, cfg)
+}
+
 // ServeHTTP answers r with AWS's exception when it is over a limit, and forwards it otherwise.
 func (l *Limits) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	op := Operation(r)

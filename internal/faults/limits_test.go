@@ -31,11 +31,7 @@ func newLimitsRig(t *testing.T) *limitsRig {
 	t.Helper()
 	testenv.Kinesis(t)
 	upstream := testenv.KinesisEmulatorURL(t)
-	layer, err := faults.NewAWSLayer(upstream, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lim, err := faults.NewLimits(layer, faults.LimitsConfig{})
+	lim, err := faults.NewKinesisLimits(upstream, faults.LimitsConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

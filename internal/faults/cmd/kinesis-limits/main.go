@@ -55,14 +55,10 @@ func run(ctx context.Context, log *zap.Logger, listen, upstream string, refresh 
 	if upstream == "" {
 		return errors.New("--upstream is required: the Kinesis emulator's endpoint URL")
 	}
-	layer, err := faults.NewAWSLayer(upstream, 1)
-	if err != nil {
-		return fmt.Errorf("--upstream: %w", err)
-	}
 	reg := prometheus.NewRegistry()
-	lim, err := faults.NewLimits(layer, faults.LimitsConfig{ShardMapRefresh: refresh, Registerer: reg})
+	lim, err := faults.NewKinesisLimits(upstream, faults.LimitsConfig{ShardMapRefresh: refresh, Registerer: reg})
 	if err != nil {
-		return fmt.Errorf("--shard-map-refresh: %w", err)
+		return fmt.Errorf("--upstream %s, --shard-map-refresh %s: %w", upstream, refresh, err)
 	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
