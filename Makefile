@@ -8,13 +8,16 @@ STACK := deploy/local/stack
 # The test stacks have their own directories and ports, so they never meet the demo stack. The packages
 # whose tests run fleets of worker processes (FLEET_PKGS) load the emulators heavily: they get a stack of
 # their own and run one package at a time, before the others, so that no timing-sensitive test shares an
-# emulator (or the CPU) with a fleet's load.
+# emulator (or the CPU) with a fleet's load. The fleet stack serves Kinesis within AWS's limits (the
+# stack's --aws-limits layer, on port 14581): the fleets and the benchmarks' tests must read and write as
+# they could on AWS. The other stack runs without it.
 TEST_STACK := CLICKFLEET_STACK_DIR=$(CURDIR)/.stack-test CLICKFLEET_KINESIS_PORT=14568 \
 	CLICKFLEET_DYNAMODB_PORT=14569 CLICKFLEET_REDIS_PORT=16390 CLICKFLEET_PG_PORT=15439 \
-	CLICKFLEET_S3_PORT=14570 CLICKFLEET_KINESIS_TLS_PORT=14567 CLICKFLEET_KINESIS_EFO_PORT=14573
+	CLICKFLEET_S3_PORT=14570 CLICKFLEET_KINESIS_TLS_PORT=14567 CLICKFLEET_KINESIS_EFO_PORT=14573 CLICKFLEET_AWS_LIMITS=0
 FLEET_STACK := CLICKFLEET_STACK_DIR=$(CURDIR)/.stack-test-fleet CLICKFLEET_KINESIS_PORT=14578 \
 	CLICKFLEET_DYNAMODB_PORT=14579 CLICKFLEET_REDIS_PORT=16391 CLICKFLEET_PG_PORT=15440 \
-	CLICKFLEET_S3_PORT=14580 CLICKFLEET_KINESIS_TLS_PORT=14577 CLICKFLEET_KINESIS_EFO_PORT=14583
+	CLICKFLEET_S3_PORT=14580 CLICKFLEET_KINESIS_TLS_PORT=14577 CLICKFLEET_KINESIS_EFO_PORT=14583 \
+	CLICKFLEET_AWS_LIMITS=1 CLICKFLEET_KINESIS_LIMITS_PORT=14581
 FLEET_PKGS := consumer|actors|bench|archive|dashboard|scale
 # Extra flags for go test, e.g. make test TESTFLAGS='-run Lease -v'.
 TESTFLAGS ?=

@@ -179,8 +179,10 @@ func TestLabScenarioMatchesSQL(t *testing.T) {
 // timings, and returns the func that stops it and reports its error.
 func runWorker(t *testing.T, s *sinks, stream, table, id string, f *Factory) (stop func()) {
 	t.Helper()
+	// Polling every 400ms, two applications on one stream (TestRedisOutageIsRetried's) stay within a
+	// shard's 5 GetRecords calls/s.
 	w, err := consumer.New(s.kin, s.ddb, consumer.Config{Stream: stream, NewProcessor: f.NewProcessor, MaxRecords: 100,
-		IdleTime: 100 * time.Millisecond, MinCallInterval: 50 * time.Millisecond, ShardSyncInterval: time.Second,
+		IdleTime: 100 * time.Millisecond, MinCallInterval: 400 * time.Millisecond, ShardSyncInterval: time.Second,
 		Lease: lease.Config{Table: table, WorkerID: id, FailoverTime: 2 * time.Second, TakeInterval: 300 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)

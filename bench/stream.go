@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/clickfleet/clickfleet/ingest/clickgen"
+	"github.com/clickfleet/clickfleet/internal/pace"
 	"github.com/clickfleet/clickfleet/internal/provision"
 )
 
@@ -99,7 +101,9 @@ func (s *tallySink) Put(ctx context.Context, batch []clickgen.Event) ([]clickgen
 }
 
 // bareRead reads every shard of stream from TRIM_HORIZON with back-to-back GetRecords calls until total
-// records have been read; it is the emulator's ceiling for one reader process.
+// records have been read; it is the emulator's ceiling for one reader process. Behind a layer enforcing
+// AWS's limits (the stack's --aws-limits) a throttled call is repeated after a jittered pause (100 ms
+// doubling to 1 s, reset by a success), so it is the ceiling within those limits.
 func bareRead(ctx context.Context, api KinesisAPI, stream string, total int64) (time.Duration, error) {
 	out, err := api.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(stream)})
 	if err != nil {
@@ -122,12 +126,19 @@ func bareRead(ctx context.Context, api KinesisAPI, stream string, total int64) (
 				return
 			}
 			iter := it.ShardIterator
-			for iter != nil && ctx.Err() == nil {
-				r, err := api.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)})
+			p := pace.New(0, 0, time.Second)
+			for iter != nil && p.Wait(ctx) {
+				r, err := api.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)}, pace.NoThrottleRetries)
+				var throttled *ktypes.ProvisionedThroughputExceededException
+				if errors.As(err, &throttled) {
+					p.Throttled()
+					continue
+				}
 				if err != nil {
 					cancel(err)
 					return
 				}
+				p.Read(len(r.Records))
 				if read.Add(int64(len(r.Records))) >= total {
 					select {
 					case <-done:

@@ -50,19 +50,30 @@ type Config struct {
 	// MaxRecords is the GetRecords limit. Default: 10000 (the Kinesis maximum).
 	MaxRecords int32
 	// IdleTime is the pause between GetRecords calls on a shard when a call returned nothing, counted from
-	// the previous call's start. Default: 1s.
+	// the previous call's start (never less than MinCallInterval). Default: 1s.
 	IdleTime time.Duration
-	// MinCallInterval is the least time between two GetRecords calls on one shard (Kinesis allows five
-	// per second). Default: 200ms.
+	// MinCallInterval is the poll interval (the commands' --poll-interval): the least time between the
+	// starts of two GetRecords calls on one shard by this worker, whatever they return. Kinesis allows 5
+	// calls per second per shard, shared by every application reading the stream (each application's
+	// workers share a shard's lease, so one worker reads it at a time). At the default 500ms, consume and
+	// archive make 2 + 2 = 4 calls/s per shard together under continuous traffic, leaving 1/s for `clickfleet
+	// tail` (which polls each shard once a second) and probes; each call returns what arrived since the
+	// previous one (up to MaxRecords), so a shorter interval buys latency, not throughput. Default: 500ms.
 	MinCallInterval time.Duration
+	// ThrottleBackoff caps the pause after a GetRecords call refused with
+	// ProvisionedThroughputExceededException (other readers used the shard's budget): the pause starts at
+	// MinCallInterval, doubles with jitter up to ThrottleBackoff, and starts over after a success, so a
+	// shard is read again within ThrottleBackoff once the throttling ends. Throttles are not retried
+	// within the SDK call. Default: 2s.
+	ThrottleBackoff time.Duration
 	// ShardSyncInterval is how often shards are listed to create leases for new ones and delete finished
 	// ones; a shard's end triggers a sync too. Default: 60s.
 	ShardSyncInterval time.Duration
 	// ParentPollInterval is how often a held child shard checks whether its parents are finished.
 	// Default: 10s.
 	ParentPollInterval time.Duration
-	// RetryBackoff is the first pause after a failed call or processor error, doubled up to MaxBackoff
-	// with jitter. Defaults: 200ms and 10s.
+	// RetryBackoff is the first pause after a failed call (other than a throttled GetRecords, see
+	// ThrottleBackoff) or processor error, doubled up to MaxBackoff with jitter. Defaults: 200ms and 10s.
 	RetryBackoff time.Duration
 	MaxBackoff   time.Duration
 	// Logger receives structured logs. Default: zap.NewNop().
@@ -75,7 +86,8 @@ type Config struct {
 const (
 	DefaultMaxRecords         = 10000
 	DefaultIdleTime           = time.Second
-	DefaultMinCallInterval    = 200 * time.Millisecond
+	DefaultMinCallInterval    = 500 * time.Millisecond
+	DefaultThrottleBackoff    = 2 * time.Second
 	DefaultShardSyncInterval  = 60 * time.Second
 	DefaultParentPollInterval = 10 * time.Second
 	DefaultRetryBackoff       = 200 * time.Millisecond
@@ -130,6 +142,7 @@ func (c *Config) Check() error {
 	}{
 		{"IdleTime", &c.IdleTime, DefaultIdleTime},
 		{"MinCallInterval", &c.MinCallInterval, DefaultMinCallInterval},
+		{"ThrottleBackoff", &c.ThrottleBackoff, DefaultThrottleBackoff},
 		{"ShardSyncInterval", &c.ShardSyncInterval, DefaultShardSyncInterval},
 		{"ParentPollInterval", &c.ParentPollInterval, DefaultParentPollInterval},
 		{"RetryBackoff", &c.RetryBackoff, DefaultRetryBackoff},

@@ -13,6 +13,12 @@
 // inside a KPL aggregate resumes after the right sub-record. Children of a closed shard are processed only
 // once every parent is checkpointed at SHARD_END.
 //
+// Reads keep within the shard's share of Kinesis' read budget (5 GetRecords calls per second per shard for
+// every application together): a shard's calls are at least Config.MinCallInterval apart (500ms: consume
+// and archive make 4 calls/s per shard at their defaults), and a throttled call comes back from the SDK at
+// once and pauses the shard for a jittered backoff capped at Config.ThrottleBackoff (package
+// internal/pace).
+//
 // Shard discovery uses ListShards and the ParentShardId/AdjacentParentShardId lineage only (not the
 // ChildShards of GetRecords or of a subscription's last event, nor ShardFilter, nor MillisBehindLatest), so
 // it behaves the same on Kinesis, kinesis-mock and kinesalite. It does not interpret record contents: that is the processor's business.

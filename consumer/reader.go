@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clickfleet/clickfleet/consumer/kpl"
+	"github.com/clickfleet/clickfleet/internal/pace"
 	"github.com/clickfleet/clickfleet/internal/retry"
 	"github.com/clickfleet/clickfleet/lease"
 )
@@ -33,13 +34,15 @@ type shardReader struct {
 	// from); records at or below it are never delivered again in this period.
 	last     lease.Checkpoint
 	iterator *string
-	lastCall time.Time
-	backoff  retry.Backoff
+	// pace spaces the GetRecords calls within the application's share of the shard's read budget.
+	pace    *pace.Pacer
+	backoff retry.Backoff
 }
 
 // run is the lease coordinator's Process callback.
 func (w *Worker) run(h *lease.Handle) {
 	r := &shardReader{w: w, h: h, shard: h.ShardID(), log: w.log.With(zap.String("shard_id", h.ShardID())),
+		pace:    pace.New(w.cfg.MinCallInterval, w.cfg.IdleTime, w.cfg.ThrottleBackoff),
 		backoff: retry.Backoff{Initial: w.cfg.RetryBackoff, Max: w.cfg.MaxBackoff}}
 	r.cp = &trackingCheckpointer{Checkpointer: h}
 	w.metrics.readers.Inc()
@@ -153,12 +156,10 @@ func (r *shardReader) readLoop(hctx, pctx context.Context) bool {
 				continue
 			}
 		}
-		r.waitCallSlot(hctx)
-		if hctx.Err() != nil {
+		if !r.pace.Wait(hctx) {
 			return false
 		}
-		r.lastCall = time.Now()
-		out, err := r.w.api.GetRecords(pctx, &kinesis.GetRecordsInput{ShardIterator: r.iterator, Limit: aws.Int32(r.w.cfg.MaxRecords)})
+		out, err := r.w.api.GetRecords(pctx, &kinesis.GetRecordsInput{ShardIterator: r.iterator, Limit: aws.Int32(r.w.cfg.MaxRecords)}, pace.NoThrottleRetries)
 		r.w.metrics.calls.WithLabelValues("get_records", outcome(err)).Inc()
 		if err != nil {
 			if hctx.Err() != nil {
@@ -169,19 +170,25 @@ func (r *shardReader) readLoop(hctx, pctx context.Context) bool {
 			switch {
 			case errors.As(err, &expired):
 				r.log.Info("shard iterator expired; getting a new one after the last delivered record")
+				r.pace.Failed()
 				r.iterator = nil
 				continue
 			case errors.As(err, &throttled):
+				// Others read the shard too: the pacer's capped backoff is the pause.
 				r.w.metrics.throttled.Inc()
+				r.pace.Throttled()
+				continue
 			case r.permanentRead(err):
 				return false
 			default:
 				r.log.Warn("GetRecords failed; backing off", zap.Error(err))
 			}
+			r.pace.Failed()
 			r.pause(hctx)
 			continue
 		}
 		r.backoff.Reset()
+		r.pace.Read(len(out.Records))
 		r.countRead(out.Records)
 		recs := r.convert(out.Records)
 		var arrival time.Duration
@@ -201,9 +208,6 @@ func (r *shardReader) readLoop(hctx, pctx context.Context) bool {
 			return true
 		}
 		r.iterator = out.NextShardIterator
-		if len(out.Records) == 0 {
-			r.sleepIdle(hctx)
-		}
 	}
 	return false
 }
@@ -445,19 +449,6 @@ func (r *shardReader) release() {
 	defer cancel()
 	if err := r.h.Release(ctx); err != nil && !errors.Is(err, lease.ErrLeaseLost) {
 		r.log.Warn("releasing the lease failed; it expires after the failover time", zap.Error(err))
-	}
-}
-
-// waitCallSlot keeps GetRecords calls on this shard at least MinCallInterval apart.
-func (r *shardReader) waitCallSlot(ctx context.Context) {
-	if d := r.w.cfg.MinCallInterval - time.Since(r.lastCall); d > 0 {
-		sleepCtx(ctx, d)
-	}
-}
-
-func (r *shardReader) sleepIdle(ctx context.Context) {
-	if d := r.w.cfg.IdleTime - time.Since(r.lastCall); d > 0 {
-		sleepCtx(ctx, d)
 	}
 }
 

@@ -91,7 +91,7 @@ func TestShardEndAlwaysEndsTheProcessor(t *testing.T) {
 			waitOpen(t, kin, stream, 2)
 			probe := &endProbe{err: tc.err, endings: map[string][]string{}, atEnd: make(chan string, 1)}
 			w, err := consumer.New(kin, ddb, consumer.Config{
-				Stream: stream, NewProcessor: probe.factory, IdleTime: 100 * time.Millisecond, MinCallInterval: 50 * time.Millisecond,
+				Stream: stream, NewProcessor: probe.factory, IdleTime: 100 * time.Millisecond, MinCallInterval: 250 * time.Millisecond,
 				ShardSyncInterval: time.Second, ParentPollInterval: 200 * time.Millisecond, RetryBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 				Lease: lease.Config{Table: table, WorkerID: "w", FailoverTime: time.Second, TakeInterval: 300 * time.Millisecond, ShutdownTimeout: 2 * time.Second},
 			})

@@ -141,7 +141,7 @@ func startWorker(t *testing.T, kin *kinesis.Client, ddb *dynamodb.Client, stream
 	opts ...func(*consumer.Config)) (stop func()) {
 	t.Helper()
 	cfg := consumer.Config{
-		Stream: stream, NewProcessor: f, IdleTime: 100 * time.Millisecond, MinCallInterval: 50 * time.Millisecond,
+		Stream: stream, NewProcessor: f, IdleTime: 100 * time.Millisecond, MinCallInterval: 250 * time.Millisecond,
 		ShardSyncInterval: time.Second, ParentPollInterval: 200 * time.Millisecond, RetryBackoff: 50 * time.Millisecond,
 		Lease: lease.Config{Table: table, WorkerID: id, FailoverTime: time.Second, TakeInterval: 300 * time.Millisecond},
 	}

@@ -366,6 +366,10 @@ func TestScaleOneInstanceActsAndAnotherTakesOver(t *testing.T) {
 		n := openShards(t, kin, stream)
 		return n == 2, fmt.Sprintf("%d open shards", n)
 	})
+	// The emulator may show the new shards before the call's answer reaches the scaler, which counts the
+	// call then: two more decisions make sure it has.
+	at := standby.metric(t, "clickfleet_scale_decisions_total")
+	testenv.WaitFor(t, "two more decisions", 30*time.Second, func() bool { return standby.metric(t, "clickfleet_scale_decisions_total") >= at+2 })
 	if ok := standby.metric(t, "clickfleet_scale_update_shard_count_calls_total", `outcome="ok"`); ok != 1 {
 		t.Fatalf("%s made %v accepted calls, want 1", standby.name, ok)
 	}

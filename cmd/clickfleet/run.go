@@ -179,7 +179,7 @@ var workerFlags = map[string]string{
 	"Lease.MaxLeasesToStealAtOneTime": "max-steals", "Lease.HandoffTimeout": "handoff-timeout",
 	"HandoffTimeout": "handoff-timeout", "Lease.ShutdownTimeout": "shutdown-timeout",
 	"InitialPosition": "initial-position", "InitialTimestamp": "initial-timestamp", "MaxRecords": "max-records",
-	"IdleTime": "idle-time", "ShardSyncInterval": "shard-sync-interval", "ParentPollInterval": "parent-poll-interval",
+	"IdleTime": "idle-time", "MinCallInterval": "poll-interval", "ShardSyncInterval": "shard-sync-interval", "ParentPollInterval": "parent-poll-interval",
 	"ReadMode": "read-mode", "ConsumerName": "efo-consumer-name", "FanOut": "efo-endpoint",
 }
 

@@ -26,6 +26,7 @@ func newTailCommand(g *globals) *cobra.Command {
 		max     int64
 		timeout time.Duration
 		rm      tailReadMode
+		poll    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "tail",
@@ -57,7 +58,12 @@ from the shards' 5 GetRecords calls per second the polling applications share.`,
 				mu   sync.Mutex
 				seen atomic.Int64
 			)
-			err = streamtail.Tail(ctx, kinesis.NewFromConfig(awsCfg), stream, rm.options(awsCfg, latest), func(r streamtail.Record) error {
+			if poll <= 0 {
+				return usagef("--poll-interval (CLICKFLEET_POLL_INTERVAL) must be positive, got %s", poll)
+			}
+			opts := rm.options(awsCfg, latest)
+			opts.PollInterval = poll
+			err = streamtail.Tail(ctx, kinesis.NewFromConfig(awsCfg), stream, opts, func(r streamtail.Record) error {
 				if max > 0 && seen.Load() >= max {
 					return errEnoughRecords
 				}
@@ -81,5 +87,7 @@ from the shards' 5 GetRecords calls per second the polling applications share.`,
 	f.Int64Var(&max, "max", 0, "stop after printing this many records (0: no limit)")
 	f.DurationVar(&timeout, "timeout", 0, "stop after this long (0: until interrupted)")
 	rm.register(f)
+	f.DurationVar(&poll, "poll-interval", streamtail.DefaultPollInterval, "least time between two GetRecords calls on one shard. "+
+		"Kinesis allows 5 calls/s per shard for every application reading the stream together: consume and archive take 4 at their defaults, the default here the fifth")
 	return cmd
 }

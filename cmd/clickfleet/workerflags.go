@@ -38,7 +38,10 @@ func addWorkerFlags(f *pflag.FlagSet, cfg *consumer.Config, initialPosition *str
 	f.DurationVar(&cfg.Lease.ShutdownTimeout, "shutdown-timeout", d.shutdown, "on a clean stop, how long "+d.shutdownWork+" before leases are released anyway")
 	f.StringVar(initialPosition, "initial-position", string(consumer.TrimHorizon), "where shards without a checkpoint start: "+d.positions)
 	f.Int32Var(&cfg.MaxRecords, "max-records", consumer.DefaultMaxRecords, "records per GetRecords call (1-10000)")
-	f.DurationVar(&cfg.IdleTime, "idle-time", consumer.DefaultIdleTime, "pause between GetRecords calls on a shard that returned nothing")
+	f.DurationVar(&cfg.MinCallInterval, "poll-interval", consumer.DefaultMinCallInterval, "least time between two GetRecords calls on one shard by this worker. "+
+		"Kinesis allows 5 calls/s per shard for every application reading the stream together: at the default, consume and archive make 2 + 2 = 4 calls/s per shard "+
+		"under continuous traffic, leaving 1/s for tail and probes; a shorter interval lowers latency, not throughput (each call returns what arrived meanwhile)")
+	f.DurationVar(&cfg.IdleTime, "idle-time", consumer.DefaultIdleTime, "pause between GetRecords calls on a shard that returned nothing (at least --poll-interval)")
 	f.DurationVar(&cfg.ShardSyncInterval, "shard-sync-interval", consumer.DefaultShardSyncInterval, "how often shards are listed to create and clean up leases")
 	f.DurationVar(&cfg.ParentPollInterval, "parent-poll-interval", consumer.DefaultParentPollInterval, "how often a child shard checks whether its parents are finished")
 	rf.register(f, cfg)

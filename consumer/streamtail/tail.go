@@ -12,7 +12,7 @@ import (
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/clickfleet/clickfleet/consumer/fanout"
-	"github.com/clickfleet/clickfleet/internal/retry"
+	"github.com/clickfleet/clickfleet/internal/pace"
 )
 
 // API is the part of the Kinesis client a tail uses.
@@ -22,11 +22,15 @@ type API interface {
 	GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, opts ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error)
 }
 
-// Options tune a tail. The zero value reads from the oldest record, polling every 200 ms.
+// Options tune a tail. The zero value reads from the oldest record, polling each shard once a second.
 type Options struct {
 	// Latest starts at the tip of each shard open at start instead of its oldest record.
 	Latest bool
-	// PollInterval is the pause after a GetRecords call that returned nothing. Default: 200ms.
+	// PollInterval is the least time between two GetRecords calls on one shard, whatever they return.
+	// Kinesis allows 5 calls per second per shard for every application reading the stream together; the
+	// fleet's consume and archive take 4 of them at their defaults (consumer.Config.MinCallInterval), so a
+	// tail beside them keeps to the fifth. A throttled call is paused after with a jittered backoff that
+	// starts at PollInterval and doubles up to twice it. Default: 1s.
 	PollInterval time.Duration
 	// RelistInterval is how often shards are listed again to find children. Default: 5s.
 	RelistInterval time.Duration
@@ -40,6 +44,10 @@ type Options struct {
 	ConsumerName string
 }
 
+// DefaultPollInterval is Options.PollInterval's default: a tail's share of a shard's 5 GetRecords calls per
+// second beside consume and archive at their defaults.
+const DefaultPollInterval = time.Second
+
 // Record is a record read from one shard.
 type Record struct {
 	ShardID string
@@ -52,7 +60,7 @@ type Record struct {
 // registered or is deregistered meanwhile.
 func Tail(ctx context.Context, api API, stream string, opts Options, fn func(Record) error) error {
 	if opts.PollInterval <= 0 {
-		opts.PollInterval = 200 * time.Millisecond
+		opts.PollInterval = DefaultPollInterval
 	}
 	if opts.RelistInterval <= 0 {
 		opts.RelistInterval = 5 * time.Second
@@ -142,32 +150,30 @@ func readShard(ctx context.Context, api API, stream, shard string, latest bool, 
 		return fmt.Errorf("shard iterator for %s/%s: %w", stream, shard, err)
 	}
 	iter := it.ShardIterator
-	throttled := retry.Backoff{Initial: time.Second, Max: 10 * time.Second}
+	p := pace.New(poll, poll, 2*poll)
 	for iter != nil {
-		out, err := api.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)})
+		if !p.Wait(ctx) {
+			return nil
+		}
+		out, err := api.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)}, pace.NoThrottleRetries)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			var limit *ktypes.ProvisionedThroughputExceededException
 			if errors.As(err, &limit) {
-				if retry.Sleep(ctx, throttled.Next()) != nil {
-					return nil
-				}
+				p.Throttled()
 				continue
 			}
 			return fmt.Errorf("get records from %s/%s: %w", stream, shard, err)
 		}
-		throttled.Reset()
+		p.Read(len(out.Records))
 		for _, r := range out.Records {
 			if err := fn(Record{ShardID: shard, Record: r}); err != nil {
 				return err
 			}
 		}
 		iter = out.NextShardIterator
-		if len(out.Records) == 0 && retry.Sleep(ctx, poll) != nil {
-			return nil
-		}
 	}
 	return nil // the shard is closed and read to its end
 }

@@ -2,6 +2,8 @@
 package local
 
 import (
+	"context"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -11,6 +13,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/clickfleet/clickfleet/internal/testenv"
 )
@@ -43,16 +49,7 @@ func TestStackLifecycle(t *testing.T) {
 		"CLICKFLEET_KINESIS_PORT": free[0], "CLICKFLEET_DYNAMODB_PORT": free[1],
 		"CLICKFLEET_REDIS_PORT": free[2], "CLICKFLEET_PG_PORT": free[3], "CLICKFLEET_S3_PORT": free[4],
 	}
-	env := append(os.Environ(), "CLICKFLEET_STACK_DIR="+filepath.Join(dir, "stack"), "CLICKFLEET_STACK_KINESIS=kinesalite")
-	for k, v := range ports {
-		env = append(env, k+"="+v)
-	}
-	run := func(args ...string) (string, error) {
-		cmd := exec.Command("./stack", args...)
-		cmd.Env = env
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
+	run := stackRunner(t, dir, ports)
 	t.Cleanup(func() { _, _ = run("down") })
 
 	for i := 1; i <= 2; i++ {
@@ -122,5 +119,75 @@ func TestStackLifecycle(t *testing.T) {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("%s still there after down --purge (stat: %v)", p, err)
 		}
+	}
+}
+
+// stackRunner runs deploy/local/stack with a kinesalite stack in dir on ports, without the limits layer
+// unless asked for by a flag.
+func stackRunner(t *testing.T, dir string, ports map[string]string) func(args ...string) (string, error) {
+	t.Helper()
+	env := append(os.Environ(), "CLICKFLEET_STACK_DIR="+filepath.Join(dir, "stack"), "CLICKFLEET_STACK_KINESIS=kinesalite", "CLICKFLEET_AWS_LIMITS=")
+	for k, v := range ports {
+		env = append(env, k+"="+v)
+	}
+	return func(args ...string) (string, error) {
+		cmd := exec.Command("./stack", args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+}
+
+// up --aws-limits serves Kinesis through the limits layer: env points the SDK at it (and names the
+// emulator), it answers over a limit with LimitExceededException, the choice holds for the next up, and
+// --no-aws-limits stops the layer.
+func TestStackAWSLimits(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil && os.Getenv("CLICKFLEET_REQUIRE_STACK") != "1" {
+		t.Skip("redis-server is not installed; run deploy/local/stack up once (make test does)")
+	}
+	dir := t.TempDir()
+	free := testenv.FreePorts(t, 6)
+	ports := map[string]string{
+		"CLICKFLEET_KINESIS_PORT": free[0], "CLICKFLEET_DYNAMODB_PORT": free[1], "CLICKFLEET_REDIS_PORT": free[2],
+		"CLICKFLEET_PG_PORT": free[3], "CLICKFLEET_S3_PORT": free[4], "CLICKFLEET_KINESIS_LIMITS_PORT": free[5],
+	}
+	run := stackRunner(t, dir, ports)
+	t.Cleanup(func() { _, _ = run("down", "--purge") })
+	if out, err := run("up", "--aws-limits"); err != nil {
+		t.Fatalf("up --aws-limits: %v\n%s", err, out)
+	}
+	status := func(want int) {
+		t.Helper()
+		out, err := run("status")
+		if err != nil || strings.Count(out, " up ") != want || strings.Contains(out, "kinesis-limits") != (want == 6) {
+			t.Fatalf("status: %v, want %d servers up\n%s", err, want, out)
+		}
+	}
+	status(6)
+	env, err := run("env")
+	layer, emulator := "http://127.0.0.1:"+free[5], "http://127.0.0.1:"+free[0]
+	if err != nil || !strings.Contains(env, "AWS_ENDPOINT_URL_KINESIS="+layer+"\n") || !strings.Contains(env, "CLICKFLEET_STACK_KINESIS_EMULATOR="+emulator+"\n") {
+		t.Fatalf("env with the limits layer: %v\n%s", err, env)
+	}
+	kin := kinesis.NewFromConfig(testenv.AWSConfig(t), func(o *kinesis.Options) { o.BaseEndpoint, o.RetryMaxAttempts = aws.String(layer), 1 })
+	if _, err := kin.ListStreams(context.Background(), &kinesis.ListStreamsInput{}); err != nil {
+		t.Fatalf("ListStreams through the layer: %v", err)
+	}
+	// DescribeLimits: once per second per account. The first call passes (whatever the emulator answers).
+	_, _ = kin.DescribeLimits(context.Background(), &kinesis.DescribeLimitsInput{})
+	var limit *ktypes.LimitExceededException
+	if _, err := kin.DescribeLimits(context.Background(), &kinesis.DescribeLimitsInput{}); !errors.As(err, &limit) {
+		t.Fatalf("a second DescribeLimits at once: %v, want LimitExceededException", err)
+	}
+	if out, err := run("up"); err != nil {
+		t.Fatalf("up: %v\n%s", err, out)
+	}
+	status(6)
+	if out, err := run("up", "--no-aws-limits"); err != nil {
+		t.Fatalf("up --no-aws-limits: %v\n%s", err, out)
+	}
+	status(5)
+	if env, err := run("env"); err != nil || !strings.Contains(env, "AWS_ENDPOINT_URL_KINESIS="+emulator+"\n") || !strings.Contains(env, "unset CLICKFLEET_STACK_KINESIS_EMULATOR") {
+		t.Fatalf("env without the limits layer: %v\n%s", err, env)
 	}
 }

@@ -7,6 +7,7 @@ package countcheck
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/clickfleet/clickfleet/consumer/usercount"
 	"github.com/clickfleet/clickfleet/ingest/clickgen"
+	"github.com/clickfleet/clickfleet/internal/pace"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 )
 
@@ -110,11 +112,20 @@ func OnStream(t testing.TB, kin *kinesis.Client, stream string, produced map[str
 			t.Fatalf("iterator of %s: %v", aws.ToString(sh.ShardId), err)
 		}
 		next := it.ShardIterator
-		for next != nil {
-			out, err := kin.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: next, Limit: aws.Int32(10000)})
+		// The workers may still read the shard: within AWS's limits (the fleet stack enforces them) this
+		// reader takes its share and backs off when throttled.
+		p := pace.New(200*time.Millisecond, 0, 2*time.Second)
+		for next != nil && p.Wait(ctx) {
+			out, err := kin.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: next, Limit: aws.Int32(10000)}, pace.NoThrottleRetries)
+			var throttled *ktypes.ProvisionedThroughputExceededException
+			if errors.As(err, &throttled) {
+				p.Throttled()
+				continue
+			}
 			if err != nil {
 				t.Fatalf("read %s: %v", aws.ToString(sh.ShardId), err)
 			}
+			p.Read(len(out.Records))
 			for _, r := range out.Records {
 				var ev struct {
 					UserID  string `json:"user_id"`

@@ -139,7 +139,8 @@ type Second struct {
 // calls with AWS's own throttling and server errors, and counts calls per operation and second. The
 // zero value is not usable: call NewAWSLayer. Methods are safe for concurrent use.
 type AWSLayer struct {
-	proxy *httputil.ReverseProxy
+	proxy    *httputil.ReverseProxy
+	upstream *url.URL
 
 	mu      sync.Mutex
 	fault   *Fault
@@ -160,7 +161,7 @@ func NewAWSLayer(upstream string, seed uint64) (*AWSLayer, error) {
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("faults: upstream %q is not an http(s) URL", upstream)
 	}
-	l := &AWSLayer{rnd: rand.New(rand.NewPCG(seed, 0x5eed)), counts: map[string]map[int64]*Second{}, totals: map[string]*Second{}, now: time.Now}
+	l := &AWSLayer{upstream: u, rnd: rand.New(rand.NewPCG(seed, 0x5eed)), counts: map[string]map[int64]*Second{}, totals: map[string]*Second{}, now: time.Now}
 	l.proxy = &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(u)

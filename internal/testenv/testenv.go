@@ -70,6 +70,18 @@ func Kinesis(t testing.TB) *kinesis.Client {
 	return c
 }
 
+// KinesisEmulatorURL returns the Kinesis emulator's own endpoint: CLICKFLEET_STACK_KINESIS_EMULATOR when the
+// stack serves Kinesis through its limits layer (deploy/local/stack up --aws-limits), else
+// AWS_ENDPOINT_URL_KINESIS. For tests that put a limits layer of their own in front of the emulator, or
+// set up data faster than AWS's limits allow.
+func KinesisEmulatorURL(t testing.TB) string {
+	t.Helper()
+	if u := os.Getenv("CLICKFLEET_STACK_KINESIS_EMULATOR"); u != "" {
+		return u
+	}
+	return need(t, "AWS_ENDPOINT_URL_KINESIS", "Kinesis emulator")
+}
+
 // DynamoDB returns a client for the DynamoDB emulator named by AWS_ENDPOINT_URL_DYNAMODB.
 func DynamoDB(t testing.TB) *dynamodb.Client {
 	t.Helper()
