@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -150,15 +151,7 @@ func liveWorkers(prev map[string]Observation, reports []workerReport, now time.T
 		}
 		live = append(live, WorkerLoad{Worker: r.id, CPU: r.load.CPU, Shards: r.load.Shards})
 	}
-	slices.SortFunc(live, func(a, b WorkerLoad) int {
-		switch {
-		case a.Worker < b.Worker:
-			return -1
-		case a.Worker > b.Worker:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(live, func(a, b WorkerLoad) int { return strings.Compare(a.Worker, b.Worker) })
 	return live, obs
 }
 
