@@ -2,6 +2,7 @@ package bench_test
 
 import (
 	"context"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ import (
 func TestDrainScenario(t *testing.T) {
 	kin, ddb, rdb := testenv.Kinesis(t), testenv.DynamoDB(t), testenv.Redis(t)
 	const records, users = 1000, 50
+	servers := stackServers(t)
 	for _, proc := range []string{"count", "actors", "lambda"} {
 		t.Run(proc, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -29,7 +31,7 @@ func TestDrainScenario(t *testing.T) {
 			rec := &sessionRows{DynamoDBAPI: ddb}
 			before := time.Now()
 			res, err := bench.Drain(ctx, kin, rec, bench.DrainConfig{Shards: 2, Records: records, Users: users, Writers: 2,
-				Workers: 2, Processor: proc, Redis: rdb, Progress: func(s string) { t.Log(s) }})
+				Workers: 2, Processor: proc, Redis: rdb, Servers: servers, Progress: func(s string) { t.Log(s) }})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -37,6 +39,7 @@ func TestDrainScenario(t *testing.T) {
 			if res.BareRate <= 0 || res.WorkerRate <= 0 || res.Ratio <= 0 || (proc != "lambda" && !res.Verified) {
 				t.Fatalf("result not filled in: %+v", res)
 			}
+			checkDrainCPU(t, res, servers)
 			// Rows on triggers: a start and a close at most (a lease moving between the two workers adds a
 			// row at the handoff), not one per flush.
 			if proc == "actors" && (res.Sessions == 0 || res.SessionWritesPerSession <= 0 || res.SessionWritesPerSession > 3) {
@@ -48,6 +51,45 @@ func TestDrainScenario(t *testing.T) {
 				checkLambdaSessions(t, rec.all(), users, w)
 			}
 		})
+	}
+}
+
+// stackServers are the servers of the stack in CLICKFLEET_STACK_DIR (set by make test and the stack's
+// env), or none without it.
+func stackServers(t *testing.T) []bench.Server {
+	t.Helper()
+	dir := os.Getenv("CLICKFLEET_STACK_DIR")
+	if dir == "" {
+		t.Log("CLICKFLEET_STACK_DIR not set: the servers' CPU is not measured")
+		return nil
+	}
+	servers, err := bench.StackServers(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return servers
+}
+
+// checkDrainCPU checks that a drain measured CPU time: this process's in each phase, and the servers'
+// over the run (the Kinesis emulator serves both phases).
+func checkDrainCPU(t *testing.T, res bench.DrainResult, servers []bench.Server) {
+	t.Helper()
+	if res.BareCPUPerRecord <= 0 || res.WorkersCPUPerRecord <= 0 || res.CPURatio <= 0 {
+		t.Errorf("CPU per record: bare loop %.0f ns, workers %.0f ns (%.2f×), want both above 0",
+			res.BareCPUPerRecord, res.WorkersCPUPerRecord, res.CPURatio)
+	}
+	if len(res.Servers) != len(servers) {
+		t.Fatalf("CPU of %d servers, want %d: %+v", len(res.Servers), len(servers), res.Servers)
+	}
+	var total float64
+	for _, s := range res.Servers {
+		if s.BareCPUSeconds < 0 || s.WorkersCPUSeconds < 0 {
+			t.Errorf("server %s: negative CPU time %+v", s.Name, s)
+		}
+		total += s.BareCPUSeconds + s.WorkersCPUSeconds
+	}
+	if len(servers) > 0 && total <= 0 {
+		t.Errorf("the servers used no CPU in the run: %+v", res.Servers)
 	}
 }
 
