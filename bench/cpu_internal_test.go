@@ -5,6 +5,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -162,4 +165,41 @@ func cpuHelper(mode string) error {
 		}
 	}
 	return err
+}
+
+// The stack's servers are read from its PID files: live ones listed with the emulator's name, a stale PID
+// (a process that has exited) left out, a PID file without a PID an error naming it.
+func TestStackServers(t *testing.T) {
+	exited := exec.Command("true")
+	if err := exited.Run(); err != nil {
+		t.Fatal(err)
+	}
+	self := strconv.Itoa(os.Getpid())
+	dir := t.TempDir()
+	write := func(name, text string) {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := StackServers(dir); err == nil || !strings.Contains(err.Error(), "no server running") {
+		t.Fatalf("empty stack: err = %v, want no server running", err)
+	}
+	write("kinesis.pid", self+"\n")
+	write("kinesis.impl", "kinesalite\n")
+	write("dynamodb.pid", strconv.Itoa(exited.Process.Pid)+"\n")
+	write("pg/data/postmaster.pid", self+"\n/var/lib/postgresql/data\n")
+	got, err := StackServers(dir)
+	want := []Server{{Name: "kinesalite", PID: os.Getpid()}, {Name: "postgresql", PID: os.Getpid()}}
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("StackServers = %+v, %v; want %+v", got, err, want)
+	}
+	write("redis.pid", "\n")
+	if _, err := StackServers(dir); err == nil || !strings.Contains(err.Error(), "redis.pid holds no PID") {
+		t.Fatalf("empty redis.pid: err = %v, want one naming it", err)
+	}
 }

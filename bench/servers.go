@@ -52,8 +52,10 @@ func StackServers(dir string) ([]Server, error) {
 			continue // stale: the server is not running
 		}
 		name := s.name
-		if impl, err := os.ReadFile(filepath.Join(dir, "kinesis.impl")); err == nil && name == "kinesis" {
-			name = strings.TrimSpace(string(impl))
+		if name == "kinesis" {
+			if impl, err := os.ReadFile(filepath.Join(dir, "kinesis.impl")); err == nil {
+				name = strings.TrimSpace(string(impl))
+			}
 		}
 		out = append(out, Server{Name: name, PID: pid})
 	}
