@@ -3,7 +3,9 @@ package bench
 import (
 	"fmt"
 	"runtime"
+	"runtime/pprof"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -26,6 +28,19 @@ func (r *drainRun) cpuSince(mark cpuSample) (cpuSample, error) {
 		return cpuSample{}, err
 	}
 	return now.since(mark), nil
+}
+
+// startProfile starts the CPU profile of the workers' phase when one is asked for; the returned stop
+// may be called again.
+func (r *drainRun) startProfile() (stop func(), err error) {
+	if r.cfg.CPUProfile == nil {
+		return func() {}, nil
+	}
+	if err := pprof.StartCPUProfile(r.cfg.CPUProfile); err != nil {
+		return nil, fmt.Errorf("drain: CPU profile: %w", err)
+	}
+	var once sync.Once
+	return func() { once.Do(pprof.StopCPUProfile) }, nil
 }
 
 // bareCPU records the bare loop's CPU.

@@ -122,7 +122,7 @@ func newBenchDrainCommand(g *globals) *cobra.Command {
 		redisURL           string
 		out                string
 		pathStyle, geoMMDB string
-		stackDir           string
+		stackDir, profile  string
 	)
 	cmd := &cobra.Command{
 		Use:   "drain",
@@ -165,10 +165,23 @@ func newBenchDrainCommand(g *globals) *cobra.Command {
 					return usagef("--stack-dir (%s): %v", envName("stack-dir"), err)
 				}
 			}
+			if profile != "" {
+				pf, err := os.Create(profile)
+				if err != nil {
+					return usagef("--cpu-profile (%s): %v", envName("cpu-profile"), err)
+				}
+				defer pf.Close() // on failure; closed and checked below otherwise
+				cfg.CPUProfile = pf
+			}
 			cfg.Progress = func(s string) { fmt.Fprintln(os.Stderr, "bench:", s) }
 			res, err := bench.Drain(ctx, kinesis.NewFromConfig(awsCfg), dynamodb.NewFromConfig(awsCfg), cfg)
 			if err != nil {
 				return err
+			}
+			if pf, ok := cfg.CPUProfile.(*os.File); ok {
+				if err := pf.Close(); err != nil {
+					return fmt.Errorf("--cpu-profile %s: %w", profile, err)
+				}
 			}
 			if err := writeDrainTable(os.Stdout, res); err != nil {
 				return err
@@ -197,6 +210,7 @@ func newBenchDrainCommand(g *globals) *cobra.Command {
 	f.StringVar(&geoMMDB, "geo-mmdb", geoAuto, "archive: geo database for the Parquet rows' location (auto as for consume; empty: none)")
 	f.StringVar(&redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis for the count processor")
 	f.StringVar(&stackDir, "stack-dir", "", "the local stack's directory (deploy/local/stack's): report its servers' CPU in each phase, from their PID files; empty: none")
+	f.StringVar(&profile, "cpu-profile", "", "write a CPU profile (pprof) of the workers' phase to this file")
 	f.StringVar(&out, "out", "", "also write the result as JSON to this file")
 	return cmd
 }
