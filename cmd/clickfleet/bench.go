@@ -130,6 +130,13 @@ func newBenchDrainCommand(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if stackDir != "" {
+				servers, err := bench.StackServers(stackDir)
+				if err != nil {
+					return usagef("--stack-dir (%s): %v", envName("stack-dir"), err)
+				}
+				cfg.Servers = servers
+			}
 			awsCfg, err := loadAWS(ctx)
 			if err != nil {
 				return err
@@ -158,11 +165,6 @@ func newBenchDrainCommand(g *globals) *cobra.Command {
 					if resolver != nil {
 						cfg.ArchiveGeo = resolver
 					}
-				}
-			}
-			if stackDir != "" {
-				if cfg.Servers, err = bench.StackServers(stackDir); err != nil {
-					return usagef("--stack-dir (%s): %v", envName("stack-dir"), err)
 				}
 			}
 			if profile != "" {
