@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bufio"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,53 +47,21 @@ func TestParseProcStat(t *testing.T) {
 	}
 }
 
-// cpuHelperEnv makes the test binary a process that burns CPU (see TestCPUHelperProcess).
-const cpuHelperEnv = "CLICKFLEET_BENCH_CPU_HELPER"
+// burnTree is a shell that runs one child to its end (waited for: its CPU is in the shell's children's
+// time), starts another that stays until the end of the input, and burns CPU itself. Each burn is a
+// bounded loop (about 65 ms of CPU in dash), after which the burner says "burnt" and its PID.
+const burnTree = `exec 3<&0 # a background child's own stdin is /dev/null
+burn='i=0; while [ "$i" -lt 50000 ]; do i=$((i+1)); done'
+sh -c "$burn"
+sh -c "$burn"'; echo "burnt $$"; exec cat <&3 >/dev/null' &
+eval "$burn"; echo "burnt $$"; cat >/dev/null; wait`
 
-// A real process tree burning CPU: a parent that ran one child to its end (waited for: its CPU is in the
-// parent's children's time), keeps another alive, and burnt CPU itself. Its own CPU is measured above
-// zero and within the wall time; the tree's holds the children's too, within three times the wall time.
+// A real process tree burning CPU: the shell's own CPU is measured above zero and within the wall time,
+// its waited-for child's above zero, and the tree's holds both and the live child's, within three times
+// the wall time (three single-threaded processes).
 func TestTreeCPUOfBurningProcesses(t *testing.T) {
 	start := time.Now()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCPUHelperProcess$")
-	cmd.Env = append(os.Environ(), cpuHelperEnv+"=parent")
-	stdin, stdout := pipes(t, cmd)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		stdin.Close() // the helpers exit at the end of their input
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("helper: %v", err)
-		}
-	}()
-	if line, err := bufio.NewReader(stdout).ReadString('\n'); line != "burnt\n" {
-		t.Fatalf("helper said %q (%v), want burnt", line, err)
-	}
-	wall := time.Since(start)
-	own, err := readProcStat(cmd.Process.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tree, err := treeCPU(cmd.Process.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("wall %v, parent's CPU %v (children waited for %v), tree's %v", wall, own.cpu, own.childCPU, tree)
-	if own.cpu <= 0 || own.cpu > wall {
-		t.Errorf("parent's CPU %v, want above 0 and within the wall time %v", own.cpu, wall)
-	}
-	if own.childCPU <= 0 {
-		t.Errorf("the parent's waited-for child's CPU is %v, want above 0", own.childCPU)
-	}
-	if tree <= own.cpu+own.childCPU || tree > 3*wall {
-		t.Errorf("tree's CPU %v, want above the parent's own and its waited-for child's (%v) and within 3 × the wall time %v",
-			tree, own.cpu+own.childCPU, wall)
-	}
-}
-
-func pipes(t *testing.T, cmd *exec.Cmd) (io.WriteCloser, io.Reader) {
-	t.Helper()
+	cmd := exec.Command("/bin/sh", "-c", burnTree)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -104,67 +71,60 @@ func pipes(t *testing.T, cmd *exec.Cmd) (io.WriteCloser, io.Reader) {
 		t.Fatal(err)
 	}
 	cmd.Stderr = os.Stderr
-	return stdin, stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close() // the shell and its live child end at the end of their input
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("shell: %v", err)
+		}
+	}()
+	live := burnt(t, bufio.NewReader(stdout), cmd.Process.Pid)
+	wall := time.Since(start)
+	own, err := readProcStat(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, err := readProcStat(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := treeCPU(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wall %v; the shell's CPU %v, its waited-for child's %v, its live child's %v; the tree's %v", wall, own.cpu, own.childCPU, child.cpu, tree)
+	if own.cpu <= 0 || own.cpu > wall {
+		t.Errorf("the shell's CPU %v, want above 0 and within the wall time %v", own.cpu, wall)
+	}
+	if own.childCPU <= 0 || child.cpu <= 0 {
+		t.Errorf("the shell's children's CPU: waited for %v, live %v; want both above 0", own.childCPU, child.cpu)
+	}
+	if sum := own.cpu + own.childCPU + child.cpu; tree < sum || tree > 3*wall {
+		t.Errorf("the tree's CPU %v, want at least the shell's, its waited-for and its live child's (%v) and within 3 × the wall time %v",
+			tree, sum, wall)
+	}
 }
 
-// TestCPUHelperProcess is not a test: run with cpuHelperEnv set it is one of TestTreeCPUOfBurningProcesses's
-// processes. "burn" burns 150 ms of CPU and exits; "stay" burns and says so, then waits for the end of its
-// input; "parent" runs a burn and a stay child, burns, says so and waits for the end of its input.
-func TestCPUHelperProcess(t *testing.T) {
-	mode := os.Getenv(cpuHelperEnv)
-	if mode == "" {
-		return
-	}
-	if err := cpuHelper(mode); err != nil {
-		os.Stderr.WriteString("cpu helper: " + err.Error() + "\n")
-		os.Exit(1)
-	}
-	os.Exit(0)
-}
-
-func cpuHelper(mode string) error {
-	child := func(m string) *exec.Cmd {
-		c := exec.Command(os.Args[0], "-test.run=^TestCPUHelperProcess$")
-		c.Env = append(os.Environ(), cpuHelperEnv+"="+m)
-		c.Stderr = os.Stderr
-		return c
-	}
-	var stay *exec.Cmd
-	var stayIn io.WriteCloser
-	if mode == "parent" {
-		if err := child("burn").Run(); err != nil {
-			return err
+// burnt reads the two burners' "burnt PID" lines and returns the PID that is not the shell's.
+func burnt(t *testing.T, r *bufio.Reader, shell int) int {
+	t.Helper()
+	live := 0
+	for range 2 {
+		line, err := r.ReadString('\n')
+		pid, perr := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "burnt ")))
+		if err != nil || perr != nil || !strings.HasPrefix(line, "burnt ") {
+			t.Fatalf("the shell said %q (%v), want burnt and a PID", line, err)
 		}
-		stay = child("stay")
-		var err error
-		if stayIn, err = stay.StdinPipe(); err != nil {
-			return err
-		}
-		out, err := stay.StdoutPipe()
-		if err != nil {
-			return err
-		}
-		if err := stay.Start(); err != nil {
-			return err
-		}
-		if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
-			return err
+		if pid != shell {
+			live = pid
 		}
 	}
-	for t0 := time.Now(); time.Since(t0) < 150*time.Millisecond; {
+	if live == 0 {
+		t.Fatal("the live child did not say its PID")
 	}
-	if mode == "burn" {
-		return nil
-	}
-	os.Stdout.WriteString("burnt\n")
-	_, err := io.Copy(io.Discard, os.Stdin)
-	if stay != nil {
-		stayIn.Close()
-		if werr := stay.Wait(); werr != nil {
-			return werr
-		}
-	}
-	return err
+	return live
 }
 
 // The stack's servers are read from its PID files: live ones listed with the emulator's name, a stale PID
