@@ -45,6 +45,9 @@ func TestDrainScenario(t *testing.T) {
 			if proc == "actors" && (res.Sessions == 0 || res.SessionWritesPerSession <= 0 || res.SessionWritesPerSession > 3) {
 				t.Fatalf("session writes: %d for %d sessions (%.2f per session)", res.SessionWrites, res.Sessions, res.SessionWritesPerSession)
 			}
+			if n := rec.batchRows(); proc == "actors" && res.SessionWrites != n {
+				t.Errorf("session writes reported %d, DynamoDB accepted %d session rows in BatchWriteItem calls", res.SessionWrites, n)
+			}
 			if proc == "lambda" {
 				w := window{from: before.UnixMilli(), to: after.UnixMilli()}
 				checkLambdaAccess(t, rdb, res.Stream, users, w)
@@ -94,11 +97,34 @@ func checkDrainCPU(t *testing.T, res bench.DrainResult, servers []bench.Server) 
 }
 
 // sessionRows passes every call to DynamoDB on and remembers the items put that carry a session_id: the
-// lambda baseline's session rows (Drain deletes their table before it returns).
+// lambda baseline's session rows (Drain deletes their table before it returns); and it counts the
+// session rows DynamoDB accepted in BatchWriteItem calls (the actors').
 type sessionRows struct {
 	bench.DynamoDBAPI
-	mu   sync.Mutex
-	rows []map[string]dtypes.AttributeValue
+	mu      sync.Mutex
+	rows    []map[string]dtypes.AttributeValue
+	batched int64
+}
+
+func (r *sessionRows) BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error) {
+	out, err := r.DynamoDBAPI.BatchWriteItem(ctx, in, opts...)
+	if err != nil {
+		return out, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for table, reqs := range in.RequestItems {
+		if strings.HasSuffix(table, "-sessions") {
+			r.batched += int64(len(reqs) - len(out.UnprocessedItems[table]))
+		}
+	}
+	return out, err
+}
+
+func (r *sessionRows) batchRows() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.batched
 }
 
 func (r *sessionRows) PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
