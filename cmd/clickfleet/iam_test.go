@@ -431,14 +431,15 @@ func TestTaskRolesAreTheCallsTheCodeMakes(t *testing.T) {
 		})
 	}
 	if hasDashboard {
-		// The dashboard: its charts (the lake's events) and its fleet panel (both lease tables, the workers).
+		// The dashboard: its charts (the lake's events), its fleet panel (both lease tables, the workers) and
+		// the last reconciliation (the lake's reconcile/latest.json, absent here).
 		addr := "127.0.0.1:" + testenv.FreePort(t)
 		const token = "iam-test-dashboard-token"
 		dash := r.start("dashboard", nil, "dashboard", "--listen", addr, "--token", token, "--workers", consumeURL,
 			"--lease-table", names["LeaseTableName"], "--archive-lease-table", names["ArchiveLeaseTableName"], "--lake-url", lakeURL,
 			"--cache-dir", t.TempDir())
 		waitHTTP(t, "http://"+addr+"/healthz")
-		for _, path := range []string{"/api/fleet", "/api/event_ratio"} {
+		for _, path := range []string{"/api/fleet", "/api/event_ratio", "/api/reconcile"} {
 			req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
 			req.Header.Set("Authorization", "Bearer "+token)
 			resp, err := http.DefaultClient.Do(req)
