@@ -98,6 +98,9 @@ type Result struct {
 	Differences []Difference `json:"differences"`
 	// Open are the sessions still open at the range's end, by session id.
 	Open []OpenSession `json:"open"`
+	// Notes say what the reader should know of the sides (set by the caller): an empty lake range,
+	// unreadable objects left out.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Compare compares the lake's sessions in r with the table's rows in r (rows and sessions outside r are

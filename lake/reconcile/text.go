@@ -23,6 +23,9 @@ func (res *Result) WriteText(w io.Writer) error {
 	fmt.Fprintf(b, "  lake: %d sessions compared, %d open at the range's end (apart); table: %d rows in the range\n",
 		s.LakeSessions, s.OpenSessions, s.TableRows)
 	fmt.Fprintf(b, "  equal %d · missing from the table %d · extra in the table %d · differing %d\n", s.Equal, s.Missing, s.Extra, s.Differing)
+	for _, n := range res.Notes {
+		fmt.Fprintf(b, "  note: %s\n", n)
+	}
 	if len(res.Differences) > 0 {
 		fmt.Fprintf(b, "differences (%d):\n", len(res.Differences))
 		for _, d := range res.Differences {
