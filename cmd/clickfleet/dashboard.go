@@ -47,12 +47,16 @@ maps; no network at view time):
   database's coordinates), actions per customer (table), top 10 regions — the report datasets of the
   same names over the lake (--lake-url, copied into --cache-dir as 'clickfleet report' does), for the
   range the page's picker sets (whole UTC hours);
+  sessions: sessions per hour, session length, events per session, sessions by device (the reports of
+  the same names over the lake's sessions), the open sessions now (the consume workers'
+  clickfleet_actors_sessions_open) and the last reconciliation ('clickfleet reconcile' stores it at
+  --reconcile-key under the lake's prefix);
   the fleet: per shard its owner, state (held, moving, ended) and lag, leases per worker, records/s,
-  live users, archive objects — from the lease tables (--lease-table, --archive-lease-table) and the
-  workers' /metrics (--workers).
+  live users, open sessions, archive objects — from the lease tables (--lease-table,
+  --archive-lease-table) and the workers' /metrics (--workers).
 
-JSON: /api/<chart>?from=&to= (400 naming a bad field; 503 naming a source that is down), /api/fleet;
-/healthz. Customer names are personal data: on an address other than loopback the dashboard needs
+JSON: /api/<chart>?from=&to= (400 naming a bad field; 503 naming a source that is down), /api/fleet,
+/api/reconcile; /healthz. Customer names are personal data: on an address other than loopback the dashboard needs
 --token / --token-file (the page takes it once as ?token=, then keeps it in a cookie; API clients send
 "Authorization: Bearer <token>"), or --trust-proxy-auth behind an authenticating proxy (an ALB's
 authenticate action: requests must carry X-Amzn-Oidc-Identity).`,
