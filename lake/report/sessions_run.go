@@ -74,7 +74,7 @@ WITH lake_sessions AS (
 %s
 ),
 shard_end AS (
-  SELECT shard_id, max(date_diff('millisecond', TIMESTAMP '1970-01-01 00:00:00', event_time AT TIME ZONE 'UTC')) AS end_ms
+  SELECT shard_id, max(date_diff('millisecond', TIMESTAMP '1970-01-01 00:00:00 UTC', event_time AT TIME ZONE 'UTC')) AS end_ms
   FROM events GROUP BY shard_id
 ),
 user_shard AS (SELECT user_id, max(shard_id) AS shard_id FROM events GROUP BY user_id)

@@ -317,6 +317,8 @@ func TestSessionsEdgeCases(t *testing.T) {
 		t.Errorf("open %v, want %v", ids, wantOpen)
 	}
 
+	t.Run("charts", func(t *testing.T) { edgeCharts(t, newRunner(base)) })
+
 	// Ranges: the sessions that start in each hour, whole though they cross its edges.
 	hour := func(h int) time.Time { return time.UnixMilli(t0).UTC().Add(time.Duration(h) * time.Hour) }
 	for _, tc := range []struct {
@@ -352,7 +354,40 @@ func TestSessionsEdgeCases(t *testing.T) {
 			if f, to := res.From, res.To; !f.Equal(tc.from.Truncate(time.Hour)) || to.Sub(f) != time.Hour {
 				t.Errorf("range %s–%s", f, to)
 			}
+			// The charts read the same view: one hour, its sessions.
+			sameRows(t, "sessions_by_hour", run(t, newRunner(&cfg), "sessions_by_hour").Table, []string{"hour", "sessions"},
+				[][]any{{tc.from.Truncate(time.Hour).Format("2006-01-02T15:04Z"), int64(len(tc.want))}})
 		})
+	}
+}
+
+// edgeCharts checks the charts over the sessions view against the edge trace's sessions, counted by hand
+// from edgeWant: starts per hour (15 at 10:xx, 1 at 11:xx, 3 at 12:xx), lengths (last − start), event
+// counts and device types.
+func edgeCharts(t *testing.T, r *report.Runner) {
+	for _, tc := range []struct {
+		name string
+		cols []string
+		want [][]any
+	}{
+		{"sessions_by_hour", []string{"hour", "sessions"}, [][]any{
+			{"2026-12-01T10:00Z", int64(15)}, {"2026-12-01T11:00Z", int64(1)}, {"2026-12-01T12:00Z", int64(3)}}},
+		// 0 ms: eq, late@214, sameid × 2, moved@1016, tails × 3; 1–10 s: late@200 (8 s), dev × 2 (5, 1), big × 2
+		// (5, 4), moved@1000 (5), edge (8), edge2 (7); 10 s exactly: gap × 2; 33 s: dup.
+		{"session_length", []string{"bucket", "from_seconds", "to_seconds", "sessions"}, [][]any{
+			{"0-1 s", int64(0), int64(1), int64(8)}, {"1-10 s", int64(1), int64(10), int64(8)}, {"10-30 s", int64(10), int64(30), int64(2)},
+			{"30-60 s", int64(30), int64(60), int64(1)}, {"1-2 min", int64(60), int64(120), int64(0)}, {"2-5 min", int64(120), int64(300), int64(0)},
+			{"5-10 min", int64(300), int64(600), int64(0)}, {"10-30 min", int64(600), int64(1800), int64(0)}, {"30 min+", int64(1800), nil, int64(0)}}},
+		// 1 event: sameid@421, moved@1016, tails × 3; 2: gap × 2, late@214, dev × 2, big × 2, moved@1000, edge,
+		// edge2; 3: eq, late@200, sameid@410; 35: dup.
+		{"events_per_session", []string{"bucket", "from_events", "to_events", "sessions"}, [][]any{
+			{"1", int64(1), int64(2), int64(5)}, {"2", int64(2), int64(3), int64(10)}, {"3-5", int64(3), int64(6), int64(3)},
+			{"6-10", int64(6), int64(11), int64(0)}, {"11-20", int64(11), int64(21), int64(0)}, {"21-50", int64(21), int64(51), int64(1)},
+			{"51-100", int64(51), int64(101), int64(0)}, {"101+", int64(101), nil, int64(0)}}},
+		{"sessions_by_device", []string{"device_type", "sessions"}, [][]any{
+			{"desktop", int64(17)}, {"mobile", int64(1)}, {"unknown", int64(1)}}},
+	} {
+		sameRows(t, tc.name, run(t, r, tc.name).Table, tc.cols, tc.want)
 	}
 }
 

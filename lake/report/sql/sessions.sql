@@ -2,7 +2,7 @@
 WITH arrived AS (
   SELECT user_id, click_id, coalesce(nullif(device_type, ''), 'unknown') AS device_type,
          event_time AT TIME ZONE 'UTC' AS start_utc,
-         date_diff('millisecond', TIMESTAMP '1970-01-01 00:00:00', event_time AT TIME ZONE 'UTC') AS ts,
+         date_diff('millisecond', TIMESTAMP '1970-01-01 00:00:00 UTC', event_time AT TIME ZONE 'UTC') AS ts,
          shard_id, length(sequence_number) AS seq_len, sequence_number, sub_sequence,
          row_number() OVER (PARTITION BY user_id, click_id
                             ORDER BY shard_id, length(sequence_number), sequence_number, sub_sequence) AS copy_no
@@ -48,7 +48,7 @@ merged AS (
                lag(device_type) OVER (PARTITION BY user_id ORDER BY run_no) AS prev_device_type
         FROM runs) r
 ),
-sessions AS (
+per_session AS (
   SELECT user_id, min(start_ms) AS start_ms, min(device_type) AS device_type, min(start_utc) AS start_utc,
          max(last_event_ms) AS last_event_ms, sum(event_count) AS event_count
   FROM merged
@@ -63,5 +63,5 @@ SELECT user_id || '_' || device_type || '_'
        lpad(CAST(hour(start_utc) AS VARCHAR), 2, '0') || ':' || lpad(CAST(minute(start_utc) AS VARCHAR), 2, '0')
          || ':' || lpad(CAST(second(start_utc) AS VARCHAR), 2, '0') AS session_time,
        start_ms, last_event_ms, event_count
-FROM sessions
+FROM per_session
 ORDER BY start_ms, session_id
