@@ -199,18 +199,6 @@ func eventsInTable(t *testing.T, ddb *dynamodb.Client, table string) (events int
 	return events, rows
 }
 
-// runGen runs `clickfleet gen` to its end (it retries every rejected record: exit 0 means every event
-// is on the stream).
-func runGen(t *testing.T, bin string, args ...string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, append([]string{"gen", "--log-format", "json"}, args...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("clickfleet gen %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
 // pageReconcile reads the reconciliation panel: its verdict, the summary line and the differences'
 // session ids by kind.
 type pageReconcile struct {

@@ -229,7 +229,7 @@
       const val = (v) => (v === null || v === undefined ? "" : typeof v === "object" ? Object.entries(v).map(([k, x]) => `${k} ${x}`).join(", ") : String(v));
       html += `<div class="tablewrap"><table id="reconcile-differences"><thead><tr><th>difference</th><th>session</th><th>field</th><th>lake</th><th>table</th></tr></thead><tbody>` +
         shown.map((d) => `<tr data-kind="${esc(d.kind)}" data-session="${esc(d.session_id)}" data-field="${esc(d.field || "")}"><td>${esc(d.kind)}</td><td>${esc(d.session_id)}</td>` +
-          `<td>${esc(d.field || "")}</td><td>${esc(val(d.lake))}</td><td>${esc(val(d.table))}</td></tr>`).join("") +
+          `<td>${esc(d.field || "")}</td><td class="wrap">${esc(val(d.lake))}</td><td class="wrap">${esc(val(d.table))}</td></tr>`).join("") +
         `</tbody></table></div>`;
       if (diffs.length > shown.length) html += `<p class="muted">${diffs.length - shown.length} more differences: see ${esc(location)}</p>`;
     }
