@@ -81,7 +81,7 @@ user_shard AS (SELECT user_id, max(shard_id) AS shard_id FROM events GROUP BY us
 SELECT s.session_id, s.user_id, s.device_type, s.session_time, s.start_ms, s.last_event_ms, s.event_count,
        s.last_event_ms + %d >= e.end_ms AS open
 FROM lake_sessions s JOIN user_shard u ON u.user_id = s.user_id JOIN shard_end e ON e.shard_id = u.shard_id
-%s`, sessionsBody(), SessionGapMs, cond)
+%s`, strings.TrimSuffix(sessionsBody(), "\nORDER BY start_ms, session_id"), SessionGapMs, cond)
 	if _, err := conn.ExecContext(ctx, stmt); err != nil {
 		return fmt.Errorf("report: sessions: %w", err)
 	}

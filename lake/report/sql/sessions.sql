@@ -1,33 +1,43 @@
 -- Sessions: the sessionization lab's rule over each user's events in arrival order (shard, then sequence number), a new session where the gap to the user's previously arrived event exceeds 10 s, one row per session, as the sessions table holds it.
 WITH arrived AS (
-  SELECT user_id, click_id, coalesce(nullif(device_type, ''), 'unknown') AS device_type,
-         event_time AT TIME ZONE 'UTC' AS start_utc,
+  SELECT user_id, click_id, coalesce(nullif(device_type, ''), 'unknown') AS device_type, event_time,
          date_diff('millisecond', TIMESTAMP '1970-01-01 00:00:00 UTC', event_time AT TIME ZONE 'UTC') AS ts,
-         shard_id, length(sequence_number) AS seq_len, sequence_number, sub_sequence,
-         row_number() OVER (PARTITION BY user_id, click_id
-                            ORDER BY shard_id, length(sequence_number), sequence_number, sub_sequence) AS copy_no
+         row_number() OVER (PARTITION BY user_id
+                            ORDER BY shard_id, length(sequence_number), sequence_number, sub_sequence) AS arrival_no
   FROM events
 ),
--- new_ids counts the user's distinct click ids so far. A repeated click id is a producer's retry, dropped
--- as the actors drop it while fewer than 32 new ids (their window of recent clicks) arrived since its first.
-counted AS (
-  SELECT *, sum(CASE WHEN copy_no = 1 THEN 1 ELSE 0 END) OVER (PARTITION BY user_id
-              ORDER BY shard_id, seq_len, sequence_number, sub_sequence ROWS UNBOUNDED PRECEDING) AS new_ids
+-- A click id the user sent before is a producer's retry: the actors drop it while fewer than 32 new
+-- click ids (their window of recent clicks) arrived since its first occurrence.
+repeated AS (
+  SELECT user_id, click_id, min(arrival_no) AS first_no
   FROM arrived
+  GROUP BY user_id, click_id
+  HAVING count(*) > 1
 ),
-kept AS (
-  SELECT * FROM (SELECT *, min(new_ids) OVER (PARTITION BY user_id, click_id) AS first_new_ids FROM counted) c
-  WHERE copy_no = 1 OR new_ids - first_new_ids >= 32
+marked AS (
+  SELECT a.user_id, a.arrival_no, r.first_no, CASE WHEN a.arrival_no > r.first_no THEN 1 ELSE 0 END AS is_copy
+  FROM arrived a JOIN repeated r ON r.user_id = a.user_id AND r.click_id = a.click_id
+),
+copies_counted AS (
+  SELECT *, sum(is_copy) OVER (PARTITION BY user_id ORDER BY arrival_no ROWS UNBOUNDED PRECEDING) AS copies_so_far
+  FROM marked
+),
+dropped AS (
+  SELECT c.user_id, c.arrival_no
+  FROM copies_counted c JOIN copies_counted f ON f.user_id = c.user_id AND f.arrival_no = c.first_no
+  WHERE c.is_copy = 1 AND (c.arrival_no - c.first_no) - (c.copies_so_far - f.copies_so_far) < 32
 ),
 -- The lab's LAG: a run starts at the user's first event or where the gap exceeds 10 s.
 lagged AS (
-  SELECT *, ts - lag(ts) OVER (PARTITION BY user_id ORDER BY shard_id, seq_len, sequence_number, sub_sequence) AS gap
-  FROM kept
+  SELECT a.user_id, a.device_type, a.event_time, a.ts, a.arrival_no,
+         a.ts - lag(a.ts) OVER (PARTITION BY a.user_id ORDER BY a.arrival_no) AS gap
+  FROM arrived a LEFT JOIN dropped d ON d.user_id = a.user_id AND d.arrival_no = a.arrival_no
+  WHERE d.user_id IS NULL
 ),
 numbered AS (
   SELECT *, CASE WHEN gap IS NULL OR gap > 10 * 1000 THEN 1 ELSE 0 END AS run_start,
-         sum(CASE WHEN gap IS NULL OR gap > 10 * 1000 THEN 1 ELSE 0 END) OVER (PARTITION BY user_id
-           ORDER BY shard_id, seq_len, sequence_number, sub_sequence ROWS UNBOUNDED PRECEDING) AS run_no
+         sum(CASE WHEN gap IS NULL OR gap > 10 * 1000 THEN 1 ELSE 0 END)
+           OVER (PARTITION BY user_id ORDER BY arrival_no ROWS UNBOUNDED PRECEDING) AS run_no
   FROM lagged
 ),
 -- A run's start, device and time are its first-arrived event's.
@@ -35,7 +45,7 @@ runs AS (
   SELECT user_id, run_no,
          max(CASE WHEN run_start = 1 THEN ts END) AS start_ms,
          max(CASE WHEN run_start = 1 THEN device_type END) AS device_type,
-         max(CASE WHEN run_start = 1 THEN start_utc END) AS start_utc,
+         max(CASE WHEN run_start = 1 THEN event_time END) AS start_time,
          max(ts) AS last_event_ms, count(*) AS event_count
   FROM numbered
   GROUP BY user_id, run_no
@@ -49,8 +59,8 @@ merged AS (
         FROM runs) r
 ),
 per_session AS (
-  SELECT user_id, min(start_ms) AS start_ms, min(device_type) AS device_type, min(start_utc) AS start_utc,
-         max(last_event_ms) AS last_event_ms, sum(event_count) AS event_count
+  SELECT user_id, min(start_ms) AS start_ms, min(device_type) AS device_type,
+         min(start_time) AT TIME ZONE 'UTC' AS start_utc, max(last_event_ms) AS last_event_ms, sum(event_count) AS event_count
   FROM merged
   GROUP BY user_id, session_no
 )
