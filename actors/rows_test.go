@@ -252,9 +252,18 @@ func TestIdleCloseThenLateEventReopens(t *testing.T) {
 		return h
 	}
 
+	// The open-sessions gauge follows the session: open from its first flush, closed by the idle timer,
+	// open again when a late event reopens it.
+	open := func(want float64) {
+		t.Helper()
+		testenv.WaitFor(t, fmt.Sprintf("%g open sessions", want), 30*time.Second, func() bool { return testutil.ToFloat64(f.m.sessionsOpen) == want })
+	}
 	put(base)
 	if r := row(); r.EventCount != 1 {
 		t.Fatalf("after the first event the row is %+v, want its start (1 event)", r)
+	}
+	if n := testutil.ToFloat64(f.m.sessionsOpen); n != 1 {
+		t.Fatalf("%g open sessions after the first event's flush, want 1", n)
 	}
 	put(base + 2000)
 	if r := row(); r.EventCount != 1 {
@@ -263,6 +272,10 @@ func TestIdleCloseThenLateEventReopens(t *testing.T) {
 	clock.add(16 * time.Second) // gap + close delay without an event
 	testenv.WaitFor(t, "the idle close writes the final row", 30*time.Second, func() bool { return row().EventCount == 2 })
 	testenv.WaitFor(t, "the state records the close", 30*time.Second, func() bool { return strings.HasSuffix(rowState(), ":c") })
+	open(0)
+	if live := testutil.ToFloat64(f.m.usersLive); live != 1 {
+		t.Fatalf("%g users live after the idle close, want 1 (the actor outlives its session until passivation)", live)
+	}
 	clock.add(2 * time.Minute)
 	testenv.WaitFor(t, "the user passivated", 30*time.Second, func() bool { return testutil.ToFloat64(f.m.passivated) == 1 })
 
@@ -273,11 +286,14 @@ func TestIdleCloseThenLateEventReopens(t *testing.T) {
 	if st := rowState(); strings.HasSuffix(st, ":c") {
 		t.Fatalf("row state %q after the reopening, want open", st)
 	}
+	open(1)
 	clock.add(16 * time.Second)
 	put(base + 60_000) // beyond the gap: a new session
+	open(1)
 	if err := p.ShutdownRequested(ctx, cp); err != nil {
 		t.Fatal(err)
 	}
+	open(0) // the shard's processing ended: its sessions are no longer this process's
 	equalSessions(t, scanSessions(t, s.ddb, s.table), sqlSessions(t, evs))
 	c := dyn.counts()
 	if c[first.SessionID] != 3 {

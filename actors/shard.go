@@ -98,6 +98,9 @@ type shardActor struct {
 	// whose rows are due without scanning every user; compacted as flushes go.
 	timed []*userEntry
 	live  int
+	// open counts the entries whose session is open (due ≠ 0): this shard's part of the sessionsOpen
+	// gauge, taken back when the shard's processing stops.
+	open int
 
 	nBuffered  int // entries holding buffered records (loading, or stopping with records)
 	loads      int
@@ -159,6 +162,8 @@ func (a *shardActor) Receive(ctx actor.Context) {
 	case *actor.Stopped:
 		a.sh.f.m.usersLive.Sub(float64(a.live))
 		a.live = 0
+		a.sh.f.m.sessionsOpen.Sub(float64(a.open))
+		a.open = 0
 		a.fail(ErrStopped)
 		close(a.sh.p.done)
 	}
@@ -288,8 +293,17 @@ func (a *shardActor) onRecover(ctx actor.Context, m *recoverUsers) {
 	}
 }
 
-// setDue records an entry's next row trigger.
+// setDue records an entry's next row trigger. A trigger ahead means an open session (RowDue: 0 only
+// without a session or when it is closed with its row up to date), so it also keeps the open count.
 func (a *shardActor) setDue(e *userEntry, due int64, lags bool) {
+	switch {
+	case e.due == 0 && due != 0:
+		a.open++
+		a.sh.f.m.sessionsOpen.Inc()
+	case e.due != 0 && due == 0:
+		a.open--
+		a.sh.f.m.sessionsOpen.Dec()
+	}
 	e.due, e.lags = due, lags
 	if due != 0 && !e.inTimed {
 		e.inTimed = true
