@@ -3,38 +3,98 @@ package archive
 import (
 	"context"
 	"fmt"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/enrich/geo"
+	"github.com/clickfleet/clickfleet/ingest/clickgen"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 )
 
-// BenchmarkEncode encodes one object set of 10,000 POC records (raw gzip, Parquet, errors), without S3.
+// BenchmarkEncode encodes one object set of 10,000 records (raw gzip, Parquet, errors), without S3:
+// synthetic are the tests' POC records (short ids, one bad record in 25), generated the click
+// generator's POC events (10,000 users, random 32-hex-digit click ids and 10-character pixel ids, as
+// `bench drain` puts them) with sequence numbers built as kinesalite builds them. parquet_% is the Parquet
+// object's size as a share of the records' bytes.
 func BenchmarkEncode(b *testing.B) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	for _, bc := range []struct {
+		name string
+		recs []consumer.Record
+	}{
+		{"synthetic", pocRecords(10000, at)},
+		{"generated", generatedRecords(b, 10000, at)},
+	} {
+		b.Run(bc.name, func(b *testing.B) { benchmarkEncode(b, bc.recs) })
+	}
+}
+
+func benchmarkEncode(b *testing.B, recs []consumer.Record) {
 	a, err := New(nil, Config{Stream: "clickstream", Raw: Location{"b", "raw/"}, Events: Location{"b", "events/"}, Errors: Location{"b", "errors/"}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	p := a.NewProcessor(testShard).(*processor)
-	recs := pocRecords(10000, time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC))
 	size := 0
 	for _, r := range recs {
 		size += len(r.Data)
 	}
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
+	var set objectSet
 	for b.Loop() {
-		if _, err := p.encode(context.Background(), recs); err != nil {
+		if set, err = p.encode(context.Background(), recs); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*len(recs)), "µs/record")
+	b.ReportMetric(100*float64(len(set.events))/float64(size), "parquet_%")
 }
 
-// BenchmarkEncodeEnriched is BenchmarkEncode with names from Redis and locations from the local stack's
-// DB-IP file through a fresh resolver each time (its in-process cache cold, Redis warm after the first).
+// generatedRecords returns n of the click generator's POC events (seed 1, 10,000 users, all at one
+// instant, as `bench drain` pre-fills a stream) as records of testShard, arriving a millisecond apart,
+// with kinesalite's sequence numbers: the shard's counter advancing by 5 a record (kinesalite shares one
+// counter between five shards) and the arrival second in the low digits.
+func generatedRecords(b testing.TB, n int, at time.Time) []consumer.Record {
+	b.Helper()
+	cfg := clickgen.DefaultConfig(clickgen.ProfilePOC)
+	cfg.Count, cfg.Users, cfg.Rate, cfg.TimeScale, cfg.Start = int64(n), 10000, 0, 0, at
+	var sink collectSink
+	if _, err := clickgen.Run(context.Background(), cfg, &sink, nil); err != nil {
+		b.Fatal(err)
+	}
+	recs := make([]consumer.Record, len(sink.events))
+	created := at.Add(-time.Hour)
+	for i, e := range sink.events {
+		arrived := at.Add(time.Duration(i) * time.Millisecond)
+		recs[i] = consumer.Record{ShardID: testShard, SequenceNumber: kinesaliteSeq(created, 0, int64(1000+5*i), arrived),
+			Data: e.Data, ArrivedAt: arrived, PartitionKey: e.UserID}
+	}
+	return recs
+}
+
+// kinesaliteSeq is the sequence number kinesalite gives the record with counter seqIx of shard shardIx
+// (created at created) arriving at arrived: a hexadecimal layout written as a decimal number.
+func kinesaliteSeq(created time.Time, shardIx int, seqIx int64, arrived time.Time) string {
+	h := fmt.Sprintf("2%09x%x%016x00%09x%08x2", created.Unix(), shardIx%16, seqIx, arrived.Unix(), shardIx)
+	v, _ := new(big.Int).SetString(h, 16) // always valid hexadecimal
+	return v.String()
+}
+
+// collectSink keeps every event the generator puts.
+type collectSink struct{ events []clickgen.Event }
+
+func (s *collectSink) Put(_ context.Context, batch []clickgen.Event) ([]clickgen.Event, error) {
+	s.events = append(s.events, batch...)
+	return nil, nil
+}
+
+// BenchmarkEncodeEnriched is BenchmarkEncode's synthetic records with names from Redis and locations from
+// the local stack's DB-IP file through a fresh resolver each time (its in-process cache cold, Redis warm
+// after the first).
 func BenchmarkEncodeEnriched(b *testing.B) {
 	rdb := testenv.Redis(b)
 	db := stackGeoDB(b)
