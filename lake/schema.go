@@ -62,7 +62,7 @@ type Format uint8
 
 // The formats of the lake's tables.
 const (
-	// Parquet objects, Snappy-compressed (events/).
+	// Parquet objects, ZSTD-compressed (events/).
 	Parquet Format = iota
 	// NDJSON objects, one JSON object per line, gzip-compressed unless the archive was told otherwise
 	// (raw/, errors/).
@@ -122,7 +122,7 @@ const (
 	numEventColumns
 )
 
-// Events is the enriched, flattened clickstream event table (Parquet with Snappy under events/): both seed
+// Events is the enriched, flattened clickstream event table (Parquet with ZSTD under events/): both seed
 // shapes in one set of columns, the POC's additional_data split into its fields, the enrichment, and the
 // record's stream position.
 var Events = mustTable("events", "events/", []Column{
@@ -222,7 +222,7 @@ func mustTable(name, prefix string, cols, parts []Column) *Table {
 		case c.Kind == Double && c.Repeats:
 			n = parquet.Encoded(n, &parquet.RLEDictionary)
 		}
-		n = parquet.Compressed(n, &parquet.Snappy)
+		n = parquet.Compressed(n, Codec)
 		if !c.Required {
 			n = parquet.Optional(n)
 		}
@@ -240,12 +240,14 @@ func mustTable(name, prefix string, cols, parts []Column) *Table {
 	return t
 }
 
-// ParquetSchema returns the table's Parquet schema: every column Snappy-compressed, optional unless
+// ParquetSchema returns the table's Parquet schema: every column compressed with Codec, optional unless
 // Required. parquet-go stores a group's columns in name order; readers match columns by name.
 func (t *Table) ParquetSchema() *parquet.Schema { return t.schema }
 
-// Codec is the compression of every column the lake writes.
-var Codec compress.Codec = &parquet.Snappy
+// Codec is the compression of every column the lake writes: ZSTD at zstd's fastest level with the literals
+// always entropy-coded (a quarter smaller than Snappy on the archive's events, about as fast to write;
+// Athena, Trino, DuckDB and parquet-go read it). Safe for concurrent use.
+var Codec compress.Codec = &zstdCodec{}
 
 // Row is one row of a table being built: every optional column starts null. Not safe for concurrent use.
 type Row struct {
