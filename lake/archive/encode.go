@@ -193,9 +193,6 @@ func (p *processor) locate(ctx context.Context, valid []decoded) map[string]geo.
 	return p.cfg.Geo.LookupAll(ctx, ips)
 }
 
-// pocTimeLayout is the POC's timestamp text.
-const pocTimeLayout = "2006-01-02 15:04:05.999999999"
-
 // eventRow builds the Parquet row of an enriched event.
 func eventRow(r *consumer.Record, ev *messages.Event, loc geo.Location, located bool) lake.Row {
 	row := lake.Events.NewRow()
@@ -207,10 +204,8 @@ func eventRow(r *consumer.Record, ev *messages.Event, loc geo.Location, located 
 	row.SetString(lake.ColDeviceType, ev.DeviceType)
 	row.SetString(lake.ColPixelID, ev.PixelID)
 	row.SetString(lake.ColUserIP, ev.UserIP)
-	if ev.InsertionTimestamp != "" {
-		if t, err := time.Parse(pocTimeLayout, ev.InsertionTimestamp); err == nil {
-			row.SetTime(lake.ColInsertionTime, t)
-		}
+	if ms, ok := messages.ParseTimeMs(ev.InsertionTimestamp); ok { // every form Decode accepts, RFC 3339 too
+		row.SetMillis(lake.ColInsertionTime, ms)
 	}
 	if ad := ev.AdditionalData; ad != nil {
 		if ad.Has(messages.HasTimeOnData) {
