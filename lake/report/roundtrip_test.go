@@ -233,7 +233,7 @@ func rtGenerated(t *testing.T, n int, names map[string]string) []rtEvent {
 		p := poc{at: at, user: strconv.Itoa(1 + rng.IntN(50)), click: click, pixel: pixel, eventName: lakegen.EventNames[rng.IntN(10)],
 			ip: ips[rng.IntN(len(ips))], insertion: at.Add(150 * time.Microsecond).Format("2006-01-02 15:04:05.000000"),
 			insertionAt: at.Add(150 * time.Microsecond).Truncate(time.Millisecond),
-			timeOnData: float64(1 + rng.IntN(120)), percent: float64(rng.IntN(1001)) / 10, product: int64(100000 + rng.IntN(900000)),
+			timeOnData:  float64(1 + rng.IntN(120)), percent: float64(rng.IntN(1001)) / 10, product: int64(100000 + rng.IntN(900000)),
 			price: float64(100+rng.IntN(99900)) / 100}
 		shardIx := i % 2
 		out = append(out, p.event(t, fmt.Sprintf("shardId-%012d", shardIx), rtSeq(shardIx, int64(1000+5*i), arrived), 0, arrived, names))
