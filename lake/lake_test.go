@@ -30,8 +30,9 @@ func TestHourPrefixAndNames(t *testing.T) {
 	}
 }
 
-// The events table has the contract's columns (docs/contracts.md, "The lake"), flat and lowercase, and a row written through Row reads back
-// with parquet-go's generic reader, nulls included.
+// The events table has the contract's columns (docs/contracts.md, "The lake"), flat and lowercase, and rows
+// written through a Batch read back with parquet-go's generic reader, nulls and zero values included, also
+// after the batch was reset and reused.
 func TestEventsSchemaRoundTrip(t *testing.T) {
 	want := []string{"event_time", "user_id", "click_id", "event_name", "event_type", "device_type", "pixel_id", "user_ip",
 		"insertion_time", "time_on_data", "percent_viewed", "product_id", "price", "name", "country", "region", "city",
@@ -43,19 +44,30 @@ func TestEventsSchemaRoundTrip(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("columns %v, want %v", got, want)
 	}
+	b := Events.NewBatch()
+	b.AddRow() // a row of the wrong values, reset below
+	b.SetString(ColUserID, "stale")
+	b.Reset()
+	b.AddRow()
+	b.SetMillis(ColEventTime, 1626091318000)
+	b.SetString(ColUserID, "u1")
+	b.SetString(ColClickID, "c1")
+	b.SetString(ColEventName, "Search")
+	b.SetString(ColDeviceType, "unknown")
+	b.SetDouble(ColPrice, 9.5)
+	b.SetString(ColPixelID, "") // empty: null
+	b.SetString(ColShardID, "shardId-000000000000")
+	b.SetString(ColSequenceNumber, "1")
+	b.SetMillis(ColArrivalTime, 1700000000000)
+	b.AddRow() // only what a row must have: the required columns' zero values
+	b.SetDouble(ColTimeOnData, 0)
+	b.SetString(ColName, "Zoë")
+	if b.Len() != 2 {
+		t.Fatalf("Len = %d, want 2", b.Len())
+	}
 	var buf bytes.Buffer
 	w := parquet.NewWriter(&buf, Events.ParquetSchema())
-	r := Events.NewRow()
-	r.SetMillis(ColEventTime, 1626091318000)
-	r.SetString(ColUserID, "u1")
-	r.SetString(ColClickID, "c1")
-	r.SetString(ColEventName, "Search")
-	r.SetString(ColDeviceType, "unknown")
-	r.SetDouble(ColPrice, 9.5)
-	r.SetString(ColShardID, "shardId-000000000000")
-	r.SetString(ColSequenceNumber, "1")
-	r.SetTime(ColArrivalTime, time.UnixMilli(1700000000000))
-	if _, err := w.WriteRows([]parquet.Row{r.Parquet()}); err != nil {
+	if err := b.WriteTo(w); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err != nil {
@@ -65,17 +77,22 @@ func TestEventsSchemaRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows := make([]parquet.Row, 2)
+	rows := make([]parquet.Row, 3)
 	n, err := parquet.NewReader(bytes.NewReader(buf.Bytes())).ReadRows(rows)
-	if n != 1 || (err != nil && err != io.EOF) {
+	if n != 2 || (err != nil && err != io.EOF) {
 		t.Fatalf("read %d rows: %v", n, err)
 	}
-	vals := map[string]parquet.Value{}
+	vals, second := map[string]parquet.Value{}, map[string]parquet.Value{}
 	for i, path := range f.Schema().Columns() {
-		vals[path[0]] = rows[0][i]
+		vals[path[0]], second[path[0]] = rows[0][i], rows[1][i]
 	}
-	if vals["price"].Double() != 9.5 || !vals["name"].IsNull() || vals["user_id"].String() != "u1" || vals["arrival_time"].Int64() != 1700000000000 {
+	if vals["price"].Double() != 9.5 || !vals["name"].IsNull() || !vals["pixel_id"].IsNull() || vals["user_id"].String() != "u1" ||
+		vals["arrival_time"].Int64() != 1700000000000 || vals["sequence_number"].String() != "1" || !vals["time_on_data"].IsNull() {
 		t.Fatalf("row read back as %v", vals)
+	}
+	if second["user_id"].IsNull() || second["user_id"].String() != "" || second["sub_sequence"].Int64() != 0 ||
+		second["time_on_data"].IsNull() || second["time_on_data"].Double() != 0 || second["name"].String() != "Zoë" || !second["price"].IsNull() {
+		t.Fatalf("second row read back as %v", second)
 	}
 	for _, name := range []string{"event_time", "insertion_time", "arrival_time"} {
 		c, _ := f.Schema().Lookup(name)

@@ -2,7 +2,6 @@ package lake
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
@@ -93,7 +92,7 @@ var HourPartitions = []Column{
 	{Name: "hour", Kind: String, Required: true, Doc: "UTC hour, HH"},
 }
 
-// Indexes of Events' columns, in Events.Columns order; use them with Row's setters.
+// Indexes of Events' columns, in Events.Columns order; use them with Batch's setters.
 const (
 	ColEventTime = iota
 	ColUserID
@@ -247,76 +246,4 @@ func (t *Table) ParquetSchema() *parquet.Schema { return t.schema }
 // Codec is the compression of every column the lake writes: ZSTD at zstd's fastest level with the literals
 // always entropy-coded (a quarter smaller than Snappy on the archive's events, about as fast to write;
 // Athena, Trino, DuckDB and parquet-go read it). Safe for concurrent use.
-var Codec compress.Codec = &zstdCodec{}
-
-// Row is one row of a table being built: every optional column starts null. Not safe for concurrent use.
-type Row struct {
-	t *Table
-	v parquet.Row
-}
-
-// NewRow returns an empty row of t.
-func (t *Table) NewRow() Row {
-	r := Row{t: t, v: make(parquet.Row, len(t.Columns))}
-	for i := range t.Columns {
-		r.SetNull(i)
-	}
-	return r
-}
-
-func (r Row) def(col int) int {
-	if r.t.Columns[col].Required {
-		return 0
-	}
-	return 1
-}
-
-// SetNull makes column col null (for a required column: its zero value).
-func (r Row) SetNull(col int) {
-	if r.t.Columns[col].Required {
-		switch r.t.Columns[col].Kind {
-		case String:
-			r.v[r.t.leaf[col]] = parquet.ByteArrayValue(nil).Level(0, 0, r.t.leaf[col])
-		case Double:
-			r.v[r.t.leaf[col]] = parquet.DoubleValue(0).Level(0, 0, r.t.leaf[col])
-		default:
-			r.v[r.t.leaf[col]] = parquet.Int64Value(0).Level(0, 0, r.t.leaf[col])
-		}
-		return
-	}
-	r.v[r.t.leaf[col]] = parquet.NullValue().Level(0, 0, r.t.leaf[col])
-}
-
-// SetString sets a String column; an empty s makes an optional column null.
-func (r Row) SetString(col int, s string) {
-	if s == "" && !r.t.Columns[col].Required {
-		r.SetNull(col)
-		return
-	}
-	r.v[r.t.leaf[col]] = parquet.ByteArrayValue([]byte(s)).Level(0, r.def(col), r.t.leaf[col])
-}
-
-// SetInt64 sets an Int64 column.
-func (r Row) SetInt64(col int, v int64) {
-	r.v[r.t.leaf[col]] = parquet.Int64Value(v).Level(0, r.def(col), r.t.leaf[col])
-}
-
-// SetDouble sets a Double column.
-func (r Row) SetDouble(col int, v float64) {
-	r.v[r.t.leaf[col]] = parquet.DoubleValue(v).Level(0, r.def(col), r.t.leaf[col])
-}
-
-// SetMillis sets a TimestampMillis column from Unix milliseconds.
-func (r Row) SetMillis(col int, ms int64) { r.SetInt64(col, ms) }
-
-// SetTime sets a TimestampMillis column; the zero time makes an optional column null.
-func (r Row) SetTime(col int, t time.Time) {
-	if t.IsZero() && !r.t.Columns[col].Required {
-		r.SetNull(col)
-		return
-	}
-	r.SetInt64(col, t.UnixMilli())
-}
-
-// Parquet returns the row in the table's Parquet column order, for parquet.Writer.WriteRows.
-func (r Row) Parquet() parquet.Row { return r.v }
+var Codec compress.Codec = newZstdCodec()

@@ -1,8 +1,6 @@
 package lake
 
 import (
-	"sync"
-
 	"github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/format"
@@ -13,9 +11,17 @@ import (
 // (hexadecimal click ids, pixel ids, the digits of sequence numbers): few matches, but 4 to 5.2 bits of
 // information per byte, which only entropy coding recovers (the zstd library's fastest and default
 // levels store such blocks raw; parquet-go's ZSTD codec does not expose the option). It is safe for
-// concurrent use: every Encode takes an encoder of its own from a pool.
+// concurrent use: every Encode takes an encoder of its own, from a free list that keeps a few between
+// calls (a zstd encoder's window is worth keeping; a sync.Pool would drop it at every other GC).
 type zstdCodec struct {
-	encoders sync.Pool // of *zstd.Encoder
+	encoders chan *zstd.Encoder
+}
+
+// zstdIdleEncoders is how many idle encoders a zstdCodec keeps.
+const zstdIdleEncoders = 8
+
+func newZstdCodec() *zstdCodec {
+	return &zstdCodec{encoders: make(chan *zstd.Encoder, zstdIdleEncoders)}
 }
 
 func (c *zstdCodec) String() string { return "ZSTD" }
@@ -24,8 +30,10 @@ func (c *zstdCodec) CompressionCodec() format.CompressionCodec { return format.Z
 
 // Encode compresses src into one zstd frame, appended to dst[:0].
 func (c *zstdCodec) Encode(dst, src []byte) ([]byte, error) {
-	e, _ := c.encoders.Get().(*zstd.Encoder)
-	if e == nil {
+	var e *zstd.Encoder
+	select {
+	case e = <-c.encoders:
+	default:
 		var err error
 		e, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithAllLitEntropyCompression(true),
 			zstd.WithEncoderConcurrency(1), zstd.WithZeroFrames(true), zstd.WithEncoderCRC(false))
@@ -34,7 +42,10 @@ func (c *zstdCodec) Encode(dst, src []byte) ([]byte, error) {
 		}
 	}
 	out := e.EncodeAll(src, dst[:0])
-	c.encoders.Put(e)
+	select {
+	case c.encoders <- e:
+	default: // enough idle ones
+	}
 	return out, nil
 }
 
