@@ -65,7 +65,7 @@ func (a *Archiver) getEncoder() *encoder {
 	}
 	gz, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed) // a valid level never fails
 	return &encoder{rows: lake.Events.NewBatch(), gz: gz,
-		pq: parquet.NewWriter(nil, lake.Events.ParquetSchema(), parquet.Compression(lake.Codec), parquet.CreatedBy("clickfleet archive", "", ""))}
+		pq: parquet.NewWriter(nil, lake.Events.ParquetSchema(), parquet.Compression(lake.Codec), parquet.CreatedBy("clickfleet archive", "", ""), parquet.DataPageStatistics(false))}
 }
 
 // putEncoder empties e and keeps it for the next encode, unless enough encoders are idle.
