@@ -37,23 +37,27 @@ type errorLine struct {
 // decoded is one valid record of a run, with what enrichment needs.
 type decoded struct {
 	rec *consumer.Record
-	ev  *messages.Event
+	box *eventBox
+	ev  *messages.Event // &box.ev
 }
 
 // encoder is the memory an encode works in, kept between object sets (Archiver.encoders): the decoded
 // events, the Parquet rows and writer, and the gzip writer. The objects it returns never share it.
 type encoder struct {
-	events []eventBox // events[i] is recs[i] decoded
-	valid  []decoded  // the records that decode, pointing into events
-	rows   *lake.Batch
-	pq     *parquet.Writer
+	events []eventBox      // events[i] is recs[i] decoded
+	valid  []decoded       // the records that decode, pointing into events
+	rows   []lake.EventRow // the valid events' rows, pointing into events
+	pq     *parquet.GenericWriter[lake.EventRow]
 	gz     *gzip.Writer
 	errs   bytes.Buffer // the errors object's lines before compression
 }
 
+// eventBox is a decoded event and the values its row points to.
 type eventBox struct {
-	ev messages.Event
-	ad messages.AdditionalData
+	ev        messages.Event
+	ad        messages.AdditionalData
+	insertion int64
+	lat, lon  float64
 }
 
 // getEncoder takes an idle encoder, or makes one.
@@ -64,16 +68,15 @@ func (a *Archiver) getEncoder() *encoder {
 	default:
 	}
 	gz, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed) // a valid level never fails
-	return &encoder{rows: lake.Events.NewBatch(), gz: gz,
-		pq: parquet.NewWriter(nil, lake.Events.ParquetSchema(), parquet.Compression(lake.Codec), parquet.CreatedBy("clickfleet archive", "", ""), parquet.DataPageStatistics(false))}
+	return &encoder{gz: gz, pq: lake.NewEventsWriter(nil, parquet.CreatedBy("clickfleet archive", "", ""))}
 }
 
 // putEncoder empties e and keeps it for the next encode, unless enough encoders are idle.
 func (a *Archiver) putEncoder(e *encoder) {
 	clear(e.events) // drop the strings of the events
-	clear(e.valid)  // and the records
-	e.valid = e.valid[:0]
-	e.rows.Reset()
+	clear(e.valid)  // the records
+	clear(e.rows)   // and the rows' strings
+	e.valid, e.rows = e.valid[:0], e.rows[:0]
 	e.pq.Reset(nil)
 	e.gz.Reset(nil)
 	e.errs.Reset()
@@ -97,11 +100,12 @@ func (p *processor) encode(ctx context.Context, recs []consumer.Record) (objectS
 	for _, d := range e.valid {
 		loc, located := locs[d.ev.UserIP], p.cfg.Geo != nil && d.ev.UserIP != ""
 		enrich.Event(d.ev, d.rec.ShardID, d.rec.SequenceNumber, d.rec.SubSequence, nameOf[d.ev.UserID], loc)
-		addEventRow(e.rows, d.rec, d.ev, loc, located)
+		e.rows = append(e.rows, lake.EventRow{})
+		fillEventRow(&e.rows[len(e.rows)-1], d, loc, located)
 	}
-	pq := bytes.NewBuffer(make([]byte, 0, 64*e.rows.Len()+4096)) // about the size of a row, one growth at most
+	pq := bytes.NewBuffer(make([]byte, 0, 64*len(e.rows)+4096)) // about the size of a row, one growth at most
 	e.pq.Reset(pq)
-	if err := e.rows.WriteTo(e.pq); err != nil {
+	if _, err := e.pq.Write(e.rows); err != nil {
 		return set, err
 	}
 	if err := e.pq.Close(); err != nil {
@@ -137,7 +141,7 @@ func (p *processor) split(e *encoder, recs []consumer.Record) (objectSet, error)
 			set.nErrors++
 			continue
 		}
-		e.valid = append(e.valid, decoded{rec: r, ev: &box.ev})
+		e.valid = append(e.valid, decoded{rec: r, box: box, ev: &box.ev})
 	}
 	if err := closeRaw(); err != nil {
 		return set, err
@@ -249,47 +253,37 @@ func (p *processor) locate(ctx context.Context, valid []decoded) map[string]geo.
 	return p.cfg.Geo.LookupAll(ctx, ips)
 }
 
-// addEventRow adds the Parquet row of an enriched event to rows.
-func addEventRow(rows *lake.Batch, r *consumer.Record, ev *messages.Event, loc geo.Location, located bool) {
-	rows.AddRow()
-	rows.SetMillis(lake.ColEventTime, ev.EventTimeMs)
-	rows.SetString(lake.ColUserID, ev.UserID)
-	rows.SetString(lake.ColClickID, ev.ClickID)
-	rows.SetString(lake.ColEventName, ev.EventName)
-	rows.SetString(lake.ColEventType, ev.EventType)
-	rows.SetString(lake.ColDeviceType, ev.DeviceType)
-	rows.SetString(lake.ColPixelID, ev.PixelID)
-	rows.SetString(lake.ColUserIP, ev.UserIP)
+// fillEventRow fills row, a zero row, with the enriched event of d; its pointers point into d.box.
+func fillEventRow(row *lake.EventRow, d decoded, loc geo.Location, located bool) {
+	ev, box := d.ev, d.box
+	row.EventTime, row.UserID, row.ClickID, row.EventName = ev.EventTimeMs, ev.UserID, ev.ClickID, ev.EventName
+	row.EventType, row.DeviceType, row.PixelID, row.UserIP = ev.EventType, ev.DeviceType, ev.PixelID, ev.UserIP
 	if ms, ok := messages.ParseTimeMs(ev.InsertionTimestamp); ok { // every form Decode accepts, RFC 3339 too
-		rows.SetMillis(lake.ColInsertionTime, ms)
+		box.insertion = ms
+		row.InsertionTime = &box.insertion
 	}
 	if ad := ev.AdditionalData; ad != nil {
 		if ad.Has(messages.HasTimeOnData) {
-			rows.SetDouble(lake.ColTimeOnData, ad.TimeOnData)
+			row.TimeOnData = &ad.TimeOnData
 		}
 		if ad.Has(messages.HasPercentViewed) {
-			rows.SetDouble(lake.ColPercentViewed, ad.PercentViewed)
+			row.PercentViewed = &ad.PercentViewed
 		}
 		if ad.Has(messages.HasProductID) {
-			rows.SetInt64(lake.ColProductID, ad.ProductID)
+			row.ProductID = &ad.ProductID
 		}
 		if ad.Has(messages.HasPrice) {
-			rows.SetDouble(lake.ColPrice, ad.Price)
+			row.Price = &ad.Price
 		}
 	}
-	rows.SetString(lake.ColName, ev.Name)
-	rows.SetString(lake.ColCountry, ev.Country)
-	rows.SetString(lake.ColRegion, ev.Region)
-	rows.SetString(lake.ColCity, ev.City)
+	row.Name, row.Country, row.Region, row.City = ev.Name, ev.Country, ev.Region, ev.City
 	if located {
-		rows.SetString(lake.ColGeoStatus, loc.Status.String())
+		row.GeoStatus = loc.Status.String()
 		if loc.Status == geo.StatusFound && loc.HasCoordinates {
-			rows.SetDouble(lake.ColLatitude, loc.Latitude)
-			rows.SetDouble(lake.ColLongitude, loc.Longitude)
+			box.lat, box.lon = loc.Latitude, loc.Longitude
+			row.Latitude, row.Longitude = &box.lat, &box.lon
 		}
 	}
-	rows.SetString(lake.ColShardID, r.ShardID)
-	rows.SetString(lake.ColSequenceNumber, r.SequenceNumber)
-	rows.SetInt64(lake.ColSubSequence, r.SubSequence)
-	rows.SetMillis(lake.ColArrivalTime, r.ArrivedAt.UnixMilli())
+	row.ShardID, row.SequenceNumber, row.SubSequence = d.rec.ShardID, d.rec.SequenceNumber, d.rec.SubSequence
+	row.ArrivalTime = d.rec.ArrivedAt.UnixMilli()
 }
