@@ -80,7 +80,6 @@ type Table struct {
 	Partitions []Column
 
 	schema *parquet.Schema
-	leaf   []int // leaf[i] is the Parquet column index of Columns[i]
 }
 
 // HourPartitions are the partition columns of every lake table: the UTC hour of an object's first record's
@@ -92,7 +91,7 @@ var HourPartitions = []Column{
 	{Name: "hour", Kind: String, Required: true, Doc: "UTC hour, HH"},
 }
 
-// Indexes of Events' columns, in Events.Columns order; use them with Batch's setters.
+// Indexes of Events' columns, in Events.Columns order.
 const (
 	ColEventTime = iota
 	ColUserID
@@ -228,14 +227,6 @@ func mustTable(name, prefix string, cols, parts []Column) *Table {
 		g[c.Name] = n
 	}
 	t.schema = parquet.NewSchema(name, g)
-	t.leaf = make([]int, len(cols))
-	for i, c := range cols {
-		leaf, ok := t.schema.Lookup(c.Name)
-		if !ok {
-			panic("lake: column " + c.Name + " missing from its own schema")
-		}
-		t.leaf[i] = leaf.ColumnIndex
-	}
 	return t
 }
 
