@@ -12,7 +12,7 @@ import (
 // information per byte, which only entropy coding recovers (the zstd library's fastest and default
 // levels store such blocks raw; parquet-go's ZSTD codec does not expose the option). It is safe for
 // concurrent use: every Encode takes an encoder of its own, from a free list that keeps a few between
-// calls (a zstd encoder's window is worth keeping; a sync.Pool would drop it at every other GC).
+// calls (a zstd encoder's window is worth keeping; a sync.Pool would drop it within two GCs).
 type zstdCodec struct {
 	encoders chan *zstd.Encoder
 }
