@@ -303,7 +303,8 @@ func sortedKeys(m map[string]bool) []string {
 // parents' leases are deleted) — and the test fails when a call is not allowed by the role of the task
 // that runs the command, or a role allows an action on a resource no call used. Operator commands (gen,
 // tail, sessions, report, reconcile) are checked against the OperatorAccess policy, setup (run as the one-off task,
-// with the resources in place) against its task role; names-sync makes no AWS call and has no role.
+// with the resources in place) against its task role, reconcile also against the scheduled task's role;
+// names-sync makes no AWS call and has no role.
 func TestTaskRolesAreTheCallsTheCodeMakes(t *testing.T) {
 	kin, ddb, s3c := testenv.Kinesis(t), testenv.DynamoDB(t), testenv.S3(t)
 	testenv.Redis(t)
@@ -525,7 +526,7 @@ func TestTaskRolesAreTheCallsTheCodeMakes(t *testing.T) {
 			checkPolicy(t, roles[command]+" (ReadMode efo)", stmts, append(read(command), efo...))
 		})
 	}
-	for _, command := range []string{"scale", "dashboard"} {
+	for _, command := range []string{"scale", "dashboard", "reconcile"} {
 		t.Run(command, func(t *testing.T) {
 			if !r.has(command) {
 				t.Fatalf("clickfleet %s is not in this build: its role in deploy/aws is unchecked", command)

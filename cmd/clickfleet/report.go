@@ -170,7 +170,7 @@ Without NAME it lists the reports. The same SQL runs on Athena over the tables '
 	fl := cmd.Flags()
 	fl.StringVar(&lakeURL, "lake-url", "s3://clickfleet-lake/", "the lake: s3://bucket/prefix/ holding events/ (and receiving aggregates/)")
 	fl.StringVar(&cfg.CacheDir, "cache-dir", "", "local copy of the lake (empty: clickfleet/lake under the user cache directory)")
-	fl.StringVar(&from, "from", "", "first hour to read, UTC (RFC 3339, 2026-12-01T10 or 2026-12-01; empty: the beginning)")
+	fl.StringVar(&from, "from", "", "first hour to read, UTC (RFC 3339, 2026-12-01T10, 2026-12-01, today, yesterday or -24h; empty: the beginning)")
 	fl.StringVar(&to, "to", "", "end of the range, exclusive, UTC (empty: now)")
 	fl.StringVar(&format, "format", "table", "output: table, csv, json or parquet")
 	fl.StringVar(&out, "out", "-", "output file (-: standard output)")

@@ -103,6 +103,25 @@ func TestParseTimeFlag(t *testing.T) {
 	}
 }
 
+// The relative forms, from a fixed now: today and yesterday are UTC midnights (whatever now's zone),
+// -<duration> is that long before now; a bad duration names the flag.
+func TestParseTimeFlagRelative(t *testing.T) {
+	now := time.Date(2026, 12, 7, 1, 30, 0, 0, time.FixedZone("CET", 3600)) // 00:30 UTC
+	for in, want := range map[string]string{
+		"today": "2026-12-07T00:00:00Z", "yesterday": "2026-12-06T00:00:00Z", "-24h": "2026-12-06T00:30:00Z", "-90m": "2026-12-06T23:00:00Z",
+	} {
+		got, err := parseTimeFlagAt("from", in, now)
+		if err != nil || got.Format(time.RFC3339) != want {
+			t.Errorf("%s → %v %v, want %s", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"-", "-24", "-0s", "--1h", "tomorrow"} {
+		if _, err := parseTimeFlagAt("to", in, now); err == nil || !strings.Contains(err.Error(), "--to (CLICKFLEET_TO)") {
+			t.Errorf("%q: %v, want an error naming --to (CLICKFLEET_TO)", in, err)
+		}
+	}
+}
+
 // 'clickfleet report sessions' over a small archived lake, in every format: the sessions written by hand
 // (u1 at t, t+5 s and t+20 s: two sessions, the second at the end of the shard's data and so open; u2
 // at t+1 s), in start order, with the sessions table's columns and open.

@@ -138,6 +138,9 @@ func TestTemplateContainersMatchTheCLI(t *testing.T) {
 				t.Run(c.TaskDefinition, func(t *testing.T) {
 					cmd := cliCommand(t, c.Command)
 					seen[cmd.Name()] = true
+					if cmd.DisableFlagParsing { // reconcile's stub in a build without cgo
+						t.Skipf("clickfleet %s has no flags in this build (no cgo): a cgo build checks them", cmd.Name())
+					}
 					env := map[string]string{}
 					for k, v := range c.Environment {
 						env[k] = v
@@ -174,7 +177,7 @@ func TestTemplateContainersMatchTheCLI(t *testing.T) {
 					}
 				})
 			}
-			want := []string{"ingest", "names-sync", "scale", "setup"}
+			want := []string{"ingest", "names-sync", "scale", "setup", "reconcile"}
 			if v.params["Compute"] != "ec2-systemd" {
 				want = append(want, "consume", "archive")
 			}
