@@ -207,11 +207,20 @@ func (a *shardActor) onBatch(ctx actor.Context, m *processBatch) {
 	if a.pending >= max {
 		a.startFlush(ctx)
 	}
-	if a.pending >= max && a.fatal == nil {
-		a.held = append(a.held, m.done) // backpressure: answered when a barrier takes the records
+	// Backpressure, answered when a barrier takes the records: too many unflushed, or a due flush waits
+	// for users' state to load (new users come with nearly every batch, so were the reader to go on, some
+	// load would nearly always be in flight and the flush would wait until FlushMaxRecords).
+	if (a.pending >= max || a.flushWaitsForLoads()) && a.fatal == nil {
+		a.held = append(a.held, m.done)
 		return
 	}
 	m.done <- a.fatal
+}
+
+// flushWaitsForLoads reports whether a flush is due but waits for users' state to load (not for the
+// flush in flight).
+func (a *shardActor) flushWaitsForLoads() bool {
+	return a.flushWanted && a.inFlight == nil
 }
 
 func (a *shardActor) markDirty(e *userEntry) {
@@ -327,6 +336,7 @@ func (a *shardActor) startFlush(ctx actor.Context) {
 	clear(a.timed[len(kept):])
 	a.timed = kept
 	if len(a.dirty) == 0 && len(due) == 0 && len(a.errs) == 0 && a.lastRouted.Compare(a.lastFlush) <= 0 {
+		a.releaseHeld()
 		a.replyFinals(nil)
 		return
 	}
@@ -386,13 +396,18 @@ func (a *shardActor) startFlush(ctx actor.Context) {
 	a.pendUser = a.pendUser[:0]
 	a.errs, a.pending, a.lastFlush = nil, 0, a.lastRouted
 	a.inFlight = fs
+	a.releaseHeld()
+	if n == 0 {
+		a.dispatch(ctx, fs)
+	}
+}
+
+// releaseHeld answers the batches held for backpressure.
+func (a *shardActor) releaseHeld() {
 	for _, d := range a.held {
 		d <- nil
 	}
 	a.held = nil
-	if n == 0 {
-		a.dispatch(ctx, fs)
-	}
 }
 
 // add records one asked user's effects; it reports whether they were the last awaited.
