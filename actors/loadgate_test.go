@@ -27,7 +27,9 @@ func newGatedRedis(r RedisAPI) *gatedRedis {
 	return &gatedRedis{RedisAPI: r, loads: make(chan int, 100), release: make(chan struct{})}
 }
 
-func (g *gatedRedis) Pipeline() redis.Pipeliner { return &gatedPipe{Pipeliner: g.RedisAPI.Pipeline(), g: g} }
+func (g *gatedRedis) Pipeline() redis.Pipeliner {
+	return &gatedPipe{Pipeliner: g.RedisAPI.Pipeline(), g: g}
+}
 
 type gatedPipe struct {
 	redis.Pipeliner
