@@ -46,9 +46,10 @@
 //
 // and only then checkpoints S. One flush per shard is in flight at a time; records keep being routed
 // meanwhile and go to their users with the next barrier's requests. ProcessRecords returns once its
-// batch is routed, but waits while FlushMaxRecords records are unflushed, and while a due flush waits
-// for users' state to load (backpressure: new users come with nearly every batch, so a reader that went
-// on would keep a load in flight and the flush would wait for FlushMaxRecords).
+// batch is routed, but waits while FlushMaxRecords records are unflushed, and while a due flush cannot
+// start — the previous one is being written, or users' state loads (backpressure: so a flush covers
+// about FlushInterval of records under full load, not FlushMaxRecords; and new users come with nearly
+// every batch, so a reader that went on would keep a load in flight and the flush waiting).
 //
 // # Order on the output streams
 //

@@ -207,20 +207,15 @@ func (a *shardActor) onBatch(ctx actor.Context, m *processBatch) {
 	if a.pending >= max {
 		a.startFlush(ctx)
 	}
-	// Backpressure, answered when a barrier takes the records: too many unflushed, or a due flush waits
-	// for users' state to load (new users come with nearly every batch, so were the reader to go on, some
-	// load would nearly always be in flight and the flush would wait until FlushMaxRecords).
-	if (a.pending >= max || a.flushWaitsForLoads()) && a.fatal == nil {
+	// Backpressure, answered when a barrier takes the records: too many unflushed, or a due flush cannot
+	// start yet. It waits for the flush in flight, or for users' state to load: new users come with
+	// nearly every batch, so were the reader to go on, some load would nearly always be in flight, and
+	// under full load every flush would be FlushMaxRecords long rather than FlushInterval.
+	if (a.pending >= max || a.flushWanted) && a.fatal == nil {
 		a.held = append(a.held, m.done)
 		return
 	}
 	m.done <- a.fatal
-}
-
-// flushWaitsForLoads reports whether a flush is due but waits for users' state to load (not for the
-// flush in flight).
-func (a *shardActor) flushWaitsForLoads() bool {
-	return a.flushWanted && a.inFlight == nil
 }
 
 func (a *shardActor) markDirty(e *userEntry) {
