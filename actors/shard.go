@@ -34,6 +34,20 @@ type shardShared struct {
 	// the lease's validity (consumer.InitInput; nil: unbounded).
 	epoch    int64
 	validFor func() time.Duration
+	// born is the user actor the ShardActor is spawning (spawnUser), for the user props' producer; only
+	// the ShardActor's goroutine uses it.
+	born *userActor
+}
+
+// produceUser is the user props' producer: it returns the actor spawnUser is spawning, hydrated. A user
+// actor is never restarted (its supervisor stops it), so the producer runs only inside spawnUser.
+func (sh *shardShared) produceUser() actor.Actor {
+	u := sh.born
+	if u == nil {
+		panic(fmt.Sprintf("actors: shard %s: a user actor was produced outside spawnUser; its state is unknown", sh.shard))
+	}
+	sh.born = nil
+	return u
 }
 
 type entryState uint8
@@ -90,8 +104,9 @@ type shardActor struct {
 	users    map[string]*userEntry
 	stopping map[string]*userEntry // by PID id
 	dirty    []*userEntry
-	// pend holds the records routed to live users since the last barrier, in shard order, and pendUser
-	// their users: they travel to each user with its flush request (one message per user and flush).
+	// pend holds the records routed to live users since the last barrier (each user's in shard order),
+	// and pendUser their users: they travel to each user with its flush request (one message per user and
+	// flush). A loaded user's buffered records join them when it is spawned.
 	pend     []record
 	pendUser []*userEntry
 	// timed holds the entries with a session row trigger ahead (due ≠ 0), so a flush finds the users
@@ -252,15 +267,18 @@ func (a *shardActor) onLoaded(ctx actor.Context, m *loaded) {
 			a.fail(fmt.Errorf("shard %s: unreadable state in Redis: %w", a.sh.shard, err))
 			return
 		}
-		e.pid = ctx.Spawn(a.sh.userProps)
+		e.pid = a.spawnUser(ctx, &userActor{sh: a.sh, u: u, lastSeenMs: e.lastSeen / int64(time.Millisecond), entry: e})
 		e.state = entryLive
 		a.live++
 		a.sh.f.m.spawned.Inc()
 		a.sh.f.m.usersLive.Inc()
-		atMs := e.lastSeen / int64(time.Millisecond)
-		ctx.Send(e.pid, &hydrate{user: u, atMs: atMs, entry: e})
 		if len(e.buf) > 0 {
-			ctx.Send(e.pid, &userBatch{recs: e.buf, atMs: atMs})
+			// Its records go with its first flush request, as a live user's do.
+			for _, r := range e.buf {
+				a.pend = append(a.pend, r)
+				a.pendUser = append(a.pendUser, e)
+			}
+			e.nPend += int32(len(e.buf))
 			e.buf = nil
 			a.nBuffered--
 			a.markDirty(e)
@@ -269,6 +287,15 @@ func (a *shardActor) onLoaded(ctx actor.Context, m *loaded) {
 	if a.flushWanted || len(a.finals) > 0 {
 		a.startFlush(ctx)
 	}
+}
+
+// spawnUser spawns the actor of a user whose state is loaded, with that state: the user props' producer
+// takes it from shardShared.born (the producer runs inside Spawn, on this goroutine), so a new actor
+// needs no message to be hydrated.
+func (a *shardActor) spawnUser(ctx actor.Context, u *userActor) *actor.PID {
+	a.sh.born = u
+	defer func() { a.sh.born = nil }()
+	return ctx.Spawn(a.sh.userProps)
 }
 
 // onRecover loads the users whose rows the shard's previous owners left lagging; their rows are written
