@@ -253,7 +253,7 @@ type mapProcessor struct {
 	sh      *shardShared
 	users   map[string]*mapUser
 	dirty   []*mapUser
-	timed   []*mapUser
+	rows    *dueWheel[*mapUser] // as the ShardActor's
 	pending int
 	last    session.Position
 	lastAt  time.Time
@@ -263,7 +263,7 @@ type mapProcessor struct {
 type mapUser struct {
 	u          session.User
 	dirty      bool
-	inTimed    bool
+	node       wheelNode
 	rows       []messages.Session
 	lastSeenMs int64
 	due        int64
@@ -271,8 +271,11 @@ type mapUser struct {
 }
 
 func newMapProcessor(f *Factory) *mapProcessor {
-	return &mapProcessor{sh: &shardShared{f: f, shard: testShard, log: zap.NewNop()}, users: map[string]*mapUser{}}
+	return &mapProcessor{sh: &shardShared{f: f, shard: testShard, log: zap.NewNop()}, users: map[string]*mapUser{},
+		rows: newDueWheel[*mapUser](wheelSlotMs, wheelSlots, f.cfg.Now().UnixMilli())}
 }
+
+func (mu *mapUser) wheelNode() *wheelNode { return &mu.node }
 
 func (m *mapProcessor) Initialize(ctx context.Context, in consumer.InitInput) error {
 	m.lastAt = time.Now()
@@ -363,25 +366,26 @@ func (m *mapProcessor) flush(ctx context.Context, cp consumer.Checkpointer, fina
 			e.setLags = mu.stored.write(e.lags)
 		}
 		mu.rows, mu.due = nil, e.due
-		if e.due != 0 && !mu.inTimed {
-			mu.inTimed = true
-			m.timed = append(m.timed, mu)
+		if e.due != 0 {
+			m.rows.schedule(mu, e.due)
+		} else {
+			m.rows.remove(mu)
 		}
 		fs.users = append(fs.users, e)
 	}
-	kept := m.timed[:0]
 	var due []*mapUser
-	for _, mu := range m.timed {
-		if mu.due == 0 {
-			mu.inTimed = false
-			continue
-		}
-		kept = append(kept, mu)
-		if !mu.dirty && (mu.due <= nowMs || (final && mu.u.RowLags())) {
+	m.rows.take(nowMs, func(mu *mapUser) {
+		if !mu.dirty {
 			due = append(due, mu)
 		}
+	})
+	if final {
+		for _, mu := range m.users {
+			if !mu.dirty && mu.u.RowLags() && m.rows.filed(mu) {
+				due = append(due, mu)
+			}
+		}
 	}
-	m.timed = kept
 	for _, mu := range m.dirty {
 		mu.dirty = false
 		answer(mu, true)

@@ -77,8 +77,10 @@
 // Config.Rules.GapMs + Config.SessionCloseDelay of processing time without a record of the user), while
 // open at most every Config.SessionUpdateInterval, when an event reopens a session the idle timer
 // closed, and, for open sessions whose rows lag, at the end of the holding period (a clean stop, a
-// handoff, a shard's end). The ShardActor keeps each user's next trigger time from its last reply and
-// asks the users whose trigger is due (not only those with new records) at each flush; a user idle for
+// handoff, a shard's end). The ShardActor keeps each user's next trigger time from its last reply, files
+// the user by it in a timing wheel (slots of 250 ms; filing again when the trigger moves costs O(1)), and
+// at each flush asks the users whose trigger is due (not only those with new records), visiting only the
+// slots passed since the last flush, not every user; a user idle for
 // PassivateAfter is closed at a flush before it is passivated.
 //
 // What the table holds for the open session (its count, write time, closed or not) is part of the user

@@ -70,8 +70,8 @@ type userEntry struct {
 	// reply said (1: at the next flush); 0 when none is left. lags: its row lags its state.
 	due      int64
 	lags     bool
-	closeNow bool // close its session at the next flush (passivation)
-	inTimed  bool // in shardActor.timed
+	closeNow bool      // close its session at the next flush (passivation)
+	node     wheelNode // its place in shardActor.rows
 	buf      []record
 	// nPend counts the user's records waiting in shardActor.pend; off places them in the flush's
 	// array.
@@ -109,10 +109,10 @@ type shardActor struct {
 	// flush). A loaded user's buffered records join them when it is spawned.
 	pend     []record
 	pendUser []*userEntry
-	// timed holds the entries with a session row trigger ahead (due ≠ 0), so a flush finds the users
-	// whose rows are due without scanning every user; compacted as flushes go.
-	timed []*userEntry
-	live  int
+	// rows files the entries with a session row trigger ahead (due ≠ 0) by when to ask them, so a
+	// flush finds the users whose rows are due without visiting every user.
+	rows *dueWheel[*userEntry]
+	live int
 
 	nBuffered  int // entries holding buffered records (loading, or stopping with records)
 	loads      int
@@ -133,8 +133,11 @@ type shardActor struct {
 }
 
 func newShardActor(sh *shardShared) *shardActor {
-	return &shardActor{sh: sh, users: map[string]*userEntry{}, stopping: map[string]*userEntry{}}
+	return &shardActor{sh: sh, users: map[string]*userEntry{}, stopping: map[string]*userEntry{},
+		rows: newDueWheel[*userEntry](wheelSlotMs, wheelSlots, sh.f.cfg.Now().UnixMilli())}
 }
+
+func (e *userEntry) wheelNode() *wheelNode { return &e.node }
 
 func (a *shardActor) Receive(ctx actor.Context) {
 	defer func() {
@@ -319,13 +322,41 @@ func (a *shardActor) onRecover(ctx actor.Context, m *recoverUsers) {
 	}
 }
 
-// setDue records an entry's next row trigger.
+// setDue records an entry's next row trigger (1: at the next flush; 0: none) and files it for then.
 func (a *shardActor) setDue(e *userEntry, due int64, lags bool) {
 	e.due, e.lags = due, lags
-	if due != 0 && !e.inTimed {
-		e.inTimed = true
-		a.timed = append(a.timed, e)
+	if due != 0 {
+		a.rows.schedule(e, due)
+	} else {
+		a.rows.remove(e)
 	}
+}
+
+// dueUsers returns the live users to ask at a flush at nowMs, beyond the dirty ones (asked anyway): those
+// whose row trigger is due or that close now (passivation); for a final flush, also every user whose row
+// lags. The asked users' replies file them again (onBarrierDone); users still loading stay filed.
+func (a *shardActor) dueUsers(nowMs int64, final bool) []*userEntry {
+	var due, loading []*userEntry
+	a.rows.take(nowMs, func(e *userEntry) {
+		switch {
+		case e.state != entryLive:
+			loading = append(loading, e)
+		case !e.dirty:
+			due = append(due, e)
+		}
+	})
+	for _, e := range loading {
+		a.rows.schedule(e, nowMs)
+	}
+	if final {
+		for _, e := range a.users {
+			// Those not taken above: still filed, due later.
+			if e.state == entryLive && !e.dirty && e.lags && a.rows.filed(e) {
+				due = append(due, e)
+			}
+		}
+	}
+	return due
 }
 
 // startFlush starts a barrier over the dirty users and those whose session row is due (with a final
@@ -342,21 +373,7 @@ func (a *shardActor) startFlush(ctx actor.Context) {
 	}
 	a.flushWanted = false
 	nowMs := a.sh.f.cfg.Now().UnixMilli()
-	// Users with a row trigger due (not dirty: those are asked anyway); drop entries with none left.
-	var due []*userEntry
-	kept := a.timed[:0]
-	for _, e := range a.timed {
-		if e.due == 0 || a.users[e.id] != e {
-			e.inTimed = false
-			continue
-		}
-		kept = append(kept, e)
-		if e.state == entryLive && !e.dirty && (e.due <= nowMs || e.closeNow || (final && e.lags)) {
-			due = append(due, e)
-		}
-	}
-	clear(a.timed[len(kept):])
-	a.timed = kept
+	due := a.dueUsers(nowMs, final)
 	if len(a.dirty) == 0 && len(due) == 0 && len(a.errs) == 0 && a.lastRouted.Compare(a.lastFlush) <= 0 {
 		a.releaseHeld()
 		a.replyFinals(nil)
@@ -506,13 +523,15 @@ func (a *shardActor) sweep(ctx actor.Context) {
 	if a.fatal != nil || a.stoppingNow {
 		return
 	}
-	cutoff := a.sh.f.cfg.Now().Add(-a.sh.f.cfg.PassivateAfter).UnixNano()
+	now := a.sh.f.cfg.Now()
+	cutoff, nowMs := now.Add(-a.sh.f.cfg.PassivateAfter).UnixNano(), now.UnixMilli()
 	for _, e := range a.users {
 		if e.state != entryLive || e.dirty || e.flushID > a.doneID || e.lastSeen > cutoff {
 			continue
 		}
 		if e.due != 0 {
 			e.closeNow = true
+			a.rows.schedule(e, nowMs) // asked at the next flush
 			continue
 		}
 		e.state = entryStopping
@@ -535,6 +554,7 @@ func (a *shardActor) onTerminated(ctx actor.Context, m *actor.Terminated) {
 	a.sh.f.m.passivated.Inc()
 	e.pid = nil
 	if len(e.buf) == 0 {
+		a.rows.remove(e) // not filed (passivated with no row trigger left); to be sure
 		delete(a.users, e.id)
 		return
 	}
