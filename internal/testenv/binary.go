@@ -31,7 +31,7 @@ var (
 
 // Binary returns the path of a cmd/clickfleet built with the race detector, like the tests, and with the
 // crash points of internal/crashpoint compiled in. With BinaryEnv set it is that binary, once it is
-// checked: built with those flags and newer than every Go file of the module (else the test fails
+// checked: built with those flags and newer than every non-test Go file of the module (else the test fails
 // naming the setting). Without it, Binary builds one into a directory removed when the test ends; later
 // calls in the same test return the same binary. The Go build cache makes every build after the first
 // a link step.
@@ -77,7 +77,7 @@ func moduleRoot() (string, error) {
 }
 
 // checkPrebuilt refuses a binary that is not cmd/clickfleet built with Binary's flags, or that is older
-// than a Go file of the module (built before the code under test changed).
+// than a non-test Go file of the module (built before the code under test changed).
 func checkPrebuilt(bin string) error {
 	info, err := buildinfo.ReadFile(bin)
 	if err != nil {
@@ -109,8 +109,8 @@ func checkPrebuilt(bin string) error {
 	return nil
 }
 
-// newerGoFile returns a Go source file (or go.mod, go.sum) under root modified after ns, skipping
-// hidden directories and node_modules; "" when there is none.
+// newerGoFile returns a Go source file other than a test (or go.mod, go.sum) under root modified after
+// ns, skipping hidden directories and node_modules; "" when there is none.
 func newerGoFile(root string, ns int64) (string, error) {
 	var newer string
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
@@ -124,7 +124,7 @@ func newerGoFile(root string, ns int64) (string, error) {
 			}
 			return nil
 		}
-		if !strings.HasSuffix(name, ".go") && name != "go.mod" && name != "go.sum" {
+		if (!strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go")) && name != "go.mod" && name != "go.sum" {
 			return nil
 		}
 		fi, err := d.Info()

@@ -21,8 +21,8 @@ func TestPrebuiltBinaryOfOtherFlagsIsRefused(t *testing.T) {
 	}
 }
 
-// The staleness check finds a Go file (or go.mod, go.sum) changed after the binary, and looks neither
-// into hidden directories (the stacks' data) nor into node_modules.
+// The staleness check finds a Go file (or go.mod, go.sum) changed after the binary — not a test, which
+// is not in it — and looks neither into hidden directories (the stacks' data) nor into node_modules.
 func TestNewerGoFile(t *testing.T) {
 	root := t.TempDir()
 	built := time.Now().Add(-time.Hour)
@@ -43,6 +43,7 @@ func TestNewerGoFile(t *testing.T) {
 	write(".stack-test/x/new.go", built.Add(time.Minute))
 	write("deploy/local/node_modules/m/new.go", built.Add(time.Minute))
 	write("a/notes.md", built.Add(time.Minute))
+	write("a/new_test.go", built.Add(time.Minute))
 	for _, c := range []struct{ add, want string }{{"", ""}, {"go.sum", "go.sum"}, {"b/c/new.go", "b/c/new.go"}} {
 		if c.add != "" {
 			write(c.add, built.Add(time.Minute))
