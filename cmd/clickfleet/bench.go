@@ -22,6 +22,7 @@ func newBenchCommand(g *globals) *cobra.Command {
 	cmd.AddCommand(newBenchDrainCommand(g))
 	cmd.AddCommand(newBenchChaosCommand())
 	cmd.AddCommand(newBenchLeasesCommand(g))
+	cmd.AddCommand(newBenchReadModesCommand())
 	for _, sc := range []struct{ name, short string }{
 		{bench.Steady, "A fixed rate through worker processes: throughput, put → counted latency, CPU and RSS"},
 		{bench.Failover, "kill -9 one of the workers under load: the stall and the time until every shard is held again"},
