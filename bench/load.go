@@ -194,8 +194,8 @@ type loadRun struct {
 	res     LoadResult
 	fleet   *Fleet
 	archive *Fleet // Archive's one worker; nil without
-	first int    // workers started before the load
-	table string // the actors processor's sessions table; "" for count
+	first   int    // workers started before the load
+	table   string // the actors processor's sessions table; "" for count
 
 	start        time.Time // of the load
 	mu           sync.Mutex
