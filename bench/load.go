@@ -559,7 +559,8 @@ func longestStall(points []Point) float64 {
 	return longest
 }
 
-// prober puts one event for a fresh user every interval and records when its count appears in Redis.
+// prober puts one event for a fresh user every interval and records when it shows: its user state in Redis,
+// its session row in DynamoDB (sessions), the archive's checkpoint past it (archiveLeases).
 type prober struct {
 	kin    KinesisAPI
 	rdb    *redis.Client
@@ -582,6 +583,7 @@ type prober struct {
 	rowAt      map[string]time.Time
 	placed     map[string]probePlace // where each probe was stored
 	archivedAt map[string]time.Time
+	next       atomic.Int64 // the last probe's number
 	sent       atomic.Int64
 }
 
@@ -597,87 +599,96 @@ func (p *prober) usersSent() []string {
 	return slices.Clone(p.users)
 }
 
+// run puts a probe every interval until putUntil and checks, each in its own loop so a slow check never
+// delays a put, until ctx ends: the user state in Redis every 20 ms, the session rows and the archive's
+// checkpoints (when set) every 100 ms.
 func (p *prober) run(ctx context.Context, every time.Duration) {
 	p.putAt, p.seenAt, p.rowAt = map[string]time.Time{}, map[string]time.Time{}, map[string]time.Time{}
 	p.placed, p.archivedAt = map[string]probePlace{}, map[string]time.Time{}
-	put := time.NewTicker(every)
-	defer put.Stop()
-	check := time.NewTicker(20 * time.Millisecond)
-	defer check.Stop()
-	var archiveCheck <-chan time.Time // nil without an archive: never ready
-	if p.archiveLeases != "" {
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		archiveCheck = t.C
+	var wg sync.WaitGroup
+	wg.Go(func() { repeat(ctx, every, p.put) })
+	if p.sessions != "" {
+		wg.Go(func() { repeat(ctx, 100*time.Millisecond, p.checkRows) })
 	}
-	n := 0
+	if p.archiveLeases != "" {
+		wg.Go(func() { repeat(ctx, 100*time.Millisecond, p.checkArchived) })
+	}
+	repeat(ctx, 20*time.Millisecond, p.checkState)
+	wg.Wait()
+}
+
+// repeat calls f every interval until ctx ends.
+func repeat(ctx context.Context, interval time.Duration, f func(context.Context)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-put.C:
-			if time.Now().After(p.putUntil) {
-				continue
-			}
-			n++
-			user := fmt.Sprintf("probe-%d", n)
-			data := fmt.Sprintf(`{"timestamp":%q,"user_id":%q,"event_name":"Search","user_ip":""}`, time.Now().UTC().Format("2006-01-02 15:04:05.000000"), user)
-			at := time.Now()
-			out, err := p.kin.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(p.stream), Records: []ktypes.PutRecordsRequestEntry{{
-				PartitionKey: aws.String(user), Data: []byte(data)}}})
-			if err != nil || len(out.Records) != 1 || out.Records[0].ErrorCode != nil {
-				continue // a failed probe is not counted; nothing to verify for it
-			}
-			p.mu.Lock()
-			p.users = append(p.users, user)
-			p.putAt[user] = at
-			p.placed[user] = probePlace{shard: aws.ToString(out.Records[0].ShardId), pos: lease.Checkpoint{SequenceNumber: aws.ToString(out.Records[0].SequenceNumber)}}
-			p.mu.Unlock()
-			p.sent.Add(1)
-		case <-archiveCheck:
-			p.checkArchived(ctx)
-		case <-check.C:
-			p.mu.Lock()
-			var waiting []string
-			for _, u := range p.users {
-				if _, ok := p.seenAt[u]; !ok {
-					waiting = append(waiting, u)
-				}
-			}
-			p.mu.Unlock()
-			if len(waiting) == 0 {
-				continue
-			}
-			pipe := p.rdb.Pipeline()
-			cmds := make([]*redis.BoolCmd, len(waiting))
-			for i, u := range waiting {
-				if p.sessions != "" {
-					cmds[i] = pipe.HExists(ctx, session.UserKey(p.prefix, u), session.FieldLastAccess)
-				} else {
-					cmds[i] = pipe.HExists(ctx, usercount.Key(p.prefix, u), "count")
-				}
-			}
-			if _, err := pipe.Exec(ctx); err != nil {
-				continue
-			}
-			now := time.Now()
-			p.mu.Lock()
-			for i, u := range waiting {
-				if cmds[i].Val() {
-					p.seenAt[u] = now
-				}
-			}
-			p.mu.Unlock()
-			p.checkRows(ctx)
+		case <-t.C:
+			f(ctx)
+		}
+	}
+}
+
+// put puts one probe event for a fresh user (none after putUntil) and notes when and where it was stored.
+func (p *prober) put(ctx context.Context) {
+	if time.Now().After(p.putUntil) {
+		return
+	}
+	user := fmt.Sprintf("probe-%d", p.next.Add(1))
+	data := fmt.Sprintf(`{"timestamp":%q,"user_id":%q,"event_name":"Search","user_ip":""}`, time.Now().UTC().Format("2006-01-02 15:04:05.000000"), user)
+	at := time.Now()
+	out, err := p.kin.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(p.stream), Records: []ktypes.PutRecordsRequestEntry{{
+		PartitionKey: aws.String(user), Data: []byte(data)}}})
+	if err != nil || len(out.Records) != 1 || out.Records[0].ErrorCode != nil {
+		return // a failed probe is not counted; nothing to verify for it
+	}
+	p.mu.Lock()
+	p.users = append(p.users, user)
+	p.putAt[user] = at
+	p.placed[user] = probePlace{shard: aws.ToString(out.Records[0].ShardId), pos: lease.Checkpoint{SequenceNumber: aws.ToString(out.Records[0].SequenceNumber)}}
+	p.mu.Unlock()
+	p.sent.Add(1)
+}
+
+// checkState notes the probes whose user state has appeared in Redis: last access (actors) or the count.
+func (p *prober) checkState(ctx context.Context) {
+	p.mu.Lock()
+	var waiting []string
+	for _, u := range p.users {
+		if _, ok := p.seenAt[u]; !ok {
+			waiting = append(waiting, u)
+		}
+	}
+	p.mu.Unlock()
+	if len(waiting) == 0 {
+		return
+	}
+	pipe := p.rdb.Pipeline()
+	cmds := make([]*redis.BoolCmd, len(waiting))
+	for i, u := range waiting {
+		if p.sessions != "" {
+			cmds[i] = pipe.HExists(ctx, session.UserKey(p.prefix, u), session.FieldLastAccess)
+		} else {
+			cmds[i] = pipe.HExists(ctx, usercount.Key(p.prefix, u), "count")
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return
+	}
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, u := range waiting {
+		if cmds[i].Val() {
+			p.seenAt[u] = now
 		}
 	}
 }
 
 // checkRows looks up the session rows of probes not seen in DynamoDB yet (at most a few per tick).
 func (p *prober) checkRows(ctx context.Context) {
-	if p.sessions == "" {
-		return
-	}
 	p.mu.Lock()
 	var waiting []string
 	for _, u := range p.users {
