@@ -59,6 +59,14 @@ type ChaosConfig struct {
 	RedisServer string
 	// S3 reads the lake back (directly, not through the faults). Required.
 	S3 S3API
+	// ReadMode is how both applications read the stream: "polling" (GetRecords) or "efo" (enhanced
+	// fan-out: SubscribeToShard through EFOURL, behind a fault proxy of its own that takes the latency,
+	// resets and stalls aimed at Kinesis; the throttling and errors hit the calls that go through Kinesis'
+	// HTTP layer). Default: polling.
+	ReadMode string
+	// EFOURL is the enhanced fan-out endpoint (https://127.0.0.1:port: the local stack's fan-out proxy,
+	// whose certificate names 127.0.0.1). Required with efo.
+	EFOURL string
 
 	Seed           uint64        // of the fault schedule and the load. Default: 1
 	Duration       time.Duration // of the load. Default: 60s
@@ -84,6 +92,13 @@ func (c *ChaosConfig) defaults() error {
 		return errors.New("chaos: Binary, KinesisURL, DynamoDBURL, S3URL, PostgresDSN and S3 are required")
 	}
 	setDefault(&c.RedisServer, "redis-server")
+	setDefault(&c.ReadMode, "polling")
+	switch {
+	case c.ReadMode != "polling" && c.ReadMode != "efo":
+		return fmt.Errorf("chaos: read mode must be polling or efo, not %q", c.ReadMode)
+	case c.ReadMode == "efo" && c.EFOURL == "":
+		return errors.New("chaos: the efo read mode needs EFOURL (the stack's fan-out proxy)")
+	}
 	setDefault(&c.Seed, 1)
 	setDefault(&c.Duration, 60*time.Second)
 	if c.Duration < 20*time.Second {
@@ -230,6 +245,7 @@ type ThrottleFigure struct {
 // ChaosResult is what a chaos run did and found.
 type ChaosResult struct {
 	Seed       uint64           `json:"seed"`
+	ReadMode   string           `json:"read_mode"`
 	Duration   time.Duration    `json:"duration"`
 	Produced   int              `json:"produced"`
 	Users      int              `json:"users"`
@@ -315,7 +331,7 @@ func newChaosRun(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg Chaos
 		users[i] = fmt.Sprintf("u%04d", i)
 	}
 	return &chaosRun{scenarioRun: newScenarioRun(ctx, kin, ddb, id), cfg: cfg,
-		res:           ChaosResult{Seed: cfg.Seed, Duration: cfg.Duration, Users: cfg.Users, LogDir: cfg.LogDir},
+		res:           ChaosResult{Seed: cfg.Seed, ReadMode: cfg.ReadMode, Duration: cfg.Duration, Users: cfg.Users, LogDir: cfg.LogDir},
 		consumeLeases: id + "-leases", archiveLeases: id + "-archive-leases", targets: actorTargetsOf(id), bucket: id, users: users}
 }
 
@@ -393,7 +409,38 @@ func (r *chaosRun) startProxies(context.Context) error {
 	proxiedPG := *pgURL
 	proxiedPG.Host = r.front["postgres"]
 	r.proxiedPG = proxiedPG.String()
+	return r.startEFOProxy()
+}
+
+// efoProxy is the fault proxy in front of the enhanced fan-out endpoint (efo): the Kinesis faults of
+// the proxies reach the subscriptions through it.
+const efoProxy = "kinesis-efo"
+
+// startEFOProxy puts a fault proxy in front of the enhanced fan-out endpoint (efo only); TLS passes
+// through it, so the workers speak to it as to the endpoint.
+func (r *chaosRun) startEFOProxy() error {
+	if r.cfg.ReadMode != "efo" {
+		return nil
+	}
+	u, err := url.Parse(r.cfg.EFOURL)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("chaos: the enhanced fan-out endpoint must be a URL (https://host:port): %q", r.cfg.EFOURL)
+	}
+	addr, err := r.px.Add(efoProxy, net.JoinHostPort(r.cfg.ListenHost, "0"), u.Host)
+	if err != nil {
+		return err
+	}
+	r.front[efoProxy] = addr
 	return nil
+}
+
+// proxiesOf are the fault proxies a proxy fault on target applies to: its own, and for Kinesis in the
+// efo mode the fan-out endpoint's too.
+func (r *chaosRun) proxiesOf(target string) []string {
+	if _, ok := r.front[efoProxy]; ok && target == "kinesis" {
+		return []string{target, efoProxy}
+	}
+	return []string{target}
 }
 
 // startAWSLayers starts the fault layers of Kinesis, DynamoDB and S3 and returns their addresses by
@@ -444,6 +491,10 @@ func (r *chaosRun) newFleets() {
 	common := []string{"--stream", r.id, "--redis-url", "redis://" + r.front["redis"] + "/0", "--key-prefix", r.prefix, "--geo-mmdb", "",
 		"--failover-time", r.cfg.FailoverTime.String(), "--take-interval", "500ms", "--idle-time", "100ms", "--shard-sync-interval", "2s", "--max-records", "500"}
 	env := r.workerEnv()
+	common = append(common, "--read-mode", r.cfg.ReadMode)
+	if addr, ok := r.front[efoProxy]; ok {
+		common = append(common, "--efo-endpoint", "https://"+addr)
+	}
 	consume := append(slices.Clone(common), "--lease-table", r.consumeLeases, "--processor", "actors")
 	consume = append(append(consume, r.targets.args()...), "--flush-interval", "200ms", "--flush-max-records", "200")
 	r.consumeFleet = &Fleet{Binary: r.cfg.Binary, Command: "consume", LogDir: r.cfg.LogDir, Env: env, Args: consume}
@@ -492,8 +543,8 @@ func (r *chaosRun) schedule() error {
 			}
 		}
 	}
-	r.cfg.Progress(fmt.Sprintf("seed %d: %d consume + %d archive workers on %d shards, %.0f events/s for %s, %d faults (logs in %s)",
-		r.cfg.Seed, r.cfg.ConsumeWorkers, r.cfg.ArchiveWorkers, r.cfg.Shards, r.cfg.Rate, r.cfg.Duration, len(r.res.Faults), r.cfg.LogDir))
+	r.cfg.Progress(fmt.Sprintf("seed %d: %d consume + %d archive workers (%s) on %d shards, %.0f events/s for %s, %d faults (logs in %s)",
+		r.cfg.Seed, r.cfg.ConsumeWorkers, r.cfg.ArchiveWorkers, r.cfg.ReadMode, r.cfg.Shards, r.cfg.Rate, r.cfg.Duration, len(r.res.Faults), r.cfg.LogDir))
 	return nil
 }
 
@@ -604,8 +655,8 @@ func (r *chaosRun) awsFault(ctx context.Context, i int, f ChaosFault) {
 // after it, and how long after it every record put until then was checkpointed.
 func (r *chaosRun) measureThrottle(ctx context.Context, i int, f ChaosFault, l *faults.AWSLayer, began, ended time.Time) {
 	op := ""
-	if f.Target == "kinesis" {
-		op = "GetRecords"
+	if f.Target == "kinesis" && r.cfg.ReadMode == "polling" {
+		op = "GetRecords" // the efo mode's reads are not HTTP calls the layer sees
 	}
 	tf := &ThrottleFigure{At: f.At, Service: f.Target, Operation: op, CatchUpSeconds: -1}
 	tf.Before, _ = l.Rate(op, began.Add(-5*time.Second), began)
@@ -634,26 +685,36 @@ func (r *chaosRun) measureThrottle(ctx context.Context, i int, f ChaosFault, l *
 
 // proxyFault adds latency, resets or a stall to every connection to a server for the fault's time.
 func (r *chaosRun) proxyFault(ctx context.Context, i int, f ChaosFault) {
-	var names []string
-	var err error
+	added := map[string][]string{}
+	for _, px := range r.proxiesOf(f.Target) {
+		names, err := r.addToxic(px, f)
+		if err != nil {
+			r.note(i, err.Error())
+			continue
+		}
+		added[px] = names
+	}
+	holdFault(ctx, f)
+	for px, names := range added {
+		if err := r.px.Remove(px, names); err != nil {
+			r.note(i, err.Error())
+		}
+	}
+}
+
+// addToxic applies proxy fault f to the proxy named px and returns the toxics' names.
+func (r *chaosRun) addToxic(px string, f ChaosFault) ([]string, error) {
 	switch f.Kind {
 	case FaultLatency:
 		var lat, jit int
 		fmt.Sscanf(f.Detail, "%dms ± %dms", &lat, &jit)
-		names, err = r.px.Latency(f.Target, time.Duration(lat)*time.Millisecond, time.Duration(jit)*time.Millisecond)
+		return r.px.Latency(px, time.Duration(lat)*time.Millisecond, time.Duration(jit)*time.Millisecond)
 	case FaultReset:
-		names, err = r.px.ResetPeer(f.Target, 0)
+		return r.px.ResetPeer(px, 0)
 	case FaultStall:
-		names, err = r.px.Timeout(f.Target, time.Second)
+		return r.px.Timeout(px, time.Second)
 	}
-	if err != nil {
-		r.note(i, err.Error())
-		return
-	}
-	holdFault(ctx, f)
-	if err := r.px.Remove(f.Target, names); err != nil {
-		r.note(i, err.Error())
-	}
+	return nil, fmt.Errorf("chaos: %s is not a proxy fault", f.Kind)
 }
 
 // note adds what happened to fault i.
@@ -674,17 +735,26 @@ func (r *chaosRun) checkpointed(ctx context.Context, want map[string]string) (bo
 		if err != nil {
 			return false, err
 		}
-		got := map[string]string{}
+		got := map[string]lease.Checkpoint{}
 		for _, l := range leases {
-			got[l.Key] = l.Checkpoint.SequenceNumber
+			got[l.Key] = l.Checkpoint
 		}
-		for shard, seq := range want {
-			if c := got[shard]; c == "" || seqLess(c, seq) {
-				return false, nil
-			}
+		if !caughtUp(got, want) {
+			return false, nil
 		}
 	}
 	return true, nil
+}
+
+// caughtUp tells whether every shard of want has a checkpoint in got at or past want's sequence number
+// (a starting sentinel, TRIM_HORIZON, is behind every record; SHARD_END past all).
+func caughtUp(got map[string]lease.Checkpoint, want map[string]string) bool {
+	for shard, seq := range want {
+		if got[shard].Compare(lease.Checkpoint{SequenceNumber: seq}) < 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // watch restarts the workers that end on their own, and notes them, until the producer is done; then
@@ -1327,8 +1397,8 @@ func freePort() (int, error) {
 // with what each fault did.
 func WriteChaos(w io.Writer, res ChaosResult) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "chaos seed %d: %d events of %d users over %s → %d sessions, %d lake objects; drained %.1fs after the load\n",
-		res.Seed, res.Produced, res.Users, res.Duration, res.Sessions, res.Objects, res.DrainSeconds)
+	fmt.Fprintf(&b, "chaos seed %d (%s): %d events of %d users over %s → %d sessions, %d lake objects; drained %.1fs after the load\n",
+		res.Seed, or(res.ReadMode, "polling"), res.Produced, res.Users, res.Duration, res.Sessions, res.Objects, res.DrainSeconds)
 	b.WriteString("sessions = the PostgreSQL oracle; per-user counts, last access and names exact; every click_id once in raw and once in events: ok\n")
 	for _, t := range res.Throttles {
 		fmt.Fprintf(&b, "throttle %-8s at %5.1fs: %s calls/s before %.1f, during %.1f (%.0f%%), after %.1f; caught up %.1fs after the burst\n",

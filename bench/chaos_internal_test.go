@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
 )
 
@@ -45,5 +46,37 @@ func TestSeqLess(t *testing.T) {
 		if got := seqLess(tc.a, tc.b); got != tc.less {
 			t.Errorf("seqLess(%q, %q) = %v", tc.a, tc.b, got)
 		}
+	}
+}
+
+// A shard is caught up when its checkpoint is at or past the last record put: a checkpoint still at a
+// starting sentinel (TRIM_HORIZON: nothing processed yet) or missing is behind every record, SHARD_END
+// past all of them.
+func TestCaughtUp(t *testing.T) {
+	const seq = "49660000000000000000000000000000000000000000000000000002"
+	at := func(s string) lease.Checkpoint { return lease.Checkpoint{SequenceNumber: s} }
+	for _, tc := range []struct {
+		name string
+		got  lease.Checkpoint
+		want bool
+	}{
+		{"at the record", at(seq), true},
+		{"past it", at("49660000000000000000000000000000000000000000000000000003"), true},
+		{"a longer number", at("496600000000000000000000000000000000000000000000000000000"), true},
+		{"behind it", at("49660000000000000000000000000000000000000000000000000001"), false},
+		{"TRIM_HORIZON", lease.TrimHorizon, false},
+		{"LATEST", lease.Latest, false},
+		{"no lease", lease.Checkpoint{}, false},
+		{"SHARD_END", lease.ShardEnd, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := map[string]lease.Checkpoint{"shardId-0": tc.got, "shardId-1": at(seq)}
+			if tc.got == (lease.Checkpoint{}) {
+				delete(got, "shardId-0")
+			}
+			if c := caughtUp(got, map[string]string{"shardId-0": seq, "shardId-1": seq}); c != tc.want {
+				t.Fatalf("caughtUp with shardId-0 at %q = %v, want %v", tc.got.SequenceNumber, c, tc.want)
+			}
+		})
 	}
 }

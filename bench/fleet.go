@@ -245,6 +245,63 @@ func (f *Fleet) Sample(ctx context.Context) map[string]WorkerSample {
 	return out
 }
 
+// Sums reads worker id's /metrics and returns, for each prefix, the sum of the values on the lines that
+// start with it: every label set of a metric when the prefix ends before its labels or inside them
+// (`clickfleet_consumer_kinesis_calls_total{call="get_records"` sums every outcome), the value itself for
+// an unlabelled name.
+func (f *Fleet) Sums(ctx context.Context, id string, prefixes ...string) ([]float64, error) {
+	f.mu.Lock()
+	w := f.workers[id]
+	f.mu.Unlock()
+	if w == nil {
+		return nil, fmt.Errorf("worker %s is not running", id)
+	}
+	body, err := getMetrics(ctx, w.addr)
+	if err != nil {
+		return nil, err
+	}
+	return sumLines(body, prefixes), nil
+}
+
+// sumLines sums, for each prefix, the values of the Prometheus text lines that start with it, followed by
+// a label set or the value (so a prefix never matches a longer metric name).
+func sumLines(text string, prefixes []string) []float64 {
+	sums := make([]float64, len(prefixes))
+	for line := range strings.Lines(text) {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		for i, p := range prefixes {
+			rest, ok := strings.CutPrefix(line, p)
+			if !ok || (!strings.Contains(p, "{") && !strings.HasPrefix(rest, " ") && !strings.HasPrefix(rest, "{")) {
+				continue
+			}
+			fields := strings.Fields(rest)
+			if len(fields) == 0 {
+				continue
+			}
+			if v, err := strconv.ParseFloat(fields[len(fields)-1], 64); err == nil {
+				sums[i] += v
+			}
+		}
+	}
+	return sums
+}
+
+func getMetrics(ctx context.Context, addr string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := scrapeClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	return string(b), err
+}
+
 var scrapeClient = &http.Client{Timeout: 2 * time.Second}
 
 // scrape returns the values of the named unlabelled metrics from a Prometheus text endpoint.

@@ -22,6 +22,7 @@ import (
 	"github.com/clickfleet/clickfleet/consumer/usercount"
 	"github.com/clickfleet/clickfleet/ingest/clickgen"
 	"github.com/clickfleet/clickfleet/internal/provision"
+	"github.com/clickfleet/clickfleet/lease"
 )
 
 // Scenarios run by Load.
@@ -52,6 +53,19 @@ type LoadConfig struct {
 	WorkerArgs []string
 	// ProbeInterval is how often a probe event is put to measure put → visible latency. Default: 250ms.
 	ProbeInterval time.Duration
+	// Archive, with S3, also runs one `clickfleet archive` worker on the stream (its own lease table and
+	// bucket; objects rolled every ArchiveInterval, default 5s): the probes time put → archived too, and
+	// the run ends once it has stored every record. ArchiveArgs are passed to it after the ones Load sets.
+	Archive         bool
+	S3              S3API
+	ArchiveInterval time.Duration
+	ArchiveArgs     []string
+	// LimitsURL is the stack's Kinesis limits layer (http://host:port, deploy/local/stack up --aws-limits);
+	// when set, steady counts the read calls it refused on the run's stream.
+	LimitsURL string
+	// Warmup is how long after the load starts steady starts counting the applications' Kinesis calls
+	// (until the load's end). Default: a quarter of Duration, at most 15s.
+	Warmup time.Duration
 	// LogDir receives the workers' logs. Default: a temporary directory.
 	LogDir   string
 	Progress func(string)
@@ -99,6 +113,10 @@ type LoadResult struct {
 	Latency Percentiles `json:"put_to_state"`
 	// SessionLatency is put → the session row visible in DynamoDB (actors).
 	SessionLatency Percentiles `json:"put_to_session_row"`
+	// ArchiveLatency is put → the archive worker's checkpoint past the probe, its objects stored (Archive).
+	ArchiveLatency Percentiles `json:"put_to_archived"`
+	// Reads are the applications' Kinesis calls over the load after the warm-up (steady).
+	Reads *ReadFigures `json:"reads,omitempty"`
 	// RecoverySeconds: failover — kill until every shard is held again; reshard — the reshard call until
 	// every open shard is held.
 	RecoverySeconds float64 `json:"recovery_seconds,omitempty"`
@@ -136,6 +154,11 @@ func (c *LoadConfig) defaults() error {
 	setDefault(&c.Duration, 30*time.Second)
 	setDefault(&c.Users, 1000)
 	setDefault(&c.ProbeInterval, 250*time.Millisecond)
+	setDefault(&c.Warmup, min(15*time.Second, c.Duration/4))
+	setDefault(&c.ArchiveInterval, 5*time.Second)
+	if c.Archive && c.S3 == nil {
+		return errors.New("load: Archive needs S3")
+	}
 	c.Progress = orNop(c.Progress)
 	var err error
 	c.LogDir, err = orTempDir(c.LogDir, "clickfleet-bench-")
@@ -167,11 +190,12 @@ func Load(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg LoadConfig) 
 // measured so far.
 type loadRun struct {
 	scenarioRun
-	cfg   LoadConfig
-	res   LoadResult
-	fleet *Fleet
-	first int    // workers started before the load
-	table string // the actors processor's sessions table; "" for count
+	cfg     LoadConfig
+	res     LoadResult
+	fleet   *Fleet
+	archive *Fleet // Archive's one worker; nil without
+	first   int    // workers started before the load
+	table   string // the actors processor's sessions table; "" for count
 
 	start        time.Time // of the load
 	mu           sync.Mutex
@@ -184,6 +208,7 @@ type loadRun struct {
 
 	samples loadSamples
 	action  loadAction
+	reads   readWindow
 }
 
 func newLoadRun(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg LoadConfig) *loadRun {
@@ -215,6 +240,9 @@ func (r *loadRun) setUp(ctx context.Context) error {
 	}
 	r.fleet = &Fleet{Binary: r.cfg.Binary, LogDir: r.cfg.LogDir, Args: append(args, r.cfg.WorkerArgs...)}
 	r.stack.stopFleets(r.fleet)
+	if r.cfg.Archive {
+		return r.setUpArchive(ctx)
+	}
 	return nil
 }
 
@@ -229,6 +257,11 @@ func (r *loadRun) startWorkers(ctx context.Context) error {
 			return err
 		}
 	}
+	if r.archive != nil {
+		if err := r.archive.Start(ctx, "a1"); err != nil {
+			return err
+		}
+	}
 	r.cfg.Progress(fmt.Sprintf("%s: %d worker(s) ready on %d shards; producing %.0f events/s for %s (worker logs in %s)",
 		r.cfg.Scenario, r.first, r.cfg.Shards, r.cfg.Rate, r.cfg.Duration, r.cfg.LogDir))
 	return nil
@@ -239,7 +272,7 @@ func (r *loadRun) startLoad(ctx context.Context) {
 	r.want = map[string]int64{}
 	gen := clickgen.DefaultConfig(clickgen.ProfilePOC)
 	gen.Count, gen.Duration, gen.Users, gen.Rate, gen.TimeScale = 0, r.cfg.Duration, r.cfg.Users, r.cfg.Rate, 1
-	gen.BatchSize = max(1, min(500, int(r.cfg.Rate/10)))
+	gen.BatchSize = 500 // a put takes what is due, so the rate holds while PutRecords is slow
 	r.start = time.Now()
 	r.genDone = make(chan error, 1)
 	go func() {
@@ -250,7 +283,7 @@ func (r *loadRun) startLoad(ctx context.Context) {
 	pctx, cancel := context.WithCancel(ctx)
 	r.cancelProbes = cancel
 	r.probes = &prober{kin: r.kin, rdb: r.cfg.Redis, ddb: r.ddb, stream: r.id, prefix: r.prefix, putUntil: r.start.Add(r.cfg.Duration),
-		sessions: r.table}
+		sessions: r.table, archiveLeases: r.archiveLeases()}
 	r.probeWG.Go(func() { r.probes.run(pctx, r.cfg.ProbeInterval) })
 	r.samples = newLoadSamples(r.start, r.cfg.Progress)
 	r.action = newLoadAction(r.cfg, r.first, r.start)
@@ -278,9 +311,15 @@ func (r *loadRun) runLoad(ctx context.Context) error {
 		if err := r.act(ctx, r.sample(ctx)); err != nil {
 			return err
 		}
+		if err := r.observeReads(ctx); err != nil {
+			return err
+		}
 	}
 	if genErr != nil {
 		return fmt.Errorf("producer: %w", genErr)
+	}
+	if err := r.endReads(ctx); err != nil {
+		return err
 	}
 	r.res.Seconds = time.Since(r.start).Seconds()
 	r.res.Produced = r.produced.Load() + r.probes.sent.Load()
@@ -391,8 +430,12 @@ func (r *loadRun) expected() map[string]int64 {
 	return expect
 }
 
-// verify compares the counts in Redis (count) or the session rows' event counts (actors) with expect.
+// verify compares the counts in Redis (count) or the session rows' event counts (actors) with expect,
+// and checks that the archive (Archive) has stored every record.
 func (r *loadRun) verify(ctx context.Context, expect map[string]int64) error {
+	if err := r.archived(ctx); err != nil {
+		return err
+	}
 	if r.cfg.Processor == "actors" {
 		return verifySessions(ctx, r.ddb, r.table, expect)
 	}
@@ -404,6 +447,7 @@ func (r *loadRun) verify(ctx context.Context, expect map[string]int64) error {
 func (r *loadRun) summarize() {
 	r.stopProbes()
 	r.res.Latency, r.res.SessionLatency = r.probes.percentiles()
+	r.res.ArchiveLatency = r.probes.archivedPercentiles()
 	points := r.samples.points
 	r.res.StallSeconds = longestStall(points)
 	r.res.AvgCPUPercent, r.res.MaxCPUPercent, r.res.MaxRSSMiB = workerResources(points)
@@ -515,7 +559,8 @@ func longestStall(points []Point) float64 {
 	return longest
 }
 
-// prober puts one event for a fresh user every interval and records when its count appears in Redis.
+// prober puts one event for a fresh user every interval and records when it shows: its user state in Redis,
+// its session row in DynamoDB (sessions), the archive's checkpoint past it (archiveLeases).
 type prober struct {
 	kin    KinesisAPI
 	rdb    *redis.Client
@@ -525,15 +570,27 @@ type prober struct {
 	// sessions, when set, is the sessions table: the actor processor's probes are visible when the user
 	// hash has last_access_ms, and their session row is timed too.
 	sessions string
+	// archiveLeases, when set, is the archive's lease table: a probe is archived once the archive has
+	// checkpointed its shard at or past it (a checkpoint follows the objects' PUTs).
+	archiveLeases string
 	// putUntil ends the puts; checking goes on until the context ends.
 	putUntil time.Time
 
-	mu     sync.Mutex
-	users  []string
-	putAt  map[string]time.Time
-	seenAt map[string]time.Time
-	rowAt  map[string]time.Time
-	sent   atomic.Int64
+	mu         sync.Mutex
+	users      []string
+	putAt      map[string]time.Time
+	seenAt     map[string]time.Time
+	rowAt      map[string]time.Time
+	placed     map[string]probePlace // where each probe was stored
+	archivedAt map[string]time.Time
+	next       atomic.Int64 // the last probe's number
+	sent       atomic.Int64
+}
+
+// probePlace is where a probe was stored.
+type probePlace struct {
+	shard string
+	pos   lease.Checkpoint
 }
 
 func (p *prober) usersSent() []string {
@@ -542,76 +599,96 @@ func (p *prober) usersSent() []string {
 	return slices.Clone(p.users)
 }
 
+// run puts a probe every interval until putUntil and checks, each in its own loop so a slow check never
+// delays a put, until ctx ends: the user state in Redis every 20 ms, the session rows and the archive's
+// checkpoints (when set) every 100 ms.
 func (p *prober) run(ctx context.Context, every time.Duration) {
 	p.putAt, p.seenAt, p.rowAt = map[string]time.Time{}, map[string]time.Time{}, map[string]time.Time{}
-	put := time.NewTicker(every)
-	defer put.Stop()
-	check := time.NewTicker(20 * time.Millisecond)
-	defer check.Stop()
-	n := 0
+	p.placed, p.archivedAt = map[string]probePlace{}, map[string]time.Time{}
+	var wg sync.WaitGroup
+	wg.Go(func() { repeat(ctx, every, p.put) })
+	if p.sessions != "" {
+		wg.Go(func() { repeat(ctx, 100*time.Millisecond, p.checkRows) })
+	}
+	if p.archiveLeases != "" {
+		wg.Go(func() { repeat(ctx, 100*time.Millisecond, p.checkArchived) })
+	}
+	repeat(ctx, 20*time.Millisecond, p.checkState)
+	wg.Wait()
+}
+
+// repeat calls f every interval until ctx ends.
+func repeat(ctx context.Context, interval time.Duration, f func(context.Context)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-put.C:
-			if time.Now().After(p.putUntil) {
-				continue
-			}
-			n++
-			user := fmt.Sprintf("probe-%d", n)
-			data := fmt.Sprintf(`{"timestamp":%q,"user_id":%q,"event_name":"Search","user_ip":""}`, time.Now().UTC().Format("2006-01-02 15:04:05.000000"), user)
-			at := time.Now()
-			if _, err := p.kin.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(p.stream), Records: []ktypes.PutRecordsRequestEntry{{
-				PartitionKey: aws.String(user), Data: []byte(data)}}}); err != nil {
-				continue // a failed probe is not counted; nothing to verify for it
-			}
-			p.mu.Lock()
-			p.users = append(p.users, user)
-			p.putAt[user] = at
-			p.mu.Unlock()
-			p.sent.Add(1)
-		case <-check.C:
-			p.mu.Lock()
-			var waiting []string
-			for _, u := range p.users {
-				if _, ok := p.seenAt[u]; !ok {
-					waiting = append(waiting, u)
-				}
-			}
-			p.mu.Unlock()
-			if len(waiting) == 0 {
-				continue
-			}
-			pipe := p.rdb.Pipeline()
-			cmds := make([]*redis.BoolCmd, len(waiting))
-			for i, u := range waiting {
-				if p.sessions != "" {
-					cmds[i] = pipe.HExists(ctx, session.UserKey(p.prefix, u), session.FieldLastAccess)
-				} else {
-					cmds[i] = pipe.HExists(ctx, usercount.Key(p.prefix, u), "count")
-				}
-			}
-			if _, err := pipe.Exec(ctx); err != nil {
-				continue
-			}
-			now := time.Now()
-			p.mu.Lock()
-			for i, u := range waiting {
-				if cmds[i].Val() {
-					p.seenAt[u] = now
-				}
-			}
-			p.mu.Unlock()
-			p.checkRows(ctx)
+		case <-t.C:
+			f(ctx)
+		}
+	}
+}
+
+// put puts one probe event for a fresh user (none after putUntil) and notes when and where it was stored.
+func (p *prober) put(ctx context.Context) {
+	if time.Now().After(p.putUntil) {
+		return
+	}
+	user := fmt.Sprintf("probe-%d", p.next.Add(1))
+	data := fmt.Sprintf(`{"timestamp":%q,"user_id":%q,"event_name":"Search","user_ip":""}`, time.Now().UTC().Format("2006-01-02 15:04:05.000000"), user)
+	at := time.Now()
+	out, err := p.kin.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(p.stream), Records: []ktypes.PutRecordsRequestEntry{{
+		PartitionKey: aws.String(user), Data: []byte(data)}}})
+	if err != nil || len(out.Records) != 1 || out.Records[0].ErrorCode != nil {
+		return // a failed probe is not counted; nothing to verify for it
+	}
+	p.mu.Lock()
+	p.users = append(p.users, user)
+	p.putAt[user] = at
+	p.placed[user] = probePlace{shard: aws.ToString(out.Records[0].ShardId), pos: lease.Checkpoint{SequenceNumber: aws.ToString(out.Records[0].SequenceNumber)}}
+	p.mu.Unlock()
+	p.sent.Add(1)
+}
+
+// checkState notes the probes whose user state has appeared in Redis: last access (actors) or the count.
+func (p *prober) checkState(ctx context.Context) {
+	p.mu.Lock()
+	var waiting []string
+	for _, u := range p.users {
+		if _, ok := p.seenAt[u]; !ok {
+			waiting = append(waiting, u)
+		}
+	}
+	p.mu.Unlock()
+	if len(waiting) == 0 {
+		return
+	}
+	pipe := p.rdb.Pipeline()
+	cmds := make([]*redis.BoolCmd, len(waiting))
+	for i, u := range waiting {
+		if p.sessions != "" {
+			cmds[i] = pipe.HExists(ctx, session.UserKey(p.prefix, u), session.FieldLastAccess)
+		} else {
+			cmds[i] = pipe.HExists(ctx, usercount.Key(p.prefix, u), "count")
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return
+	}
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, u := range waiting {
+		if cmds[i].Val() {
+			p.seenAt[u] = now
 		}
 	}
 }
 
 // checkRows looks up the session rows of probes not seen in DynamoDB yet (at most a few per tick).
 func (p *prober) checkRows(ctx context.Context) {
-	if p.sessions == "" {
-		return
-	}
 	p.mu.Lock()
 	var waiting []string
 	for _, u := range p.users {
@@ -631,6 +708,40 @@ func (p *prober) checkRows(ctx context.Context) {
 		p.rowAt[u] = time.Now()
 		p.mu.Unlock()
 	}
+}
+
+// checkArchived notes the probes whose shard the archive has checkpointed at or past them.
+func (p *prober) checkArchived(ctx context.Context) {
+	leases, err := lease.NewTable(p.ddb, p.archiveLeases).List(ctx)
+	if err != nil {
+		return
+	}
+	done := map[string]lease.Checkpoint{}
+	for _, l := range leases {
+		done[l.Key] = l.Checkpoint
+	}
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for u, pl := range p.placed {
+		if _, ok := p.archivedAt[u]; !ok && done[pl.shard].Compare(pl.pos) >= 0 {
+			p.archivedAt[u] = now
+		}
+	}
+}
+
+// unarchived is how many probes the archive has not checkpointed yet.
+func (p *prober) unarchived() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.placed) - len(p.archivedAt)
+}
+
+// archivedPercentiles is put → archived (no probes without an archive).
+func (p *prober) archivedPercentiles() Percentiles {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.percentilesOf(p.archivedAt)
 }
 
 func (p *prober) percentiles() (state, rows Percentiles) {

@@ -26,6 +26,23 @@ func WriteTable(w io.Writer, r LoadResult) error {
 		lat("put → last access (probes)", r.Latency)
 		lat("put → session row (probes)", r.SessionLatency)
 	}
+	if r.ArchiveLatency.N > 0 {
+		lat("put → archived (probes)", r.ArchiveLatency)
+	}
+	if f := r.Reads; f != nil {
+		fmt.Fprintf(tw, "GetRecords calls/s per shard\t%.2f\tconsume %.2f\tarchive %.2f\tover %.0f s after the warm-up\n", f.Calls, f.ConsumeCalls, f.ArchiveCalls, f.Seconds)
+		if f.Subscribes > 0 {
+			fmt.Fprintf(tw, "SubscribeToShard calls/min per shard\t%.1f\t\t\t\n", f.Subscribes)
+		}
+		fmt.Fprintf(tw, "throttled GetRecords (workers)\t%.0f\t\t\t\n", f.WorkerThrottled)
+		if f.Limited {
+			var by []string
+			for _, op := range f.throttledOps() {
+				by = append(by, fmt.Sprintf("%s %d", op, f.Throttled[op]))
+			}
+			fmt.Fprintf(tw, "throttled by the limits layer\t%.1f/min\t%s\tall readers %.2f GetRecords/s per shard\t\n", f.ThrottledPerMinute, strings.Join(by, ", "), f.LayerCalls)
+		}
+	}
 	if r.RecoverySeconds > 0 {
 		fmt.Fprintf(tw, "recovery\t%.1f s\t\t\t\n", r.RecoverySeconds)
 	}

@@ -61,13 +61,13 @@ func (r *resources) release() {
 	r.undo = nil
 }
 
-// stream creates a stream of shards and deletes it at release.
+// stream creates a stream of shards and deletes it, with its stream consumers (efo), at release.
 func (r *resources) stream(ctx context.Context, name string, shards int32) error {
 	if _, err := provision.EnsureStream(ctx, r.kin, name, shards); err != nil {
 		return err
 	}
 	r.onRelease(func(ctx context.Context) {
-		r.kin.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String(name)})
+		r.kin.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String(name), EnforceConsumerDeletion: aws.Bool(true)})
 	})
 	return nil
 }

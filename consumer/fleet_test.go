@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -33,6 +34,7 @@ type fleet struct {
 	mu                 sync.Mutex
 	procs              map[string]*exec.Cmd
 	logs               map[string]*lockedBuffer
+	all                []*lockedBuffer // every process's output, restarted ones' too
 }
 
 // lockedBuffer is a worker's output: written by the process's copying goroutine, read by the test while
@@ -77,7 +79,20 @@ func (f *fleet) start(id string) {
 	}
 	f.mu.Lock()
 	f.procs[id], f.logs[id] = cmd, buf
+	f.all = append(f.all, buf)
 	f.mu.Unlock()
+}
+
+// logged counts the log lines with message msg of every process the fleet started.
+func (f *fleet) logged(msg string) int {
+	f.mu.Lock()
+	bufs := f.all
+	f.mu.Unlock()
+	n := 0
+	for _, b := range bufs {
+		n += strings.Count(b.String(), `"msg":"`+msg+`"`)
+	}
+	return n
 }
 
 // stop sends SIGTERM and waits for a clean exit.
@@ -210,6 +225,11 @@ func fleetProcessesEveryRecordOnceThroughCrashAndRollingRestart(t *testing.T, rm
 	}
 	stopAfter(t, sink, stop, 1000, "the rolling restart")
 	countcheck.WaitExact(t, rdb, f.pfx, countcheck.OnStream(t, kin, stream, sink.Stored()), 90*time.Second)
+	// The restarted workers got their shards by balancing steals: handoffs from live owners, which
+	// checkpoint first, so the new owners (in efo: new subscriptions) start exactly there.
+	if n := f.logged("handoff complete"); n == 0 {
+		t.Fatal("no handoff completed: the run never balanced by a steal from a live owner")
+	}
 }
 
 func TestFleetReshardsUnderLoad(t *testing.T) {

@@ -23,6 +23,7 @@ func newBenchCommand(g *globals) *cobra.Command {
 	cmd.AddCommand(newBenchDrainCommand(g))
 	cmd.AddCommand(newBenchChaosCommand())
 	cmd.AddCommand(newBenchLeasesCommand(g))
+	cmd.AddCommand(newBenchReadModesCommand())
 	for _, sc := range []struct{ name, short string }{
 		{bench.Steady, "A fixed rate through worker processes: throughput, put → counted latency, CPU and RSS"},
 		{bench.Failover, "kill -9 one of the workers under load: the stall and the time until every shard is held again"},
@@ -262,7 +263,9 @@ errors) in front of Kinesis, DynamoDB, S3, Redis and PostgreSQL, and runs --cons
 --archive-workers 'clickfleet archive' processes (this binary) through them while producing --rate
 events/s for --duration. Faults drawn from --seed: kill -9, SIGTERM and SIGSTOP (past the failover time)
 of workers, a Redis restart, throttling bursts on Kinesis and DynamoDB, other errors, latency, resets
-and stalls on each server. Then every worker is stopped with SIGTERM and the results are compared: each
+and stalls on each server. With --read-mode efo both applications read with enhanced fan-out, through
+a fault proxy of their own in front of --efo-endpoint that takes the latency, resets and stalls aimed
+at Kinesis (the same seed draws the same faults in either mode). Then every worker is stopped with SIGTERM and the results are compared: each
 session row with the sessions PostgreSQL computes from the produced events (the lab's LAG over each
 user's events, gap 10 s), per-user counts, last access and names in Redis, and each produced click_id
 exactly once in the lake's raw objects and once in its Parquet rows. Any difference fails the run,
@@ -290,6 +293,12 @@ AWS_ENDPOINT_URL_DYNAMODB and AWS_ENDPOINT_URL_S3 (the local stack; chaos does n
 			}
 			if cfg.ConsumeWorkers < 2 || cfg.ArchiveWorkers < 1 {
 				return usagef("--consume-workers must be at least 2 and --archive-workers at least 1")
+			}
+			switch {
+			case cfg.ReadMode != "polling" && cfg.ReadMode != "efo":
+				return usagef("--read-mode (CLICKFLEET_READ_MODE) must be polling or efo, not %q", cfg.ReadMode)
+			case cfg.ReadMode == "efo" && cfg.EFOURL == "":
+				return usagef("--read-mode efo needs --efo-endpoint (CLICKFLEET_EFO_ENDPOINT): the stack's fan-out proxy, which 'deploy/local/stack env' exports with kinesis-mock")
 			}
 			if schedule != "" {
 				b, err := os.ReadFile(schedule)
@@ -341,6 +350,8 @@ AWS_ENDPOINT_URL_DYNAMODB and AWS_ENDPOINT_URL_S3 (the local stack; chaos does n
 	f.StringVar(&cfg.RedisServer, "redis-server", "redis-server", "redis-server executable for the run's own Redis (restarted by the schedule)")
 	f.StringVar(&cfg.PostgresDSN, "pg-dsn", "", "PostgreSQL server (URL form) for the oracle and the run's customers database")
 	f.StringVar(&cfg.ListenHost, "listen-host", "127.0.0.1", "address the fault proxies listen on (ports picked free)")
+	f.StringVar(&cfg.ReadMode, "read-mode", "polling", "how the workers read the stream: polling (GetRecords) or efo (enhanced fan-out through --efo-endpoint, behind a fault proxy that takes Kinesis' latency, resets and stalls)")
+	f.StringVar(&cfg.EFOURL, "efo-endpoint", "", "the enhanced fan-out endpoint for --read-mode efo (the local stack's fan-out proxy, https://127.0.0.1:port)")
 	f.StringVar(&cfg.LogDir, "log-dir", "", "directory for the workers' logs and the run's Redis (default: a temporary one)")
 	f.StringVar(&out, "out", "", "also write the result (schedule, notes, throttling figures) as JSON to this file")
 	f.StringVar(&schedule, "schedule", "", "replay the faults of an earlier run's --out file instead of drawing them from --seed")
