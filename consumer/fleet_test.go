@@ -202,7 +202,7 @@ func fleetProcessesEveryRecordOnceThroughCrashAndRollingRestart(t *testing.T, rm
 		f.start(id)
 	}
 	// Phase 1: 3 workers, 8 shards, records flowing (500/s) through every phase below.
-	sink, stop := countcheck.ProduceUntil(t, kin, stream, 300, 500, 1)
+	sink, stop := countcheck.ProduceUntil(t, kin, stream, 300, rm.rate(500), 1)
 	balance := waitBalanced(t, f.table, 3, 8, 60*time.Second)
 	t.Logf("balanced: %v", balance)
 
@@ -245,7 +245,7 @@ func fleetReshardsUnderLoad(t *testing.T, rm readMode) {
 	f := newFleet(t, stream, os.Getenv("CLICKFLEET_REDIS_URL"), rm.flags()...)
 	f.start("w1")
 	f.start("w2")
-	sink, stop := countcheck.ProduceUntil(t, kin, stream, 200, 400, 2) // through the reshards below
+	sink, stop := countcheck.ProduceUntil(t, kin, stream, 200, rm.rate(400), 2) // through the reshards below
 	waitBalanced(t, f.table, 2, 4, 60*time.Second)
 	ctx := context.Background()
 
