@@ -21,7 +21,10 @@ FLEET_STACK := CLICKFLEET_STACK_DIR=$(CURDIR)/.stack-test-fleet CLICKFLEET_KINES
 FLEET_PKGS := consumer|actors|bench|archive|dashboard|scale
 # Extra flags for go test, e.g. make test TESTFLAGS='-run Lease -v'.
 TESTFLAGS ?=
-GOTEST := CLICKFLEET_REQUIRE_STACK=1 $(GO) test -race -count=1 -timeout 15m $(TESTFLAGS)
+# The clickfleet binary the process tests run (internal/testenv.Binary: race detector, crash points), built
+# once for the whole run instead of linked again by every test that starts workers.
+TEST_BIN := $(CURDIR)/bin/clickfleet-test
+GOTEST := CLICKFLEET_REQUIRE_STACK=1 CLICKFLEET_TEST_BINARY=$(TEST_BIN) $(GO) test -race -count=1 -timeout 15m $(TESTFLAGS)
 
 .PHONY: all build test demo demo-down stack-up stack-down stack-status vet assets
 
@@ -34,6 +37,7 @@ vet:
 	$(GO) vet ./...
 
 test:
+	@$(GO) build -race -tags clickfleet_crashpoints -o $(TEST_BIN) ./cmd/clickfleet
 	@$(FLEET_STACK) $(STACK) up
 	@$(TEST_STACK) $(STACK) up
 	@set -o pipefail; rc=0; \

@@ -74,13 +74,15 @@ func benchBatches(users, events int, ids bool, perUserMs int64, seed uint64) [][
 }
 
 type flushTimes struct {
-	mu sync.Mutex
-	d  []time.Duration
+	mu      sync.Mutex
+	d       []time.Duration // barrier and write
+	barrier []time.Duration
 }
 
 func (f *flushTimes) add(i FlushInfo) {
 	f.mu.Lock()
 	f.d = append(f.d, i.Barrier+i.Write)
+	f.barrier = append(f.barrier, i.Barrier)
 	f.mu.Unlock()
 }
 
@@ -91,12 +93,14 @@ func (f *flushTimes) report(b *testing.B) {
 		return
 	}
 	slices.Sort(f.d)
-	p := func(q float64) float64 {
-		return float64(f.d[min(len(f.d)-1, int(q*float64(len(f.d))))].Microseconds()) / 1000
+	slices.Sort(f.barrier)
+	p := func(d []time.Duration, q float64) float64 {
+		return float64(d[min(len(d)-1, int(q*float64(len(d))))].Microseconds()) / 1000
 	}
-	b.ReportMetric(p(0.5), "flush-p50-ms")
-	b.ReportMetric(p(0.9), "flush-p90-ms")
-	b.ReportMetric(p(0.99), "flush-p99-ms")
+	b.ReportMetric(p(f.d, 0.5), "flush-p50-ms")
+	b.ReportMetric(p(f.d, 0.9), "flush-p90-ms")
+	b.ReportMetric(p(f.d, 0.99), "flush-p99-ms")
+	b.ReportMetric(p(f.barrier, 0.99), "barrier-p99-ms")
 	b.ReportMetric(float64(len(f.d)), "flushes")
 }
 
@@ -138,6 +142,7 @@ func BenchmarkProcess(b *testing.B) {
 						runtime.ReadMemStats(&before)
 						writes0, sessions0 := f.SessionWrites()
 						cpu0, rcpu0 := processCPU(), redisCPU(b, s)
+						rt0 := readRuntime()
 						b.StartTimer()
 						start := time.Now()
 						var p consumer.Processor
@@ -169,6 +174,7 @@ func BenchmarkProcess(b *testing.B) {
 						elapsed := time.Since(start)
 						b.StopTimer()
 						cpu, rcpu := processCPU()-cpu0, redisCPU(b, s)-rcpu0
+						readRuntime().report(b, rt0)
 						runtime.GC()
 						runtime.ReadMemStats(&after)
 						if err := p.ShutdownRequested(ctx, cp); err != nil {
@@ -247,7 +253,7 @@ type mapProcessor struct {
 	sh      *shardShared
 	users   map[string]*mapUser
 	dirty   []*mapUser
-	timed   []*mapUser
+	rows    *dueWheel[*mapUser] // as the ShardActor's
 	pending int
 	last    session.Position
 	lastAt  time.Time
@@ -257,7 +263,7 @@ type mapProcessor struct {
 type mapUser struct {
 	u          session.User
 	dirty      bool
-	inTimed    bool
+	node       wheelNode
 	rows       []messages.Session
 	lastSeenMs int64
 	due        int64
@@ -265,8 +271,11 @@ type mapUser struct {
 }
 
 func newMapProcessor(f *Factory) *mapProcessor {
-	return &mapProcessor{sh: &shardShared{f: f, shard: testShard, log: zap.NewNop()}, users: map[string]*mapUser{}}
+	return &mapProcessor{sh: &shardShared{f: f, shard: testShard, log: zap.NewNop()}, users: map[string]*mapUser{},
+		rows: newDueWheel[*mapUser](wheelSlotMs, wheelSlots, f.cfg.Now().UnixMilli())}
 }
+
+func (mu *mapUser) wheelNode() *wheelNode { return &mu.node }
 
 func (m *mapProcessor) Initialize(ctx context.Context, in consumer.InitInput) error {
 	m.lastAt = time.Now()
@@ -357,25 +366,26 @@ func (m *mapProcessor) flush(ctx context.Context, cp consumer.Checkpointer, fina
 			e.setLags = mu.stored.write(e.lags)
 		}
 		mu.rows, mu.due = nil, e.due
-		if e.due != 0 && !mu.inTimed {
-			mu.inTimed = true
-			m.timed = append(m.timed, mu)
+		if e.due != 0 {
+			m.rows.schedule(mu, e.due)
+		} else {
+			m.rows.remove(mu)
 		}
 		fs.users = append(fs.users, e)
 	}
-	kept := m.timed[:0]
 	var due []*mapUser
-	for _, mu := range m.timed {
-		if mu.due == 0 {
-			mu.inTimed = false
-			continue
-		}
-		kept = append(kept, mu)
-		if !mu.dirty && (mu.due <= nowMs || (final && mu.u.RowLags())) {
+	m.rows.take(nowMs, func(mu *mapUser) {
+		if !mu.dirty {
 			due = append(due, mu)
 		}
+	})
+	if final {
+		for _, mu := range m.users {
+			if !mu.dirty && mu.u.RowLags() && m.rows.filed(mu) {
+				due = append(due, mu)
+			}
+		}
 	}
-	m.timed = kept
 	for _, mu := range m.dirty {
 		mu.dirty = false
 		answer(mu, true)

@@ -19,7 +19,7 @@ type pool struct {
 	throughput int
 	mu         sync.Mutex
 	cond       *sync.Cond
-	queue      []func()
+	queue      []runner
 	head       int
 	closed     bool
 	start      sync.Once
@@ -34,11 +34,22 @@ func newPool(throughput int) *pool {
 	return p
 }
 
+// runner is a mailbox run: the user actors' mailboxes are runners themselves, so scheduling one
+// allocates nothing; other mailboxes' runs are funcs.
+type runner interface{ run() }
+
+type runFunc func()
+
+func (f runFunc) run() { f() }
+
 // Throughput is how many messages a mailbox run processes before it yields.
 func (p *pool) Throughput() int { return p.throughput }
 
 // Schedule queues fn (a mailbox run) for a worker.
-func (p *pool) Schedule(fn func()) {
+func (p *pool) Schedule(fn func()) { p.schedule(runFunc(fn)) }
+
+// schedule queues r for a worker.
+func (p *pool) schedule(r runner) {
 	p.start.Do(func() {
 		for range runtime.GOMAXPROCS(0) {
 			p.wg.Add(1)
@@ -48,10 +59,10 @@ func (p *pool) Schedule(fn func()) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		go fn()
+		go r.run()
 		return
 	}
-	p.queue = append(p.queue, fn)
+	p.queue = append(p.queue, r)
 	p.mu.Unlock()
 	p.cond.Signal()
 }
@@ -67,7 +78,7 @@ func (p *pool) work() {
 			p.mu.Unlock()
 			return
 		}
-		fn := p.queue[p.head]
+		r := p.queue[p.head]
 		p.queue[p.head] = nil
 		if p.head++; p.head == len(p.queue) {
 			p.queue, p.head = p.queue[:0], 0
@@ -77,7 +88,7 @@ func (p *pool) work() {
 			p.queue, p.head = p.queue[:n], 0
 		}
 		p.mu.Unlock()
-		fn()
+		r.run()
 	}
 }
 

@@ -46,7 +46,10 @@
 //
 // and only then checkpoints S. One flush per shard is in flight at a time; records keep being routed
 // meanwhile and go to their users with the next barrier's requests. ProcessRecords returns once its
-// batch is routed, but waits while FlushMaxRecords records are unflushed (backpressure).
+// batch is routed, but waits while FlushMaxRecords records are unflushed, and while a due flush cannot
+// start — the previous one is being written, or users' state loads (backpressure: so a flush covers
+// about FlushInterval of records under full load, not FlushMaxRecords; and new users come with nearly
+// every batch, so a reader that went on would keep a load in flight and the flush waiting).
 //
 // # Order on the output streams
 //
@@ -74,8 +77,10 @@
 // Config.Rules.GapMs + Config.SessionCloseDelay of processing time without a record of the user), while
 // open at most every Config.SessionUpdateInterval, when an event reopens a session the idle timer
 // closed, and, for open sessions whose rows lag, at the end of the holding period (a clean stop, a
-// handoff, a shard's end). The ShardActor keeps each user's next trigger time from its last reply and
-// asks the users whose trigger is due (not only those with new records) at each flush; a user idle for
+// handoff, a shard's end). The ShardActor keeps each user's next trigger time from its last reply, files
+// the user by it in a timing wheel (slots of 250 ms; filing again when the trigger moves costs O(1)), and
+// at each flush asks the users whose trigger is due (not only those with new records), visiting only the
+// slots passed since the last flush, not every user; a user idle for
 // PassivateAfter is closed at a flush before it is passivated.
 //
 // What the table holds for the open session (its count, write time, closed or not) is part of the user

@@ -49,21 +49,6 @@ type finalFlush struct {
 // at their next trigger.
 type recoverUsers struct{ ids []string }
 
-// hydrate (ShardActor → UserActor) is a new actor's state, loaded from Redis; always its first message.
-// atMs is the processing time the user was last seen (Unix ms): its last record's arrival, or now.
-type hydrate struct {
-	user  session.User
-	atMs  int64
-	entry *userEntry // the ShardActor's entry, named in the user's flush replies (never read by the user)
-}
-
-// userBatch (ShardActor → UserActor) holds records of one user, in shard order, routed at processing
-// time atMs: those buffered while the user's state loaded (live users get theirs with flushRequest).
-type userBatch struct {
-	recs []record
-	atMs int64
-}
-
 // flushRequest (ShardActor → UserActor) asks for the user's effects since its last flush, at processing
 // time nowMs (the session row triggers). final asks for the row of a lagging open session (the end of
 // the shard's processing); close closes the user's session now (before passivation).

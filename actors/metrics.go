@@ -8,7 +8,10 @@ import (
 
 // metrics of one worker process's processors; no per-user or per-shard labels.
 type metrics struct {
-	usersLive           prometheus.Gauge
+	usersLive prometheus.Gauge
+	// sessionsOpen counts the users whose session is open as of their last flush reply (started, not
+	// closed by the next event beyond the gap or by the idle timer; a reopened one counts again).
+	sessionsOpen        prometheus.Gauge
 	spawned, passivated prometheus.Counter
 	batchSeconds        prometheus.Histogram
 	flushSeconds        prometheus.Histogram
@@ -38,6 +41,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		usersLive: prometheus.NewGauge(prometheus.GaugeOpts{Name: "clickfleet_actors_users_live",
 			Help: "User actors alive in this process."}),
+		sessionsOpen: prometheus.NewGauge(prometheus.GaugeOpts{Name: "clickfleet_actors_sessions_open",
+			Help: "Sessions open in this process's shards as of their users' last flush: started and not yet closed by the user's next event beyond the gap or by the idle timer (gap + close delay); the sum over the consume workers is the fleet's open sessions. A user actor outlives its session (it stays until passivation), so this is below clickfleet_actors_users_live."}),
 		spawned: prometheus.NewCounter(prometheus.CounterOpts{Name: "clickfleet_actors_users_spawned_total",
 			Help: "User actors spawned (first sight or after passivation)."}),
 		passivated: prometheus.NewCounter(prometheus.CounterOpts{Name: "clickfleet_actors_users_passivated_total",
@@ -79,7 +84,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.located[s] = m.locatedVec.WithLabelValues(s.String())
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.usersLive, m.spawned, m.passivated, m.batchSeconds, m.flushSeconds, m.effects, m.errors, m.retrying, m.records, m.invalid, m.locatedVec, m.geoOffActor, m.heldReplies, m.duplicates, m.sessionWrites, m.sessionsStarted, m.rowsRecovered, m.positionsRead, m.replicaWaits} {
+		for _, c := range []prometheus.Collector{m.usersLive, m.sessionsOpen, m.spawned, m.passivated, m.batchSeconds, m.flushSeconds, m.effects, m.errors, m.retrying, m.records, m.invalid, m.locatedVec, m.geoOffActor, m.heldReplies, m.duplicates, m.sessionWrites, m.sessionsStarted, m.rowsRecovered, m.positionsRead, m.replicaWaits} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

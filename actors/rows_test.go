@@ -252,9 +252,18 @@ func TestIdleCloseThenLateEventReopens(t *testing.T) {
 		return h
 	}
 
+	// The open-sessions gauge follows the session: open from its first flush, closed by the idle timer,
+	// open again when a late event reopens it.
+	open := func(want float64) {
+		t.Helper()
+		testenv.WaitFor(t, fmt.Sprintf("%g open sessions", want), 30*time.Second, func() bool { return testutil.ToFloat64(f.m.sessionsOpen) == want })
+	}
 	put(base)
 	if r := row(); r.EventCount != 1 {
 		t.Fatalf("after the first event the row is %+v, want its start (1 event)", r)
+	}
+	if n := testutil.ToFloat64(f.m.sessionsOpen); n != 1 {
+		t.Fatalf("%g open sessions after the first event's flush, want 1", n)
 	}
 	put(base + 2000)
 	if r := row(); r.EventCount != 1 {
@@ -263,6 +272,10 @@ func TestIdleCloseThenLateEventReopens(t *testing.T) {
 	clock.add(16 * time.Second) // gap + close delay without an event
 	testenv.WaitFor(t, "the idle close writes the final row", 30*time.Second, func() bool { return row().EventCount == 2 })
 	testenv.WaitFor(t, "the state records the close", 30*time.Second, func() bool { return strings.HasSuffix(rowState(), ":c") })
+	open(0)
+	if live := testutil.ToFloat64(f.m.usersLive); live != 1 {
+		t.Fatalf("%g users live after the idle close, want 1 (the actor outlives its session until passivation)", live)
+	}
 	clock.add(2 * time.Minute)
 	testenv.WaitFor(t, "the user passivated", 30*time.Second, func() bool { return testutil.ToFloat64(f.m.passivated) == 1 })
 
@@ -273,11 +286,14 @@ func TestIdleCloseThenLateEventReopens(t *testing.T) {
 	if st := rowState(); strings.HasSuffix(st, ":c") {
 		t.Fatalf("row state %q after the reopening, want open", st)
 	}
+	open(1)
 	clock.add(16 * time.Second)
 	put(base + 60_000) // beyond the gap: a new session
+	open(1)
 	if err := p.ShutdownRequested(ctx, cp); err != nil {
 		t.Fatal(err)
 	}
+	open(0) // the shard's processing ended: its sessions are no longer this process's
 	equalSessions(t, scanSessions(t, s.ddb, s.table), sqlSessions(t, evs))
 	c := dyn.counts()
 	if c[first.SessionID] != 3 {
@@ -347,4 +363,66 @@ func TestKilledWithOpenSessionsNextOwnerClosesThem(t *testing.T) {
 	})
 	a.stopAll()
 	equalSessions(t, scanSessions(t, a.ddb, a.table), want)
+}
+
+// A user whose session would close idle at t+15 s (gap 10 s + close delay 5 s) sends an event at t+10 s:
+// its row trigger moves to t+25 s. A flush between the two asks only the users with records (the shard
+// files users by trigger time, and the returning user was filed again), and the session closes at the
+// new time.
+func TestIdleCloseMovesWhenTheUserReturns(t *testing.T) {
+	s := newSinks(t)
+	clock := newFakeClock()
+	cfg := s.config("in")
+	cfg.Now = clock.Now
+	cfg.FlushInterval, cfg.PassivateAfter, cfg.SweepInterval = 10*time.Millisecond, time.Hour, time.Hour
+	var (
+		mu      sync.Mutex
+		flushes []FlushInfo
+	)
+	cfg.AfterFlush = func(i FlushInfo) {
+		mu.Lock()
+		flushes = append(flushes, i)
+		mu.Unlock()
+	}
+	f := newFactory(t, cfg)
+	ctx := context.Background()
+	p := f.NewProcessor(testShard)
+	cp := &fakeCheckpointer{}
+	if err := p.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon}); err != nil {
+		t.Fatal(err)
+	}
+	base, i := int64(1_626_091_318_000), 0
+	put := func(user string, ts int64) FlushInfo { // returns the flush that took the record
+		i++
+		if err := p.ProcessRecords(ctx, batch([]consumer.Record{rec(testShard, i, user, labJSON(user, "search", ts, "mobile"))}, cp)); err != nil {
+			t.Fatal(err)
+		}
+		testenv.WaitFor(t, "record flushed", 30*time.Second, func() bool { return cp.position() == seqNo(i)+":0" })
+		mu.Lock()
+		defer mu.Unlock()
+		return flushes[len(flushes)-1]
+	}
+	closed := func() bool {
+		st, _ := s.rdb.HGet(ctx, s.prefix+"user:a", session.FieldRow).Result()
+		return strings.HasSuffix(st, ":c")
+	}
+	put("a", base)
+	clock.add(10 * time.Second)
+	put("a", base+3000) // same session; its idle close moves to 25 s
+	clock.add(6 * time.Second)
+	if fl := put("b", base+4000); fl.Users != 1 {
+		t.Fatalf("the flush at 16 s asked %d users, want 1 (b; a's trigger is at 25 s)", fl.Users)
+	}
+	if closed() {
+		t.Fatal("a's session closed at 16 s, 6 s after its last event")
+	}
+	clock.add(10 * time.Second)
+	testenv.WaitFor(t, "a's session closes idle at 26 s", 30*time.Second, closed)
+	row := scanSessions(t, s.ddb, s.table)[messages.NewSession("a", "mobile", base).SessionID]
+	if row.EventCount != 2 {
+		t.Fatalf("a's final row is %+v, want 2 events", row)
+	}
+	if err := p.ShutdownRequested(ctx, cp); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -34,6 +34,20 @@ type shardShared struct {
 	// the lease's validity (consumer.InitInput; nil: unbounded).
 	epoch    int64
 	validFor func() time.Duration
+	// born is the user actor the ShardActor is spawning (spawnUser), for the user props' producer; only
+	// the ShardActor's goroutine uses it.
+	born *userActor
+}
+
+// produceUser is the user props' producer: it returns the actor spawnUser is spawning, hydrated. A user
+// actor is never restarted (its supervisor stops it), so the producer runs only inside spawnUser.
+func (sh *shardShared) produceUser() actor.Actor {
+	u := sh.born
+	if u == nil {
+		panic(fmt.Sprintf("actors: shard %s: a user actor was produced outside spawnUser; its state is unknown", sh.shard))
+	}
+	sh.born = nil
+	return u
 }
 
 type entryState uint8
@@ -56,8 +70,8 @@ type userEntry struct {
 	// reply said (1: at the next flush); 0 when none is left. lags: its row lags its state.
 	due      int64
 	lags     bool
-	closeNow bool // close its session at the next flush (passivation)
-	inTimed  bool // in shardActor.timed
+	closeNow bool      // close its session at the next flush (passivation)
+	node     wheelNode // its place in shardActor.rows
 	buf      []record
 	// nPend counts the user's records waiting in shardActor.pend; off places them in the flush's
 	// array.
@@ -90,14 +104,18 @@ type shardActor struct {
 	users    map[string]*userEntry
 	stopping map[string]*userEntry // by PID id
 	dirty    []*userEntry
-	// pend holds the records routed to live users since the last barrier, in shard order, and pendUser
-	// their users: they travel to each user with its flush request (one message per user and flush).
+	// pend holds the records routed to live users since the last barrier (each user's in shard order),
+	// and pendUser their users: they travel to each user with its flush request (one message per user and
+	// flush). A loaded user's buffered records join them when it is spawned.
 	pend     []record
 	pendUser []*userEntry
-	// timed holds the entries with a session row trigger ahead (due ≠ 0), so a flush finds the users
-	// whose rows are due without scanning every user; compacted as flushes go.
-	timed []*userEntry
-	live  int
+	// rows files the entries with a session row trigger ahead (due ≠ 0) by when to ask them, so a
+	// flush finds the users whose rows are due without visiting every user.
+	rows *dueWheel[*userEntry]
+	live int
+	// open counts the entries whose session is open (due ≠ 0): this shard's part of the sessionsOpen
+	// gauge, taken back when the shard's processing stops.
+	open int
 
 	nBuffered  int // entries holding buffered records (loading, or stopping with records)
 	loads      int
@@ -118,8 +136,11 @@ type shardActor struct {
 }
 
 func newShardActor(sh *shardShared) *shardActor {
-	return &shardActor{sh: sh, users: map[string]*userEntry{}, stopping: map[string]*userEntry{}}
+	return &shardActor{sh: sh, users: map[string]*userEntry{}, stopping: map[string]*userEntry{},
+		rows: newDueWheel[*userEntry](wheelSlotMs, wheelSlots, sh.f.cfg.Now().UnixMilli())}
 }
+
+func (e *userEntry) wheelNode() *wheelNode { return &e.node }
 
 func (a *shardActor) Receive(ctx actor.Context) {
 	defer func() {
@@ -159,6 +180,8 @@ func (a *shardActor) Receive(ctx actor.Context) {
 	case *actor.Stopped:
 		a.sh.f.m.usersLive.Sub(float64(a.live))
 		a.live = 0
+		a.sh.f.m.sessionsOpen.Sub(float64(a.open))
+		a.open = 0
 		a.fail(ErrStopped)
 		close(a.sh.p.done)
 	}
@@ -207,8 +230,12 @@ func (a *shardActor) onBatch(ctx actor.Context, m *processBatch) {
 	if a.pending >= max {
 		a.startFlush(ctx)
 	}
-	if a.pending >= max && a.fatal == nil {
-		a.held = append(a.held, m.done) // backpressure: answered when a barrier takes the records
+	// Backpressure, answered when a barrier takes the records: too many unflushed, or a due flush cannot
+	// start yet. It waits for the flush in flight, or for users' state to load: new users come with
+	// nearly every batch, so were the reader to go on, some load would nearly always be in flight, and
+	// under full load every flush would be FlushMaxRecords long rather than FlushInterval.
+	if (a.pending >= max || a.flushWanted) && a.fatal == nil {
+		a.held = append(a.held, m.done)
 		return
 	}
 	m.done <- a.fatal
@@ -248,15 +275,18 @@ func (a *shardActor) onLoaded(ctx actor.Context, m *loaded) {
 			a.fail(fmt.Errorf("shard %s: unreadable state in Redis: %w", a.sh.shard, err))
 			return
 		}
-		e.pid = ctx.Spawn(a.sh.userProps)
+		e.pid = a.spawnUser(ctx, &userActor{sh: a.sh, u: u, lastSeenMs: e.lastSeen / int64(time.Millisecond), entry: e})
 		e.state = entryLive
 		a.live++
 		a.sh.f.m.spawned.Inc()
 		a.sh.f.m.usersLive.Inc()
-		atMs := e.lastSeen / int64(time.Millisecond)
-		ctx.Send(e.pid, &hydrate{user: u, atMs: atMs, entry: e})
 		if len(e.buf) > 0 {
-			ctx.Send(e.pid, &userBatch{recs: e.buf, atMs: atMs})
+			// Its records go with its first flush request, as a live user's do.
+			for _, r := range e.buf {
+				a.pend = append(a.pend, r)
+				a.pendUser = append(a.pendUser, e)
+			}
+			e.nPend += int32(len(e.buf))
 			e.buf = nil
 			a.nBuffered--
 			a.markDirty(e)
@@ -265,6 +295,15 @@ func (a *shardActor) onLoaded(ctx actor.Context, m *loaded) {
 	if a.flushWanted || len(a.finals) > 0 {
 		a.startFlush(ctx)
 	}
+}
+
+// spawnUser spawns the actor of a user whose state is loaded, with that state: the user props' producer
+// takes it from shardShared.born (the producer runs inside Spawn, on this goroutine), so a new actor
+// needs no message to be hydrated.
+func (a *shardActor) spawnUser(ctx actor.Context, u *userActor) *actor.PID {
+	a.sh.born = u
+	defer func() { a.sh.born = nil }()
+	return ctx.Spawn(a.sh.userProps)
 }
 
 // onRecover loads the users whose rows the shard's previous owners left lagging; their rows are written
@@ -288,13 +327,51 @@ func (a *shardActor) onRecover(ctx actor.Context, m *recoverUsers) {
 	}
 }
 
-// setDue records an entry's next row trigger.
+// setDue records an entry's next row trigger (1: at the next flush; 0: none) and files it for then. A
+// trigger ahead means an open session (RowDue: 0 only without a session or when it is closed with its row
+// up to date), so it also keeps the open count.
 func (a *shardActor) setDue(e *userEntry, due int64, lags bool) {
-	e.due, e.lags = due, lags
-	if due != 0 && !e.inTimed {
-		e.inTimed = true
-		a.timed = append(a.timed, e)
+	switch {
+	case e.due == 0 && due != 0:
+		a.open++
+		a.sh.f.m.sessionsOpen.Inc()
+	case e.due != 0 && due == 0:
+		a.open--
+		a.sh.f.m.sessionsOpen.Dec()
 	}
+	e.due, e.lags = due, lags
+	if due != 0 {
+		a.rows.schedule(e, due)
+	} else {
+		a.rows.remove(e)
+	}
+}
+
+// dueUsers returns the live users to ask at a flush at nowMs, beyond the dirty ones (asked anyway): those
+// whose row trigger is due or that close now (passivation); for a final flush, also every user whose row
+// lags. The asked users' replies file them again (onBarrierDone); users still loading stay filed.
+func (a *shardActor) dueUsers(nowMs int64, final bool) []*userEntry {
+	var due, loading []*userEntry
+	a.rows.take(nowMs, func(e *userEntry) {
+		switch {
+		case e.state != entryLive:
+			loading = append(loading, e)
+		case !e.dirty:
+			due = append(due, e)
+		}
+	})
+	for _, e := range loading {
+		a.rows.schedule(e, nowMs)
+	}
+	if final {
+		for _, e := range a.users {
+			// Those not taken above: still filed, due later.
+			if e.state == entryLive && !e.dirty && e.lags && a.rows.filed(e) {
+				due = append(due, e)
+			}
+		}
+	}
+	return due
 }
 
 // startFlush starts a barrier over the dirty users and those whose session row is due (with a final
@@ -311,22 +388,9 @@ func (a *shardActor) startFlush(ctx actor.Context) {
 	}
 	a.flushWanted = false
 	nowMs := a.sh.f.cfg.Now().UnixMilli()
-	// Users with a row trigger due (not dirty: those are asked anyway); drop entries with none left.
-	var due []*userEntry
-	kept := a.timed[:0]
-	for _, e := range a.timed {
-		if e.due == 0 || a.users[e.id] != e {
-			e.inTimed = false
-			continue
-		}
-		kept = append(kept, e)
-		if e.state == entryLive && !e.dirty && (e.due <= nowMs || e.closeNow || (final && e.lags)) {
-			due = append(due, e)
-		}
-	}
-	clear(a.timed[len(kept):])
-	a.timed = kept
+	due := a.dueUsers(nowMs, final)
 	if len(a.dirty) == 0 && len(due) == 0 && len(a.errs) == 0 && a.lastRouted.Compare(a.lastFlush) <= 0 {
+		a.releaseHeld()
 		a.replyFinals(nil)
 		return
 	}
@@ -386,13 +450,18 @@ func (a *shardActor) startFlush(ctx actor.Context) {
 	a.pendUser = a.pendUser[:0]
 	a.errs, a.pending, a.lastFlush = nil, 0, a.lastRouted
 	a.inFlight = fs
+	a.releaseHeld()
+	if n == 0 {
+		a.dispatch(ctx, fs)
+	}
+}
+
+// releaseHeld answers the batches held for backpressure.
+func (a *shardActor) releaseHeld() {
 	for _, d := range a.held {
 		d <- nil
 	}
 	a.held = nil
-	if n == 0 {
-		a.dispatch(ctx, fs)
-	}
 }
 
 // add records one asked user's effects; it reports whether they were the last awaited.
@@ -469,13 +538,15 @@ func (a *shardActor) sweep(ctx actor.Context) {
 	if a.fatal != nil || a.stoppingNow {
 		return
 	}
-	cutoff := a.sh.f.cfg.Now().Add(-a.sh.f.cfg.PassivateAfter).UnixNano()
+	now := a.sh.f.cfg.Now()
+	cutoff, nowMs := now.Add(-a.sh.f.cfg.PassivateAfter).UnixNano(), now.UnixMilli()
 	for _, e := range a.users {
 		if e.state != entryLive || e.dirty || e.flushID > a.doneID || e.lastSeen > cutoff {
 			continue
 		}
 		if e.due != 0 {
 			e.closeNow = true
+			a.rows.schedule(e, nowMs) // asked at the next flush
 			continue
 		}
 		e.state = entryStopping
@@ -498,6 +569,7 @@ func (a *shardActor) onTerminated(ctx actor.Context, m *actor.Terminated) {
 	a.sh.f.m.passivated.Inc()
 	e.pid = nil
 	if len(e.buf) == 0 {
+		a.rows.remove(e) // not filed (passivated with no row trigger left); to be sure
 		delete(a.users, e.id)
 		return
 	}

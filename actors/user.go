@@ -12,8 +12,9 @@ import (
 	"github.com/clickfleet/clickfleet/messages"
 )
 
-// userActor runs the per-user logic of one user on one shard. It starts with a hydrate message, applies
-// the records each flush request brings, and hands its effects to the ShardActor in reply. It does no I/O: geo lookups
+// userActor runs the per-user logic of one user on one shard. It is spawned with its state (loaded from
+// Redis; shardActor.spawnUser), applies the records each flush request brings, and hands its effects to
+// the ShardActor in reply. It does no I/O: geo lookups
 // that the in-process cache cannot answer run on the resolver's goroutines and come back as geoResolved.
 type userActor struct {
 	sh      *shardShared
@@ -62,11 +63,6 @@ type heldFlush struct {
 
 func (a *userActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
-	case *hydrate:
-		a.u, a.lastSeenMs, a.entry = m.user, m.atMs, m.entry
-	case *userBatch:
-		a.lastSeenMs = m.atMs
-		a.apply(ctx, m.recs)
 	case *geoResolved:
 		a.onResolved(ctx, m)
 	case *flushRequest:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"strconv"
 	"strings"
@@ -55,6 +56,12 @@ type DrainConfig struct {
 	ArchiveBufferBytes int
 	// ArchiveGeo locates the archive's events (nil: no location).
 	ArchiveGeo archive.Locator
+	// Servers are the local servers whose CPU time the run reports, per phase (StackServers reads the
+	// local stack's). Default: none.
+	Servers []Server
+	// CPUProfile receives a CPU profile (pprof) of the workers' phase; nil: none. Profiling costs a few
+	// per cent of CPU, which the phase's CPU figures then include.
+	CPUProfile io.Writer
 	Logger     *zap.Logger
 	Progress   func(string) // progress lines; nil: none
 }
@@ -78,6 +85,15 @@ type DrainResult struct {
 	WorkerRate     float64   `json:"workers_records_per_s"`
 	Ratio          float64   `json:"workers_vs_bare"`
 	Verified       bool      `json:"counts_verified"`
+	// CPU time (user + system) of this process — where the bare loop and the workers run — in each phase,
+	// in total and per record, and the workers' over the bare loop's.
+	BareCPUSeconds      float64 `json:"bare_cpu_seconds"`
+	BareCPUPerRecord    float64 `json:"bare_cpu_ns_per_record"`
+	WorkersCPUSeconds   float64 `json:"workers_cpu_seconds"`
+	WorkersCPUPerRecord float64 `json:"workers_cpu_ns_per_record"`
+	CPURatio            float64 `json:"workers_cpu_vs_bare"`
+	// Servers' CPU time in each phase (DrainConfig.Servers).
+	Servers []ServerCPU `json:"servers_cpu,omitempty"`
 	// The actors processor's session rows: DynamoDB items written, sessions started, and their ratio.
 	SessionWrites           int64   `json:"session_writes,omitempty"`
 	Sessions                int64   `json:"sessions,omitempty"`
@@ -85,6 +101,15 @@ type DrainResult struct {
 	// The archive processor's objects: raw input bytes, stored bytes by kind, object count and PUTs per
 	// minute per shard during the drain.
 	Archive *ArchiveFigures `json:"archive,omitempty"`
+}
+
+// ServerCPU is a local server's CPU time (user + system, with its child processes) in a drain's phases.
+type ServerCPU struct {
+	Name                string  `json:"name"`
+	PID                 int     `json:"pid"`
+	BareCPUSeconds      float64 `json:"bare_cpu_seconds"`
+	WorkersCPUSeconds   float64 `json:"workers_cpu_seconds"`
+	WorkersCPUPerRecord float64 `json:"workers_cpu_ns_per_record"`
 }
 
 // ArchiveFigures are what the archive processor stored in a drain.
@@ -127,7 +152,8 @@ func (c *DrainConfig) defaults() error {
 }
 
 // Drain pre-fills a fresh stream, times a bare GetRecords loop over it, then times cfg.Workers consumer
-// workers draining the same records (they start from TRIM_HORIZON on a fresh lease table).
+// workers draining the same records (they start from TRIM_HORIZON on a fresh lease table). Both run in
+// this process, one after the other: each phase's CPU is this process's in it, beside cfg.Servers'.
 func Drain(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI, cfg DrainConfig) (DrainResult, error) {
 	if err := cfg.defaults(); err != nil {
 		return DrainResult{}, err
@@ -177,14 +203,23 @@ func (r *drainRun) prefill(ctx context.Context) error {
 	return nil
 }
 
-// bareRead times the baseline: a bare GetRecords loop over the stream.
+// bareRead times the baseline, a bare GetRecords loop over the stream, and measures its CPU.
 func (r *drainRun) bareRead(ctx context.Context) error {
+	mark, err := r.cpuMark()
+	if err != nil {
+		return err
+	}
 	took, err := bareRead(ctx, r.kin, r.id, r.cfg.Records)
+	if err != nil {
+		return err
+	}
+	used, err := r.cpuSince(mark)
 	if err != nil {
 		return err
 	}
 	r.res.BareSeconds, r.res.BareRate = took.Seconds(), float64(r.cfg.Records)/took.Seconds()
 	r.cfg.Progress(fmt.Sprintf("bare GetRecords loop: %.2fs (%.0f records/s)", took.Seconds(), r.res.BareRate))
+	r.bareCPU(used)
 	return nil
 }
 
@@ -264,9 +299,18 @@ func (r *drainRun) actorsProcessors(ctx context.Context) error {
 	return nil
 }
 
-// runWorkers starts cfg.Workers consumer workers and times them until every record is processed (for
-// actors and archive: until they have stopped cleanly after that).
+// runWorkers starts cfg.Workers consumer workers and times them, and measures their CPU, until every
+// record is processed (for actors and archive: until they have stopped cleanly after that).
 func (r *drainRun) runWorkers(ctx context.Context) error {
+	mark, err := r.cpuMark()
+	if err != nil {
+		return err
+	}
+	stopProfile, err := r.startProfile()
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	ws, err := r.startWorkers(ctx)
 	if err != nil {
 		return err
@@ -277,7 +321,9 @@ func (r *drainRun) runWorkers(ctx context.Context) error {
 		ws.halt()
 		return context.Cause(ctx)
 	}
-	end, err := r.finish(ctx, ws)
+	end := r.finish(ws)
+	stopProfile()
+	used, err := r.cpuSince(mark)
 	if err != nil {
 		return err
 	}
@@ -289,6 +335,7 @@ func (r *drainRun) runWorkers(ctx context.Context) error {
 	r.res.Ratio = r.res.WorkerRate / r.res.BareRate
 	r.cfg.Progress(fmt.Sprintf("%d worker(s), %s processor: %.2fs (%.0f records/s, %.0f%% of the bare loop)",
 		r.cfg.Workers, r.cfg.Processor, r.took.Seconds(), r.res.WorkerRate, 100*r.res.Ratio))
+	r.workersCPU(used)
 	return nil
 }
 
@@ -312,10 +359,10 @@ func (r *drainRun) startWorkers(ctx context.Context) (*drainWorkers, error) {
 
 // finish ends the workers' work once every record is processed, as the processor needs, and returns
 // when it was done.
-func (r *drainRun) finish(ctx context.Context, ws *drainWorkers) (time.Time, error) {
+func (r *drainRun) finish(ws *drainWorkers) time.Time {
 	switch r.cfg.Processor {
 	case "actors":
-		return r.finishActors(ctx, ws)
+		return r.finishActors(ws)
 	case "archive":
 		// Every record is buffered; stopping the workers stores the rest and checkpoints (the clean stop
 		// of a real fleet), so the drain ends when the last object is durable.
@@ -324,33 +371,34 @@ func (r *drainRun) finish(ctx context.Context, ws *drainWorkers) (time.Time, err
 		r.cfg.Progress(fmt.Sprintf("archive: every record buffered after %.2fs, stored and the workers stopped after %.2fs", buffered.Seconds(), time.Since(ws.start).Seconds()))
 		r.res.Archive.BufferedSeconds = buffered.Seconds()
 	}
-	return time.Now(), nil
+	return time.Now()
 }
 
-// finishActors stops the workers and verifies the session rows. Every record is routed; stopping the
-// workers flushes, writes the rows of the sessions still open (which would otherwise wait for their
-// close) and checkpoints, as a fleet's clean stop does: the drain ends when they have stopped, and every
-// user's sessions must count its events.
-func (r *drainRun) finishActors(ctx context.Context, ws *drainWorkers) (time.Time, error) {
+// finishActors stops the workers. Every record is routed; stopping the workers flushes, writes the rows
+// of the sessions still open (which would otherwise wait for their close) and checkpoints, as a fleet's
+// clean stop does: the drain ends when they have stopped (verify then checks the rows).
+func (r *drainRun) finishActors(ws *drainWorkers) time.Time {
 	routed := time.Since(ws.start)
 	ws.halt()
 	end := time.Now()
 	r.cfg.Progress(fmt.Sprintf("actors: every record routed after %.2fs; the workers stopped (open sessions' rows written, checkpointed) after %.2fs", routed.Seconds(), end.Sub(ws.start).Seconds()))
-	if err := verifySessions(ctx, r.ddb, actorTargetsOf(r.id).sessions, r.want); err != nil {
-		return end, err
-	}
-	r.res.Verified = true
 	r.res.SessionWrites, r.res.Sessions = r.actors.SessionWrites()
 	if r.res.Sessions > 0 {
 		r.res.SessionWritesPerSession = float64(r.res.SessionWrites) / float64(r.res.Sessions)
 	}
 	r.cfg.Progress(fmt.Sprintf("actors: %d session rows written for %d sessions (%.2f per session)", r.res.SessionWrites, r.res.Sessions, r.res.SessionWritesPerSession))
-	return end, nil
+	return end
 }
 
-// verify reads the lake back (archive) or checks the counts in Redis and deletes them (count).
+// verify reads the lake back (archive), checks that every user's session rows count its events
+// (actors), or checks the counts in Redis and deletes them (count).
 func (r *drainRun) verify(ctx context.Context) error {
 	switch r.cfg.Processor {
+	case "actors":
+		if err := verifySessions(ctx, r.ddb, actorTargetsOf(r.id).sessions, r.want); err != nil {
+			return err
+		}
+		r.res.Verified = true
 	case "archive":
 		a := r.res.Archive
 		if err := measureLake(ctx, r.cfg.S3, a, r.cfg.Records); err != nil {

@@ -2,6 +2,7 @@ package bench_test
 
 import (
 	"context"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ import (
 func TestDrainScenario(t *testing.T) {
 	kin, ddb, rdb := testenv.Kinesis(t), testenv.DynamoDB(t), testenv.Redis(t)
 	const records, users = 1000, 50
+	servers := stackServers(t)
 	for _, proc := range []string{"count", "actors", "lambda"} {
 		t.Run(proc, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -29,7 +31,7 @@ func TestDrainScenario(t *testing.T) {
 			rec := &sessionRows{DynamoDBAPI: ddb}
 			before := time.Now()
 			res, err := bench.Drain(ctx, kin, rec, bench.DrainConfig{Shards: 2, Records: records, Users: users, Writers: 2,
-				Workers: 2, Processor: proc, Redis: rdb, Progress: func(s string) { t.Log(s) }})
+				Workers: 2, Processor: proc, Redis: rdb, Servers: servers, Progress: func(s string) { t.Log(s) }})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -37,10 +39,14 @@ func TestDrainScenario(t *testing.T) {
 			if res.BareRate <= 0 || res.WorkerRate <= 0 || res.Ratio <= 0 || (proc != "lambda" && !res.Verified) {
 				t.Fatalf("result not filled in: %+v", res)
 			}
+			checkDrainCPU(t, res, servers)
 			// Rows on triggers: a start and a close at most (a lease moving between the two workers adds a
 			// row at the handoff), not one per flush.
 			if proc == "actors" && (res.Sessions == 0 || res.SessionWritesPerSession <= 0 || res.SessionWritesPerSession > 3) {
 				t.Fatalf("session writes: %d for %d sessions (%.2f per session)", res.SessionWrites, res.Sessions, res.SessionWritesPerSession)
+			}
+			if n := rec.batchRows(); proc == "actors" && res.SessionWrites != n {
+				t.Errorf("session writes reported %d, DynamoDB accepted %d session rows in BatchWriteItem calls", res.SessionWrites, n)
 			}
 			if proc == "lambda" {
 				w := window{from: before.UnixMilli(), to: after.UnixMilli()}
@@ -51,12 +57,74 @@ func TestDrainScenario(t *testing.T) {
 	}
 }
 
+// stackServers are the servers of the stack in CLICKFLEET_STACK_DIR (set by make test and the stack's
+// env), or none without it.
+func stackServers(t *testing.T) []bench.Server {
+	t.Helper()
+	dir := os.Getenv("CLICKFLEET_STACK_DIR")
+	if dir == "" {
+		t.Log("CLICKFLEET_STACK_DIR not set: the servers' CPU is not measured")
+		return nil
+	}
+	servers, err := bench.StackServers(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return servers
+}
+
+// checkDrainCPU checks that a drain measured CPU time: this process's in each phase, and the servers'
+// over the run (the Kinesis emulator serves both phases).
+func checkDrainCPU(t *testing.T, res bench.DrainResult, servers []bench.Server) {
+	t.Helper()
+	if res.BareCPUPerRecord <= 0 || res.WorkersCPUPerRecord <= 0 || res.CPURatio <= 0 {
+		t.Errorf("CPU per record: bare loop %.0f ns, workers %.0f ns (%.2f×), want both above 0",
+			res.BareCPUPerRecord, res.WorkersCPUPerRecord, res.CPURatio)
+	}
+	if len(res.Servers) != len(servers) {
+		t.Fatalf("CPU of %d servers, want %d: %+v", len(res.Servers), len(servers), res.Servers)
+	}
+	var total float64
+	for _, s := range res.Servers {
+		if s.BareCPUSeconds < 0 || s.WorkersCPUSeconds < 0 {
+			t.Errorf("server %s: negative CPU time %+v", s.Name, s)
+		}
+		total += s.BareCPUSeconds + s.WorkersCPUSeconds
+	}
+	if len(servers) > 0 && total <= 0 {
+		t.Errorf("the servers used no CPU in the run: %+v", res.Servers)
+	}
+}
+
 // sessionRows passes every call to DynamoDB on and remembers the items put that carry a session_id: the
-// lambda baseline's session rows (Drain deletes their table before it returns).
+// lambda baseline's session rows (Drain deletes their table before it returns); and it counts the
+// session rows DynamoDB accepted in BatchWriteItem calls (the actors').
 type sessionRows struct {
 	bench.DynamoDBAPI
-	mu   sync.Mutex
-	rows []map[string]dtypes.AttributeValue
+	mu      sync.Mutex
+	rows    []map[string]dtypes.AttributeValue
+	batched int64
+}
+
+func (r *sessionRows) BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error) {
+	out, err := r.DynamoDBAPI.BatchWriteItem(ctx, in, opts...)
+	if err != nil {
+		return out, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for table, reqs := range in.RequestItems {
+		if strings.HasSuffix(table, "-sessions") {
+			r.batched += int64(len(reqs) - len(out.UnprocessedItems[table]))
+		}
+	}
+	return out, err
+}
+
+func (r *sessionRows) batchRows() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.batched
 }
 
 func (r *sessionRows) PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {

@@ -31,7 +31,10 @@ func TestLoadScenarios(t *testing.T) {
 			cfg := bench.LoadConfig{Scenario: sc, Binary: bin,
 				RedisURL: os.Getenv("CLICKFLEET_REDIS_URL"), Redis: rdb, Processor: proc, Shards: 2, Workers: 2, Rate: 200,
 				Duration: 6 * time.Second, Users: 50, LogDir: t.TempDir(),
-				WorkerArgs: []string{"--failover-time=1s", "--take-interval=300ms", "--idle-time=200ms", "--checkpoint-interval=300ms",
+				// The drain waits for every session to close (its row has its final count then): a gap of 2 s
+				// and a close delay of 0.5 s close them 2.5 s after the load, not 15 s (the defaults).
+				WorkerArgs: []string{"--session-gap=2s", "--session-close-delay=500ms", "--failover-time=1s", "--take-interval=300ms",
+					"--idle-time=200ms", "--checkpoint-interval=300ms",
 					"--shard-sync-interval=1s", "--parent-poll-interval=200ms"},
 				Progress: func(s string) { t.Log(s) }}
 			var res bench.LoadResult

@@ -3,6 +3,7 @@ package consumer_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -180,6 +181,15 @@ func waitBalanced(t *testing.T, table string, workers, leases int, timeout time.
 	}
 }
 
+// stopAfter stops the load once n more records were stored after what (so the fleet reads records put
+// after it too).
+func stopAfter(t *testing.T, sink *countcheck.Sink, stop func(), n int64, what string) {
+	t.Helper()
+	from := storedTotal(sink)
+	testenv.WaitFor(t, fmt.Sprintf("%d records produced after %s", n, what), 60*time.Second, func() bool { return storedTotal(sink)-from >= n })
+	stop()
+}
+
 func TestFleetProcessesEveryRecordOnceThroughCrashAndRollingRestart(t *testing.T) {
 	forEachReadMode(t, fleetProcessesEveryRecordOnceThroughCrashAndRollingRestart)
 }
@@ -191,8 +201,8 @@ func fleetProcessesEveryRecordOnceThroughCrashAndRollingRestart(t *testing.T, rm
 	for _, id := range []string{"w1", "w2", "w3"} {
 		f.start(id)
 	}
-	// Phase 1: 3 workers, 8 shards, records flowing.
-	sink, wait := countcheck.Produce(t, kin, stream, 20000, 300, 2500, 1)
+	// Phase 1: 3 workers, 8 shards, records flowing (500/s) through every phase below.
+	sink, stop := countcheck.ProduceUntil(t, kin, stream, 300, 500, 1)
 	balance := waitBalanced(t, f.table, 3, 8, 60*time.Second)
 	t.Logf("balanced: %v", balance)
 
@@ -213,7 +223,7 @@ func fleetProcessesEveryRecordOnceThroughCrashAndRollingRestart(t *testing.T, rm
 		f.start(id)
 		waitBalanced(t, f.table, 3, 8, 60*time.Second)
 	}
-	wait()
+	stopAfter(t, sink, stop, 1000, "the rolling restart")
 	countcheck.WaitExact(t, rdb, f.pfx, countcheck.OnStream(t, kin, stream, sink.Stored()), 90*time.Second)
 	// The restarted workers got their shards by balancing steals: handoffs from live owners, which
 	// checkpoint first, so the new owners (in efo: new subscriptions) start exactly there.
@@ -235,7 +245,7 @@ func fleetReshardsUnderLoad(t *testing.T, rm readMode) {
 	f := newFleet(t, stream, os.Getenv("CLICKFLEET_REDIS_URL"), rm.flags()...)
 	f.start("w1")
 	f.start("w2")
-	sink, wait := countcheck.Produce(t, kin, stream, 12000, 200, 2000, 2)
+	sink, stop := countcheck.ProduceUntil(t, kin, stream, 200, 400, 2) // through the reshards below
 	waitBalanced(t, f.table, 2, 4, 60*time.Second)
 	ctx := context.Background()
 
@@ -260,7 +270,7 @@ func fleetReshardsUnderLoad(t *testing.T, rm readMode) {
 		t.Fatal(err)
 	}
 	waitActive(t, kin, stream)
-	wait()
+	stopAfter(t, sink, stop, 500, "the merge")
 	countcheck.WaitExact(t, rdb, f.pfx, countcheck.OnStream(t, kin, stream, sink.Stored()), 120*time.Second)
 
 	// Every closed shard was read to its end: its lease is at SHARD_END, or already deleted because its

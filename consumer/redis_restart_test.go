@@ -26,9 +26,8 @@ func TestRedisRestartMidRun(t *testing.T) {
 	f := newFleet(t, stream, fmt.Sprintf("redis://127.0.0.1:%s/0", port))
 	f.start("w1")
 	f.start("w2")
-	// About 20 s of load (12,000 records at 600/s): the outage below must fall inside it, and fails the
-	// test when it does not.
-	sink, wait := countcheck.Produce(t, kin, stream, 12000, 100, 600, 3)
+	// A load of 600 records/s that lasts through the outage below and past the restart.
+	sink, stop := countcheck.ProduceUntil(t, kin, stream, 100, 600, 3)
 	waitBalanced(t, f.table, 2, 4, 60*time.Second)
 	testenv.WaitFor(t, "some records counted", 30*time.Second, func() bool {
 		n, _ := rdb.DBSize(context.Background()).Result()
@@ -49,7 +48,11 @@ func TestRedisRestartMidRun(t *testing.T) {
 		})
 	atRestart := storedTotal(sink)
 	testenv.StartRedis(t, dir, port)
-	wait()
+	const after = 2000
+	testenv.WaitFor(t, fmt.Sprintf("%d records produced after the restart", after), 60*time.Second, func() bool {
+		return storedTotal(sink)-atRestart >= after
+	})
+	stop()
 	t.Logf("records stored: %d before the outage, %d during it, %d after it; batches Redis refused, delivered again: %d",
 		atShutdown, atRestart-atShutdown, storedTotal(sink)-atRestart, f.redisRetries(t))
 	countcheck.WaitExact(t, rdb, f.pfx, countcheck.OnStream(t, kin, stream, sink.Stored()), 90*time.Second)

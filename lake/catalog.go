@@ -95,7 +95,7 @@ func (c Catalog) tableProperties(t *Table) [][2]string {
 	props := [][2]string{{"EXTERNAL", "TRUE"}}
 	switch t.Format {
 	case Parquet:
-		props = append(props, [2]string{"classification", "parquet"}, [2]string{"parquet.compression", "SNAPPY"})
+		props = append(props, [2]string{"classification", "parquet"}, [2]string{"parquet.compression", Codec.String()})
 	case NDJSON:
 		props = append(props, [2]string{"classification", "json"})
 	}

@@ -159,6 +159,13 @@ func DecodeInto(data []byte, e *Event) error {
 	return decode(data, e, nil)
 }
 
+// DecodeReusing is [Decode] writing into e and ad, which it overwrites completely: e.AdditionalData is
+// ad when the event has a valid additional_data, else nil. A loop over many records can reuse both (the
+// strings of events decoded earlier stay intact). On error the contents of e and ad are unspecified.
+func DecodeReusing(data []byte, e *Event, ad *AdditionalData) error {
+	return decode(data, e, ad)
+}
+
 // UnmarshalJSON implements json.Unmarshaler with [DecodeInto].
 func (e *Event) UnmarshalJSON(data []byte) error {
 	return DecodeInto(data, e)

@@ -10,6 +10,10 @@ const (
 // 2000–2100 UTC, the range [Decode] accepts for event timestamps.
 func TimeInRange(ms int64) bool { return ms >= minEventTimeMs && ms < maxEventTimeMs }
 
+// ParseTimeMs parses a POC timestamp text as [Decode] accepts it and returns Unix milliseconds, the
+// fraction truncated; ok is false for any other text. It does not check the range (see [TimeInRange]).
+func ParseTimeMs(s string) (ms int64, ok bool) { return parseTimeMs(s) }
+
 // parseTimeMs parses a POC timestamp and returns Unix milliseconds (the
 // fraction truncated). Accepted: "YYYY-MM-DD hh:mm:ss[.f]" (UTC, the seed's
 // format), the same with 'T' as separator, and either followed by a zone

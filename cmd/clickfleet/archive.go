@@ -46,7 +46,7 @@ lease table). Per held shard it buffers records and writes, under --lake-url (or
 --errors-url):
 
   raw/year=YYYY/month=MM/day=DD/hour=HH/<stream>-<shard>-<first seq>-<first sub>.ndjson.gz   records as they arrived
-  events/…/<same name>.parquet                                                              enriched, flat, Snappy
+  events/…/<same name>.parquet                                                              enriched, flat, ZSTD
   errors/…/<same name>.ndjson.gz                                                            records that fail validation, with the reason
 
 An object rolls at --buffer-bytes of raw input, after --buffer-interval, or at the hour boundary (hour of the

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"text/tabwriter"
 	"time"
@@ -122,6 +123,7 @@ func newBenchDrainCommand(g *globals) *cobra.Command {
 		redisURL           string
 		out                string
 		pathStyle, geoMMDB string
+		stackDir, profile  string
 	)
 	cmd := &cobra.Command{
 		Use:   "drain",
@@ -129,6 +131,13 @@ func newBenchDrainCommand(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if stackDir != "" {
+				servers, err := bench.StackServers(stackDir)
+				if err != nil {
+					return usagef("--stack-dir (%s): %v", envName("stack-dir"), err)
+				}
+				cfg.Servers = servers
+			}
 			awsCfg, err := loadAWS(ctx)
 			if err != nil {
 				return err
@@ -159,25 +168,25 @@ func newBenchDrainCommand(g *globals) *cobra.Command {
 					}
 				}
 			}
+			if profile != "" {
+				pf, err := os.Create(profile)
+				if err != nil {
+					return usagef("--cpu-profile (%s): %v", envName("cpu-profile"), err)
+				}
+				defer pf.Close() // on failure; closed and checked below otherwise
+				cfg.CPUProfile = pf
+			}
 			cfg.Progress = func(s string) { fmt.Fprintln(os.Stderr, "bench:", s) }
 			res, err := bench.Drain(ctx, kinesis.NewFromConfig(awsCfg), dynamodb.NewFromConfig(awsCfg), cfg)
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintf(tw, "drain\t%d records\t%d shards\t%d users\t%d CPUs\n", res.Records, res.Shards, res.Users, res.CPUs)
-			fmt.Fprintf(tw, "pre-fill (PutRecords)\t%.2f s\t%.0f records/s\t\n", res.PrefillSeconds, res.PrefillRate)
-			fmt.Fprintf(tw, "bare GetRecords loop\t%.2f s\t%.0f records/s\t(baseline)\n", res.BareSeconds, res.BareRate)
-			fmt.Fprintf(tw, "%d worker(s), %s\t%.2f s\t%.0f records/s\t%.0f%% of baseline\n", res.Workers, res.Processor, res.WorkerSeconds, res.WorkerRate, 100*res.Ratio)
-			if res.Sessions > 0 {
-				fmt.Fprintf(tw, "session rows (DynamoDB)\t%d writes\t%d sessions\t%.2f writes per session\n", res.SessionWrites, res.Sessions, res.SessionWritesPerSession)
+			if pf, ok := cfg.CPUProfile.(*os.File); ok {
+				if err := pf.Close(); err != nil {
+					return fmt.Errorf("--cpu-profile %s: %w", profile, err)
+				}
 			}
-			if a := res.Archive; a != nil {
-				fmt.Fprintf(tw, "lake (s3://%s)\t%d objects\t%.1f PUTs/min/shard\t\n", a.Bucket, a.Objects, a.PutsPerMinShard)
-				fmt.Fprintf(tw, "raw JSON input\t%d bytes\tgzip %d bytes\t%.1f%%\n", a.InputBytes, a.RawBytes, 100*float64(a.RawBytes)/float64(a.InputBytes))
-				fmt.Fprintf(tw, "enriched Parquet\t%d bytes\t%d rows\t%.1f%% of the raw JSON\n", a.ParquetBytes, a.ParquetRows, 100*a.ParquetVsRaw)
-			}
-			if err := tw.Flush(); err != nil {
+			if err := writeDrainTable(os.Stdout, res); err != nil {
 				return err
 			}
 			if out != "" {
@@ -203,8 +212,38 @@ func newBenchDrainCommand(g *globals) *cobra.Command {
 	f.StringVar(&pathStyle, "s3-path-style", "auto", "archive: path-style S3 addressing: auto (on when AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL is set), true or false")
 	f.StringVar(&geoMMDB, "geo-mmdb", geoAuto, "archive: geo database for the Parquet rows' location (auto as for consume; empty: none)")
 	f.StringVar(&redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis for the count processor")
+	f.StringVar(&stackDir, "stack-dir", "", "the local stack's directory (deploy/local/stack's): report its servers' CPU in each phase, from their PID files; empty: none")
+	f.StringVar(&profile, "cpu-profile", "", "write a CPU profile (pprof) of the workers' phase to this file")
 	f.StringVar(&out, "out", "", "also write the result as JSON to this file")
 	return cmd
+}
+
+// writeDrainTable writes a drain's result as a table.
+func writeDrainTable(w io.Writer, res bench.DrainResult) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "drain\t%d records\t%d shards\t%d users\t%d CPUs\n", res.Records, res.Shards, res.Users, res.CPUs)
+	fmt.Fprintf(tw, "pre-fill (PutRecords)\t%.2f s\t%.0f records/s\t\n", res.PrefillSeconds, res.PrefillRate)
+	fmt.Fprintf(tw, "bare GetRecords loop\t%.2f s\t%.0f records/s\t(baseline)\n", res.BareSeconds, res.BareRate)
+	fmt.Fprintf(tw, "%d worker(s), %s\t%.2f s\t%.0f records/s\t%.0f%% of baseline\n", res.Workers, res.Processor, res.WorkerSeconds, res.WorkerRate, 100*res.Ratio)
+	fmt.Fprintf(tw, "CPU, bare loop\t%.2f s\t%.1f µs/record\t(baseline)\n", res.BareCPUSeconds, res.BareCPUPerRecord/1e3)
+	fmt.Fprintf(tw, "CPU, worker(s)\t%.2f s\t%.1f µs/record\t%.2f× baseline\n", res.WorkersCPUSeconds, res.WorkersCPUPerRecord/1e3, res.CPURatio)
+	for _, s := range res.Servers {
+		fmt.Fprintf(tw, "CPU, %s (PID %d)\tbare loop %.2f s\tworkers %.2f s\t%.1f µs/record\n", s.Name, s.PID, s.BareCPUSeconds, s.WorkersCPUSeconds, s.WorkersCPUPerRecord/1e3)
+	}
+	if res.Sessions > 0 {
+		fmt.Fprintf(tw, "session rows (DynamoDB)\t%d writes\t%d sessions\t%.2f writes per session\n", res.SessionWrites, res.Sessions, res.SessionWritesPerSession)
+	}
+	if a := res.Archive; a != nil {
+		fmt.Fprintf(tw, "lake (s3://%s)\t%d objects\t%.1f PUTs/min/shard\t\n", a.Bucket, a.Objects, a.PutsPerMinShard)
+		fmt.Fprintf(tw, "raw JSON input\t%d bytes\tgzip %d bytes\t%.1f%%\n", a.InputBytes, a.RawBytes, 100*float64(a.RawBytes)/float64(a.InputBytes))
+		fmt.Fprintf(tw, "enriched Parquet\t%d bytes\t%d rows\t%.1f%% of the raw JSON\n", a.ParquetBytes, a.ParquetRows, 100*a.ParquetVsRaw)
+	}
+	verified := "yes"
+	if !res.Verified {
+		verified = "no (the " + res.Processor + " processor's results are not checked)"
+	}
+	fmt.Fprintf(tw, "counts verified\t%s\n", verified) // the last cell: it sets no column's width
+	return tw.Flush()
 }
 
 func newBenchChaosCommand() *cobra.Command {

@@ -2,12 +2,13 @@ package main
 
 import (
 	"context"
-
+	"errors"
 	"net"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -16,12 +17,14 @@ import (
 	"github.com/clickfleet/clickfleet/lake/archive"
 	"github.com/clickfleet/clickfleet/lake/dashboard"
 	"github.com/clickfleet/clickfleet/lake/lakecache"
+	"github.com/clickfleet/clickfleet/lake/reconcile"
 	"github.com/clickfleet/clickfleet/lease"
 )
 
 // dashboardSettings are what the lake datasets need (built with or without DuckDB).
 type dashboardSettings struct {
 	lakeURL, cacheDir, pathStyle string
+	reconcileKey                 string
 	threads                      int
 	queryTimeout                 time.Duration
 }
@@ -44,12 +47,16 @@ maps; no network at view time):
   database's coordinates), actions per customer (table), top 10 regions — the report datasets of the
   same names over the lake (--lake-url, copied into --cache-dir as 'clickfleet report' does), for the
   range the page's picker sets (whole UTC hours);
+  sessions: sessions per hour, session length, events per session, sessions by device (the reports of
+  the same names over the lake's sessions), the open sessions now (the consume workers'
+  clickfleet_actors_sessions_open) and the last reconciliation ('clickfleet reconcile' stores it at
+  --reconcile-key under the lake's prefix);
   the fleet: per shard its owner, state (held, moving, ended) and lag, leases per worker, records/s,
-  live users, archive objects — from the lease tables (--lease-table, --archive-lease-table) and the
-  workers' /metrics (--workers).
+  live users, open sessions, archive objects — from the lease tables (--lease-table,
+  --archive-lease-table) and the workers' /metrics (--workers).
 
-JSON: /api/<chart>?from=&to= (400 naming a bad field; 503 naming a source that is down), /api/fleet;
-/healthz. Customer names are personal data: on an address other than loopback the dashboard needs
+JSON: /api/<chart>?from=&to= (400 naming a bad field; 503 naming a source that is down), /api/fleet,
+/api/reconcile; /healthz. Customer names are personal data: on an address other than loopback the dashboard needs
 --token / --token-file (the page takes it once as ?token=, then keeps it in a cookie; API clients send
 "Authorization: Bearer <token>"), or --trust-proxy-auth behind an authenticating proxy (an ALB's
 authenticate action: requests must carry X-Amzn-Oidc-Identity).`,
@@ -129,7 +136,13 @@ authenticate action: requests must carry X-Amzn-Oidc-Identity).`,
 					return usagef("--workers (CLICKFLEET_WORKERS): %v", err)
 				}
 			}
-			srv, err := dashboard.New(dashboard.Config{Datasets: datasets, Fleet: fleet, Token: token, TrustProxyAuth: trustProxy,
+			var recs dashboard.Reconciliations
+			if ds.reconcileKey != "" {
+				if recs, err = newLakeReconciliations(awsCfg, ds); err != nil {
+					return err
+				}
+			}
+			srv, err := dashboard.New(dashboard.Config{Datasets: datasets, Fleet: fleet, Reconciliations: recs, Token: token, TrustProxyAuth: trustProxy,
 				RefreshInterval: refresh, FleetRefreshInterval: fleetRefresh, Lake: ds.lakeURL, Logger: log})
 			if err != nil {
 				return usageError{err}
@@ -167,12 +180,43 @@ authenticate action: requests must carry X-Amzn-Oidc-Identity).`,
 	f.StringVar(&ds.lakeURL, "lake-url", lake.DefaultURL, "the lake: s3://bucket/prefix/ holding events/")
 	f.StringVar(&ds.cacheDir, "cache-dir", "", "local copy of the lake (empty: clickfleet/lake under the user cache directory)")
 	f.StringVar(&ds.pathStyle, "s3-path-style", "auto", "path-style S3 addressing: auto (on when AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL is set), true or false")
+	f.StringVar(&ds.reconcileKey, "reconcile-key", reconcile.ResultKey, "where 'clickfleet reconcile' stores its last result, under the lake's prefix: the page shows it (empty: not shown)")
 	f.IntVar(&ds.threads, "threads", 0, "DuckDB threads per query (0: one per core)")
 	f.DurationVar(&ds.queryTimeout, "query-timeout", time.Minute, "bound on one chart's query, lake sync included; past it the chart answers 503")
 	f.DurationVar(&refresh, "refresh-interval", 30*time.Second, "how often the page reloads the charts (and how long a chart's rows are reused)")
 	f.DurationVar(&fleetRefresh, "fleet-refresh-interval", 5*time.Second, "how often the lease tables are read, the workers scraped and the fleet panel reloaded")
 	f.DurationVar(&failoverTime, "failover-time", 10*time.Second, "the workers' --failover-time: a lease not renewed for this long is shown as moving")
 	return cmd
+}
+
+// lakeReconciliations reads the last reconciliation's result from the lake (reconcile.Load).
+type lakeReconciliations struct {
+	api         reconcile.S3API
+	bucket, key string
+}
+
+func newLakeReconciliations(awsCfg aws.Config, s dashboardSettings) (*lakeReconciliations, error) {
+	loc, err := archive.ParseURL(s.lakeURL)
+	if err != nil {
+		return nil, usagef("--lake-url (CLICKFLEET_LAKE_URL): %v", err)
+	}
+	s3c, err := newS3(awsCfg, s.pathStyle)
+	if err != nil {
+		return nil, err
+	}
+	return &lakeReconciliations{api: s3c, bucket: loc.Bucket, key: loc.Prefix + strings.TrimPrefix(s.reconcileKey, "/")}, nil
+}
+
+func (l *lakeReconciliations) Location() string { return "s3://" + l.bucket + "/" + l.key }
+
+func (l *lakeReconciliations) Latest(ctx context.Context) (*reconcile.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	res, err := reconcile.Load(ctx, l.api, l.bucket, l.key)
+	if err != nil && !errors.Is(err, reconcile.ErrNoResult) {
+		return nil, &dashboard.SourceError{Source: "lake (S3)", Setting: "--lake-url (CLICKFLEET_LAKE_URL), --reconcile-key (CLICKFLEET_RECONCILE_KEY)", Err: err}
+	}
+	return res, err
 }
 
 // unavailableDatasets answers every query with the same source error (a build without DuckDB).

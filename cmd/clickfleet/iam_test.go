@@ -302,8 +302,9 @@ func sortedKeys(m map[string]bool) []string {
 // archive crash between its PUTs and its checkpoint (the replay HEADs the object), and a reshard (finished
 // parents' leases are deleted) — and the test fails when a call is not allowed by the role of the task
 // that runs the command, or a role allows an action on a resource no call used. Operator commands (gen,
-// tail, sessions, report) are checked against the OperatorAccess policy, setup (run as the one-off task,
-// with the resources in place) against its task role; names-sync makes no AWS call and has no role.
+// tail, sessions, report, reconcile) are checked against the OperatorAccess policy, setup (run as the one-off task,
+// with the resources in place) against its task role, reconcile also against the scheduled task's role;
+// names-sync makes no AWS call and has no role.
 func TestTaskRolesAreTheCallsTheCodeMakes(t *testing.T) {
 	kin, ddb, s3c := testenv.Kinesis(t), testenv.DynamoDB(t), testenv.S3(t)
 	testenv.Redis(t)
@@ -431,14 +432,15 @@ func TestTaskRolesAreTheCallsTheCodeMakes(t *testing.T) {
 		})
 	}
 	if hasDashboard {
-		// The dashboard: its charts (the lake's events) and its fleet panel (both lease tables, the workers).
+		// The dashboard: its charts (the lake's events), its fleet panel (both lease tables, the workers) and
+		// the last reconciliation (the lake's reconcile/latest.json, absent here).
 		addr := "127.0.0.1:" + testenv.FreePort(t)
 		const token = "iam-test-dashboard-token"
 		dash := r.start("dashboard", nil, "dashboard", "--listen", addr, "--token", token, "--workers", consumeURL,
 			"--lease-table", names["LeaseTableName"], "--archive-lease-table", names["ArchiveLeaseTableName"], "--lake-url", lakeURL,
 			"--cache-dir", t.TempDir())
 		waitHTTP(t, "http://"+addr+"/healthz")
-		for _, path := range []string{"/api/fleet", "/api/event_ratio"} {
+		for _, path := range []string{"/api/fleet", "/api/event_ratio", "/api/reconcile"} {
 			req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
 			req.Header.Set("Authorization", "Bearer "+token)
 			resp, err := http.DefaultClient.Do(req)
@@ -470,6 +472,13 @@ func TestTaskRolesAreTheCallsTheCodeMakes(t *testing.T) {
 	r.run("sessions", "sessions", "--sessions-table", names["SessionsTableName"], "--limit", "5")
 	r.run("sessions", "sessions", "--sessions-table", names["SessionsTableName"], "--user", sessionUser(t, scan.Items[0]))
 	r.run("report", "report", "events_by_country", "--lake-url", lakeURL, "--cache-dir", t.TempDir(), "--format", "csv")
+	// reconcile exits 1 when the sides differ, which is not this test's business: its calls are.
+	if err := r.command(ctx, "reconcile", nil, "reconcile", "--sessions-table", names["SessionsTableName"], "--lake-url", lakeURL,
+		"--cache-dir", t.TempDir()).Run(); err != nil {
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+			t.Fatalf("clickfleet reconcile: %v", err)
+		}
+	}
 
 	// The checks.
 	read := func(command string) []awscalls.Call {
@@ -517,7 +526,7 @@ func TestTaskRolesAreTheCallsTheCodeMakes(t *testing.T) {
 			checkPolicy(t, roles[command]+" (ReadMode efo)", stmts, append(read(command), efo...))
 		})
 	}
-	for _, command := range []string{"scale", "dashboard"} {
+	for _, command := range []string{"scale", "dashboard", "reconcile"} {
 		t.Run(command, func(t *testing.T) {
 			if !r.has(command) {
 				t.Fatalf("clickfleet %s is not in this build: its role in deploy/aws is unchecked", command)
@@ -540,7 +549,7 @@ func TestTaskRolesAreTheCallsTheCodeMakes(t *testing.T) {
 	})
 	t.Run("operator", func(t *testing.T) {
 		var calls []awscalls.Call
-		for _, command := range []string{"gen", "gen-to-ingest", "tail", "sessions", "report"} {
+		for _, command := range []string{"gen", "gen-to-ingest", "tail", "sessions", "report", "reconcile"} {
 			calls = append(calls, read(command)...)
 		}
 		checkPolicy(t, "OperatorAccess", tp.policyStatements(t, "OperatorAccess"), calls)

@@ -40,6 +40,13 @@ only objects whose ETag it does not hold yet, and skips (and names) objects that
                         and name and price per click from PostgreSQL customers (--pg-dsn)
   event_ratio, requests_by_state, requests_by_city, actions_per_customer, top_regions
                         the dashboard's datasets
+  sessions              the sessionization lab's sessions (the actors' rules: a new session past a 10 s
+                        gap to the user's previously arrived event), the columns of the sessions table
+                        and open: those that start in the range's whole hours, read with the hour before
+                        and after so a session across an edge is whole; open ones may still grow (their
+                        last event is within 10 s of the end of the data on their shard)
+  sessions_by_hour, session_length, events_per_session, sessions_by_device
+                        the dashboard's session charts, over the same sessions
 
 Without NAME it lists the reports. The same SQL runs on Athena over the tables 'clickfleet catalog' prints.`,
 		Args: cobra.MaximumNArgs(1),
@@ -163,7 +170,7 @@ Without NAME it lists the reports. The same SQL runs on Athena over the tables '
 	fl := cmd.Flags()
 	fl.StringVar(&lakeURL, "lake-url", "s3://clickfleet-lake/", "the lake: s3://bucket/prefix/ holding events/ (and receiving aggregates/)")
 	fl.StringVar(&cfg.CacheDir, "cache-dir", "", "local copy of the lake (empty: clickfleet/lake under the user cache directory)")
-	fl.StringVar(&from, "from", "", "first hour to read, UTC (RFC 3339, 2026-12-01T10 or 2026-12-01; empty: the beginning)")
+	fl.StringVar(&from, "from", "", "first hour to read, UTC (RFC 3339, 2026-12-01T10, 2026-12-01, today, yesterday or -24h; empty: the beginning)")
 	fl.StringVar(&to, "to", "", "end of the range, exclusive, UTC (empty: now)")
 	fl.StringVar(&format, "format", "table", "output: table, csv, json or parquet")
 	fl.StringVar(&out, "out", "-", "output file (-: standard output)")

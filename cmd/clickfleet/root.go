@@ -59,7 +59,7 @@ func newRootCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "auto", "log format: json, console, or auto (console on a terminal, JSON otherwise)")
 	root.AddCommand(newHealthcheckCommand(g))
 	root.AddCommand(newSetupCommand(g), newGenCommand(g), newTailCommand(g), newConsumeCommand(g), newIngestCommand(g), newBenchCommand(g), newNamesSyncCommand(g), newSessionsCommand(g), newArchiveCommand(g))
-	root.AddCommand(newCatalogCommand(g), newReportCommand(g), newDashboardCommand(g))
+	root.AddCommand(newCatalogCommand(g), newReportCommand(g), newReconcileCommand(g), newDashboardCommand(g))
 	root.AddCommand(newScaleCommand(g))
 	documentEnv(root)
 	return root

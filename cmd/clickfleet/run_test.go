@@ -120,6 +120,8 @@ func TestSettingErrorsNameTheFlags(t *testing.T) {
 			"--handoff-timeout (CLICKFLEET_HANDOFF_TIMEOUT): 1s is below --failover-time (10s): a deposed owner's final writes could then land after the new owner started"},
 		{"archive's handoff shorter than failover", []string{"archive", "--http-listen", "", "--handoff-timeout", "1s", "--failover-time", "10s"},
 			"--handoff-timeout (CLICKFLEET_HANDOFF_TIMEOUT): 1s is below --failover-time (10s): a deposed owner's final writes could then land after the new owner started"},
+		{"bench drain's stack directory", []string{"bench", "drain", "--stack-dir", "/nonexistent-stack"},
+			"--stack-dir (CLICKFLEET_STACK_DIR): bench: stack /nonexistent-stack: no server running there (no live PID in its *.pid files)"},
 		{"ingest setting comparing others", []string{"ingest", "--allow-anonymous", "--write-timeout", "1s"},
 			"--write-timeout (CLICKFLEET_WRITE_TIMEOUT): 1s must be at least --put-attempts × --put-timeout (10s), or answers would be cut off"},
 	} {

@@ -32,9 +32,10 @@ type Sink struct {
 	want  map[string]int64
 }
 
-// Put implements clickgen.Sink.
+// Put implements clickgen.Sink. A put under way completes when the producer is stopped (ctx ends), so
+// that the tally never misses records the stream stored.
 func (c *Sink) Put(ctx context.Context, batch []clickgen.Event) ([]clickgen.Event, error) {
-	failed, err := c.inner.Put(ctx, batch)
+	failed, err := c.inner.Put(context.WithoutCancel(ctx), batch)
 	if err != nil {
 		return failed, err
 	}
@@ -81,6 +82,45 @@ func Produce(t testing.TB, kin *kinesis.Client, stream string, count int64, user
 			t.Fatalf("producer: %v", err)
 		}
 	}
+}
+
+// maxUntil bounds a ProduceUntil producer that is never stopped.
+const maxUntil = 10 * time.Minute
+
+// ProduceUntil puts POC events of users at rate events/s on stream in the background until stop is
+// called (or for 10 minutes): a load that lasts through whatever a test does meanwhile, however fast or
+// slow the machine is. stop returns once the producer has ended; every event whose put was under way
+// is stored and tallied by then, so sink.Stored() is final.
+func ProduceUntil(t testing.TB, kin *kinesis.Client, stream string, users int, rate float64, seed int64) (sink *Sink, stop func()) {
+	t.Helper()
+	cfg := clickgen.DefaultConfig(clickgen.ProfilePOC)
+	cfg.Count, cfg.Duration, cfg.Users, cfg.Rate, cfg.Seed, cfg.TimeScale = 0, maxUntil, users, rate, seed, 1
+	sink = &Sink{inner: &clickgen.StreamSink{API: kin, Stream: stream}, want: map[string]int64{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := clickgen.Run(ctx, cfg, sink, nil)
+		done <- err
+	}()
+	var once sync.Once
+	var err error
+	stop = func() {
+		t.Helper()
+		once.Do(func() {
+			cancel()
+			err = <-done
+		})
+		// Stopped while it waited for the next event, or with events a throttle had refused (never
+		// stored, never tallied): a clean stop.
+		if err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatalf("producer: %v", err)
+		}
+	}
+	t.Cleanup(func() {
+		cancel()
+		once.Do(func() { err = <-done })
+	})
+	return sink, stop
 }
 
 // OnStream returns the per-user count of the records the stream holds, read back from every shard (open

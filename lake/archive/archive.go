@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -57,6 +58,8 @@ type Archiver struct {
 	failing atomic.Int64
 	fatal   chan error
 	once    sync.Once
+
+	encoders chan *encoder // idle encoders, the memory of encodes (a few, kept across GCs)
 }
 
 // New checks cfg and registers the metrics. It does no I/O and starts no goroutines.
@@ -69,7 +72,7 @@ func New(api S3API, cfg Config) (*Archiver, error) {
 		return nil, fmt.Errorf("archive: register metrics: %w", err)
 	}
 	return &Archiver{cfg: cfg, api: api, m: m, log: cfg.Logger.Named("archive"), crash: crashpoint.At(crashpoint.AfterPut),
-		fatal: make(chan error, 1)}, nil
+		fatal: make(chan error, 1), encoders: make(chan *encoder, runtime.GOMAXPROCS(0))}, nil
 }
 
 // Check asks S3 for each configured bucket (HeadBucket), retrying transient failures a few times. A

@@ -1,6 +1,6 @@
 // Package archive is the lake's writer: a consumer.Processor that does what the seed's Firehose delivery
 // streams did — per held shard it buffers records and writes, to S3, the raw records as they arrived
-// (NDJSON, gzip by default), the enriched and flattened events as Parquet with Snappy (schema in package
+// (NDJSON, gzip by default), the enriched and flattened events as Parquet with ZSTD (schema in package
 // lake), and the records that fail decoding or validation with their reason.
 //
 // Objects (per shard, hour = UTC ApproximateArrivalTimestamp of the object's first record):

@@ -2,11 +2,11 @@ package archive
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"time"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/parquet-go/parquet-go"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
@@ -37,66 +37,125 @@ type errorLine struct {
 // decoded is one valid record of a run, with what enrichment needs.
 type decoded struct {
 	rec *consumer.Record
-	ev  *messages.Event
+	box *eventBox
+	ev  *messages.Event // &box.ev
+}
+
+// encoder is the memory an encode works in, kept between object sets (Archiver.encoders): the decoded
+// events, the Parquet rows and writer, and the gzip writer. The objects it returns never share it.
+type encoder struct {
+	events []eventBox      // events[i] is recs[i] decoded
+	valid  []decoded       // the records that decode, pointing into events
+	rows   []lake.EventRow // the valid events' rows, pointing into events
+	pq     *parquet.GenericWriter[lake.EventRow]
+	gz     *gzip.Writer
+	errs   bytes.Buffer // the errors object's lines before compression
+}
+
+// eventBox is a decoded event and the values its row points to.
+type eventBox struct {
+	ev        messages.Event
+	ad        messages.AdditionalData
+	insertion int64
+	lat, lon  float64
+}
+
+// getEncoder takes an idle encoder, or makes one.
+func (a *Archiver) getEncoder() *encoder {
+	select {
+	case e := <-a.encoders:
+		return e
+	default:
+	}
+	gz, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed) // a valid level never fails
+	return &encoder{gz: gz, pq: lake.NewEventsWriter(nil, parquet.CreatedBy("clickfleet archive", "", ""))}
+}
+
+// putEncoder empties e and keeps it for the next encode, unless enough encoders are idle.
+func (a *Archiver) putEncoder(e *encoder) {
+	clear(e.events) // drop the strings of the events
+	clear(e.valid)  // the records
+	clear(e.rows)   // and the rows' strings
+	e.valid, e.rows = e.valid[:0], e.rows[:0]
+	e.pq.Reset(nil)
+	e.gz.Reset(nil)
+	e.errs.Reset()
+	select {
+	case a.encoders <- e:
+	default:
+	}
 }
 
 // encode encodes recs (one shard, in order) into their raw, events and errors objects, enriching the
 // valid events. It fails only when the context ends.
 func (p *processor) encode(ctx context.Context, recs []consumer.Record) (objectSet, error) {
+	e := p.a.getEncoder()
+	defer p.a.putEncoder(e)
+	set, err := p.split(e, recs)
+	if err != nil || len(e.valid) == 0 {
+		return set, err
+	}
+	nameOf := p.names(ctx, e.valid)
+	locs := p.locate(ctx, e.valid)
+	for _, d := range e.valid {
+		loc, located := locs[d.ev.UserIP], p.cfg.Geo != nil && d.ev.UserIP != ""
+		enrich.Event(d.ev, d.rec.ShardID, d.rec.SequenceNumber, d.rec.SubSequence, nameOf[d.ev.UserID], loc)
+		e.rows = append(e.rows, lake.EventRow{})
+		fillEventRow(&e.rows[len(e.rows)-1], d, loc, located)
+	}
+	pq := bytes.NewBuffer(make([]byte, 0, 64*len(e.rows)+4096)) // about the size of a row, one growth at most
+	e.pq.Reset(pq)
+	if _, err := e.pq.Write(e.rows); err != nil {
+		return set, err
+	}
+	if err := e.pq.Close(); err != nil {
+		return set, err
+	}
+	set.events, set.nEvents = pq.Bytes(), len(e.valid)
+	return set, nil
+}
+
+// split writes the raw object of recs and the errors object of those that fail decoding, and keeps the
+// others in e.valid.
+func (p *processor) split(e *encoder, recs []consumer.Record) (objectSet, error) {
 	var set objectSet
-	var raw, errs bytes.Buffer
-	rawW, closeRaw := p.compressor(&raw)
-	errW, closeErr := p.compressor(&errs)
-	valid := make([]decoded, 0, len(recs))
 	for i := range recs {
-		r := &recs[i]
-		set.inputBytes += len(r.Data)
+		set.inputBytes += len(recs[i].Data)
+	}
+	raw := bytes.NewBuffer(make([]byte, 0, set.inputBytes/3+4096)) // gzip leaves about a quarter
+	rawW, closeRaw := p.compressor(e, raw)
+	if cap(e.events) < len(recs) {
+		e.events = make([]eventBox, len(recs))
+	}
+	for i := range recs {
+		r, box := &recs[i], &e.events[i]
 		writeLine(rawW, r.Data)
-		ev, err := messages.Decode(r.Data)
-		if err != nil {
+		if err := messages.DecodeReusing(r.Data, &box.ev, &box.ad); err != nil {
 			line := errorLine{ErrorRecord: messages.NewErrorRecord(p.cfg.Stream, r.ShardID, r.SequenceNumber, r.Data, err),
 				SubSequence: r.SubSequence, ArrivalTime: r.ArrivedAt.UTC().Format(time.RFC3339Nano)}
 			b, jerr := json.Marshal(line)
 			if jerr != nil { // cannot happen: plain strings and bytes
 				return set, jerr
 			}
-			errW.Write(append(b, '\n'))
+			e.errs.Write(append(b, '\n'))
 			set.nErrors++
 			continue
 		}
-		valid = append(valid, decoded{rec: r, ev: ev})
+		e.valid = append(e.valid, decoded{rec: r, box: box, ev: &box.ev})
 	}
 	if err := closeRaw(); err != nil {
 		return set, err
 	}
 	set.raw = raw.Bytes()
 	if set.nErrors > 0 {
+		errs := bytes.NewBuffer(make([]byte, 0, e.errs.Len()/2+512))
+		errW, closeErr := p.compressor(e, errs)
+		errW.Write(e.errs.Bytes())
 		if err := closeErr(); err != nil {
 			return set, err
 		}
 		set.errors = errs.Bytes()
 	}
-	if len(valid) == 0 {
-		return set, nil
-	}
-	nameOf := p.names(ctx, valid)
-	locs := p.locate(ctx, valid)
-	var pq bytes.Buffer
-	w := parquet.NewWriter(&pq, lake.Events.ParquetSchema(), parquet.Compression(lake.Codec),
-		parquet.MaxRowsPerRowGroup(int64(len(valid))), parquet.CreatedBy("clickfleet archive", "", ""))
-	rows := make([]parquet.Row, 0, len(valid))
-	for _, d := range valid {
-		loc, located := locs[d.ev.UserIP], p.cfg.Geo != nil && d.ev.UserIP != ""
-		enrich.Event(d.ev, d.rec.ShardID, d.rec.SequenceNumber, d.rec.SubSequence, nameOf[d.ev.UserID], loc)
-		rows = append(rows, eventRow(d.rec, d.ev, loc, located).Parquet())
-	}
-	if _, err := w.WriteRows(rows); err != nil {
-		return set, err
-	}
-	if err := w.Close(); err != nil {
-		return set, err
-	}
-	set.events, set.nEvents = pq.Bytes(), len(valid)
 	return set, nil
 }
 
@@ -123,13 +182,14 @@ func writeLine(w interface{ Write([]byte) (int, error) }, data []byte) {
 	w.Write(append(b, '\n'))
 }
 
-// compressor returns the writer of a raw or errors object and the function that finishes it.
-func (p *processor) compressor(buf *bytes.Buffer) (interface{ Write([]byte) (int, error) }, func() error) {
+// compressor returns the writer of a raw or errors object, e's gzip writer unless the objects are not
+// compressed, and the function that finishes it.
+func (p *processor) compressor(e *encoder, buf *bytes.Buffer) (interface{ Write([]byte) (int, error) }, func() error) {
 	if p.cfg.RawCompression == None {
 		return buf, func() error { return nil }
 	}
-	zw, _ := gzip.NewWriterLevel(buf, gzip.BestSpeed) // a valid level never fails
-	return zw, zw.Close
+	e.gz.Reset(buf)
+	return e.gz, e.gz.Close
 }
 
 // names reads the names of the users of valid records from their Redis hashes in one pipeline. A
@@ -193,53 +253,37 @@ func (p *processor) locate(ctx context.Context, valid []decoded) map[string]geo.
 	return p.cfg.Geo.LookupAll(ctx, ips)
 }
 
-// pocTimeLayout is the POC's timestamp text.
-const pocTimeLayout = "2006-01-02 15:04:05.999999999"
-
-// eventRow builds the Parquet row of an enriched event.
-func eventRow(r *consumer.Record, ev *messages.Event, loc geo.Location, located bool) lake.Row {
-	row := lake.Events.NewRow()
-	row.SetMillis(lake.ColEventTime, ev.EventTimeMs)
-	row.SetString(lake.ColUserID, ev.UserID)
-	row.SetString(lake.ColClickID, ev.ClickID)
-	row.SetString(lake.ColEventName, ev.EventName)
-	row.SetString(lake.ColEventType, ev.EventType)
-	row.SetString(lake.ColDeviceType, ev.DeviceType)
-	row.SetString(lake.ColPixelID, ev.PixelID)
-	row.SetString(lake.ColUserIP, ev.UserIP)
-	if ev.InsertionTimestamp != "" {
-		if t, err := time.Parse(pocTimeLayout, ev.InsertionTimestamp); err == nil {
-			row.SetTime(lake.ColInsertionTime, t)
-		}
+// fillEventRow fills row, a zero row, with the enriched event of d; its pointers point into d.box.
+func fillEventRow(row *lake.EventRow, d decoded, loc geo.Location, located bool) {
+	ev, box := d.ev, d.box
+	row.EventTime, row.UserID, row.ClickID, row.EventName = ev.EventTimeMs, ev.UserID, ev.ClickID, ev.EventName
+	row.EventType, row.DeviceType, row.PixelID, row.UserIP = ev.EventType, ev.DeviceType, ev.PixelID, ev.UserIP
+	if ms, ok := messages.ParseTimeMs(ev.InsertionTimestamp); ok { // every form Decode accepts, RFC 3339 too
+		box.insertion = ms
+		row.InsertionTime = &box.insertion
 	}
 	if ad := ev.AdditionalData; ad != nil {
 		if ad.Has(messages.HasTimeOnData) {
-			row.SetDouble(lake.ColTimeOnData, ad.TimeOnData)
+			row.TimeOnData = &ad.TimeOnData
 		}
 		if ad.Has(messages.HasPercentViewed) {
-			row.SetDouble(lake.ColPercentViewed, ad.PercentViewed)
+			row.PercentViewed = &ad.PercentViewed
 		}
 		if ad.Has(messages.HasProductID) {
-			row.SetInt64(lake.ColProductID, ad.ProductID)
+			row.ProductID = &ad.ProductID
 		}
 		if ad.Has(messages.HasPrice) {
-			row.SetDouble(lake.ColPrice, ad.Price)
+			row.Price = &ad.Price
 		}
 	}
-	row.SetString(lake.ColName, ev.Name)
-	row.SetString(lake.ColCountry, ev.Country)
-	row.SetString(lake.ColRegion, ev.Region)
-	row.SetString(lake.ColCity, ev.City)
+	row.Name, row.Country, row.Region, row.City = ev.Name, ev.Country, ev.Region, ev.City
 	if located {
-		row.SetString(lake.ColGeoStatus, loc.Status.String())
+		row.GeoStatus = loc.Status.String()
 		if loc.Status == geo.StatusFound && loc.HasCoordinates {
-			row.SetDouble(lake.ColLatitude, loc.Latitude)
-			row.SetDouble(lake.ColLongitude, loc.Longitude)
+			box.lat, box.lon = loc.Latitude, loc.Longitude
+			row.Latitude, row.Longitude = &box.lat, &box.lon
 		}
 	}
-	row.SetString(lake.ColShardID, r.ShardID)
-	row.SetString(lake.ColSequenceNumber, r.SequenceNumber)
-	row.SetInt64(lake.ColSubSequence, r.SubSequence)
-	row.SetTime(lake.ColArrivalTime, r.ArrivedAt)
-	return row
+	row.ShardID, row.SequenceNumber, row.SubSequence = d.rec.ShardID, d.rec.SequenceNumber, d.rec.SubSequence
+	row.ArrivalTime = d.rec.ArrivedAt.UnixMilli()
 }

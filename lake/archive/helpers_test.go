@@ -96,8 +96,8 @@ func parquetRows(t testing.TB, o object) ([]map[string]parquet.Value, []string) 
 	}
 	for _, rg := range f.Metadata().RowGroups {
 		for _, cc := range rg.Columns {
-			if got := cc.MetaData.Codec.String(); got != "SNAPPY" {
-				t.Fatalf("%s: column %v compressed with %s, want SNAPPY", o.key, cc.MetaData.PathInSchema, got)
+			if got := cc.MetaData.Codec.String(); got != "ZSTD" {
+				t.Fatalf("%s: column %v compressed with %s, want ZSTD", o.key, cc.MetaData.PathInSchema, got)
 			}
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/clickfleet/clickfleet/internal/lakegen"
 	"github.com/clickfleet/clickfleet/internal/testenv"
 	"github.com/clickfleet/clickfleet/lake/archive"
+	"github.com/clickfleet/clickfleet/lake/dashboard"
 )
 
 // coordinates places the cities of lakegen.Addresses (the trace's locator gives none).
@@ -114,6 +115,77 @@ func expectedStates(t *testing.T, trace lakegen.Trace, from, to time.Time) map[s
 	return out
 }
 
+// expectedSessionsByHour sessionizes the trace's valid records as the lab does — per user in arrival
+// order, a new session where the event time is more than 10 s after the user's previous event's — and
+// counts the sessions per UTC hour of their start, for the starts in [from, to): what sessions_by_hour
+// must answer, computed without the lake.
+func expectedSessionsByHour(t *testing.T, trace lakegen.Trace, from, to time.Time) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for _, recs := range trace.Generate() { // each user's records are on one shard, in arrival order
+		prev := map[string]int64{}
+		for _, r := range recs {
+			var ev struct {
+				UserID    string `json:"user_id"`
+				Timestamp string `json:"timestamp"`
+			}
+			if json.Unmarshal(r.Data, &ev) != nil || ev.Timestamp == "" {
+				continue // malformed: not in events
+			}
+			at, err := time.Parse("2006-01-02 15:04:05.000000", ev.Timestamp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ms := at.UnixMilli()
+			p, seen := prev[ev.UserID]
+			prev[ev.UserID] = ms
+			if seen && ms-p <= 10_000 {
+				continue
+			}
+			if h := at.UTC().Truncate(time.Hour); !h.Before(from) && h.Before(to) {
+				out[h.Format("2006-01-02T15:04Z")]++
+			}
+		}
+	}
+	return out
+}
+
+// checkSessionCharts checks the sessions section: every chart draws its /api rows (bars in the rows'
+// order, the device donut), and the sessions per hour are the trace's own.
+func checkSessionCharts(t *testing.T, ctx context.Context, api map[string][]any, wantHours map[string]float64) {
+	t.Helper()
+	row := func(v any) map[string]any { return v.(map[string]any) }
+	for _, c := range []struct{ name, label string }{{"sessions_by_hour", "hour"}, {"session_length", "bucket"}, {"events_per_session", "bucket"}} {
+		var bars struct {
+			Labels []any `json:"labels"`
+			Values []any `json:"values"`
+		}
+		eval(t, ctx, fmt.Sprintf(`(() => { const o = window.dashboard.charts[%q].getOption(); return {labels: o.xAxis[0].data, values: o.series[0].data}; })()`, c.name), &bars)
+		var labels, values []any
+		for _, r := range api[c.name] {
+			labels = append(labels, row(r)[c.label])
+			values = append(values, row(r)["sessions"])
+		}
+		sameJSON(t, c.name+" labels", bars.Labels, labels)
+		sameJSON(t, c.name+" values", bars.Values, values)
+	}
+	var donut []any
+	eval(t, ctx, "window.dashboard.charts.sessions_by_device.getOption().series[0].data", &donut)
+	var want []any
+	for _, r := range api["sessions_by_device"] {
+		want = append(want, map[string]any{"name": row(r)["device_type"], "value": row(r)["sessions"]})
+	}
+	sameJSON(t, "sessions by device donut", donut, want)
+	got := map[string]float64{}
+	for _, r := range api["sessions_by_hour"] {
+		got[row(r)["hour"].(string)] = row(r)["sessions"].(float64)
+	}
+	if len(wantHours) == 0 {
+		t.Fatal("the trace has no session in the range")
+	}
+	sameJSON(t, "sessions per hour against the trace", got, wantHours)
+}
+
 // The page draws every chart from its /api answer, which is the report's rows for the same range; the
 // map colours the states with requests and only those; the range picker changes what every chart shows.
 func testChartsInBrowser(t *testing.T, bin string) {
@@ -133,13 +205,13 @@ func testChartsInBrowser(t *testing.T, bin string) {
 			fmt.Sprintf(`window.dashboard.range.from === %q && window.dashboard.range.to === %q && %s`, from, to,
 				strings.Join(func() []string {
 					var c []string
-					for _, n := range []string{"event_ratio", "requests_by_state", "requests_by_city", "actions_per_customer", "top_regions"} {
+					for _, n := range dashboard.Charts {
 						c = append(c, fmt.Sprintf(`(window.dashboard.answers[%q]||{}).status === 200 && (window.dashboard.answers[%q].body.from||"").startsWith(%q)`, n, n, from))
 					}
 					return c
 				}(), " && ")))
 		api := map[string][]any{}
-		for _, name := range []string{"event_ratio", "requests_by_state", "requests_by_city", "actions_per_customer", "top_regions"} {
+		for _, name := range dashboard.Charts {
 			var body struct {
 				Rows  []any `json:"rows"`
 				Empty bool  `json:"empty"`
@@ -288,6 +360,8 @@ func testChartsInBrowser(t *testing.T, bin string) {
 		if cells["3|name"] != "Customer 03" {
 			t.Fatalf("customer 3's name is %q, want Customer 03 (from Redis at archive time)", cells["3|name"])
 		}
+		checkSessionCharts(t, ctx, api, expectedSessionsByHour(t, trace, t0, t1))
+
 		// The map credits DB-IP, as its licence requires.
 		var attribution []string
 		eval(t, ctx, `[...document.querySelectorAll("#panel-requests_by_state .attribution a, #panel-requests_by_city .attribution a")].map(a => a.href + " " + a.textContent)`, &attribution)

@@ -10,7 +10,8 @@ import (
 
 // Charts are the page's charts, each served at /api/<name> from the dataset of the same name (the
 // report of that name in clickfleet).
-var Charts = []string{"event_ratio", "requests_by_state", "requests_by_city", "actions_per_customer", "top_regions"}
+var Charts = []string{"event_ratio", "requests_by_state", "requests_by_city", "actions_per_customer", "top_regions",
+	"sessions_by_hour", "session_length", "events_per_session", "sessions_by_device"}
 
 // Range is a time range of lake partitions: [From, To) in whole UTC hours, as the report's --from and
 // --to; a zero side is open.

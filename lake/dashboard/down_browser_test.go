@@ -3,6 +3,7 @@ package dashboard_test
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/clickfleet/clickfleet/internal/testenv"
+	"github.com/clickfleet/clickfleet/lake/dashboard"
 )
 
 // With the lake's S3 unreachable, a lease table missing and a worker down, the page says which source is
@@ -28,11 +30,11 @@ func testSourcesDownInBrowser(t *testing.T, bin string) {
 		return m.Source == "network" && strings.Contains(m.Text, "503")
 	})
 	do(t, ctx, navigate(base+"/?range=24h"))
-	charts := []string{"event_ratio", "requests_by_state", "requests_by_city", "actions_per_customer", "top_regions"}
-	testenv.WaitForState(t, "every chart marked down, naming the lake", 120*time.Second, func() (bool, string) {
+	// The charts, and the last reconciliation (an object in the same lake).
+	testenv.WaitForState(t, "every chart and the reconciliation marked down, naming the lake", 120*time.Second, func() (bool, string) {
 		var st map[string][2]string
 		eval(t, ctx, `Object.fromEntries([...document.querySelectorAll("[data-status]")].map(e => [e.dataset.status, [e.dataset.kind || "", e.textContent]]))`, &st)
-		for _, c := range charts {
+		for _, c := range append(slices.Clone(dashboard.Charts), "reconcile") {
 			if st[c][0] != "down" || !strings.Contains(st[c][1], "source down: lake (S3)") || !strings.Contains(st[c][1], "--lake-url") {
 				return false, fmt.Sprint(st)
 			}
@@ -59,5 +61,14 @@ func testSourcesDownInBrowser(t *testing.T, bin string) {
 			worker: (document.querySelector("#fleet tr[data-worker]") || {dataset: {}}).dataset.up || ""})`, &f)
 		return strings.Contains(f.AppError, "source down: lease table") && f.Worker == "false", fmt.Sprintf("%+v", f)
 	})
+	// The open sessions come from the workers: with the only one down, no count (not a zero).
+	var open struct {
+		Kind  string `json:"kind"`
+		Shown string `json:"shown"`
+	}
+	eval(t, ctx, `({kind: document.querySelector('[data-status="sessions_open"]').dataset.kind, shown: document.querySelector("#sessions-open").textContent})`, &open)
+	if open.Kind != "down" || open.Shown != "–" {
+		t.Fatalf("open sessions with the only worker down: %+v, want marked down and no number", open)
+	}
 	screenshot(t, ctx, "dashboard-sources-down")
 }

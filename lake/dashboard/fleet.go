@@ -99,8 +99,12 @@ type Worker struct {
 	// LagSeconds and BehindMS are the worker's maxima over its shards.
 	LagSeconds *float64 `json:"lag_seconds"`
 	BehindMS   *float64 `json:"millis_behind"`
-	// LiveUsers is clickfleet_actors_users_live: users with an actor (an open session) in memory.
+	// LiveUsers is clickfleet_actors_users_live: users with an actor in memory (an actor outlives its
+	// user's session until it is passivated).
 	LiveUsers *float64 `json:"live_users"`
+	// OpenSessions is clickfleet_actors_sessions_open: sessions open in the worker's shards as of their
+	// users' last flush (a consume worker's; null for others).
+	OpenSessions *float64 `json:"open_sessions"`
 	// ArchiveObjects is clickfleet_archive_objects_total by kind (raw, events, errors).
 	ArchiveObjects map[string]float64 `json:"archive_objects,omitempty"`
 }
@@ -109,6 +113,7 @@ type Worker struct {
 type Totals struct {
 	RecordsPerSecond float64            `json:"records_per_second"`
 	LiveUsers        float64            `json:"live_users"`
+	OpenSessions     float64            `json:"open_sessions"`
 	ArchiveObjects   map[string]float64 `json:"archive_objects"`
 	WorkersUp        int                `json:"workers_up"`
 	WorkersDown      int                `json:"workers_down"`
@@ -289,6 +294,9 @@ func (f *Fleet) Collect(ctx context.Context) *Snapshot {
 		if w.LiveUsers != nil {
 			snap.Totals.LiveUsers += *w.LiveUsers
 		}
+		if w.OpenSessions != nil {
+			snap.Totals.OpenSessions += *w.OpenSessions
+		}
 		for k, v := range w.ArchiveObjects {
 			snap.Totals.ArchiveObjects[k] += v
 		}
@@ -442,6 +450,7 @@ func (f *Fleet) scrape(ctx context.Context, base string) (Worker, map[string]*dt
 	w.LagSeconds = one(fams, "clickfleet_consumer_lag_seconds")
 	w.BehindMS = one(fams, "clickfleet_consumer_millis_behind_latest")
 	w.LiveUsers = one(fams, "clickfleet_actors_users_live")
+	w.OpenSessions = one(fams, "clickfleet_actors_sessions_open")
 	if mf := fams["clickfleet_archive_objects_total"]; mf != nil {
 		w.ArchiveObjects = map[string]float64{}
 		for _, m := range mf.Metric {

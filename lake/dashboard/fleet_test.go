@@ -37,6 +37,8 @@ clickfleet_lease_held 2
 clickfleet_consumer_shard_lag_seconds{shard_id="shardId-000000000000"} 1.5
 # TYPE clickfleet_actors_users_live gauge
 clickfleet_actors_users_live 7
+# TYPE clickfleet_actors_sessions_open gauge
+clickfleet_actors_sessions_open 4
 # TYPE clickfleet_archive_objects_total counter
 clickfleet_archive_objects_total{kind="raw"} 3
 clickfleet_archive_objects_total{kind="events"} 3
@@ -46,7 +48,7 @@ clickfleet_archive_objects_total{kind="events"} 3
 	return ts
 }
 
-// The collector reads each worker's id, leases, live users and archive objects from its /metrics, turns
+// The collector reads each worker's id, leases, live users, open sessions and archive objects from its /metrics, turns
 // records_total into a rate between scrapes, finds workers through DNS (dns+http://), and marks a
 // worker that stops answering as down, keeping its id.
 func TestFleetScrapesWorkers(t *testing.T) {
@@ -66,7 +68,7 @@ func TestFleetScrapesWorkers(t *testing.T) {
 	for _, w := range s.Workers {
 		byID[w.ID] = w
 	}
-	if w := byID["w-a"]; !w.Up || w.RecordsPerSecond != nil || *w.LeasesHeld != 2 || *w.LiveUsers != 7 || w.ArchiveObjects["events"] != 3 {
+	if w := byID["w-a"]; !w.Up || w.RecordsPerSecond != nil || *w.LeasesHeld != 2 || *w.LiveUsers != 7 || *w.OpenSessions != 4 || w.ArchiveObjects["events"] != 3 {
 		t.Fatalf("first scrape of w-a: %+v", w)
 	}
 	if w := byID["w-b"]; !w.Up || w.URL != "http://127.0.0.1:"+port {
@@ -82,7 +84,7 @@ func TestFleetScrapesWorkers(t *testing.T) {
 			t.Fatalf("%s: records/s %v, want 50 records in 10 s = 5", w.ID, w.RecordsPerSecond)
 		}
 	}
-	if s.Totals.RecordsPerSecond != 10 || s.Totals.LiveUsers != 14 || s.Totals.ArchiveObjects["raw"] != 6 || s.Totals.WorkersUp != 2 || s.Totals.WorkersDown != 1 {
+	if s.Totals.RecordsPerSecond != 10 || s.Totals.LiveUsers != 14 || s.Totals.OpenSessions != 8 || s.Totals.ArchiveObjects["raw"] != 6 || s.Totals.WorkersUp != 2 || s.Totals.WorkersDown != 1 {
 		t.Fatalf("totals %+v", s.Totals)
 	}
 	down.Store(true)

@@ -31,6 +31,9 @@ type Config struct {
 	Datasets Datasets
 	// Fleet is the live panel's source; nil: the panel says it is not configured.
 	Fleet *Fleet
+	// Reconciliations gives the last reconciliation's result (/api/reconcile); nil: the panel says it is
+	// not configured.
+	Reconciliations Reconciliations
 	// Token, when set, must accompany every request but /healthz: as "Authorization: Bearer <token>",
 	// the cookie TokenCookie, or ?token= (which sets the cookie and redirects to the URL without it).
 	// Compared in constant time; never logged.
@@ -102,6 +105,7 @@ func New(cfg Config) (*Server, error) {
 	mux.Handle("GET /api/config", s.auth(http.HandlerFunc(s.config)))
 	mux.Handle("GET /api/charts", s.auth(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, Charts) })))
 	mux.Handle("GET /api/fleet", s.auth(http.HandlerFunc(s.fleet)))
+	mux.Handle("GET /api/reconcile", s.auth(http.HandlerFunc(s.reconcile)))
 	mux.Handle("GET /api/{chart}", s.auth(http.HandlerFunc(s.chart)))
 	s.mux = mux
 	return s, nil
@@ -208,6 +212,7 @@ func (s *Server) config(w http.ResponseWriter, _ *http.Request) {
 		"refresh_seconds":         s.cfg.RefreshInterval.Seconds(),
 		"fleet_refresh_seconds":   s.cfg.FleetRefreshInterval.Seconds(),
 		"fleet_configured":        s.cfg.Fleet != nil,
+		"reconcile_configured":    s.cfg.Reconciliations != nil,
 		"lake":                    s.cfg.Lake,
 		"default_range_hours":     24,
 		"server_time":             s.cfg.Now().UTC(),

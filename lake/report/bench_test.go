@@ -26,8 +26,9 @@ import (
 // bucket of the stack's S3 server through the archive processor, syncs the events partitions into an
 // empty cache (cold), then runs events_by_country on the warm cache per iteration. Beside it, in the same
 // run: the same counts through encoding/json over the raw NDJSON.gz objects (synced the same way), the
-// lake without a lake. Metrics: warm-s (a whole warm run: listing, ETag checks, DuckDB), query-s (DuckDB
-// alone), duckdb-rows/s, cold-sync-s, json-s and json-rows/s.
+// lake without a lake; and the sessions report once. Metrics: warm-s (a whole warm run: listing, ETag
+// checks, DuckDB), query-s (DuckDB alone), duckdb-rows/s, cold-sync-s, json-s, json-rows/s and
+// sessions-query-s (the sessions report's DuckDB time).
 func BenchmarkEventsByCountry(b *testing.B) {
 	n := 1_000_000
 	if v := os.Getenv("CLICKFLEET_BENCH_EVENTS"); v != "" {
@@ -89,6 +90,23 @@ func BenchmarkEventsByCountry(b *testing.B) {
 	if total != int64(n) {
 		b.Fatalf("events_by_country counted %d events, want %d", total, n)
 	}
+
+	// The sessions over the same warm cache, once: every event in one session (the trace's click ids are
+	// all distinct), and the query's time beside events_by_country's.
+	sres, err := r.Run(ctx, report.SessionsReport)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var inSessions int64
+	for _, row := range sres.Table.Rows {
+		inSessions += row[6].(int64)
+	}
+	if inSessions != int64(n) {
+		b.Fatalf("the sessions hold %d events, want %d", inSessions, n)
+	}
+	b.Logf("sessions: %d over %d events, query %s (%.1f× events_by_country's)", len(sres.Table.Rows), n,
+		sres.Elapsed.Round(time.Millisecond), sres.Elapsed.Seconds()/query.Seconds())
+	b.ReportMetric(sres.Elapsed.Seconds(), "sessions-query-s")
 
 	// Without a lake: the raw NDJSON.gz through encoding/json, locations looked up per address.
 	rawRes, err := cache.Sync(ctx, bucket, lake.Raw.Prefix, time.Time{}, time.Time{})

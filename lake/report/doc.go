@@ -11,6 +11,17 @@
 // CSV, JSON or Parquet. events_by_country is also written back to the lake (CSV and Parquet under
 // aggregates/events_by_country/), as the seed's UNLOAD.
 //
+// sql/sessions.sql is the sessionization lab's rule over events, with the actors' precise rules
+// (docs/contracts.md, "Sessions"): arrival order by shard, sequence number (by length, then text) and
+// sub-sequence; a new session past a gap of 10 s to the previously arrived event; start and device from
+// the first-arrived event; the same-id rule; a producer's retry (a click id among the user's last 32 new
+// ones) left out. Every report that reads FROM sessions (the report sessions itself, sessions_by_hour,
+// session_length, events_per_session, sessions_by_device) gets it as the temporary table sessions, with
+// the column open: a Runner reads the hour before and after its range, keeps the sessions that start in
+// the range's whole hours, and marks open those within one gap of the end of their shard's data.
+// Runner.Sessions returns them as messages.Session values, closed and open apart. On Athena there is no
+// view: AthenaQuery inlines sessions.sql into the reports that read it.
+//
 // DuckDB is a C++ library linked through cgo; this package is the only one that imports it, and it
 // builds only with cgo. It never installs or loads DuckDB extensions (autoinstall and autoload are off):
 // parquet and json are built in. It is not a query server and keeps no database between runs.

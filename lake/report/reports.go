@@ -25,6 +25,8 @@ type Report struct {
 	Federated bool
 	// Unload reports are also written back to the lake under aggregates/<name>/.
 	Unload bool
+	// Sessions reports read the sessions view (see [SessionsReport]); the sessions report itself is one.
+	Sessions bool
 }
 
 var reports = func() map[string]Report {
@@ -43,7 +45,8 @@ var reports = func() map[string]Report {
 		first, _, _ := strings.Cut(text, "\n")
 		out[name] = Report{Name: name, Description: strings.TrimSpace(strings.TrimPrefix(first, "--")), SQL: text,
 			Federated: strings.Contains(text, "redis_users") || strings.Contains(text, "customers"),
-			Unload:    name == "events_by_country"}
+			Unload:    name == "events_by_country",
+			Sessions:  name == SessionsReport || readsSessions.MatchString(text)}
 	}
 	return out
 }()

@@ -160,8 +160,13 @@ type Result struct {
 // Prepare syncs the events partitions of the range and returns the readable local files and the sync's
 // result. It fails with ErrEmptyLake when there are none.
 func (r *Runner) Prepare(ctx context.Context) ([]string, lakecache.Result, error) {
+	return r.prepare(ctx, r.cfg.From, r.cfg.To)
+}
+
+// prepare is Prepare over the hours [from, to).
+func (r *Runner) prepare(ctx context.Context, from, to time.Time) ([]string, lakecache.Result, error) {
 	prefix := r.cfg.Prefix + lake.Events.Prefix
-	res, err := r.cache.Sync(ctx, r.cfg.Bucket, prefix, r.cfg.From, r.cfg.To)
+	res, err := r.cache.Sync(ctx, r.cfg.Bucket, prefix, from, to)
 	if err != nil {
 		return nil, res, fmt.Errorf("%w: %w", ErrSync, err)
 	}
@@ -214,7 +219,11 @@ func (r *Runner) run(ctx context.Context, name string, parquetOut io.Writer) (*R
 	if rep.Federated && r.cfg.Postgres == nil {
 		return nil, settings.Invalid("Postgres", "is required by %s (it reads the PostgreSQL customers table)", name)
 	}
-	files, sres, err := r.Prepare(ctx)
+	from, to := r.cfg.From, r.cfg.To
+	if rep.Sessions {
+		from, to = r.sessionsReadRange()
+	}
+	files, sres, err := r.prepare(ctx, from, to)
 	if err != nil {
 		return nil, err
 	}
@@ -267,7 +276,11 @@ func (r *Runner) execute(ctx context.Context, rep Report, files []string, res *R
 	}
 	defer db.Close()
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, lake.DuckDBView(lake.Events, files)); err != nil {
+	if rep.Sessions {
+		if err := r.defineSessions(ctx, conn, files); err != nil {
+			return err
+		}
+	} else if _, err := conn.ExecContext(ctx, lake.DuckDBView(lake.Events, files)); err != nil {
 		return fmt.Errorf("report: define the events view: %w", err)
 	}
 	if rep.Federated {
@@ -275,11 +288,15 @@ func (r *Runner) execute(ctx context.Context, rep Report, files []string, res *R
 			return err
 		}
 	}
-	if res.Table, err = query(ctx, conn, rep.SQL); err != nil {
+	q := rep.SQL
+	if rep.Name == SessionsReport {
+		q = sessionsQuery
+	}
+	if res.Table, err = query(ctx, conn, q); err != nil {
 		return fmt.Errorf("report %s: %w", rep.Name, err)
 	}
 	if parquetOut != nil {
-		b, err := copyTo(ctx, conn, rep.SQL, "parquet")
+		b, err := copyTo(ctx, conn, q, "parquet")
 		if err != nil {
 			return fmt.Errorf("report %s: %w", rep.Name, err)
 		}

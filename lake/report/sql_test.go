@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -133,11 +134,12 @@ func TestEachSQLFileRunsOnDuckDB(t *testing.T) {
 	ctx := context.Background()
 	if _, err := conn.ExecContext(ctx, lake.DuckDBView(lake.Events, files)+`
 CREATE TEMP TABLE redis_users (user_id VARCHAR, last_access_ms BIGINT, country VARCHAR, region VARCHAR, city VARCHAR);
-CREATE TEMP TABLE customers (customer_id VARCHAR, name VARCHAR, price_per_click DOUBLE);`); err != nil {
+CREATE TEMP TABLE customers (customer_id VARCHAR, name VARCHAR, price_per_click DOUBLE);
+`+report.SessionsView()); err != nil {
 		t.Fatal(err)
 	}
 	names := report.Names()
-	if len(names) != 8 {
+	if len(names) != 13 {
 		t.Fatalf("reports %v", names)
 	}
 	for _, name := range names {
@@ -169,6 +171,81 @@ CREATE TEMP TABLE customers (customer_id VARCHAR, name VARCHAR, price_per_click 
 			}
 		})
 	}
+}
+
+// A report over the view sessions runs on Athena as AthenaQuery gives it, with sql/sessions.sql inlined:
+// over the events alone (no view sessions) that text gives the rows the view gives.
+func TestAthenaQueriesInlineTheSessions(t *testing.T) {
+	files := localLake(t)
+	ctx := context.Background()
+	withView, eventsOnly := duck(t), duck(t)
+	if _, err := withView.ExecContext(ctx, lake.DuckDBView(lake.Events, files)+report.SessionsView()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eventsOnly.ExecContext(ctx, lake.DuckDBView(lake.Events, files)); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, name := range report.Names() {
+		rep, _ := report.Lookup(name)
+		q, err := report.AthenaQuery(name)
+		if rep.Federated {
+			if err == nil {
+				t.Errorf("%s: an Athena query for a report that reads Redis and PostgreSQL", name)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if m := notShared.FindString(q); m != "" {
+			t.Errorf("%s uses %q, which DuckDB and Athena do not share", name, m)
+		}
+		if first, _, _ := strings.Cut(q, "\n"); first != "-- "+rep.Description {
+			t.Errorf("%s: first line %q, not its description", name, first)
+		}
+		if !rep.Sessions || name == report.SessionsReport {
+			if q != rep.SQL {
+				t.Errorf("%s: the Athena query differs from the file", name)
+			}
+			continue
+		}
+		n++
+		got, want := rowsOf(t, eventsOnly, q), rowsOf(t, withView, rep.SQL)
+		if got != want || want == "" {
+			t.Errorf("%s: inlined\n%s\nthrough the view\n%s", name, got, want)
+		}
+	}
+	if n != 4 {
+		t.Fatalf("%d reports over the view sessions, want 4", n)
+	}
+}
+
+// rowsOf runs q and returns its rows as text, one per line.
+func rowsOf(t *testing.T, conn *sql.Conn, q string) string {
+	t.Helper()
+	rows, err := conn.QueryContext(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var b strings.Builder
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintln(&b, vals...)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }
 
 func TestUnknownReportListsTheKnownOnes(t *testing.T) {

@@ -4,8 +4,9 @@
 // them).
 "use strict";
 (function () {
-  const charts = ["event_ratio", "requests_by_state", "requests_by_city", "actions_per_customer", "top_regions"];
-  const state = { charts: {}, answers: {}, loads: {}, fleet: null, fleetLoads: 0, errors: [], range: { from: "", to: "" } };
+  const charts = ["event_ratio", "requests_by_state", "requests_by_city", "actions_per_customer", "top_regions",
+    "sessions_by_hour", "session_length", "events_per_session", "sessions_by_device"];
+  const state = { charts: {}, answers: {}, loads: {}, fleet: null, fleetLoads: 0, reconcile: null, reconcileLoads: 0, errors: [], range: { from: "", to: "" } };
   window.dashboard = state;
 
   const $ = (sel) => document.querySelector(sel);
@@ -128,6 +129,19 @@
         series: [{ name: "requests", type: "bar", label: { show: true, position: "right" }, data: rows.map((r) => r.requests) }],
       }, true);
     },
+    sessions_by_hour(rows) { bars("sessions_by_hour", rows.map((r) => r.hour), rows.map((r) => r.sessions), "sessions"); },
+    session_length(rows) { bars("session_length", rows.map((r) => r.bucket), rows.map((r) => r.sessions), "sessions"); },
+    events_per_session(rows) { bars("events_per_session", rows.map((r) => r.bucket), rows.map((r) => r.sessions), "sessions"); },
+    sessions_by_device(rows) {
+      instance("sessions_by_device").setOption({
+        ...base,
+        tooltip: { trigger: "item", formatter: "{b}: {c} ({d}%)" },
+        legend: { bottom: 0 },
+        series: [{ name: "sessions", type: "pie", radius: ["34%", "58%"], center: ["50%", "46%"],
+          label: { formatter: "{b}\n{d}%", overflow: "none" }, labelLine: { length: 8, length2: 8 },
+          data: rows.map((r) => ({ name: r.device_type, value: r.sessions })) }],
+      }, true);
+    },
     actions_per_customer(rows) {
       // Pivot the long rows (user_id, name, event_name, events) into a customer × event table.
       const events = [...new Set(rows.map((r) => r.event_name))].sort();
@@ -149,6 +163,17 @@
       $("#table-actions_per_customer").innerHTML = head + "<tbody>" + body + "</tbody>";
     },
   };
+  // A vertical bar chart: one bar per label, in the rows' order.
+  function bars(name, labels, values, what) {
+    instance(name).setOption({
+      ...base,
+      tooltip: { trigger: "axis" },
+      grid: { left: 8, right: 16, top: 16, bottom: 8, containLabel: true },
+      xAxis: { type: "category", data: labels, axisLabel: { hideOverlap: true } },
+      yAxis: { type: "value", minInterval: 1 },
+      series: [{ name: what, type: "bar", itemStyle: { color: "#2f6db5" }, data: values }],
+    }, true);
+  }
   function clear(name) {
     if (name === "actions_per_customer") $("#table-actions_per_customer").innerHTML = "";
     else if (state.charts[name]) state.charts[name].clear();
@@ -189,6 +214,68 @@
     $("#updated").textContent = `range ${r.from || "the beginning"} – ${r.to || "now"} (UTC hours) · updated ${new Date().toISOString().slice(11, 19)} UTC`;
   }
 
+  // ---- the last reconciliation (clickfleet reconcile's stored result)
+  function reconcileHTML(r, location) {
+    const s = r.summary;
+    const range = `[${r.from || "the beginning"}, ${r.to || "the end"})`;
+    let html = `<p data-verdict="${r.equal ? "equal" : "different"}"><span class="badge ${r.equal ? "equal" : "different"}">${r.equal ? "equal" : "different"}</span> ` +
+      `ran ${esc(String(r.at).slice(0, 19).replace("T", " "))} UTC · lake ${esc(r.lake_url)} against table ${esc(r.table)} · sessions starting in ${esc(range)}</p>` +
+      `<p id="reconcile-summary">${s.lake_sessions} sessions compared: ${s.equal} equal, ${s.missing} missing from the table, ` +
+      `${s.extra} extra in the table, ${s.differing} differing · ${s.open_sessions} open at the range's end (not compared) · ${s.table_rows} table rows in the range</p>`;
+    for (const n of r.notes || []) html += `<p class="muted">note: ${esc(n)}</p>`;
+    const diffs = r.differences || [];
+    if (diffs.length) {
+      const shown = diffs.slice(0, 200);
+      const val = (v) => (v === null || v === undefined ? "" : typeof v === "object" ? Object.entries(v).map(([k, x]) => `${k} ${x}`).join(", ") : String(v));
+      html += `<div class="tablewrap"><table id="reconcile-differences"><thead><tr><th>difference</th><th>session</th><th>field</th><th>lake</th><th>table</th></tr></thead><tbody>` +
+        shown.map((d) => `<tr data-kind="${esc(d.kind)}" data-session="${esc(d.session_id)}" data-field="${esc(d.field || "")}"><td>${esc(d.kind)}</td><td>${esc(d.session_id)}</td>` +
+          `<td>${esc(d.field || "")}</td><td class="wrap">${esc(val(d.lake))}</td><td class="wrap">${esc(val(d.table))}</td></tr>`).join("") +
+        `</tbody></table></div>`;
+      if (diffs.length > shown.length) html += `<p class="muted">${diffs.length - shown.length} more differences: see ${esc(location)}</p>`;
+    }
+    return html;
+  }
+  async function loadReconcile() {
+    let res, body;
+    try {
+      res = await fetch("/api/reconcile", { credentials: "same-origin" });
+      body = await res.json();
+    } catch (e) {
+      setStatus("reconcile", "down", "the dashboard server does not answer: " + e);
+      return;
+    }
+    state.reconcile = { status: res.status, body };
+    state.reconcileLoads++;
+    if (res.status !== 200) {
+      $("#reconcile").innerHTML = "";
+      setStatus("reconcile", "down", res.status === 503 ? `source down: ${body.source || "?"} — ${body.error}` : `error ${res.status}: ${body.error}`);
+      return;
+    }
+    if (!body.result) {
+      $("#reconcile").innerHTML = "";
+      setStatus("reconcile", "empty", body.message || "no reconciliation has run");
+      return;
+    }
+    $("#reconcile").innerHTML = reconcileHTML(body.result, body.location || "");
+    setStatus("reconcile", "", "");
+  }
+
+  // ---- open sessions, from the workers' clickfleet_actors_sessions_open (in the fleet snapshot)
+  function showOpenSessions(snap) {
+    const reporting = snap.workers.filter((w) => w.up && w.open_sessions !== null && w.open_sessions !== undefined);
+    const down = snap.workers.filter((w) => !w.up).length;
+    if (!reporting.length) {
+      $("#sessions-open").textContent = "–";
+      setStatus("sessions_open", down ? "down" : "empty", down ? `no consume worker answers (${down} down)` : "no consume worker among --workers reports open sessions");
+      return;
+    }
+    $("#sessions-open").textContent = fmt(snap.totals.open_sessions);
+    $("#sessions-open").dataset.value = snap.totals.open_sessions;
+    setStatus("sessions_open", down ? "down" : "", down ? `${down} worker(s) down: their shards' sessions count again when another worker loads their users` : "");
+    $("#sessions-open-detail").textContent = `sessions started and not yet closed, as of the last flush, in ${reporting.length} consume worker(s): ` +
+      reporting.map((w) => `${w.worker_id || w.url} ${fmt(w.open_sessions)}`).join(", ");
+  }
+
   // ---- fleet
   function fleetHTML(snap) {
     const workersById = {};
@@ -211,13 +298,13 @@
       html += `</tbody></table></div>`;
     }
     if (snap.workers.length) {
-      html += `<h3>workers</h3><table><thead><tr><th>worker</th><th>app</th><th>/metrics</th><th class="num">leases</th><th class="num">records/s</th><th class="num">lag (s)</th><th class="num">live users</th><th class="num">archive objects</th></tr></thead><tbody>`;
+      html += `<h3>workers</h3><table><thead><tr><th>worker</th><th>app</th><th>/metrics</th><th class="num">leases</th><th class="num">records/s</th><th class="num">lag (s)</th><th class="num">live users</th><th class="num">open sessions</th><th class="num">archive objects</th></tr></thead><tbody>`;
       for (const w of snap.workers) {
         const objs = w.archive_objects ? Object.values(w.archive_objects).reduce((a, b) => a + b, 0) : null;
         html += `<tr data-worker="${esc(w.worker_id || w.url)}" data-up="${w.up}"><td>${esc(w.worker_id || "?")}</td><td>${esc(w.app || "")}</td>` +
-          `<td><span class="badge ${w.up ? "up" : "down"}">${w.up ? "up" : "down"}</span> <span class="muted">${esc(w.url)}${w.error ? " — " + esc(w.error) : ""}</span></td>` +
+          `<td class="wrap"><span class="badge ${w.up ? "up" : "down"}">${w.up ? "up" : "down"}</span> <span class="muted">${esc(w.url)}${w.error ? " — " + esc(w.error) : ""}</span></td>` +
           `<td class="num">${fmt(w.leases_held)}</td><td class="num">${fmt(w.records_per_second, 1)}</td><td class="num">${fmt(w.lag_seconds, 1)}</td>` +
-          `<td class="num">${fmt(w.live_users)}</td><td class="num">${fmt(objs)}</td></tr>`;
+          `<td class="num">${fmt(w.live_users)}</td><td class="num">${fmt(w.open_sessions)}</td><td class="num">${fmt(objs)}</td></tr>`;
       }
       html += `</tbody></table>`;
     }
@@ -237,6 +324,8 @@
       $("#fleet").innerHTML = "";
       $("#fleet-totals").textContent = "";
       setStatus("fleet", res.status === 503 && body.source === "fleet" ? "empty" : "down", body.error);
+      $("#sessions-open").textContent = "–";
+      setStatus("sessions_open", "down", "the fleet panel is down: " + body.error);
       return;
     }
     const snap = body.snapshot;
@@ -244,7 +333,8 @@
     $("#fleet").innerHTML = fleetHTML(snap);
     const t = snap.totals;
     const objs = Object.values(t.archive_objects).reduce((a, b) => a + b, 0);
-    $("#fleet-totals").textContent = `· ${t.workers_up} up, ${t.workers_down} down · ${fmt(t.records_per_second, 1)} records/s · ${fmt(t.live_users)} live users (open sessions) · ${fmt(objs)} archive objects`;
+    $("#fleet-totals").textContent = `· ${t.workers_up} up, ${t.workers_down} down · ${fmt(t.records_per_second, 1)} records/s · ${fmt(t.live_users)} live users · ${fmt(t.open_sessions)} open sessions · ${fmt(objs)} archive objects`;
+    showOpenSessions(snap);
     setStatus("fleet", body.stale ? "down" : "", body.stale ? `the fleet snapshot is ${Math.round(body.age_seconds)} s old: the collector is stuck` : "");
     state.fleetLoads++;
   }
@@ -276,12 +366,15 @@
     $("#footer").innerHTML = `lake ${esc(cfg.lake || "")} · charts refresh every ${cfg.refresh_seconds} s, the fleet every ${cfg.fleet_refresh_seconds} s · ` +
       `<a href="/static/vendor/LICENSES.txt">third-party licences</a>`;
     setInterval(refreshCharts, cfg.refresh_seconds * 1000);
+    // The last reconciliation is one small object: read as often as the fleet.
+    setInterval(loadReconcile, cfg.fleet_refresh_seconds * 1000);
     if (cfg.fleet_configured) {
       setInterval(refreshFleet, cfg.fleet_refresh_seconds * 1000);
-      await Promise.all([refreshCharts(), refreshFleet()]);
+      await Promise.all([refreshCharts(), refreshFleet(), loadReconcile()]);
     } else {
       setStatus("fleet", "empty", "not configured: start the dashboard with --workers and --lease-table / --archive-lease-table");
-      await refreshCharts();
+      setStatus("sessions_open", "empty", "not configured: start the dashboard with --workers (the consume workers' ops servers)");
+      await Promise.all([refreshCharts(), loadReconcile()]);
     }
     state.started = true;
   }
