@@ -43,6 +43,14 @@ archive has stored every record. Needs the stack with --aws-limits.`,
 			if lc.LimitsURL == "" {
 				return usagef("--limits-url (CLICKFLEET_LIMITS_URL) is required: start the stack with 'deploy/local/stack up --aws-limits' and eval its env")
 			}
+			for _, m := range cfg.Modes {
+				switch {
+				case m != bench.ReadOldPacing && m != bench.ReadPolling && m != bench.ReadEFO:
+					return usagef("--modes (CLICKFLEET_MODES): %q is not one of %s, %s, %s", m, bench.ReadOldPacing, bench.ReadPolling, bench.ReadEFO)
+				case m == bench.ReadEFO && cfg.EFOEndpoint == "":
+					return usagef("--modes efo needs --efo-endpoint (CLICKFLEET_EFO_ENDPOINT): the stack's fan-out proxy, which 'deploy/local/stack env' exports with kinesis-mock")
+				}
+			}
 			awsCfg, err := loadAWS(ctx)
 			if err != nil {
 				return err
