@@ -20,7 +20,7 @@ func TestReconcileBadInput(t *testing.T) {
 		stack bool
 		want  []string
 	}{
-		{"malformed --from", []string{"--from", "yesterday"}, false, []string{"--from (CLICKFLEET_FROM)", `"yesterday" is not a time`}},
+		{"malformed --from", []string{"--from", "last week"}, false, []string{"--from (CLICKFLEET_FROM)", `"last week" is not a time`}},
 		{"malformed --to", []string{"--to", "2026-13-01"}, false, []string{"--to (CLICKFLEET_TO)"}},
 		{"--to before --from", []string{"--from", "2026-12-01T10", "--to", "2026-12-01T09"}, false, []string{"--to (CLICKFLEET_TO): must be after --from"}},
 		{"bad --format", []string{"--format", "csv"}, false, []string{"--format (CLICKFLEET_FORMAT) must be text or json"}},

@@ -45,7 +45,7 @@ func TestReportBadInput(t *testing.T) {
 		want  []string
 	}{
 		{"unknown report", []string{"report", "events_by_planet"}, true, append([]string{`unknown report "events_by_planet"`}, report.Names()...)},
-		{"malformed --from", []string{"report", "events_by_name", "--from", "yesterday"}, true, []string{"--from (CLICKFLEET_FROM)", `"yesterday" is not a time`}},
+		{"malformed --from", []string{"report", "events_by_name", "--from", "last week"}, true, []string{"--from (CLICKFLEET_FROM)", `"last week" is not a time`}},
 		{"malformed --to", []string{"report", "events_by_name", "--to", "2026-13-01"}, true, []string{"--to (CLICKFLEET_TO)"}},
 		{"bad --format", []string{"report", "events_by_name", "--format", "xml"}, true, []string{"--format (CLICKFLEET_FORMAT)"}},
 	} {
