@@ -653,11 +653,7 @@ func (c *Coordinator) acquire(ctx context.Context, l Lease, kind claimKind) (rac
 		c.metrics.stolen.Inc()
 		log.Info("claimed lease for balance; waiting for its owner to hand it over", zap.String("from", l.Owner))
 	case claimAdopt:
-		if got.CheckpointOwner != "" { // the receiving end of a handoff the leader started for balance
-			c.metrics.stolen.Inc()
-		} else {
-			c.metrics.taken.Inc()
-		}
+		c.countAdopted(l, got)
 		log.Info("adopted the lease the leader assigned", zap.String("previous_owner", got.CheckpointOwner), zap.Int64("counter", got.Counter))
 	default:
 		c.metrics.taken.Inc()
@@ -677,6 +673,22 @@ func (c *Coordinator) acquire(ctx context.Context, l Lease, kind claimKind) (rac
 	}
 	e.activateLocked(got)
 	return false, nil
+}
+
+// countAdopted counts an adopted lease as the receiving end of a handoff the leader started for balance
+// when the handoff was in flight as it was read (l) or adopted (got); a handoff that ended between the two
+// completed before this worker started the lease. One that ended before the read looks like any
+// assignment and counts as taken: the giving worker's final checkpoint is in the lease either way.
+func (c *Coordinator) countAdopted(l, got Lease) {
+	switch {
+	case got.InHandoff():
+		c.metrics.stolen.Inc()
+	case l.InHandoff():
+		c.metrics.stolen.Inc()
+		c.metrics.handoffs.WithLabelValues("completed").Inc()
+	default:
+		c.metrics.taken.Inc()
+	}
 }
 
 // ioContext returns the context for one round of DynamoDB calls: not
