@@ -10,11 +10,16 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if _, err := limitMemory(memlimit.FromCgroup); err != nil {
+		fmt.Fprintln(os.Stderr, "clickfleet: warning: GOMEMLIMIT not set from the container's memory limit:", err)
+	}
 	err := newRootCommand().ExecuteContext(ctx)
 	if err == nil {
 		return
