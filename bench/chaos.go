@@ -340,7 +340,7 @@ func (r *chaosRun) setUp(ctx context.Context) error {
 	if err := r.stack.stream(ctx, r.id, r.cfg.Shards); err != nil {
 		return err
 	}
-	if err := r.stack.outputStreams(ctx, r.targets); err != nil {
+	if err := r.stack.outputStreams(ctx, r.targets, r.cfg.Shards); err != nil {
 		return err
 	}
 	for _, t := range []string{r.consumeLeases, r.archiveLeases} {

@@ -284,7 +284,7 @@ func (r *drainRun) archiveProcessors(ctx context.Context) error {
 // actorsProcessors creates the run's sessions table and output streams and the actors processor; the
 // release closes it and deletes them.
 func (r *drainRun) actorsProcessors(ctx context.Context) error {
-	t, err := r.stack.actorTargets(ctx, r.id)
+	t, err := r.stack.actorTargets(ctx, r.id, r.cfg.Shards)
 	if err != nil {
 		return err
 	}

@@ -231,7 +231,7 @@ func (r *loadRun) setUp(ctx context.Context) error {
 	args := []string{"--stream", r.id, "--lease-table", r.id, "--redis-url", r.cfg.RedisURL, "--key-prefix", r.prefix, "--processor", r.cfg.Processor}
 	if r.cfg.Processor == "actors" {
 		// The run's own sessions table and output streams.
-		t, err := r.stack.actorTargets(ctx, r.id)
+		t, err := r.stack.actorTargets(ctx, r.id, r.cfg.Shards)
 		if err != nil {
 			return err
 		}

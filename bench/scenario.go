@@ -94,25 +94,25 @@ func (r *resources) deleteTable(ctx context.Context, name string) {
 	r.ddb.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(name)})
 }
 
-// outputStreams creates the actors processor's one-shard offers and errors streams of t and deletes
-// them at release.
-func (r *resources) outputStreams(ctx context.Context, t actorTargets) error {
-	for _, out := range []string{t.offers, t.errors} {
-		if err := r.stream(ctx, out, 1); err != nil {
-			return err
-		}
+// outputStreams creates the actors processor's offers and errors streams of t and deletes them at
+// release. The offers stream gets the input's shard count: most clicks of the lab's shape make an offer,
+// so a one-shard offers stream (1,000 records/s on AWS) would refuse most of a drain's offers and measure
+// the resends, not the processor. Errors are rare: one shard.
+func (r *resources) outputStreams(ctx context.Context, t actorTargets, inputShards int32) error {
+	if err := r.stream(ctx, t.offers, inputShards); err != nil {
+		return err
 	}
-	return nil
+	return r.stream(ctx, t.errors, 1)
 }
 
 // actorTargets creates the sessions table and the output streams the actors processor of run id
 // writes to, and deletes them at release.
-func (r *resources) actorTargets(ctx context.Context, id string) (actorTargets, error) {
+func (r *resources) actorTargets(ctx context.Context, id string, inputShards int32) (actorTargets, error) {
 	t := actorTargetsOf(id)
 	if err := r.sessionsTable(ctx, t.sessions); err != nil {
 		return t, err
 	}
-	return t, r.outputStreams(ctx, t)
+	return t, r.outputStreams(ctx, t, inputShards)
 }
 
 // stopFleets stops every worker of the fleets cleanly at release (the later fleet first).
