@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -261,4 +262,61 @@ func TestPutQueueKeepsOrderUnderRandomFailures(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestPartlyRefusedPutRecordsBacksOff: an output stream that refuses half of every call's entries (a
+// throttled shard) is sent the rest after pauses that double from RetryBackoff, not after the same
+// short pause each time, and every record is stored.
+func TestPartlyRefusedPutRecordsBacksOff(t *testing.T) {
+	s := newSinks(t)
+	out := testenv.Stream(t, s.kin, 2)
+	l, err := faults.NewAWSLayer(os.Getenv("AWS_ENDPOINT_URL_KINESIS"), 11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := l.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	if err := l.Set(faults.Fault{Kind: faults.ThroughputExceeded, Fraction: 0.5, Entries: true}); err != nil {
+		t.Fatal(err)
+	}
+	const first = 20 * time.Millisecond
+	cfg := s.config("in")
+	cfg.Kinesis = kinesis.NewFromConfig(testenv.AWSConfig(t), func(o *kinesis.Options) { o.BaseEndpoint = aws.String("http://" + addr) })
+	cfg.RetryBackoff = first
+	sh := &shardShared{f: newFactory(t, cfg), shard: testShard, log: zap.NewNop()}
+	keys := make([]string, 200) // one record per user: every attempt sends all that is left
+	for i := range keys {
+		keys[i] = fmt.Sprintf("u%03d", i)
+	}
+	start := time.Now()
+	if err := sh.putRecords(context.Background(), out, "offer", outRecs(keys...)); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	calls, _ := l.Total("PutRecords")
+	if calls < 5 {
+		t.Fatalf("%d PutRecords calls: the layer did not refuse entries often enough to test the pauses", calls)
+	}
+	// Pause k is drawn from [d_k/2, d_k], d_k = first·2^k up to a second: the calls' pauses take at least
+	// the sum of the halves. The same 20 ms pause each time would take at most (calls−1)·20 ms.
+	var least time.Duration
+	for k, d := 0, first; k < calls-1; k, d = k+1, min(2*d, time.Second) {
+		least += d / 2
+	}
+	if took < least {
+		t.Errorf("%d calls took %v: the pauses between partly refused calls did not double (at least %v)", calls, took, least)
+	}
+	stored := map[string]bool{}
+	for _, r := range readStream(t, s.kin, out) {
+		stored[string(r.Data)] = true
+	}
+	for _, k := range keys {
+		if !stored[k+"/0"] {
+			t.Errorf("record %s/0 is not on the stream", k)
+		}
+	}
+	t.Logf("%d calls in %v, %d entries refused", calls, took.Round(time.Millisecond), l.FailedEntries("PutRecords"))
 }

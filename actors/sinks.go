@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -48,10 +49,13 @@ func (sh *shardShared) putRecords(ctx context.Context, stream, kind string, recs
 
 // putCall stores one call's records with PutRecords attempts that send what the call's putQueue still
 // has to store, until it is empty. An attempt that stored nothing is retried with the growing backoff of
-// every write; one that stored some records and failed others made progress: the next follows after the
-// first pause (RetryBackoff), not a longer one.
+// every write; one that stored some records and failed others made progress, but the shard's limits are
+// what refused the rest: the pauses between such attempts double from RetryBackoff up to a second (the
+// window of Kinesis' per-shard limits), so a throttled output stream is not sent the same entries again
+// and again within the window that refuses them.
 func (sh *shardShared) putCall(ctx context.Context, stream, kind string, call []outRecord) error {
 	q := newPutQueue(call)
+	partialPause := retry.Backoff{Initial: sh.f.cfg.RetryBackoff, Max: min(sh.f.cfg.MaxBackoff, time.Second)}
 	for !q.empty() {
 		var partial error
 		err := sh.write(ctx, "PutRecords "+stream, func(ctx context.Context) error {
@@ -68,8 +72,7 @@ func (sh *shardShared) putCall(ctx context.Context, stream, kind string, call []
 		case partial != nil:
 			sh.f.m.errors.WithLabelValues("write").Inc()
 			sh.log.Info("sending the failed entries of a partly stored PutRecords call again", zap.String("stream", stream), zap.Error(partial))
-			b := retry.Backoff{Initial: sh.f.cfg.RetryBackoff}
-			if err := retry.Sleep(ctx, b.Next()); err != nil {
+			if err := retry.Sleep(ctx, partialPause.Next()); err != nil {
 				return err
 			}
 		}
