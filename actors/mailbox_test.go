@@ -33,7 +33,9 @@ func (r *recordingInvoker) InvokeUserMessage(m any) {
 	r.record(fmt.Sprint(m))
 }
 
-func (r *recordingInvoker) EscalateFailure(reason, m any) { r.record(fmt.Sprintf("failure:%v:%v", reason, m)) }
+func (r *recordingInvoker) EscalateFailure(reason, m any) {
+	r.record(fmt.Sprintf("failure:%v:%v", reason, m))
+}
 
 // wait waits for n more messages handled (or failures escalated) and returns everything recorded.
 func (r *recordingInvoker) wait(t *testing.T, n int) []string {
