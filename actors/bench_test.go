@@ -264,6 +264,14 @@ func dropKeys(s *sinks) {
 	if len(keys) > 0 {
 		s.rdb.Unlink(ctx, keys...)
 	}
+	// UNLINK frees in the background: wait (up to a minute) until Redis has, so the next run's Redis CPU
+	// is its own.
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		info, err := s.rdb.Info(ctx, "memory").Result()
+		if err != nil || strings.Contains(info, "lazyfree_pending_objects:0\r\n") {
+			return
+		}
+	}
 }
 
 // mapProcessor is the baseline: the same per-user logic and writer, one goroutine, a plain map, flushing
