@@ -2,10 +2,13 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/spf13/pflag"
 
@@ -61,7 +64,27 @@ func efoClient(awsCfg aws.Config, endpoint string) *kinesis.Client {
 		if endpoint != "" {
 			o.BaseEndpoint = aws.String(endpoint)
 		}
+		o.HTTPClient = withResponseHeaderTimeout(o.HTTPClient, efoResponseHeaderTimeout)
 	})
+}
+
+// efoResponseHeaderTimeout bounds the wait for each efo call's response headers (a subscription's come
+// with its initial response, before any event): an endpoint that takes the request and never answers
+// fails the attempt, which the SDK's retryer and the worker's own retries then repeat, instead of holding
+// the worker's start or a shard's resubscription for good.
+var efoResponseHeaderTimeout = 10 * time.Second
+
+// withResponseHeaderTimeout returns the SDK's buildable HTTP client c with its transport's response header
+// timeout set to d; another client is returned as it is.
+func withResponseHeaderTimeout(c aws.HTTPClient, d time.Duration) aws.HTTPClient {
+	if c == nil {
+		c = awshttp.NewBuildableClient()
+	}
+	b, ok := c.(*awshttp.BuildableClient)
+	if !ok {
+		return c
+	}
+	return b.WithTransportOptions(func(t *http.Transport) { t.ResponseHeaderTimeout = d })
 }
 
 // tailReadMode are tail's read-mode flags.
