@@ -127,7 +127,7 @@ func (p *processor) Initialize(ctx context.Context, in consumer.InitInput) error
 	}
 	sh := p.sh
 	sh.epoch, sh.validFor = in.LeaseCounter, in.ValidFor
-	sh.userProps = actor.PropsFromProducer(sh.produceUser, actor.WithDispatcher(p.f.disp), actor.WithMailbox(newUserMailbox))
+	sh.userProps = actor.PropsFromProducer(sh.produceUser, actor.WithDispatcher(p.f.disp), actor.WithMailbox(sh.newUserMailbox))
 	strategy := actor.NewOneForOneStrategy(0, time.Second, func(reason any) actor.Directive {
 		sh.log.Error("user actor panicked; the shard stops", zap.Any("reason", reason))
 		return actor.StopDirective
