@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"os"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -53,10 +54,16 @@ func newResources(ctx context.Context, kin KinesisAPI, ddb DynamoDBAPI) *resourc
 // onRelease adds an undo; it runs before every undo added earlier.
 func (r *resources) onRelease(f func(ctx context.Context)) { r.undo = append(r.undo, f) }
 
-// release runs the undos, the latest first.
+// releaseTimeout bounds each undo: a server that takes a delete and never answers (a hung emulator)
+// leaves that resource behind instead of holding the process after its run is over or interrupted.
+var releaseTimeout = 30 * time.Second
+
+// release runs the undos, the latest first, each within releaseTimeout.
 func (r *resources) release() {
 	for i := len(r.undo) - 1; i >= 0; i-- {
-		r.undo[i](r.bg)
+		ctx, cancel := context.WithTimeout(r.bg, releaseTimeout)
+		r.undo[i](ctx)
+		cancel()
 	}
 	r.undo = nil
 }
