@@ -94,7 +94,9 @@ func TestCountsSurviveAFailover(t *testing.T) {
 			rdb := redis.NewClient(&redis.Options{Addr: endpoint, MaxRetries: -1})
 			defer rdb.Close()
 			newProc, err := usercount.Factory(usercount.Config{Redis: rdb, Prefix: "c:", CheckpointInterval: time.Nanosecond,
-				WaitReplicas: tc.replicas, WaitTimeout: 200 * time.Millisecond})
+				// The first batch's acknowledgement may take a loaded machine's replica more than a fraction of
+				// a second (it failed at 200 ms in a full make test); the paused batch waits the whole timeout.
+				WaitReplicas: tc.replicas, WaitTimeout: 3 * time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}
