@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -257,4 +258,24 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// flushLog records every flush's FlushInfo (Config.AfterFlush), which the processors report from their
+// own goroutines.
+type flushLog struct {
+	mu      sync.Mutex
+	flushes []FlushInfo
+}
+
+func (l *flushLog) add(i FlushInfo) {
+	l.mu.Lock()
+	l.flushes = append(l.flushes, i)
+	l.mu.Unlock()
+}
+
+// all returns the flushes recorded so far, in the order they were reported.
+func (l *flushLog) all() []FlushInfo {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.flushes)
 }

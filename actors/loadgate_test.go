@@ -64,15 +64,8 @@ func TestDueFlushIsNotStarvedByLoads(t *testing.T) {
 	cfg := s.config("in")
 	g := newGatedRedis(cfg.Redis)
 	cfg.Redis = g
-	var (
-		mu      sync.Mutex
-		flushes []FlushInfo
-	)
-	cfg.AfterFlush = func(i FlushInfo) {
-		mu.Lock()
-		flushes = append(flushes, i)
-		mu.Unlock()
-	}
+	var log flushLog
+	cfg.AfterFlush = log.add
 	f := newFactory(t, cfg)
 	ctx := context.Background()
 	p := f.NewProcessor(testShard).(*processor)
@@ -115,8 +108,7 @@ func TestDueFlushIsNotStarvedByLoads(t *testing.T) {
 	if err := p.ShutdownRequested(ctx, &fakeCheckpointer{}); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	flushes := log.all()
 	if len(flushes) == 0 {
 		t.Fatal("no flush")
 	}

@@ -26,20 +26,8 @@ import (
 func TestPutRecordsKeepsEachUsersOrderThroughPartialFailures(t *testing.T) {
 	s := newSinks(t)
 	out := testenv.Stream(t, s.kin, 2)
-	l, err := faults.NewAWSLayer(os.Getenv("AWS_ENDPOINT_URL_KINESIS"), 7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, err := l.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.Close() })
-	if err := l.Set(faults.Fault{Kind: faults.ThroughputExceeded, Fraction: 0.1, Entries: true}); err != nil {
-		t.Fatal(err)
-	}
 	cfg := s.config("in")
-	cfg.Kinesis = kinesis.NewFromConfig(testenv.AWSConfig(t), func(o *kinesis.Options) { o.BaseEndpoint = aws.String("http://" + addr) })
+	l := refusingKinesis(t, &cfg, 0.1, 7)
 	cfg.WriteConcurrency = 4
 	sh := &shardShared{f: newFactory(t, cfg), shard: testShard, log: zap.NewNop()}
 
@@ -86,6 +74,26 @@ func TestPutRecordsKeepsEachUsersOrderThroughPartialFailures(t *testing.T) {
 		}
 	}
 	t.Logf("%d records, %d entries failed by the layer, %d stored again behind a failed entry of their user", len(recs), l.FailedEntries("PutRecords"), copies)
+}
+
+// refusingKinesis points cfg's Kinesis client at a fault layer in front of the emulator that refuses
+// fraction of the entries of every PutRecords call (drawn from seed) as a throttled shard does.
+func refusingKinesis(t *testing.T, cfg *Config, fraction float64, seed uint64) *faults.AWSLayer {
+	t.Helper()
+	l, err := faults.NewAWSLayer(os.Getenv("AWS_ENDPOINT_URL_KINESIS"), seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := l.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	if err := l.Set(faults.Fault{Kind: faults.ThroughputExceeded, Fraction: fraction, Entries: true}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Kinesis = kinesis.NewFromConfig(testenv.AWSConfig(t), func(o *kinesis.Options) { o.BaseEndpoint = aws.String("http://" + addr) })
+	return l
 }
 
 // lastCopies returns l without every element that appears again later in l.
@@ -270,21 +278,9 @@ func TestPutQueueKeepsOrderUnderRandomFailures(t *testing.T) {
 func TestPartlyRefusedPutRecordsBacksOff(t *testing.T) {
 	s := newSinks(t)
 	out := testenv.Stream(t, s.kin, 2)
-	l, err := faults.NewAWSLayer(os.Getenv("AWS_ENDPOINT_URL_KINESIS"), 11)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, err := l.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.Close() })
-	if err := l.Set(faults.Fault{Kind: faults.ThroughputExceeded, Fraction: 0.5, Entries: true}); err != nil {
-		t.Fatal(err)
-	}
 	const first = 20 * time.Millisecond
 	cfg := s.config("in")
-	cfg.Kinesis = kinesis.NewFromConfig(testenv.AWSConfig(t), func(o *kinesis.Options) { o.BaseEndpoint = aws.String("http://" + addr) })
+	l := refusingKinesis(t, &cfg, 0.5, 11)
 	cfg.RetryBackoff = first
 	sh := &shardShared{f: newFactory(t, cfg), shard: testShard, log: zap.NewNop()}
 	keys := make([]string, 200) // one record per user: every attempt sends all that is left

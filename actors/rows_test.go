@@ -375,15 +375,8 @@ func TestIdleCloseMovesWhenTheUserReturns(t *testing.T) {
 	cfg := s.config("in")
 	cfg.Now = clock.Now
 	cfg.FlushInterval, cfg.PassivateAfter, cfg.SweepInterval = 10*time.Millisecond, time.Hour, time.Hour
-	var (
-		mu      sync.Mutex
-		flushes []FlushInfo
-	)
-	cfg.AfterFlush = func(i FlushInfo) {
-		mu.Lock()
-		flushes = append(flushes, i)
-		mu.Unlock()
-	}
+	var log flushLog
+	cfg.AfterFlush = log.add
 	f := newFactory(t, cfg)
 	ctx := context.Background()
 	p := f.NewProcessor(testShard)
@@ -398,8 +391,7 @@ func TestIdleCloseMovesWhenTheUserReturns(t *testing.T) {
 			t.Fatal(err)
 		}
 		testenv.WaitFor(t, "record flushed", 30*time.Second, func() bool { return cp.position() == seqNo(i)+":0" })
-		mu.Lock()
-		defer mu.Unlock()
+		flushes := log.all()
 		return flushes[len(flushes)-1]
 	}
 	closed := func() bool {

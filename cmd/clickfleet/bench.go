@@ -93,15 +93,24 @@ for exactly once (verified). Results: a table, --out JSON, --html a page with ch
 	return cmd
 }
 
+// writeJSONOut writes v as indented JSON to out, a bench command's --out file; "" writes nothing.
+func writeJSONOut(out string, v any) error {
+	if out == "" {
+		return nil
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("--out %s: %w", out, err)
+	}
+	return nil
+}
+
 func writeOutputs(res bench.LoadResult, out, html string) error {
-	if out != "" {
-		b, err := json.MarshalIndent(res, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
-			return fmt.Errorf("--out %s: %w", out, err)
-		}
+	if err := writeJSONOut(out, res); err != nil {
+		return err
 	}
 	if html != "" {
 		f, err := os.Create(html)
@@ -189,16 +198,7 @@ func newBenchDrainCommand(g *globals) *cobra.Command {
 			if err := writeDrainTable(os.Stdout, res); err != nil {
 				return err
 			}
-			if out != "" {
-				b, err := json.MarshalIndent(res, "", "  ")
-				if err != nil {
-					return err
-				}
-				if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
-					return fmt.Errorf("--out %s: %w", out, err)
-				}
-			}
-			return nil
+			return writeJSONOut(out, res)
 		},
 	}
 	f := cmd.Flags()
@@ -327,10 +327,8 @@ AWS_ENDPOINT_URL_DYNAMODB and AWS_ENDPOINT_URL_S3 (the local stack; chaos does n
 			}
 			cfg.Progress = func(s string) { fmt.Fprintln(os.Stderr, "chaos:", s) }
 			res, err := bench.Chaos(ctx, kinesis.NewFromConfig(awsCfg), dynamodb.NewFromConfig(awsCfg), cfg)
-			if out != "" && res.Seed != 0 {
-				if b, jerr := json.MarshalIndent(res, "", "  "); jerr == nil {
-					_ = os.WriteFile(out, append(b, '\n'), 0o644)
-				}
+			if res.Seed != 0 {
+				_ = writeJSONOut(out, res) // best effort: the run's own error, if any, is what is returned
 			}
 			if err != nil {
 				return err

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"text/tabwriter"
@@ -49,12 +48,8 @@ another leads, and until every shard is held). Results: a table, and --out JSON.
 			cfg.Logger = g.log.Named("bench-leases")
 			cfg.Progress = os.Stderr
 			res, err := bench.Leases(ctx, cfg)
-			if out != "" {
-				if b, jerr := json.MarshalIndent(res, "", "  "); jerr == nil {
-					if werr := os.WriteFile(out, append(b, '\n'), 0o644); werr != nil && err == nil {
-						err = werr
-					}
-				}
+			if werr := writeJSONOut(out, res); werr != nil && err == nil {
+				err = werr
 			}
 			if err != nil {
 				return err

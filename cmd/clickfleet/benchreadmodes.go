@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"time"
@@ -112,15 +111,5 @@ func writeReadModes(res []bench.ReadModeResult, out string) error {
 	if err := bench.WriteReadModes(os.Stdout, res); err != nil {
 		return err
 	}
-	if out == "" {
-		return nil
-	}
-	b, err := json.MarshalIndent(res, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("--out %s: %w", out, err)
-	}
-	return nil
+	return writeJSONOut(out, res)
 }
