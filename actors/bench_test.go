@@ -50,7 +50,10 @@ func (d *nullDynamo) BatchWriteItem(_ context.Context, in *dynamodb.BatchWriteIt
 	return &dynamodb.BatchWriteItemOutput{}, nil
 }
 
-// benchBatches returns events for users in batches of 1000 (lab shape), each with a click_id when ids is
+// benchBatchSize is the records per batch of benchBatches.
+const benchBatchSize = 1000
+
+// benchBatches returns events for users in batches of benchBatchSize (lab shape), each with a click_id when ids is
 // set (as the ingest puts them). A user's events are perUserMs apart on average in event time: 1500
 // (the default sizes) gives sessions that grow over the run (the gap is 10 s), 1_500_000 starts a new
 // session at nearly every event (the +sessions sizes: a session row per event, the writer's worst case).
@@ -61,9 +64,9 @@ func benchBatches(users, events int, ids bool, perUserMs int64, seed uint64) [][
 	tsNs := int64(1_626_091_318_000) * int64(time.Millisecond)
 	step := max(1, perUserMs*int64(time.Millisecond)/int64(users))
 	var out [][]consumer.Record
-	for i := 0; i < events; i += 1000 {
-		b := make([]consumer.Record, 0, 1000)
-		for j := i; j < min(i+1000, events); j++ {
+	for i := 0; i < events; i += benchBatchSize {
+		b := make([]consumer.Record, 0, benchBatchSize)
+		for j := i; j < min(i+benchBatchSize, events); j++ {
 			tsNs += r.Int64N(2 * step)
 			u := fmt.Sprintf("u%07d", r.IntN(users))
 			data := labJSON(u, names[r.IntN(len(names))], tsNs/int64(time.Millisecond), "desktop")
@@ -80,10 +83,18 @@ func benchBatches(users, events int, ids bool, perUserMs int64, seed uint64) [][
 // flushTimes collects the flushes' durations. The steady flushes (during the input) and the final one
 // (every open session written as the processor stops, after the last batch) are reported apart: the
 // final flush of a million users is a shutdown's cost, not the flush latency a running worker shows.
+//
+// A flush's record age is the time from when the oldest record it covers was handed to ProcessRecords to
+// the end of the flush's writes: how stale Redis is at worst, which includes the wait for the flush to
+// start. It needs the batches' feed times (fed, by batch of benchBatchSize records, set before the batch
+// is handed over) and the benchmark's sequence numbers (seqNo).
 type flushTimes struct {
 	mu      sync.Mutex
 	d       []time.Duration // barrier and write, steady flushes
 	barrier []time.Duration
+	age     []time.Duration // the oldest record's age at the end of the writes, steady flushes
+	fed     []atomic.Int64  // Unix ns at which each batch was handed over
+	upTo    int             // the last record (seqNo index) flushed
 	inFinal bool
 	final   time.Duration // the longest flush that completed after the final one was asked for
 }
@@ -97,6 +108,14 @@ func (f *flushTimes) add(i FlushInfo) {
 	}
 	f.d = append(f.d, i.Barrier+i.Write)
 	f.barrier = append(f.barrier, i.Barrier)
+	n, err := strconv.Atoi(strings.TrimLeft(i.UpTo.SequenceNumber[len(seqNo(0))-34:], "0"))
+	if err != nil || n <= f.upTo || f.fed == nil {
+		return
+	}
+	if b := f.upTo / benchBatchSize; b < len(f.fed) {
+		f.age = append(f.age, time.Since(time.Unix(0, f.fed[b].Load())))
+	}
+	f.upTo = n
 }
 
 // finalStarts marks the flushes that complete from now on as the final flush's.
@@ -104,6 +123,27 @@ func (f *flushTimes) finalStarts(on bool) {
 	f.mu.Lock()
 	f.inFinal = on
 	f.mu.Unlock()
+}
+
+// startRun makes ready for a run of n batches: no record flushed yet.
+func (f *flushTimes) startRun(n int) {
+	f.mu.Lock()
+	f.fed, f.upTo = make([]atomic.Int64, n), 0
+	f.mu.Unlock()
+}
+
+// benchRate is CLICKFLEET_BENCH_RATE: events per second to feed the processor at (0, the default: as
+// fast as it takes them).
+func benchRate(b *testing.B) int {
+	v := os.Getenv("CLICKFLEET_BENCH_RATE")
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		b.Fatalf("CLICKFLEET_BENCH_RATE=%q: want events per second (a whole number; 0 or unset: unpaced)", v)
+	}
+	return n
 }
 
 func (f *flushTimes) report(b *testing.B) {
@@ -121,6 +161,11 @@ func (f *flushTimes) report(b *testing.B) {
 	b.ReportMetric(p(f.d, 0.9), "flush-p90-ms")
 	b.ReportMetric(p(f.d, 0.99), "flush-p99-ms")
 	b.ReportMetric(p(f.barrier, 0.99), "barrier-p99-ms")
+	if len(f.age) > 0 {
+		slices.Sort(f.age)
+		b.ReportMetric(p(f.age, 0.5), "record-age-p50-ms")
+		b.ReportMetric(p(f.age, 0.99), "record-age-p99-ms")
+	}
 	b.ReportMetric(float64(len(f.d)), "flushes")
 	b.ReportMetric(float64(f.final.Microseconds())/1000, "final-flush-ms")
 }
@@ -152,11 +197,13 @@ func BenchmarkProcess(b *testing.B) {
 					}
 					var ft flushTimes
 					cfg.AfterFlush = ft.add
+					rate := benchRate(b)
 					f := newFactory(b, cfg)
 					var before, after runtime.MemStats
 					for i := 0; i < b.N; i++ {
 						b.StopTimer()
 						ft.finalStarts(false)
+						ft.startRun(len(batches))
 						s.prefix = fmt.Sprintf("bench%d-%d:", time.Now().UnixNano(), i)
 						cfg.Prefix = s.prefix
 						f.cfg.Prefix = s.prefix
@@ -180,7 +227,11 @@ func BenchmarkProcess(b *testing.B) {
 						if err := p.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon, LeaseCounter: 1}); err != nil {
 							b.Fatal(err)
 						}
-						for _, batch := range batches {
+						for k, batch := range batches {
+							if rate > 0 {
+								time.Sleep(time.Until(start.Add(time.Duration(k*benchBatchSize) * time.Second / time.Duration(rate))))
+							}
+							ft.fed[k].Store(time.Now().UnixNano())
 							if err := p.ProcessRecords(ctx, consumer.Batch{Records: batch, Checkpointer: cp}); err != nil {
 								b.Fatal(err)
 							}
