@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,6 +105,9 @@ type flushState struct {
 	barrier       time.Duration
 	nUsersAsked   int
 	firstInPeriod bool
+	// finals are the final flush requests this flush answers when it is written: those waiting when it
+	// started (it covers every routed record and every lagging row).
+	finals []*finalFlush
 	// stale lists the users whose effects the writer dropped as stale (another writer is as far or
 	// further): their row state is reset. Set by the writer, read after flushDone.
 	stale []string
@@ -467,6 +471,10 @@ func (a *shardActor) startFlush(ctx actor.Context) {
 	clear(a.pendUser)
 	a.pendUser = a.pendUser[:0]
 	a.errs, a.pending, a.lastFlush = nil, 0, a.lastRouted
+	if final {
+		// One round: row triggers that come due while it writes are the next flushes', not the final's.
+		fs.finals, a.finals = a.finals, nil
+	}
 	a.inFlight = fs
 	a.releaseHeld()
 	if n == 0 {
@@ -525,6 +533,7 @@ func (a *shardActor) onFlushDone(ctx actor.Context, m *flushDone) {
 	}
 	a.inFlight = nil
 	if m.err != nil {
+		a.finals = slices.Concat(fs.finals, a.finals) // fail answers them
 		a.fail(fmt.Errorf("shard %s: flush %d: %w", a.sh.shard, m.id, m.err))
 		return
 	}
@@ -536,6 +545,15 @@ func (a *shardActor) onFlushDone(ctx actor.Context, m *flushDone) {
 			e.send(&rowLost{})
 			a.setDue(e, 1, true)
 		}
+	}
+	switch {
+	case len(fs.finals) == 0:
+	case len(fs.stale) == 0:
+		for _, f := range fs.finals {
+			f.done <- nil
+		}
+	default: // the stale users' rows are written again first
+		a.finals = slices.Concat(fs.finals, a.finals)
 	}
 	if a.flushWanted || a.pending >= a.sh.f.cfg.FlushMaxRecords || len(a.finals) > 0 {
 		a.startFlush(ctx)
@@ -618,5 +636,8 @@ func (a *shardActor) fail(err error) {
 		d <- a.fatal
 	}
 	a.held = nil
+	if fs := a.inFlight; fs != nil {
+		a.finals, fs.finals = slices.Concat(fs.finals, a.finals), nil
+	}
 	a.replyFinals(a.fatal)
 }
