@@ -38,7 +38,8 @@ import (
 //
 // Inside one process the kind that runs second is faster (at 1M users by a quarter or more), so to compare
 // the kinds like with like run each in a process of its own, e.g. -bench 'Process/users=1M$/sinks=redis\+nullddb/actors'
-// and then the same with /map.
+// and then the same with /map. CLICKFLEET_BENCH_RATE=<events/s> feeds the batches at that rate instead of
+// as fast as the processor takes them: the flush latency and record age of a worker that is not saturated.
 
 // nullDynamo is a DynamoDB that accepts every write and counts the items.
 type nullDynamo struct{ items atomic.Int64 }
