@@ -82,6 +82,17 @@ func newFactory(t testing.TB, cfg Config) *Factory {
 	return f
 }
 
+// startProcessor returns a processor of testShard from f, initialised at TRIM_HORIZON, with a fresh
+// checkpointer for its batches.
+func startProcessor(t *testing.T, f *Factory) (consumer.Processor, *fakeCheckpointer) {
+	t.Helper()
+	p := f.NewProcessor(testShard)
+	if err := p.Initialize(context.Background(), consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon}); err != nil {
+		t.Fatal(err)
+	}
+	return p, &fakeCheckpointer{}
+}
+
 // fakeCheckpointer records checkpoints; once lost, every call fails with lease.ErrLeaseLost.
 type fakeCheckpointer struct {
 	mu       sync.Mutex

@@ -185,11 +185,7 @@ func TestLeaseLostWritesNothing(t *testing.T) {
 	s := newSinks(t)
 	ctx := context.Background()
 	f := newFactory(t, s.config("in"))
-	p := f.NewProcessor(testShard)
-	cp := &fakeCheckpointer{}
-	if err := p.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon}); err != nil {
-		t.Fatal(err)
-	}
+	p, cp := startProcessor(t, f)
 	if err := p.ProcessRecords(ctx, batch(workload(200, 10, 2), cp)); err != nil {
 		t.Fatal(err)
 	}
@@ -276,11 +272,7 @@ func TestPassivationRehydratesFromRedis(t *testing.T) {
 	cfg.FlushInterval, cfg.PassivateAfter, cfg.SweepInterval = 10*time.Millisecond, time.Minute, 10*time.Millisecond
 	f := newFactory(t, cfg)
 	ctx := context.Background()
-	p := f.NewProcessor(testShard)
-	cp := &fakeCheckpointer{}
-	if err := p.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon}); err != nil {
-		t.Fatal(err)
-	}
+	p, cp := startProcessor(t, f)
 	base := int64(1_626_091_318_000)
 	ev := func(i int, user string, offsetMs int64) consumer.Record {
 		return rec(testShard, i, user, labJSON(user, "search", base+offsetMs, "mobile"))

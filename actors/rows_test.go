@@ -19,7 +19,6 @@ import (
 	"github.com/clickfleet/clickfleet/actors/session"
 	"github.com/clickfleet/clickfleet/consumer"
 	"github.com/clickfleet/clickfleet/internal/testenv"
-	"github.com/clickfleet/clickfleet/lease"
 	"github.com/clickfleet/clickfleet/messages"
 )
 
@@ -150,11 +149,7 @@ func TestSessionWritesPerSession(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	p := f.NewProcessor(testShard)
-	cp := &fakeCheckpointer{}
-	if err := p.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon}); err != nil {
-		t.Fatal(err)
-	}
+	p, cp := startProcessor(t, f)
 	// One batch per event second; processing time follows event time; each batch is flushed before
 	// the clock moves on.
 	for i := 0; i < len(recs); {
@@ -229,11 +224,7 @@ func TestIdleCloseThenLateEventReopens(t *testing.T) {
 	cfg.FlushInterval, cfg.PassivateAfter, cfg.SweepInterval = 10*time.Millisecond, time.Minute, 10*time.Millisecond
 	f := newFactory(t, cfg)
 	ctx := context.Background()
-	p := f.NewProcessor(testShard)
-	cp := &fakeCheckpointer{}
-	if err := p.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon}); err != nil {
-		t.Fatal(err)
-	}
+	p, cp := startProcessor(t, f)
 	base := int64(1_626_091_318_000)
 	var evs []putEvent
 	put := func(ts int64) {
@@ -379,11 +370,7 @@ func TestIdleCloseMovesWhenTheUserReturns(t *testing.T) {
 	cfg.AfterFlush = log.add
 	f := newFactory(t, cfg)
 	ctx := context.Background()
-	p := f.NewProcessor(testShard)
-	cp := &fakeCheckpointer{}
-	if err := p.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon}); err != nil {
-		t.Fatal(err)
-	}
+	p, cp := startProcessor(t, f)
 	base, i := int64(1_626_091_318_000), 0
 	put := func(user string, ts int64) FlushInfo { // returns the flush that took the record
 		i++
@@ -441,11 +428,7 @@ func TestFinalFlushIsOneRound(t *testing.T) {
 	cfg.AfterFlush = log.add
 	f := newFactory(t, cfg)
 	ctx := context.Background()
-	p := f.NewProcessor(testShard)
-	cp := &fakeCheckpointer{}
-	if err := p.Initialize(ctx, consumer.InitInput{ShardID: testShard, Start: lease.TrimHorizon}); err != nil {
-		t.Fatal(err)
-	}
+	p, cp := startProcessor(t, f)
 	base := int64(1_626_091_318_000)
 	const users = 40
 	var evs []putEvent
