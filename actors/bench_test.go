@@ -109,7 +109,7 @@ func (f *flushTimes) add(i FlushInfo) {
 	}
 	f.d = append(f.d, i.Barrier+i.Write)
 	f.barrier = append(f.barrier, i.Barrier)
-	n, err := strconv.Atoi(strings.TrimLeft(i.UpTo.SequenceNumber[len(seqNo(0))-34:], "0"))
+	n, err := seqIndex(i.UpTo.SequenceNumber)
 	if err != nil || n <= f.upTo || f.fed == nil {
 		return
 	}

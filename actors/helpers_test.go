@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -136,7 +138,18 @@ func (c *fakeCheckpointer) lose() {
 }
 
 // seqNo returns the i-th sequence number of a synthetic shard (fixed width, so they compare as Kinesis').
-func seqNo(i int) string { return fmt.Sprintf("4960000000000000000000%034d", i) }
+func seqNo(i int) string { return fmt.Sprintf("%s%034d", seqPrefix, i) }
+
+const seqPrefix = "4960000000000000000000"
+
+// seqIndex is the i of seqNo(i); an error for another sequence number.
+func seqIndex(seq string) (int, error) {
+	digits, ok := strings.CutPrefix(seq, seqPrefix)
+	if !ok || len(digits) != 34 {
+		return 0, fmt.Errorf("sequence number %q is not a seqNo", seq)
+	}
+	return strconv.Atoi(digits)
+}
 
 // rec returns a synthetic record of shard at index i.
 func rec(shard string, i int, key string, data []byte) consumer.Record {
