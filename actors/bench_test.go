@@ -136,13 +136,24 @@ func (f *flushTimes) startRun(n int) {
 // benchRate is CLICKFLEET_BENCH_RATE: events per second to feed the processor at (0, the default: as
 // fast as it takes them).
 func benchRate(b *testing.B) int {
-	v := os.Getenv("CLICKFLEET_BENCH_RATE")
+	return benchEnvInt(b, "CLICKFLEET_BENCH_RATE", 0, "events per second (a whole number; 0 or unset: unpaced)")
+}
+
+// benchFlushMaxRecords is the benchmark's FlushMaxRecords: CLICKFLEET_BENCH_FLUSH_MAX_RECORDS, or 200,000
+// (a flush per FlushInterval at any rate these runs reach, so the flushes' count does not depend on it).
+func benchFlushMaxRecords(b *testing.B) int {
+	return benchEnvInt(b, "CLICKFLEET_BENCH_FLUSH_MAX_RECORDS", 200_000, "records (a whole number; 0: the processor's default, actors.DefaultFlushMaxRecords)")
+}
+
+// benchEnvInt reads a whole number ≥ 0 from the environment variable name, or def when it is unset.
+func benchEnvInt(b *testing.B, name string, def int, want string) int {
+	v := os.Getenv(name)
 	if v == "" {
-		return 0
+		return def
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 {
-		b.Fatalf("CLICKFLEET_BENCH_RATE=%q: want events per second (a whole number; 0 or unset: unpaced)", v)
+		b.Fatalf("%s=%q: want %s", name, v, want)
 	}
 	return n
 }
@@ -190,7 +201,7 @@ func BenchmarkProcess(b *testing.B) {
 				b.Run(fmt.Sprintf("%s/sinks=%s/%s", sz.name, sinksName, kind), func(b *testing.B) {
 					s := newSinks(b)
 					cfg := s.config("in")
-					cfg.FlushInterval, cfg.FlushMaxRecords, cfg.PassivateAfter = time.Second, 200_000, time.Hour
+					cfg.FlushInterval, cfg.FlushMaxRecords, cfg.PassivateAfter = time.Second, benchFlushMaxRecords(b), time.Hour
 					var null *nullDynamo
 					if sinksName == "redis+nullddb" {
 						null = &nullDynamo{}
