@@ -498,31 +498,19 @@ func (c *Coordinator) updateHeldGauge() {
 
 // renewLoop renews every held lease each RenewInterval.
 func (c *Coordinator) renewLoop(ctx context.Context) {
-	t := c.cfg.Clock.NewTicker(c.cfg.RenewInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C():
-		}
-		c.mu.Lock()
-		es := make([]*entry, 0, len(c.held))
-		for _, e := range c.held {
-			es = append(es, e)
-		}
-		c.mu.Unlock()
-		forEach(es, c.cfg.RenewConcurrency, func(e *entry) {
-			ioCtx, cancel := c.ioContext(ctx)
-			defer cancel()
-			e.renew(ioCtx)
-		})
-	}
+	c.everyHeld(ctx, c.cfg.RenewInterval, func(*entry) bool { return true }, (*entry).renew)
 }
 
 // handoffLoop re-reads leases waiting for a handoff into this worker.
 func (c *Coordinator) handoffLoop(ctx context.Context) {
-	t := c.cfg.Clock.NewTicker(c.cfg.HandoffPollInterval)
+	pending := func(e *entry) bool { return e.stateIs(statePending) }
+	c.everyHeld(ctx, c.cfg.HandoffPollInterval, pending, (*entry).pollHandoff)
+}
+
+// everyHeld runs do, each interval until ctx ends, on every held lease that keep selects, RenewConcurrency
+// at a time, each call under its own I/O deadline.
+func (c *Coordinator) everyHeld(ctx context.Context, interval time.Duration, keep func(*entry) bool, do func(*entry, context.Context)) {
+	t := c.cfg.Clock.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -533,7 +521,7 @@ func (c *Coordinator) handoffLoop(ctx context.Context) {
 		c.mu.Lock()
 		var es []*entry
 		for _, e := range c.held {
-			if e.stateIs(statePending) {
+			if keep(e) {
 				es = append(es, e)
 			}
 		}
@@ -541,7 +529,7 @@ func (c *Coordinator) handoffLoop(ctx context.Context) {
 		forEach(es, c.cfg.RenewConcurrency, func(e *entry) {
 			ioCtx, cancel := c.ioContext(ctx)
 			defer cancel()
-			e.pollHandoff(ioCtx)
+			do(e, ioCtx)
 		})
 	}
 }
