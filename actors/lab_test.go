@@ -97,21 +97,11 @@ func labEvents(n int, seed uint64) []putEvent {
 // there is no previous event, named as docs/contracts.md says.
 func sqlSessions(t *testing.T, evs []putEvent) map[string]messages.Session {
 	t.Helper()
-	ctx := context.Background()
-	conn, err := testenv.Postgres(t).Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
 	in := make([]oracle.Event, len(evs))
 	for i, e := range evs {
 		in[i] = oracle.Event{UserID: e.user, TimestampMs: e.ts, DeviceType: e.device, Shard: e.shard, Seq: e.seq}
 	}
-	out, err := oracle.Sessions(ctx, conn.Conn(), in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return testenv.OracleSessions(t, in)
 }
 
 // The lab's scenario through a real worker: the sessions in DynamoDB are exactly those the lab's SQL

@@ -190,21 +190,11 @@ func archiveLake(t *testing.T, evs []landed) (*report.Config, func(*report.Confi
 // oracleSessions runs internal/oracle (PostgreSQL's LAG) over evs.
 func oracleSessions(t *testing.T, evs []landed) map[string]messages.Session {
 	t.Helper()
-	ctx := context.Background()
-	conn, err := testenv.Postgres(t).Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
 	in := make([]oracle.Event, len(evs))
 	for i, e := range evs {
 		in[i] = oracle.Event{UserID: e.user, TimestampMs: e.ts, DeviceType: e.device, Shard: e.shard, Seq: e.seq}
 	}
-	out, err := oracle.Sessions(ctx, conn.Conn(), in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return testenv.OracleSessions(t, in)
 }
 
 // actorSessions applies evs (in arrival order) to the actors' per-user state (package session's
