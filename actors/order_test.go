@@ -80,19 +80,11 @@ func TestPutRecordsKeepsEachUsersOrderThroughPartialFailures(t *testing.T) {
 // fraction of the entries of every PutRecords call (drawn from seed) as a throttled shard does.
 func refusingKinesis(t *testing.T, cfg *Config, fraction float64, seed uint64) *faults.AWSLayer {
 	t.Helper()
-	l, err := faults.NewAWSLayer(os.Getenv("AWS_ENDPOINT_URL_KINESIS"), seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, err := l.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.Close() })
+	l, endpoint := testenv.AWSFaultLayer(t, os.Getenv("AWS_ENDPOINT_URL_KINESIS"), seed)
 	if err := l.Set(faults.Fault{Kind: faults.ThroughputExceeded, Fraction: fraction, Entries: true}); err != nil {
 		t.Fatal(err)
 	}
-	cfg.Kinesis = kinesis.NewFromConfig(testenv.AWSConfig(t), func(o *kinesis.Options) { o.BaseEndpoint = aws.String("http://" + addr) })
+	cfg.Kinesis = kinesis.NewFromConfig(testenv.AWSConfig(t), func(o *kinesis.Options) { o.BaseEndpoint = aws.String(endpoint) })
 	return l
 }
 

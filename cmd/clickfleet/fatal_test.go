@@ -52,18 +52,10 @@ func TestConsumeExitsOnAMissingResource(t *testing.T) {
 	}
 	missing := testenv.Name(t, "missing")
 	// A DynamoDB endpoint that denies UpdateItem: a task role without dynamodb:UpdateItem on the lease table.
-	layer, err := faults.NewAWSLayer(os.Getenv("AWS_ENDPOINT_URL_DYNAMODB"), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	layer, deniedEndpoint := testenv.AWSFaultLayer(t, os.Getenv("AWS_ENDPOINT_URL_DYNAMODB"), 1)
 	if err := layer.Set(faults.Fault{Kind: faults.AccessDenied, Fraction: 1, Operations: []string{"UpdateItem"}}); err != nil {
 		t.Fatal(err)
 	}
-	deniedAddr, err := layer.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = layer.Close() })
 	for _, tc := range []struct {
 		name        string
 		args        []string
@@ -73,7 +65,7 @@ func TestConsumeExitsOnAMissingResource(t *testing.T) {
 		{"stream", []string{"--stream", missing}, nil, []string{"stream " + missing, "--stream (CLICKFLEET_STREAM)", "clickfleet setup"}},
 		{"lease table", []string{"--lease-table", missing}, nil, []string{"lease table " + missing, "--lease-table (CLICKFLEET_LEASE_TABLE)", "clickfleet setup"}},
 		{"sessions table", []string{"--sessions-table", missing}, nil, []string{"sessions table " + missing, "--sessions-table (CLICKFLEET_SESSIONS_TABLE)", "clickfleet setup"}},
-		{"lease table denied", nil, []string{"AWS_ENDPOINT_URL_DYNAMODB=http://" + deniedAddr},
+		{"lease table denied", nil, []string{"AWS_ENDPOINT_URL_DYNAMODB=" + deniedEndpoint},
 			[]string{"lease table " + leases, "AccessDeniedException", "--lease-table (CLICKFLEET_LEASE_TABLE)", "may use it"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

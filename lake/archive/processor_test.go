@@ -469,17 +469,9 @@ func TestUnreachableS3IsRetried(t *testing.T) {
 func TestConditionalRequestConflictIsRetried(t *testing.T) {
 	direct := testenv.S3(t)
 	bucket := testenv.Bucket(t, direct)
-	layer, err := faults.NewAWSLayer(os.Getenv("AWS_ENDPOINT_URL_S3"), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, err := layer.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = layer.Close() })
+	layer, endpoint := testenv.AWSFaultLayer(t, os.Getenv("AWS_ENDPOINT_URL_S3"), 1)
 	viaLayer := s3.NewFromConfig(testenv.AWSConfig(t), func(o *s3.Options) {
-		o.BaseEndpoint, o.UsePathStyle = aws.String("http://"+addr), true
+		o.BaseEndpoint, o.UsePathStyle = aws.String(endpoint), true
 	})
 	conflict := faults.Reply{Status: http.StatusConflict, Code: "ConditionalRequestConflict", Count: 2, Operations: []string{"PUT"},
 		Message: "A conflicting operation occurred. If using PutObject you can retry the request."}
