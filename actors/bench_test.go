@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -145,6 +146,25 @@ func benchFlushMaxRecords(b *testing.B) int {
 	return benchEnvInt(b, "CLICKFLEET_BENCH_FLUSH_MAX_RECORDS", 200_000, "records (a whole number; 0: the processor's default, actors.DefaultFlushMaxRecords)")
 }
 
+// writeHeapProfile writes the live heap to $CLICKFLEET_BENCH_HEAP_PROFILE-<name>.pprof when that is set
+// (every user live and idle, after a collection): `go tool pprof -sample_index=inuse_objects` names what
+// the collector marks per user.
+func writeHeapProfile(b *testing.B, name string) {
+	base := os.Getenv("CLICKFLEET_BENCH_HEAP_PROFILE")
+	if base == "" {
+		return
+	}
+	path := fmt.Sprintf("%s-%s.pprof", base, strings.NewReplacer("=", "", "/", "-", "+", "-").Replace(name))
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatalf("CLICKFLEET_BENCH_HEAP_PROFILE: %v", err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		b.Fatalf("CLICKFLEET_BENCH_HEAP_PROFILE: write %s: %v", path, err)
+	}
+}
+
 // benchEnvInt reads a whole number ≥ 0 from the environment variable name, or def when it is unset.
 func benchEnvInt(b *testing.B, name string, def int, want string) int {
 	v := os.Getenv(name)
@@ -263,6 +283,7 @@ func BenchmarkProcess(b *testing.B) {
 						readRuntime().report(b, rt0)
 						runtime.GC()
 						runtime.ReadMemStats(&after)
+						writeHeapProfile(b, fmt.Sprintf("%s-%s-%s", sz.name, sinksName, kind))
 						if err := p.ShutdownRequested(ctx, cp); err != nil {
 							b.Fatal(err)
 						}
@@ -279,6 +300,7 @@ func BenchmarkProcess(b *testing.B) {
 						b.ReportMetric(float64(writes)/float64(max(1, sessions)), "session_writes_per_session")
 						b.ReportMetric(float64(sessions), "sessions")
 						b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(sz.users), "heap-B/user")
+						b.ReportMetric(float64(int64(after.HeapObjects)-int64(before.HeapObjects))/float64(sz.users), "heap-objects/user")
 						b.StartTimer()
 					}
 					ft.report(b)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,15 +39,20 @@ type shardShared struct {
 	// born is the user actor the ShardActor is spawning (spawnUser), for the user props' producer; only
 	// the ShardActor's goroutine uses it.
 	born *userActor
-	// bornMailbox is the mailbox the user props made for the actor spawnUser is spawning.
+	// bornMailbox is the mailbox of the user actor spawnUser is spawning (its field mb), for the user
+	// props' mailbox producer.
 	bornMailbox *userMailbox
 }
 
 // newUserMailbox is the user props' mailbox producer (it runs inside spawnUser's Spawn, on the
-// ShardActor's goroutine): it keeps the mailbox for spawnUser.
+// ShardActor's goroutine): the mailbox is a field of the actor being spawned, one allocation less per
+// user for the collector to mark.
 func (sh *shardShared) newUserMailbox() actor.Mailbox {
-	m := &userMailbox{}
-	sh.bornMailbox = m
+	m := sh.bornMailbox
+	if m == nil {
+		panic(fmt.Sprintf("actors: shard %s: a user mailbox was made outside spawnUser", sh.shard))
+	}
+	sh.bornMailbox = nil
 	return m
 }
 
@@ -216,7 +222,9 @@ func (a *shardActor) onBatch(ctx actor.Context, m *processBatch) {
 		r := &m.recs[i]
 		e := a.users[r.ev.UserID]
 		if e == nil {
-			e = &userEntry{id: r.ev.UserID, state: entryLoading}
+			// A copy of the id: the decoded record's strings share one block, which an entry that
+			// outlives the record would keep alive.
+			e = &userEntry{id: strings.Clone(r.ev.UserID), state: entryLoading}
 			a.users[e.id] = e
 			fresh = append(fresh, e)
 		}
@@ -316,10 +324,10 @@ func (a *shardActor) onLoaded(ctx actor.Context, m *loaded) {
 // takes it from shardShared.born (the producer runs inside Spawn, on this goroutine), so a new actor
 // needs no message to be hydrated. It returns the actor's PID and its mailbox.
 func (a *shardActor) spawnUser(ctx actor.Context, u *userActor) (*actor.PID, *userMailbox) {
-	a.sh.born = u
+	a.sh.born, a.sh.bornMailbox = u, &u.mb
 	defer func() { a.sh.born, a.sh.bornMailbox = nil, nil }()
 	pid := ctx.Spawn(a.sh.userProps)
-	return pid, a.sh.bornMailbox
+	return pid, &u.mb
 }
 
 // send posts msg to the user's actor. It is what ctx.Send(e.pid, msg) does for a live local actor —

@@ -37,6 +37,10 @@ type userActor struct {
 	queue []queued
 	// held is a flush reply waiting for the lookups of records it covers; nil otherwise.
 	held *heldFlush
+
+	// mb is the actor's mailbox (spawnUser): part of the actor, so a user costs the collector one
+	// object less.
+	mb userMailbox
 }
 
 // queued is one applied record waiting in userActor.queue.

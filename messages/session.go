@@ -102,15 +102,18 @@ func SessionTime(startMs int64) string {
 // NewSession returns the session opened by an event of userID on deviceType
 // at startMs: SessionID, SessionTime, StartMs and LastEventMs filled,
 // EventCount 1, UpdatedMs 0 (the writer sets it). An empty deviceType
-// becomes [UnknownDeviceType].
+// becomes [UnknownDeviceType]. DeviceType is the part of SessionID that
+// names it, so a session that outlives the event does not keep the event's
+// decoded strings alive.
 func NewSession(userID, deviceType string, startMs int64) Session {
 	if deviceType == "" {
 		deviceType = UnknownDeviceType
 	}
+	id := SessionID(userID, deviceType, startMs)
 	return Session{
-		SessionID:   SessionID(userID, deviceType, startMs),
+		SessionID:   id,
 		UserID:      userID,
-		DeviceType:  deviceType,
+		DeviceType:  id[len(userID)+1 : len(userID)+1+len(deviceType)],
 		SessionTime: SessionTime(startMs),
 		StartMs:     startMs,
 		LastEventMs: startMs,

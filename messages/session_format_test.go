@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // The hand-written formatters agree with the layouts they replace, also before 1970 and around leap days.
@@ -18,5 +19,24 @@ func TestSessionTimeFormatsMatchLayouts(t *testing.T) {
 				t.Fatalf("SessionTime = %s, want %s", got, want)
 			}
 		})
+	}
+}
+
+// A session's strings are its own: NewSession's DeviceType does not point into the event's decoded
+// strings (a user actor keeps its session for minutes; the event's block would stay with it), and it
+// reads as the device type given, "unknown" when none was.
+func TestNewSessionKeepsNoEventString(t *testing.T) {
+	ev, err := Decode([]byte(`{"user_id":"u-1","device_type":"tablet","event_timestamp":1626091318732,"event_name":"page_view"}`))
+	if err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	for _, tc := range []struct{ device, want string }{{ev.DeviceType, "tablet"}, {"", UnknownDeviceType}} {
+		s := NewSession("u-1", tc.device, 1626091318732)
+		if s.DeviceType != tc.want {
+			t.Fatalf("DeviceType = %q, want %q", s.DeviceType, tc.want)
+		}
+		if tc.device != "" && unsafe.StringData(s.DeviceType) == unsafe.StringData(tc.device) {
+			t.Fatalf("DeviceType %q shares the event's memory", s.DeviceType)
+		}
 	}
 }
