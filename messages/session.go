@@ -43,12 +43,16 @@ func SessionID(userID, deviceType string, startMs int64) string {
 		deviceType = UnknownDeviceType
 	}
 	b := make([]byte, 0, len(userID)+len(deviceType)+2+len(SessionIDTimeLayout))
+	return string(appendSessionID(b, userID, deviceType, startMs))
+}
+
+// appendSessionID appends the SessionID of a non-empty deviceType.
+func appendSessionID(b []byte, userID, deviceType string, startMs int64) []byte {
 	b = append(b, userID...)
 	b = append(b, '_')
 	b = append(b, deviceType...)
 	b = append(b, '_')
-	b = appendSessionIDTime(b, startMs)
-	return string(b)
+	return appendSessionIDTime(b, startMs)
 }
 
 // appendSessionIDTime appends startMs as SessionIDTimeLayout ("20060102T150405.000Z") without parsing the
@@ -90,31 +94,37 @@ func appendDigits(b []byte, v, width int) []byte {
 // SessionTime returns the "HH:mm:ss" (UTC) of startMs, the lab's
 // session_time column.
 func SessionTime(startMs int64) string {
+	return string(appendSessionTime(make([]byte, 0, len(SessionTimeLayout)), startMs))
+}
+
+func appendSessionTime(b []byte, startMs int64) []byte {
 	h, m, s := time.UnixMilli(startMs).UTC().Clock()
-	b := make([]byte, 0, 8)
 	b = appendDigits(b, h, 2)
 	b = append(b, ':')
 	b = appendDigits(b, m, 2)
 	b = append(b, ':')
-	return string(appendDigits(b, s, 2))
+	return appendDigits(b, s, 2)
 }
 
 // NewSession returns the session opened by an event of userID on deviceType
 // at startMs: SessionID, SessionTime, StartMs and LastEventMs filled,
 // EventCount 1, UpdatedMs 0 (the writer sets it). An empty deviceType
-// becomes [UnknownDeviceType]. DeviceType is the part of SessionID that
-// names it, so a session that outlives the event does not keep the event's
-// decoded strings alive.
+// becomes [UnknownDeviceType]. SessionID, DeviceType and SessionTime share
+// one new string: a session that outlives the event keeps none of the
+// event's decoded strings alive, and costs the collector one object.
 func NewSession(userID, deviceType string, startMs int64) Session {
 	if deviceType == "" {
 		deviceType = UnknownDeviceType
 	}
-	id := SessionID(userID, deviceType, startMs)
+	b := make([]byte, 0, len(userID)+len(deviceType)+2+len(SessionIDTimeLayout)+len(SessionTimeLayout))
+	b = appendSessionID(b, userID, deviceType, startMs)
+	n := len(b)
+	all := string(appendSessionTime(b, startMs))
 	return Session{
-		SessionID:   id,
+		SessionID:   all[:n],
 		UserID:      userID,
-		DeviceType:  id[len(userID)+1 : len(userID)+1+len(deviceType)],
-		SessionTime: SessionTime(startMs),
+		DeviceType:  all[len(userID)+1 : len(userID)+1+len(deviceType)],
+		SessionTime: all[n:],
 		StartMs:     startMs,
 		LastEventMs: startMs,
 		EventCount:  1,

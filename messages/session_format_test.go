@@ -32,8 +32,8 @@ func TestNewSessionKeepsNoEventString(t *testing.T) {
 	}
 	for _, tc := range []struct{ device, want string }{{ev.DeviceType, "tablet"}, {"", UnknownDeviceType}} {
 		s := NewSession("u-1", tc.device, 1626091318732)
-		if s.DeviceType != tc.want {
-			t.Fatalf("DeviceType = %q, want %q", s.DeviceType, tc.want)
+		if s.DeviceType != tc.want || s.SessionID != "u-1_"+tc.want+"_20210712T120158.732Z" || s.SessionTime != "12:01:58" || s.UserID != "u-1" {
+			t.Fatalf("NewSession = %+v, want device type %q, session id u-1_%[2]s_20210712T120158.732Z, time 12:01:58", s, tc.want)
 		}
 		if tc.device != "" && unsafe.StringData(s.DeviceType) == unsafe.StringData(tc.device) {
 			t.Fatalf("DeviceType %q shares the event's memory", s.DeviceType)
