@@ -108,6 +108,20 @@ func (s *storedLags) write(lags bool) bool {
 	return update
 }
 
+// lagsOfHash is what the shard's lagging set is known to hold for a user whose hash is h: a hash that no
+// state write of this shard made (no shard, no position on this shard, no row: a new user, or one only the
+// names sync wrote) means the user is not in the set, since a state write puts a user there only in the
+// transaction that writes its hash (writeState). Anything else is unknown, and the first write sets it.
+// For a million new users that is a million SREMs less.
+func lagsOfHash(h map[string]string, shard string) storedLags {
+	for _, f := range []string{session.FieldShard, session.PositionField(shard), session.FieldRow} {
+		if _, ok := h[f]; ok {
+			return storedLags{}
+		}
+	}
+	return storedLags{known: true}
+}
+
 // output is one encoded route output: route is its index in the factory's route set.
 type output struct {
 	route int

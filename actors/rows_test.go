@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/clickfleet/clickfleet/actors/session"
 	"github.com/clickfleet/clickfleet/consumer"
@@ -465,5 +466,96 @@ func TestFinalFlushIsOneRound(t *testing.T) {
 		if r, ok := got[id]; !ok || r.EventCount != 1 {
 			t.Errorf("user %s: row %+v (found %v), want its session with 1 event", e.user, r, ok)
 		}
+	}
+}
+
+// A user whose hash no state write of this shard made is in none of the shard's lagging set, so its first
+// state write leaves the set alone instead of removing it (a command per new user: a million at a million
+// new users); a user loaded from the set still has its membership written. Counted at the processor's own
+// Redis client, by command.
+func TestNewUsersFirstWriteLeavesTheLaggingSetAlone(t *testing.T) {
+	s := newSinks(t)
+	var counts redisCommands
+	rdb := redis.NewClient(s.rdb.Options())
+	rdb.AddHook(&counts)
+	t.Cleanup(func() { _ = rdb.Close() })
+	cfg := s.config("in")
+	cfg.Redis, cfg.FlushMaxRecords = rdb, 1
+	f := newFactory(t, cfg)
+	ctx := context.Background()
+	// A user the names sync wrote: a hash with a name only.
+	if err := s.rdb.HSet(ctx, session.UserKey(s.prefix, "u00"), session.FieldName, "Ada Lovelace").Err(); err != nil {
+		t.Fatal(err)
+	}
+	p, cp := startProcessor(t, f)
+	base := int64(1_626_091_318_000)
+	const users = 20
+	for i := range users {
+		u := fmt.Sprintf("u%02d", i)
+		data := labJSON(u, "search", base+int64(i)*1000, "mobile")
+		if err := p.ProcessRecords(ctx, batch([]consumer.Record{rec(testShard, i+1, u, data)}, cp)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := seqNo(users) + ":0"
+	testenv.WaitFor(t, "records flushed", 30*time.Second, func() bool { return cp.position() == last })
+	if err := p.ShutdownRequested(ctx, cp); err != nil {
+		t.Fatal(err)
+	}
+	if n := counts.get("srem"); n != 0 {
+		t.Errorf("%d SREM commands for %d new users' first writes, want none", n, users)
+	}
+	if n := counts.get("hset"); n < users {
+		t.Fatalf("%d HSET commands, want at least one per user (%d): the count does not see the writes", n, users)
+	}
+	members, err := s.rdb.SMembers(ctx, session.LaggingRowsKey(s.prefix, testShard)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(members) != 0 {
+		t.Errorf("lagging set after a clean stop: %v, want empty (every row written)", members)
+	}
+	h := userHashes(t, s.rdb, s.prefix)["u00"]
+	if h[session.FieldName] != "Ada Lovelace" || h[session.FieldShard] != testShard {
+		t.Errorf("u00's hash %v: want its name kept and its state written", h)
+	}
+}
+
+// redisCommands counts the commands a client sends, by name, pipelines and transactions included.
+type redisCommands struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *redisCommands) get(name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[name]
+}
+
+func (c *redisCommands) count(cmds ...redis.Cmder) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	for _, cmd := range cmds {
+		c.n[cmd.Name()]++
+	}
+}
+
+func (c *redisCommands) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *redisCommands) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.count(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (c *redisCommands) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.count(cmds...)
+		return next(ctx, cmds)
 	}
 }

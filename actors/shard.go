@@ -298,7 +298,11 @@ func (a *shardActor) onLoaded(ctx actor.Context, m *loaded) {
 			a.fail(fmt.Errorf("shard %s: unreadable state in Redis: %w", a.sh.shard, err))
 			return
 		}
-		e.pid, e.mb = a.spawnUser(ctx, &userActor{sh: a.sh, u: u, lastSeenMs: e.lastSeen / int64(time.Millisecond), entry: e})
+		ua := &userActor{sh: a.sh, u: u, lastSeenMs: e.lastSeen / int64(time.Millisecond), entry: e}
+		if !e.lags { // not loaded as listed in the lagging set (onRecover)
+			ua.stored = lagsOfHash(m.hashes[i], a.sh.shard)
+		}
+		e.pid, e.mb = a.spawnUser(ctx, ua)
 		e.state = entryLive
 		a.live++
 		a.sh.f.m.spawned.Inc()
