@@ -410,7 +410,7 @@ func (m *mapProcessor) ProcessRecords(ctx context.Context, b consumer.Batch) err
 		evs[i] = ev
 		if _, ok := m.users[ev.UserID]; !ok {
 			m.users[ev.UserID] = nil
-			missing = append(missing, ev.UserID)
+			missing = append(missing, strings.Clone(ev.UserID)) // as the actors: not the decoded record's block
 		}
 	}
 	nowMs := m.sh.f.cfg.Now().UnixMilli()
@@ -424,7 +424,7 @@ func (m *mapProcessor) ProcessRecords(ctx context.Context, b consumer.Batch) err
 			if err != nil {
 				return err
 			}
-			m.users[id] = &mapUser{u: u, lastSeenMs: nowMs}
+			m.users[id] = &mapUser{u: u, lastSeenMs: nowMs, stored: lagsOfHash(hashes[i], testShard)}
 		}
 	}
 	rules := m.sh.f.cfg.Rules
