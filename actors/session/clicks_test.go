@@ -245,7 +245,7 @@ func TestRecentClicksInFields(t *testing.T) {
 	h := map[string]string{PositionField("shard-1"): u.Applied.Encode()}
 	kv := u.AppendFields(nil, "shard-1")
 	for i := 0; i < len(kv); i += 2 {
-		h[kv[i].(string)] = kv[i+1].(string)
+		h[kv[i].(string)] = fmt.Sprint(kv[i+1])
 	}
 	if len(h[FieldRecentClicks]) != 342 {
 		t.Fatalf("field %s of %d bytes, want 342 for a full window", FieldRecentClicks, len(h[FieldRecentClicks]))

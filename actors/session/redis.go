@@ -104,9 +104,10 @@ func PositionField(shardID string) string { return PositionFieldStem + shardID }
 // session's identity (id, device, start) when the session started since; the row state, the location
 // (country, region and city, the last two possibly empty; once known, all three together), the window
 // of recent click ids (once it holds one) and shard (shardID, the shard whose record the state
-// reflects) when they changed.
+// reflects) when they changed. Names are strings; values are strings or int64s, which Redis stores as
+// their decimal text (go-redis writes an int64 argument so, with no string made for it).
 func (u *User) AppendFields(dst []any, shardID string) []any {
-	dst = append(dst, FieldLastAccess, strconv.FormatInt(u.LastAccessMs, 10))
+	dst = append(dst, FieldLastAccess, u.LastAccessMs)
 	if u.stored&groupShard == 0 {
 		dst = append(dst, FieldShard, shardID)
 	}
@@ -122,12 +123,9 @@ func (u *User) AppendFields(dst []any, shardID string) []any {
 	}
 	c := &u.Current
 	if u.stored&groupSession == 0 {
-		dst = append(dst, FieldSessionID, c.SessionID, FieldDevice, c.DeviceType, FieldStartMs, strconv.FormatInt(c.StartMs, 10))
+		dst = append(dst, FieldSessionID, c.SessionID, FieldDevice, c.DeviceType, FieldStartMs, c.StartMs)
 	}
-	dst = append(dst,
-		FieldLastEventMs, strconv.FormatInt(c.LastEventMs, 10),
-		FieldCount, strconv.FormatInt(c.EventCount, 10),
-		FieldPrevMs, strconv.FormatInt(u.PrevMs, 10))
+	dst = append(dst, FieldLastEventMs, c.LastEventMs, FieldCount, c.EventCount, FieldPrevMs, u.PrevMs)
 	if u.stored&groupRow == 0 {
 		dst = append(dst, FieldRow, u.Row.Encode())
 	}

@@ -130,7 +130,7 @@ func TestFieldsRoundTrip(t *testing.T) {
 	}
 	u.Name = "Ann" // read back from the hash
 	for i := 0; i < len(kv); i += 2 {
-		h[kv[i].(string)] = kv[i+1].(string)
+		h[kv[i].(string)] = fmt.Sprint(kv[i+1])
 	}
 	got, err := FromFields("u1", "shard-1", h)
 	if err != nil {
@@ -170,7 +170,7 @@ func TestAppendFieldsWritesOnlyChanges(t *testing.T) {
 		h[PositionField(shard)] = u.Applied.Encode()
 		var names []string
 		for i := 0; i < len(kv); i += 2 {
-			h[kv[i].(string)] = kv[i+1].(string)
+			h[kv[i].(string)] = fmt.Sprint(kv[i+1])
 			names = append(names, kv[i].(string))
 		}
 		return names
