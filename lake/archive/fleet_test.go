@@ -485,28 +485,49 @@ func TestFleetStopContAndReshard(t *testing.T) {
 	f.waitOwners(60*time.Second, "paused", "w2", "w3")
 	f.put(in, 0, 3000, 11)
 	p := f.procs["paused"]
-	if err := p.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	stoppedAt := time.Now()
-	stopped := true
+	stopped := false
 	defer func() {
 		if stopped {
 			_ = p.Process.Signal(syscall.SIGCONT)
 		}
 	}()
+	// Stopped while it owns a lease (the leader may have moved its leases away by a balancing handoff
+	// before the stop; then it is resumed and stopped again): the leases owned once it stands still are
+	// what it must give up.
+	var held []string
+	var stoppedAt time.Time
+	owned := func() []string {
+		var ids []string
+		for id, it := range f.leaseItems() {
+			if it.owner == "paused" {
+				ids = append(ids, id)
+			}
+		}
+		return ids
+	}
+	waitFor(t, "the worker stopped while it owns a lease", 60*time.Second, func() bool {
+		if len(owned()) == 0 {
+			return false
+		}
+		if err := p.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		stoppedAt, stopped = time.Now(), true
+		if held = owned(); len(held) > 0 {
+			return true
+		}
+		if err := p.Process.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		stopped = false
+		return false
+	})
+	t.Logf("stopped the worker while it owned %v", held)
 	// The leader may move a lease of the stopped worker by a balancing handoff at once (the lease's owner
 	// changes before the worker hands it over); stopped past its failover time (2 s) the worker's own
 	// clock ends every lease it held, which is what it must notice when resumed.
 	time.Sleep(time.Until(stoppedAt.Add(3 * time.Second)))
-	waitFor(t, "the stopped worker's leases taken by the others", 60*time.Second, func() bool {
-		for _, it := range f.leaseItems() {
-			if it.owner == "paused" {
-				return false
-			}
-		}
-		return true
-	})
+	waitFor(t, "the stopped worker's leases taken by the others", 60*time.Second, func() bool { return len(owned()) == 0 })
 	f.put(in, 3000, 2000, 12)
 	resumed := time.Now()
 	if err := p.Process.Signal(syscall.SIGCONT); err != nil {
@@ -548,9 +569,24 @@ func TestFleetStopContAndReshard(t *testing.T) {
 	// worker"), then hands over or finds the handoff ended.
 	if l := f.logs["paused"].String(); !loggedSince(l, resumed, "lease lost", "lease lost; processor stops without checkpointing",
 		"lease claimed by another worker; asking holder to checkpoint and hand over") {
-		t.Errorf("the resumed worker did not notice it lost its leases:\n%s", tail(l, 3000))
+		t.Errorf("the resumed worker (stopped owning %v) did not notice it lost its leases; its log from 2 s before the stop:\n%s",
+			held, logSince(l, stoppedAt.Add(-2*time.Second)))
 	}
 	f.verify(in)
+}
+
+// logSince returns the lines of a worker's JSON log at or after t.
+func logSince(log string, t time.Time) string {
+	var b strings.Builder
+	for _, line := range strings.Split(log, "\n") {
+		var l struct {
+			TS float64 `json:"ts"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.TS >= float64(t.UnixNano())/1e9 {
+			b.WriteString(line + "\n")
+		}
+	}
+	return b.String()
 }
 
 // loggedSince reports whether a worker's JSON log has a line with one of msgs at or after t.
