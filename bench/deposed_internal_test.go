@@ -51,17 +51,10 @@ func TestDeposedOwnerLateStateWrite(t *testing.T) {
 	front := map[string]string{}
 	layers := map[string]*faults.AWSLayer{}
 	for _, w := range []string{"a", "b"} {
-		l, err := faults.NewAWSLayer(os.Getenv("AWS_ENDPOINT_URL_DYNAMODB"), 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr, err := l.Listen("127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = l.Close() })
+		l, endpoint := testenv.AWSFaultLayer(t, os.Getenv("AWS_ENDPOINT_URL_DYNAMODB"), 1)
 		layers[w] = l
-		if front["ddb-"+w], err = px.Add("ddb-"+w, "127.0.0.1:0", addr); err != nil {
+		var err error
+		if front["ddb-"+w], err = px.Add("ddb-"+w, "127.0.0.1:0", strings.TrimPrefix(endpoint, "http://")); err != nil {
 			t.Fatal(err)
 		}
 		if front["redis-"+w], err = px.Add("redis-"+w, "127.0.0.1:0", ropts.Addr); err != nil {

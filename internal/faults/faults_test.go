@@ -167,16 +167,8 @@ type testLayer struct {
 
 func layer(t *testing.T, upstream string) *testLayer {
 	t.Helper()
-	l, err := faults.NewAWSLayer(upstream, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, err := l.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.Close() })
-	return &testLayer{l, "http://" + addr}
+	l, url := testenv.AWSFaultLayer(t, upstream, 1)
+	return &testLayer{l, url}
 }
 
 // Toxiproxy in front of Redis: latency slows calls, reset_peer breaks them, disable refuses
