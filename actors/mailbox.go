@@ -30,8 +30,6 @@ type userMailbox struct {
 
 var _ actor.Mailbox = (*userMailbox)(nil)
 
-func newUserMailbox() actor.Mailbox { return &userMailbox{} }
-
 // RegisterHandlers is called by the spawner before any message is posted.
 func (m *userMailbox) RegisterHandlers(invoker actor.MessageInvoker, dispatcher actor.Dispatcher) {
 	m.invoker, m.disp = invoker, dispatcher

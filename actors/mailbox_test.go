@@ -95,7 +95,7 @@ func TestUserMailbox(t *testing.T) {
 			p := newPool(c.throughput)
 			t.Cleanup(p.Close)
 			inv := &recordingInvoker{seen: make(chan struct{}, 100)}
-			mb := newUserMailbox()
+			mb := &userMailbox{}
 			mb.RegisterHandlers(inv, p)
 			mb.Start()
 			c.post(mb)
@@ -113,7 +113,7 @@ func TestUserMailbox(t *testing.T) {
 func TestUserMailboxSpawnSchedulesNothing(t *testing.T) {
 	p := newPool(300)
 	t.Cleanup(p.Close)
-	mb := newUserMailbox()
+	mb := &userMailbox{}
 	mb.RegisterHandlers(&recordingInvoker{seen: make(chan struct{}, 1)}, p)
 	mb.PostSystemMessage(&actor.Started{})
 	p.mu.Lock()
